@@ -1,0 +1,201 @@
+"""The command line: launch options for the app, and headless commands for scripts and tests.
+
+Only the standard library and Kubin's light modules are imported here, so `--help` answers at once;
+torch, diffusers and Gradio are imported by the command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from kubin import __version__
+from kubin.errors import KubinError
+from kubin.params import TASK_PARAMS
+
+EXIT_USER_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """Options every command takes. Subcommands use SUPPRESS so they don't overwrite the top level's."""
+    d = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--config", metavar="FILE", default=d, help="user config file (default configs/kubin.user.yaml)")
+    parser.add_argument("--model", metavar="ID", default=d, help="model id (see `kubin models`) or a local model folder")
+    parser.add_argument("--output-dir", metavar="DIR", default=d, help="where outputs are saved (default output/)")
+    parser.add_argument("--device", default=d, help="auto (default), cpu, mps, cuda or cuda:N")
+    parser.add_argument("--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision")
+    parser.add_argument("--verbose", "-v", action="store_true", default=d or False, help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubin",
+        description="Kubin: a local web UI for Kandinsky models. Without a command it starts the web UI.",
+        epilog="Examples: `python -m kubin --model tiny-kd22` starts the UI; "
+        "`python -m kubin generate --model tiny-kd22 --prompt 'a red cat'` makes an image headless.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubin {__version__}")
+    _common(parser)
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 7860)")
+    parser.add_argument("--share", action="store_true", default=None, help="create a public Gradio share link")
+    parser.add_argument("--no-browser", action="store_true", help="accepted for compatibility; Kubin never opens one")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gen = sub.add_parser("generate", help="generate outputs headless; prints one JSON line per output")
+    _common(gen, suppress=True)
+    gen.add_argument("--task", default="t2i", choices=sorted(TASK_PARAMS), help="task to run (default t2i)")
+    seen = set()
+    for cls in TASK_PARAMS.values():
+        for fs in cls.field_specs().values():
+            if fs.name in seen:
+                continue
+            seen.add(fs.name)
+            rng = f" [{_n(fs.minimum)}..{_n(fs.maximum)}]" if fs.minimum is not None else ""
+            extra = f"; {fs.help}" if fs.help else ""
+            gen.add_argument(
+                "--" + fs.name.replace("_", "-"), dest=f"param_{fs.name}", type=fs.type, metavar=fs.type.__name__.upper(),
+                help=f"{fs.label}{rng}{extra} (default: the model's own)",
+            )
+
+    models = sub.add_parser("models", help="list the models Kubin knows")
+    models.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    download = sub.add_parser("download", help="fetch a model's weights into the Hugging Face cache")
+    download.add_argument("model_id", metavar="ID")
+
+    save = sub.add_parser("save", help="write a model in diffusers layout to a folder (usable as --model FOLDER)")
+    _common(save, suppress=True)
+    save.add_argument("model_id", metavar="ID")
+    save.add_argument("folder", metavar="FOLDER")
+    return parser
+
+
+def _n(x: float | None) -> str:
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "models":
+            return cmd_models(args)
+        if args.command == "generate":
+            return cmd_generate(args)
+        if args.command == "download":
+            return cmd_download(args)
+        if args.command == "save":
+            return cmd_save(args)
+        return cmd_launch(args)
+    except KubinError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def load_settings(args: argparse.Namespace):
+    from kubin.config import load_config
+
+    overrides = {
+        "model": getattr(args, "model", None),
+        "output_dir": getattr(args, "output_dir", None),
+        "device": getattr(args, "device", None),
+        "dtype": getattr(args, "dtype", None),
+        "server.host": getattr(args, "host", None),
+        "server.port": getattr(args, "port", None),
+        "server.share": getattr(args, "share", None),
+    }
+    loaded = load_config(getattr(args, "config", None), overrides)
+    for warning in loaded.warnings:
+        logging.getLogger("kubin").warning(warning)
+    return loaded
+
+
+def make_engine(settings):
+    from kubin.engine import Engine
+    from kubin.models.manager import ModelManager
+
+    manager = ModelManager(settings.get("device"), settings.get("dtype"), settings.get("models") or {})
+    return Engine(manager, settings.get("output_dir"))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from kubin.models.registry import list_models
+
+    for spec in list_models():
+        row: dict[str, Any] = {
+            "id": spec.id, "family": spec.family, "implementation": spec.implementation,
+            "tasks": list(spec.tasks), "title": spec.title,
+        }
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(f"{spec.id:<12} {spec.family:<6} {spec.implementation:<10} {','.join(spec.tasks):<16} {spec.title}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from kubin.engine import CANCELLED, FAILED, Job
+
+    settings = load_settings(args)
+    params = {k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_") and v is not None}
+    engine = make_engine(settings)
+    handle = engine.submit(Job(args.task, settings.get("model"), params))
+    printed = 0
+    try:  # print each output as soon as it is saved, so a script sees progress
+        while not handle.wait(0.05):
+            printed = _print_results(handle, printed)
+    except KeyboardInterrupt:
+        engine.cancel(handle)
+        handle.wait()
+    _print_results(handle, printed)
+    if handle.state == FAILED:
+        print(f"error: {handle.error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if handle.state == CANCELLED:
+        print(f"cancelled: {handle.error}", file=sys.stderr)
+        return EXIT_CANCELLED
+    return 0
+
+
+def _print_results(handle, printed: int) -> int:
+    for result in handle.results[printed:]:
+        print(json.dumps(result.as_json()), flush=True)
+    return len(handle.results)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from kubin.models.registry import resolve_model
+    from kubin.models.weights import ensure_weights
+
+    settings = load_settings(args)
+    spec = resolve_model(args.model_id, settings.get("models") or {})
+    if spec.tiny:
+        print(f"{spec.id} is built in code and needs no download.")
+        return 0
+    for component, source in spec.sources.items():
+        path = ensure_weights(source, spec.id)
+        print(f"{spec.id} {component}: {path}")
+    return 0
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    engine = make_engine(settings)
+    folder = engine.manager.save(args.model_id, args.folder)
+    print(json.dumps({"model": args.model_id, "folder": str(folder)}))
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from kubin.ui.app import launch
+
+    return launch(load_settings(args))

@@ -1,0 +1,273 @@
+"""The engine: one queue and one worker that run jobs in arrival order.
+
+It validates parameters, picks seeds, asks the ModelManager for the pipeline, runs it with a
+progress/cancel hook, saves every finished image at once (so cancel keeps them), and turns failures
+into errors with a message for the user. The UI, the CLI and the tests are all clients of it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubin import __version__
+from kubin.errors import JobCancelled, KubinError, OutOfMemory, UnsupportedTask
+from kubin.models.manager import ModelManager, free_memory
+from kubin.outputs import save_image
+from kubin.params import SEED_MAX, TaskParams, params_class
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
+
+
+@dataclass
+class Job:
+    task: str
+    model_id: str
+    params: TaskParams | dict[str, Any]
+    owner: str = ""  # who may cancel it without knowing its id (a browser session)
+
+
+@dataclass
+class ImageResult:
+    path: Path
+    seed: int
+    width: int
+    height: int
+    index: int  # position in the whole job (batch_count x batch_size)
+    meta: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path), "seed": self.seed, "width": self.width, "height": self.height,
+            "index": self.index, "model": self.meta["model"], "task": self.meta["task"],
+        }
+
+
+@dataclass
+class JobHandle:
+    """What a client holds while its job is queued or running, and after."""
+
+    id: int
+    job: Job
+    params: TaskParams
+    seed: int  # the base seed actually used
+    total_steps: int
+    state: str = QUEUED
+    step: int = 0
+    phase: str = ""
+    results: list[ImageResult] = field(default_factory=list)
+    error: KubinError | None = None
+    started_at: float | None = None
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def seeds(self) -> list[int]:
+        return [image_seed(self.seed, i) for i in range(self.params.image_count)]
+
+    def eta_seconds(self) -> float | None:
+        if self.started_at is None or self.step == 0:
+            return None
+        elapsed = time.monotonic() - self.started_at
+        return elapsed / self.step * (self.total_steps - self.step)
+
+
+def image_seed(base: int, index: int) -> int:
+    return (base + index) % (SEED_MAX + 1)
+
+
+def pick_seed(requested: int) -> int:
+    return secrets.randbelow(SEED_MAX + 1) if requested == -1 else requested
+
+
+class Engine:
+    def __init__(self, manager: ModelManager, output_dir: str | Path):
+        self.manager = manager
+        self.output_dir = Path(output_dir)
+        self._queue: deque[JobHandle] = deque()
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self._worker: threading.Thread | None = None
+        self._current: JobHandle | None = None
+        self._closed = False
+
+    # --- client side -----------------------------------------------------------------------------
+    def submit(self, job: Job) -> JobHandle:
+        """Validate now (bad input fails here, before queueing) and queue the job."""
+        spec = self.manager.spec(job.model_id)
+        if not spec.supports(job.task):
+            raise UnsupportedTask(f"{spec.title} cannot do {job.task}; it supports: {', '.join(spec.tasks)}.")
+        cls = params_class(job.task)
+        # A dict fills what it leaves out from the model's recommended defaults for the task.
+        if isinstance(job.params, cls):
+            params = job.params
+        else:
+            params = cls.from_dict({**spec.defaults.get(job.task, {}), **dict(job.params)})
+        params.validate()
+        total = params.batch_count * (params.prior_steps + params.steps)
+        handle = JobHandle(next(self._ids), job, params, pick_seed(params.seed), total)
+        with self._cond:
+            if self._closed:
+                raise KubinError("The engine is shutting down; no new jobs are accepted.")
+            self._queue.append(handle)
+            self._ensure_worker()
+            self._cond.notify_all()
+        return handle
+
+    def run(self, job: Job) -> JobHandle:
+        """Submit and wait. Raises the job's error if it failed; a cancelled job returns its handle."""
+        handle = self.submit(job)
+        handle.wait()
+        if handle.state == FAILED and handle.error is not None:
+            raise handle.error
+        return handle
+
+    def cancel(self, handle: JobHandle) -> None:
+        """Stop a running job within one step, or drop a queued one."""
+        handle.cancel()
+        with self._cond:
+            if handle in self._queue:
+                self._queue.remove(handle)
+                self._finish(handle, CANCELLED, JobCancelled("Cancelled before it started."))
+
+    def cancel_owner(self, owner: str) -> int:
+        """Cancel every queued or running job of one owner; returns how many were asked to stop."""
+        with self._cond:
+            handles = [h for h in self._queue if h.job.owner == owner]
+            if self._current is not None and self._current.job.owner == owner:
+                handles.append(self._current)
+        for h in handles:
+            self.cancel(h)
+        return len(handles)
+
+    def position(self, handle: JobHandle) -> int:
+        """0 while running or finished, else 1 + the number of jobs ahead of it."""
+        with self._cond:
+            try:
+                return self._queue.index(handle) + 1
+            except ValueError:
+                return 0
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            while self._queue:
+                self._finish(self._queue.popleft(), CANCELLED, JobCancelled("Kubin is shutting down."))
+            self._cond.notify_all()
+        if self._current is not None:
+            self._current.cancel()
+
+    # --- worker side -----------------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="kubin-engine", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._queue:
+                    return
+                handle = self._queue.popleft()
+                self._current = handle
+            try:
+                self._execute(handle)
+            finally:
+                with self._cond:
+                    self._current = None
+
+    def _execute(self, handle: JobHandle) -> None:
+        handle.state = RUNNING
+        handle.started_at = time.monotonic()
+        job, params = handle.job, handle.params
+        try:
+            model = self.manager.get(job.model_id, job.task)
+
+            def on_step(phase: str, step: int) -> None:
+                handle.phase = phase
+                handle.step += 1
+                if handle.cancel_requested:
+                    raise JobCancelled("cancelled")
+
+            for batch in range(params.batch_count):
+                if handle.cancel_requested:
+                    raise JobCancelled("cancelled")
+                first = batch * params.batch_size
+                seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
+                images, scheduler = model.generate(job.task, params, seeds, on_step)
+                for i, (image, seed) in enumerate(zip(images, seeds)):
+                    meta = self._metadata(handle, model, scheduler, seed, first + i, image)
+                    path = save_image(image, self.output_dir, job.task, meta)
+                    handle.results.append(ImageResult(path, seed, image.width, image.height, first + i, meta))
+            self._finish(handle, DONE, None)
+        except JobCancelled:
+            n = len(handle.results)
+            self._finish(
+                handle, CANCELLED,
+                JobCancelled(f"Cancelled after {n} of {params.image_count} image(s); the finished ones are saved."),
+            )
+        except KubinError as exc:
+            self._finish(handle, FAILED, exc)
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                free_memory()
+                self._finish(handle, FAILED, OutOfMemory(
+                    "Out of memory: try a smaller size or batch size, fewer images at once, or a lower-memory dtype."
+                ))
+            else:
+                log.exception("Job %s failed", handle.id)
+                self._finish(handle, FAILED, KubinError(
+                    f"Generation failed: {type(exc).__name__}: {exc}. The full traceback is in the console log."
+                ))
+
+    def _metadata(self, handle, model, scheduler, seed, index, image) -> dict[str, Any]:
+        params = handle.params.to_dict() | {"seed": handle.seed}
+        return {
+            "kubin_version": __version__,
+            "task": handle.job.task,
+            "model": model.spec.id,
+            "family": model.spec.family,
+            "implementation": model.spec.implementation,
+            "scheduler": scheduler,
+            "seed": seed,
+            "batch_index": index,
+            "width": image.width,
+            "height": image.height,
+            "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "params": params,
+        }
+
+    def _finish(self, handle: JobHandle, state: str, error: KubinError | None) -> None:
+        handle.state = state
+        handle.error = error
+        handle._done.set()
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+

@@ -1,0 +1,36 @@
+"""The exceptions a user can cause, each carrying one sentence written for that user.
+
+Everything else is a bug: it propagates with its traceback to the log.
+"""
+
+
+class KubinError(Exception):
+    """Base of every error whose message is meant for the user as it is."""
+
+
+class InvalidParams(KubinError):
+    """A generation parameter is out of range or malformed."""
+
+
+class UnknownModel(KubinError):
+    """The requested model id is not in the registry and is not a model folder."""
+
+
+class UnsupportedTask(KubinError):
+    """The selected model cannot run the requested task."""
+
+
+class WeightsMissing(KubinError):
+    """The model's weights are neither on disk nor downloadable right now."""
+
+
+class OutOfMemory(KubinError):
+    """The device ran out of memory during a job."""
+
+
+class JobCancelled(KubinError):
+    """The user cancelled the job; whatever finished before is kept."""
+
+
+class ConfigError(KubinError):
+    """A configuration file could not be read."""

@@ -1,0 +1,82 @@
+"""The ModelManager keeps one model loaded (by default), frees it on switch, and places it on a device."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from kubin.errors import UnsupportedTask
+from kubin.models.registry import ModelSpec, resolve_model
+from kubin.models.tiny import tiny_model_folder
+from kubin.runtime.device import Placement, resolve_placement
+
+log = logging.getLogger(__name__)
+
+
+class ModelManager:
+    def __init__(self, device: str = "auto", dtype: str = "auto", sources: dict[str, dict[str, str]] | None = None):
+        self.device = device
+        self.dtype = dtype
+        self.sources = sources or {}
+        self._loaded: Any = None
+        self._loaded_id: str | None = None
+        self._lock = threading.RLock()
+
+    def spec(self, model_id: str) -> ModelSpec:
+        return resolve_model(model_id, self.sources)
+
+    @property
+    def loaded_id(self) -> str | None:
+        return self._loaded_id
+
+    def placement(self) -> Placement:
+        return resolve_placement(self.device, self.dtype)
+
+    def get(self, model_id: str, task: str | None = None):
+        """The loaded model for `model_id`, loading it (and unloading another) if needed."""
+        spec = self.spec(model_id)
+        if task is not None and not spec.supports(task):
+            raise UnsupportedTask(f"{spec.title} cannot do {task}; it supports: {', '.join(spec.tasks)}.")
+        with self._lock:
+            if self._loaded_id == spec.id:
+                return self._loaded
+            self.unload()
+            placement = self.placement()
+            sources = spec.sources
+            if spec.tiny:
+                folder = tiny_model_folder(spec.id)
+                sources = {sub.name: str(sub) for sub in folder.iterdir() if sub.is_dir()}
+            module = importlib.import_module(f"kubin.models.{spec.module}")
+            log.info("Loading %s ...", spec.id)
+            self._loaded = module.load(spec, sources, placement)
+            self._loaded_id = spec.id
+            return self._loaded
+
+    def unload(self) -> None:
+        """Drop the loaded model and give its memory back to the system and the GPU."""
+        with self._lock:
+            if self._loaded is None:
+                return
+            log.info("Unloading %s", self._loaded_id)
+            self._loaded.release()
+            self._loaded = None
+            self._loaded_id = None
+            free_memory()
+
+    def save(self, model_id: str, folder: str | Path) -> Path:
+        return self.get(model_id).save(folder)
+
+
+def free_memory() -> None:
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        mps.empty_cache()

@@ -1,0 +1,115 @@
+"""Every model Kubin knows: id, family, implementation, tasks, where the weights come from, defaults.
+
+Adding a model means one family module and one entry here. A local folder holding a model in
+diffusers layout (as `kubin save` writes it) is accepted as a model id too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from kubin.errors import UnknownModel
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    family: str  # "kd22"
+    implementation: str  # "diffusers" or "native"
+    tasks: tuple[str, ...]
+    title: str
+    module: str  # the family module under kubin.models, e.g. "kd22_diffusers"
+    sources: dict[str, str] = field(default_factory=dict)  # component -> repo id or local folder
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> recommended params
+    tiny: bool = False
+
+    def supports(self, task: str) -> bool:
+        return task in self.tasks
+
+    def with_sources(self, overrides: dict[str, str] | None) -> ModelSpec:
+        if not overrides:
+            return self
+        return replace(self, sources={**self.sources, **{k: str(v) for k, v in overrides.items() if v}})
+
+
+KD22_T2I_DEFAULTS = {
+    "width": 768, "height": 768, "steps": 50, "guidance_scale": 4.0, "prior_steps": 25, "prior_guidance_scale": 4.0,
+}
+TINY_T2I_DEFAULTS = {
+    "width": 64, "height": 64, "steps": 4, "guidance_scale": 4.0, "prior_steps": 2, "prior_guidance_scale": 4.0,
+}
+
+MODELS: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in [
+        ModelSpec(
+            id="kd22",
+            family="kd22",
+            implementation="diffusers",
+            tasks=("t2i",),
+            title="Kandinsky 2.2",
+            module="kd22_diffusers",
+            sources={
+                "prior": "kandinsky-community/kandinsky-2-2-prior",
+                "decoder": "kandinsky-community/kandinsky-2-2-decoder",
+            },
+            defaults={"t2i": KD22_T2I_DEFAULTS},
+        ),
+        ModelSpec(
+            id="tiny-kd22",
+            family="kd22",
+            implementation="diffusers",
+            tasks=("t2i",),
+            title="Kandinsky 2.2 (tiny, random weights, for tests and demos)",
+            module="kd22_diffusers",
+            sources={},  # built in code by kubin.models.tiny on first use
+            defaults={"t2i": TINY_T2I_DEFAULTS},
+            tiny=True,
+        ),
+    ]
+}
+
+# The class in a folder's model_index.json tells which family a local model folder holds.
+FOLDER_FAMILIES = {"KandinskyV22Pipeline": "kd22"}
+
+
+def list_models() -> list[ModelSpec]:
+    return list(MODELS.values())
+
+
+def resolve_model(model_id: str, source_overrides: dict[str, dict[str, str]] | None = None) -> ModelSpec:
+    """The spec for a registry id or a local model folder; anything else is a clear error."""
+    overrides = (source_overrides or {}).get(model_id)
+    if model_id in MODELS:
+        return MODELS[model_id].with_sources(overrides)
+    folder = Path(model_id).expanduser()
+    if folder.is_dir():
+        return _spec_for_folder(folder)
+    raise UnknownModel(
+        f"Unknown model {model_id!r}. Known models: {', '.join(MODELS)}; "
+        "or give the path of a model folder saved in diffusers layout."
+    )
+
+
+def _spec_for_folder(folder: Path) -> ModelSpec:
+    decoder_index = folder / "decoder" / "model_index.json"
+    try:
+        class_name = json.loads(decoder_index.read_text())["_class_name"]
+    except (OSError, ValueError, KeyError):
+        raise UnknownModel(
+            f"{folder} is not a Kubin model folder: it needs prior/ and decoder/ subfolders in diffusers layout "
+            "(as `python -m kubin save` writes them)."
+        ) from None
+    family = FOLDER_FAMILIES.get(class_name)
+    if family is None:
+        raise UnknownModel(f"{folder} holds a {class_name}, which Kubin cannot load yet.")
+    base = MODELS[family]
+    return replace(
+        base,
+        id=str(folder.resolve()),
+        title=f"{base.title} from {folder}",
+        sources={"prior": str(folder / "prior"), "decoder": str(folder / "decoder")},
+    )

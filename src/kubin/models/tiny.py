@@ -1,0 +1,136 @@
+"""The tiny model family: the real pipeline classes built from small configs with seeded random weights.
+
+No download is needed: tokenizers are made in code. Each tiny model is built once, saved in diffusers
+layout under the Kubin cache, and then loaded through the same `from_pretrained` path as real weights,
+so tests exercise the real loading code too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+TINY_VERSION = "v1"  # bump when a tiny config changes, so stale cached copies are rebuilt
+EMBED_DIM = 32
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KUBIN_CACHE_DIR") or Path.home() / ".cache" / "kubin")
+
+
+def tiny_clip_tokenizer():
+    """A byte-level CLIP tokenizer (no merges) with the special tokens a real one has."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {s: i for i, s in enumerate(symbols)}
+    for s in symbols:
+        vocab[s + "</w>"] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    # model_max_length is required: without it the prior truncates at 1e30 and overflows.
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def build_tiny_kd22(seed: int = 0):
+    """Prior and decoder pipelines of Kandinsky 2.2 at toy size (random weights, eval mode)."""
+    import torch
+    from diffusers import (
+        DDPMScheduler,
+        KandinskyV22Pipeline,
+        KandinskyV22PriorPipeline,
+        PriorTransformer,
+        UNet2DConditionModel,
+        UnCLIPScheduler,
+        VQModel,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = CLIPTextModelWithProjection(
+            CLIPTextConfig(
+                bos_token_id=0, eos_token_id=2, pad_token_id=1, vocab_size=1000, hidden_size=EMBED_DIM,
+                projection_dim=EMBED_DIM, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+            )
+        )
+        image_encoder = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=EMBED_DIM, projection_dim=EMBED_DIM, image_size=224, patch_size=14, num_channels=3,
+                intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+            )
+        )
+        prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=EMBED_DIM, num_layers=1)
+        # Random clip_std of zeros would make every embedding zero; the real checkpoint holds real stats.
+        prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
+        unet = UNet2DConditionModel(
+            in_channels=4, out_channels=8, addition_embed_type="image",
+            down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+            mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
+            encoder_hid_dim=EMBED_DIM, encoder_hid_dim_type="image_proj", cross_attention_dim=32,
+            attention_head_dim=4, resnet_time_scale_shift="scale_shift", class_embed_type=None,
+        )
+        # Four blocks give the real MoVQ's 8x spatial factor, so sizes behave as with real weights.
+        movq = VQModel(
+            block_out_channels=[32, 32, 64, 64],
+            down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+            up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+            norm_type="spatial", num_vq_embeddings=12, vq_embed_dim=4,
+        )
+    for module in (text_encoder, image_encoder, prior, unet, movq):
+        module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
+    image_processor = CLIPImageProcessor(
+        crop_size=224, do_center_crop=True, do_normalize=True, do_resize=True, resample=3, size=224,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    prior_pipe = KandinskyV22PriorPipeline(
+        prior=prior, image_encoder=image_encoder, text_encoder=text_encoder, tokenizer=tiny_clip_tokenizer(),
+        scheduler=UnCLIPScheduler(
+            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
+            clip_sample=True, clip_sample_range=10.0,
+        ),
+        image_processor=image_processor,
+    )
+    # The same scheduler settings as the real kandinsky-2-2-decoder repo.
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
+        clip_sample=False, steps_offset=1, prediction_type="epsilon", thresholding=False,
+        variance_type="fixed_small",
+    )
+    decoder_pipe = KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+    return prior_pipe, decoder_pipe
+
+
+TINY_BUILDERS = {"tiny-kd22": build_tiny_kd22}
+
+
+def tiny_model_folder(model_id: str) -> Path:
+    """The folder holding a tiny model in diffusers layout, building it on first use (atomically)."""
+    folder = cache_root() / "tiny" / f"{model_id}-{TINY_VERSION}"
+    if (folder / "complete").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_id}-", dir=folder.parent))
+    try:
+        prior, decoder = TINY_BUILDERS[model_id]()
+        prior.save_pretrained(staging / "prior")
+        decoder.save_pretrained(staging / "decoder")
+        (staging / "complete").write_text(TINY_VERSION)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process finished first; theirs is as good as ours
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

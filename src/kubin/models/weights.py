@@ -1,0 +1,55 @@
+"""Where weights come from: a local folder, or a Hugging Face repo in the cache or downloaded on first use.
+
+Missing weights while offline become one sentence naming the repo and how to fetch it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from kubin.errors import WeightsMissing
+
+log = logging.getLogger(__name__)
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def ensure_weights(source: str, model_id: str) -> str:
+    """Return what `from_pretrained` should load for `source`, downloading a repo if needed and possible."""
+    path = Path(source).expanduser()
+    if path.is_absolute() or source.startswith((".", "~")) or path.exists():
+        if not (path / "model_index.json").is_file():
+            raise WeightsMissing(f"Model {model_id}: the folder {path} does not hold a diffusers pipeline (no model_index.json).")
+        return str(path)
+    from diffusers import DiffusionPipeline
+
+    try:  # the cache first, without touching the network
+        return DiffusionPipeline.download(source, local_files_only=True)
+    except OSError:
+        pass
+    hint = (
+        f"run `python -m kubin download {model_id}` on a machine with internet access, "
+        f"or point the config's models.{model_id} entries at local folders"
+    )
+    if hub_offline():
+        raise WeightsMissing(
+            f"Model {model_id} needs {source}, which is not in the Hugging Face cache and downloads are off "
+            f"(HF_HUB_OFFLINE); {hint}."
+        )
+    log.warning("Downloading %s for %s (first use; progress below)...", source, model_id)
+    try:  # diffusers picks the files the pipeline needs (safetensors over .bin, no extra variants)
+        return DiffusionPipeline.download(source)
+    except Exception as exc:  # network, DNS, auth, missing repo: all mean the same to the user
+        raise WeightsMissing(
+            f"Model {model_id} needs {source}, which is not in the Hugging Face cache and could not be "
+            f"downloaded ({_reason(exc)}); {hint}."
+        ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0][:160] if text else type(exc).__name__).rstrip(".")

@@ -1,0 +1,1 @@
+"""Runtime decisions: which device and dtype a model runs on (one place owns them)."""
