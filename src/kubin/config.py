@@ -33,6 +33,9 @@ class LoadedConfig:
         value = OmegaConf.select(self.cfg, key, default=default)
         return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
 
+    def set(self, key: str, value: Any) -> None:
+        OmegaConf.update(self.cfg, key, value, merge=False)
+
 
 def load_config(
     user_path: str | os.PathLike | None = None,

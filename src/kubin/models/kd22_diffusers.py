@@ -34,8 +34,8 @@ class Kandinsky22:
         self.default_scheduler = scheduler_name(decoder.scheduler)
 
     def schedulers(self, task: str = "t2i") -> list[str]:
-        # The 2.2 decoder loop never calls scale_model_input.
-        return compatible_schedulers(self.decoder.scheduler, scales_input=False)
+        # The 2.2 decoder loop never calls scale_model_input, and it passes generator= to step().
+        return compatible_schedulers(self.decoder.scheduler, scales_input=False, passes_generator=True)
 
     def generate(
         self, task: str, params: TaskParams, seeds: Sequence[int], on_step: StepCallback

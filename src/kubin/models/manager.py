@@ -24,6 +24,7 @@ class ModelManager:
         self.sources = sources or {}
         self._loaded: Any = None
         self._loaded_id: str | None = None
+        self._stale = False
         self._lock = threading.RLock()
 
     def spec(self, model_id: str) -> ModelSpec:
@@ -32,6 +33,13 @@ class ModelManager:
     @property
     def loaded_id(self) -> str | None:
         return self._loaded_id
+
+    def configure(self, device: str, dtype: str) -> None:
+        """New device/dtype for the next load; the loaded model is swapped between jobs, never during one."""
+        with self._lock:
+            if (device, dtype) != (self.device, self.dtype):
+                self.device, self.dtype = device, dtype
+                self._stale = True
 
     def placement(self) -> Placement:
         return resolve_placement(self.device, self.dtype)
@@ -42,7 +50,7 @@ class ModelManager:
         if task is not None and not spec.supports(task):
             raise UnsupportedTask(f"{spec.title} cannot do {task}; it supports: {', '.join(spec.tasks)}.")
         with self._lock:
-            if self._loaded_id == spec.id:
+            if self._loaded_id == spec.id and not self._stale:
                 return self._loaded
             self.unload()
             placement = self.placement()
@@ -53,6 +61,7 @@ class ModelManager:
             module = importlib.import_module(f"kubin.models.{spec.module}")
             log.info("Loading %s ...", spec.id)
             self._loaded = module.load(spec, sources, placement)
+            self._stale = False
             self._loaded_id = spec.id
             return self._loaded
 

@@ -24,6 +24,8 @@ class ModelSpec:
     module: str  # the family module under kubin.models, e.g. "kd22_diffusers"
     sources: dict[str, str] = field(default_factory=dict)  # component -> repo id or local folder
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> recommended params
+    # Scheduler names offered in the UI, the model's own first; the loaded model's schedulers() agrees.
+    schedulers: tuple[str, ...] = ()
     tiny: bool = False
 
     def supports(self, task: str) -> bool:
@@ -34,6 +36,9 @@ class ModelSpec:
             return self
         return replace(self, sources={**self.sources, **{k: str(v) for k, v in overrides.items() if v}})
 
+
+# The 2.2 decoder loop never calls scale_model_input, so only schedulers that need no input scaling.
+KD22_SCHEDULERS = ("DDPM", "DDIM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE", "UniPC", "DEIS", "PNDM")
 
 KD22_T2I_DEFAULTS = {
     "width": 768, "height": 768, "steps": 50, "guidance_scale": 4.0, "prior_steps": 25, "prior_guidance_scale": 4.0,
@@ -57,6 +62,7 @@ MODELS: dict[str, ModelSpec] = {
                 "decoder": "kandinsky-community/kandinsky-2-2-decoder",
             },
             defaults={"t2i": KD22_T2I_DEFAULTS},
+            schedulers=KD22_SCHEDULERS,
         ),
         ModelSpec(
             id="tiny-kd22",
@@ -67,6 +73,7 @@ MODELS: dict[str, ModelSpec] = {
             module="kd22_diffusers",
             sources={},  # built in code by kubin.models.tiny on first use
             defaults={"t2i": TINY_T2I_DEFAULTS},
+            schedulers=KD22_SCHEDULERS,
             tiny=True,
         ),
     ]

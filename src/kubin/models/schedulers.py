@@ -1,11 +1,13 @@
 """The diffusers schedulers a pipeline can swap in, under the names users know from other UIs.
 
 Only schedulers that need no input scaling are offered for pipelines whose loop does not call
-`scale_model_input` (the Kandinsky 2.x decoders), since the others would silently give bad images.
+`scale_model_input` (the Kandinsky 2.x decoders), since the others would silently give bad images;
+and for pipelines that pass `generator=` to `step()`, only schedulers whose `step()` accepts it.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 # name -> (diffusers class name, extra config, needs scale_model_input)
@@ -34,16 +36,25 @@ def scheduler_name(scheduler) -> str:
     return cls
 
 
-def compatible_schedulers(scheduler, scales_input: bool) -> list[str]:
+def compatible_schedulers(scheduler, scales_input: bool, passes_generator: bool = False) -> list[str]:
     """Names usable in place of `scheduler`: diffusers-compatible and safe for the pipeline's loop."""
     compatible = {c.__name__ for c in scheduler.compatibles} | {type(scheduler).__name__}
     names = [
         name
         for name, (class_name, _, needs_scaling) in SCHEDULERS.items()
-        if class_name in compatible and (scales_input or not needs_scaling)
+        if class_name in compatible
+        and (scales_input or not needs_scaling)
+        and (not passes_generator or _step_takes_generator(class_name))
     ]
     own = scheduler_name(scheduler)
     return [own] + [n for n in names if n != own]
+
+
+def _step_takes_generator(class_name: str) -> bool:
+    import diffusers
+
+    params = inspect.signature(getattr(diffusers, class_name).step).parameters
+    return "generator" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def make_scheduler(name: str, base_config):

@@ -1,0 +1,90 @@
+"""Builds the Gradio Blocks app (header, task tabs, settings) and launches it."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import gradio as gr
+
+from kubin import __version__
+from kubin.config import LoadedConfig
+from kubin.ui.context import UIContext
+from kubin.ui.tabs import settings as settings_tab
+from kubin.ui.tabs import txt2img
+
+log = logging.getLogger(__name__)
+CSS_PATH = Path(__file__).with_name("kubin.css")
+SHARE_HOST = "api.gradio.app"
+
+
+def build_app(ctx: UIContext) -> gr.Blocks:
+    with gr.Blocks(title="Kubin", analytics_enabled=False) as demo:
+        with gr.Column(elem_id="kubin-header"):
+            gr.Markdown(f"# Kubin\nKandinsky models on your own machine · v{__version__}")
+            for notice in ctx.notices + ctx.settings.warnings:
+                gr.Markdown(f"⚠️ {notice}", elem_classes=["kubin-warning"])
+        with gr.Tabs():
+            txt2img.build(ctx)
+            settings_tab.build(ctx)
+    return demo
+
+
+def share_reachable(timeout: float = 5.0) -> str | None:
+    """None when the share service answers, else why not (checked before Gradio tries, which is slow)."""
+    try:
+        with socket.create_connection((SHARE_HOST, 443), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+
+
+def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
+    """Start the server; returns an exit code (or, with block=False, the running Blocks for tests)."""
+    from kubin.cli import EXIT_USER_ERROR, make_engine
+
+    host = settings.get("server.host")
+    port = int(settings.get("server.port"))
+    share = bool(settings.get("server.share"))
+    if share:
+        reason = share_reachable()
+        if reason:
+            print(
+                f"error: --share needs internet access to reach {SHARE_HOST} to create a public link, and it could not "
+                f"({reason}). Start Kubin without --share to use it on this machine.",
+                flush=True,
+            )
+            return EXIT_USER_ERROR
+    engine = make_engine(settings)
+    ctx = UIContext(engine, settings, str(settings.get("model")))
+    try:
+        ctx.spec(ctx.model_id)
+    except Exception as exc:
+        ctx.notices.append(f"The model selected at start cannot be used: {exc}")
+    output_dir = Path(settings.get("output_dir")).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    demo = build_app(ctx)
+    demo.queue(default_concurrency_limit=1)
+    try:
+        demo.launch(
+            server_name=host, server_port=port, share=share, prevent_thread_lock=True, show_error=True,
+            allowed_paths=[str(output_dir)], css_paths=[CSS_PATH], quiet=False, inbrowser=False,
+        )
+    except OSError as exc:
+        print(f"error: could not listen on {host}:{port} ({exc}). Use --port to pick another port.", flush=True)
+        return EXIT_USER_ERROR
+    if share and not getattr(demo, "share_url", None):
+        print("error: Gradio could not create the share link (see the lines above). Start without --share.", flush=True)
+        demo.close()
+        return EXIT_USER_ERROR
+    print(f"Kubin is running at http://{host}:{port} (dark mode: http://{host}:{port}/?__theme=dark)", flush=True)
+    if not block:
+        return demo
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,42 @@
+"""What every tab receives: the engine, the settings, and the model picker shared by all tabs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubin.config import LoadedConfig
+from kubin.engine import Engine
+from kubin.models.registry import ModelSpec, list_models, resolve_model
+from kubin.params import TaskParams
+
+
+@dataclass
+class UIContext:
+    engine: Engine
+    settings: LoadedConfig
+    model_id: str  # the model selected at start
+    model_picker: Any = None  # the header's gr.Dropdown, set by app.build_app
+    notices: list[str] = field(default_factory=list)
+
+    def models(self) -> list[ModelSpec]:
+        specs = list_models()
+        if self.model_id not in {s.id for s in specs}:
+            try:
+                specs.append(self.spec(self.model_id))
+            except Exception:  # an unusable startup model is reported in the header, not fatal
+                pass
+        return specs
+
+    def spec(self, model_id: str) -> ModelSpec:
+        return resolve_model(model_id, self.settings.get("models") or {})
+
+    def defaults(self, model_id: str, params_cls: type[TaskParams]) -> dict[str, Any]:
+        """Widget values for a task: the class defaults < the model's recommendations < the user's UI defaults."""
+        values = {name: fs.default for name, fs in params_cls.field_specs().items()}
+        try:
+            values.update(self.spec(model_id).defaults.get(params_cls.task, {}))
+        except Exception:
+            pass
+        values.update(self.settings.get(f"ui.defaults.{params_cls.task}") or {})
+        return values

@@ -1,0 +1,1 @@
+"""One module per tab; each exposes build(ctx) and keeps no module-level state."""
