@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from kubin.errors import InvalidParams, UnsupportedTask
-from kubin.models.registry import ModelSpec
+from kubin.models.registry import FOLDER_INFO, ModelSpec
 from kubin.models.schedulers import compatible_schedulers, make_scheduler, scheduler_name
 from kubin.models.weights import ensure_weights
 from kubin.params import TaskParams, Text2ImageParams
@@ -87,10 +88,15 @@ class Kandinsky22:
         return images, scheduler
 
     def save(self, folder: str | Path) -> Path:
-        """Write the model in diffusers layout (prior/ and decoder/), loadable as a model id."""
+        """Write the model in diffusers layout (prior/ and decoder/), loadable as a model id.
+
+        kubin.json keeps the model's recommended defaults, so the folder behaves like the model it came from.
+        """
         folder = Path(folder)
         self.prior.save_pretrained(folder / "prior")
         self.decoder.save_pretrained(folder / "decoder")
+        saved = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
+        (folder / FOLDER_INFO).write_text(json.dumps(saved, indent=2), encoding="utf-8")
         return folder
 
     def release(self) -> None:

@@ -37,8 +37,9 @@ class ModelSpec:
         return replace(self, sources={**self.sources, **{k: str(v) for k, v in overrides.items() if v}})
 
 
-# The 2.2 decoder loop never calls scale_model_input, so only schedulers that need no input scaling.
-KD22_SCHEDULERS = ("DDPM", "DDIM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE", "UniPC", "DEIS", "PNDM")
+# The 2.2 decoder loop never calls scale_model_input and passes generator= to step(), so only schedulers
+# that need no input scaling and take a generator (UniPC, DEIS and PNDM do not).
+KD22_SCHEDULERS = ("DDPM", "DDIM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE")
 
 KD22_T2I_DEFAULTS = {
     "width": 768, "height": 768, "steps": 50, "guidance_scale": 4.0, "prior_steps": 25, "prior_guidance_scale": 4.0,
@@ -81,6 +82,8 @@ MODELS: dict[str, ModelSpec] = {
 
 # The class in a folder's model_index.json tells which family a local model folder holds.
 FOLDER_FAMILIES = {"KandinskyV22Pipeline": "kd22"}
+# Written by `kubin save` next to prior/ and decoder/: the recommended defaults of the model saved.
+FOLDER_INFO = "kubin.json"
 
 
 def list_models() -> list[ModelSpec]:
@@ -114,9 +117,14 @@ def _spec_for_folder(folder: Path) -> ModelSpec:
     if family is None:
         raise UnknownModel(f"{folder} holds a {class_name}, which Kubin cannot load yet.")
     base = MODELS[family]
+    try:
+        defaults = json.loads((folder / FOLDER_INFO).read_text(encoding="utf-8"))["defaults"]
+    except (OSError, ValueError, KeyError):  # a folder saved by other tools: the family's defaults
+        defaults = base.defaults
     return replace(
         base,
         id=str(folder.resolve()),
         title=f"{base.title} from {folder}",
         sources={"prior": str(folder / "prior"), "decoder": str(folder / "decoder")},
+        defaults=defaults,
     )
