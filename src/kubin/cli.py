@@ -23,11 +23,19 @@ EXIT_CANCELLED = 130
 def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     """Options every command takes. Subcommands use SUPPRESS so they don't overwrite the top level's."""
     d = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--config", metavar="FILE", default=d, help="user config file (default configs/kubin.user.yaml)")
-    parser.add_argument("--model", metavar="ID", default=d, help="model id (see `kubin models`) or a local model folder")
-    parser.add_argument("--output-dir", metavar="DIR", default=d, help="where outputs are saved (default output/)")
+    parser.add_argument(
+        "--config", metavar="FILE", default=d, help="user config file (default configs/kubin.user.yaml)"
+    )
+    parser.add_argument(
+        "--model", metavar="ID", default=d, help="model id (see `kubin models`) or a local model folder"
+    )
+    parser.add_argument(
+        "--output-dir", metavar="DIR", default=d, help="where outputs are saved (default output/)"
+    )
     parser.add_argument("--device", default=d, help="auto (default), cpu, mps, cuda or cuda:N")
-    parser.add_argument("--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision")
+    parser.add_argument(
+        "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
+    )
     parser.add_argument("--verbose", "-v", action="store_true", default=d or False, help="debug logging")
 
 
@@ -42,8 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser)
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 7860)")
-    parser.add_argument("--share", action="store_true", default=None, help="create a public Gradio share link")
-    parser.add_argument("--no-browser", action="store_true", help="accepted for compatibility; Kubin never opens one")
+    parser.add_argument(
+        "--share", action="store_true", default=None, help="create a public Gradio share link"
+    )
+    parser.add_argument(
+        "--no-browser", action="store_true", help="accepted for compatibility; Kubin never opens one"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="generate outputs headless; prints one JSON line per output")
@@ -58,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
             rng = f" [{_n(fs.minimum)}..{_n(fs.maximum)}]" if fs.minimum is not None else ""
             extra = f"; {fs.help}" if fs.help else ""
             gen.add_argument(
-                "--" + fs.name.replace("_", "-"), dest=f"param_{fs.name}", type=fs.type, metavar=fs.type.__name__.upper(),
+                "--" + fs.name.replace("_", "-"),
+                dest=f"param_{fs.name}",
+                type=fs.type,
+                metavar=fs.type.__name__.upper(),
                 help=f"{fs.label}{rng}{extra} (default: the model's own)",
             )
 
@@ -68,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     download = sub.add_parser("download", help="fetch a model's weights into the Hugging Face cache")
     download.add_argument("model_id", metavar="ID")
 
-    save = sub.add_parser("save", help="write a model in diffusers layout to a folder (usable as --model FOLDER)")
+    save = sub.add_parser(
+        "save", help="write a model in diffusers layout to a folder (usable as --model FOLDER)"
+    )
     _common(save, suppress=True)
     save.add_argument("model_id", metavar="ID")
     save.add_argument("folder", metavar="FOLDER")
@@ -134,13 +151,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     for spec in list_models():
         row: dict[str, Any] = {
-            "id": spec.id, "family": spec.family, "implementation": spec.implementation,
-            "tasks": list(spec.tasks), "title": spec.title,
+            "id": spec.id,
+            "family": spec.family,
+            "implementation": spec.implementation,
+            "tasks": list(spec.tasks),
+            "title": spec.title,
         }
         if args.json:
             print(json.dumps(row))
         else:
-            print(f"{spec.id:<12} {spec.family:<6} {spec.implementation:<10} {','.join(spec.tasks):<16} {spec.title}")
+            print(
+                f"{spec.id:<12} {spec.family:<6} {spec.implementation:<10} {','.join(spec.tasks):<16} {spec.title}"
+            )
     return 0
 
 
@@ -148,7 +170,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from kubin.engine import CANCELLED, FAILED, Job
 
     settings = load_settings(args)
-    params = {k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_") and v is not None}
+    params = {
+        k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_") and v is not None
+    }
     engine = make_engine(settings)
     handle = engine.submit(Job(args.task, settings.get("model"), params))
     printed = 0

@@ -54,7 +54,9 @@ def load_config(
             else:
                 raise ValueError("its top level is not a mapping")
         except Exception as exc:  # any parse or merge error: report, keep defaults
-            warnings.append(f"Could not read config file {user} ({_first_line(exc)}); using the defaults instead.")
+            warnings.append(
+                f"Could not read config file {user} ({_first_line(exc)}); using the defaults instead."
+            )
     elif user_path:
         warnings.append(f"Config file {user} does not exist yet; it will be created when settings are saved.")
     for key, value in (overrides or {}).items():

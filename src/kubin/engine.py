@@ -48,8 +48,13 @@ class ImageResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "path": str(self.path), "seed": self.seed, "width": self.width, "height": self.height,
-            "index": self.index, "model": self.meta["model"], "task": self.meta["task"],
+            "path": str(self.path),
+            "seed": self.seed,
+            "width": self.width,
+            "height": self.height,
+            "index": self.index,
+            "model": self.meta["model"],
+            "task": self.meta["task"],
         }
 
 
@@ -220,7 +225,7 @@ class Engine:
                 first = batch * params.batch_size
                 seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
                 images, scheduler = model.generate(job.task, params, seeds, on_step)
-                for i, (image, seed) in enumerate(zip(images, seeds)):
+                for i, (image, seed) in enumerate(zip(images, seeds, strict=True)):
                     meta = self._metadata(handle, model, scheduler, seed, first + i, image)
                     path = save_image(image, self.output_dir, job.task, meta)
                     handle.results.append(ImageResult(path, seed, image.width, image.height, first + i, meta))
@@ -228,22 +233,33 @@ class Engine:
         except JobCancelled:
             n = len(handle.results)
             self._finish(
-                handle, CANCELLED,
-                JobCancelled(f"Cancelled after {n} of {params.image_count} image(s); the finished ones are saved."),
+                handle,
+                CANCELLED,
+                JobCancelled(
+                    f"Cancelled after {n} of {params.image_count} image(s); the finished ones are saved."
+                ),
             )
         except KubinError as exc:
             self._finish(handle, FAILED, exc)
         except Exception as exc:
             if _is_out_of_memory(exc):
                 free_memory()
-                self._finish(handle, FAILED, OutOfMemory(
-                    "Out of memory: try a smaller size or batch size, fewer images at once, or a lower-memory dtype."
-                ))
+                self._finish(
+                    handle,
+                    FAILED,
+                    OutOfMemory(
+                        "Out of memory: try a smaller size or batch size, fewer images at once, or a lower-memory dtype."
+                    ),
+                )
             else:
                 log.exception("Job %s failed", handle.id)
-                self._finish(handle, FAILED, KubinError(
-                    f"Generation failed: {type(exc).__name__}: {exc}. The full traceback is in the console log."
-                ))
+                self._finish(
+                    handle,
+                    FAILED,
+                    KubinError(
+                        f"Generation failed: {type(exc).__name__}: {exc}. The full traceback is in the console log."
+                    ),
+                )
 
     def _metadata(self, handle, model, scheduler, seed, index, image) -> dict[str, Any]:
         params = handle.params.to_dict() | {"seed": handle.seed}
@@ -270,4 +286,3 @@ class Engine:
 
 def _is_out_of_memory(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-

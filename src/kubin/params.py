@@ -88,7 +88,9 @@ class TaskParams:
                 elif fs.type is float:
                     converted[name] = float(value)
                 elif fs.type is bool:
-                    converted[name] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+                    converted[name] = (
+                        value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+                    )
                 else:
                     converted[name] = str(value)
             except (TypeError, ValueError):
@@ -104,8 +106,12 @@ class TaskParams:
             value = getattr(self, fs.name)
             if fs.minimum is None and fs.maximum is None:
                 continue
-            if (fs.minimum is not None and value < fs.minimum) or (fs.maximum is not None and value > fs.maximum):
-                raise InvalidParams(f"{fs.label} must be between {_num(fs.minimum)} and {_num(fs.maximum)} (got {_num(value)}).")
+            if (fs.minimum is not None and value < fs.minimum) or (
+                fs.maximum is not None and value > fs.maximum
+            ):
+                raise InvalidParams(
+                    f"{fs.label} must be between {_num(fs.minimum)} and {_num(fs.maximum)} (got {_num(value)})."
+                )
         return self
 
 
@@ -128,8 +134,12 @@ class Text2ImageParams(TaskParams):
     prior_steps: int = spec(25, label="Prior steps", minimum=1, maximum=200, step=1)
     prior_guidance_scale: float = spec(4.0, label="Prior guidance scale", minimum=0.0, maximum=30.0, step=0.5)
     seed: int = spec(-1, label="Seed", minimum=-1, maximum=SEED_MAX, step=1, help="-1 picks a random seed")
-    batch_count: int = spec(1, label="Batch count", minimum=1, maximum=100, step=1, help="jobs run one after another")
-    batch_size: int = spec(1, label="Batch size", minimum=1, maximum=16, step=1, help="images per pipeline call")
+    batch_count: int = spec(
+        1, label="Batch count", minimum=1, maximum=100, step=1, help="jobs run one after another"
+    )
+    batch_size: int = spec(
+        1, label="Batch size", minimum=1, maximum=16, step=1, help="images per pipeline call"
+    )
     scheduler: str = spec("", label="Scheduler", help="empty uses the model's own scheduler")
 
     def validate(self) -> Text2ImageParams:

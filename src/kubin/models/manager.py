@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class ModelManager:
-    def __init__(self, device: str = "auto", dtype: str = "auto", sources: dict[str, dict[str, str]] | None = None):
+    def __init__(
+        self, device: str = "auto", dtype: str = "auto", sources: dict[str, dict[str, str]] | None = None
+    ):
         self.device = device
         self.dtype = dtype
         self.sources = sources or {}

@@ -42,10 +42,20 @@ class ModelSpec:
 KD22_SCHEDULERS = ("DDPM", "DDIM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE")
 
 KD22_T2I_DEFAULTS = {
-    "width": 768, "height": 768, "steps": 50, "guidance_scale": 4.0, "prior_steps": 25, "prior_guidance_scale": 4.0,
+    "width": 768,
+    "height": 768,
+    "steps": 50,
+    "guidance_scale": 4.0,
+    "prior_steps": 25,
+    "prior_guidance_scale": 4.0,
 }
 TINY_T2I_DEFAULTS = {
-    "width": 64, "height": 64, "steps": 4, "guidance_scale": 4.0, "prior_steps": 2, "prior_guidance_scale": 4.0,
+    "width": 64,
+    "height": 64,
+    "steps": 4,
+    "guidance_scale": 4.0,
+    "prior_steps": 2,
+    "prior_guidance_scale": 4.0,
 }
 
 MODELS: dict[str, ModelSpec] = {

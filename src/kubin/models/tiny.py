@@ -43,8 +43,8 @@ def build_tiny_kd22(seed: int = 0):
         KandinskyV22Pipeline,
         KandinskyV22PriorPipeline,
         PriorTransformer,
-        UNet2DConditionModel,
         UnCLIPScheduler,
+        UNet2DConditionModel,
         VQModel,
     )
     from transformers import (
@@ -59,53 +59,100 @@ def build_tiny_kd22(seed: int = 0):
         torch.manual_seed(seed)
         text_encoder = CLIPTextModelWithProjection(
             CLIPTextConfig(
-                bos_token_id=0, eos_token_id=2, pad_token_id=1, vocab_size=1000, hidden_size=EMBED_DIM,
-                projection_dim=EMBED_DIM, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                bos_token_id=0,
+                eos_token_id=2,
+                pad_token_id=1,
+                vocab_size=1000,
+                hidden_size=EMBED_DIM,
+                projection_dim=EMBED_DIM,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
             )
         )
         image_encoder = CLIPVisionModelWithProjection(
             CLIPVisionConfig(
-                hidden_size=EMBED_DIM, projection_dim=EMBED_DIM, image_size=224, patch_size=14, num_channels=3,
-                intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                hidden_size=EMBED_DIM,
+                projection_dim=EMBED_DIM,
+                image_size=224,
+                patch_size=14,
+                num_channels=3,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
             )
         )
-        prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=EMBED_DIM, num_layers=1)
+        prior = PriorTransformer(
+            num_attention_heads=2, attention_head_dim=12, embedding_dim=EMBED_DIM, num_layers=1
+        )
         # Random clip_std of zeros would make every embedding zero; the real checkpoint holds real stats.
         prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
         unet = UNet2DConditionModel(
-            in_channels=4, out_channels=8, addition_embed_type="image",
+            in_channels=4,
+            out_channels=8,
+            addition_embed_type="image",
             down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
             up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-            mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
-            encoder_hid_dim=EMBED_DIM, encoder_hid_dim_type="image_proj", cross_attention_dim=32,
-            attention_head_dim=4, resnet_time_scale_shift="scale_shift", class_embed_type=None,
+            mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            encoder_hid_dim=EMBED_DIM,
+            encoder_hid_dim_type="image_proj",
+            cross_attention_dim=32,
+            attention_head_dim=4,
+            resnet_time_scale_shift="scale_shift",
+            class_embed_type=None,
         )
         # Four blocks give the real MoVQ's 8x spatial factor, so sizes behave as with real weights.
         movq = VQModel(
             block_out_channels=[32, 32, 64, 64],
             down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
             up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
-            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
-            norm_type="spatial", num_vq_embeddings=12, vq_embed_dim=4,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=8,
+            norm_type="spatial",
+            num_vq_embeddings=12,
+            vq_embed_dim=4,
         )
     for module in (text_encoder, image_encoder, prior, unet, movq):
         module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
     image_processor = CLIPImageProcessor(
-        crop_size=224, do_center_crop=True, do_normalize=True, do_resize=True, resample=3, size=224,
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        crop_size=224,
+        do_center_crop=True,
+        do_normalize=True,
+        do_resize=True,
+        resample=3,
+        size=224,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
     )
     prior_pipe = KandinskyV22PriorPipeline(
-        prior=prior, image_encoder=image_encoder, text_encoder=text_encoder, tokenizer=tiny_clip_tokenizer(),
+        prior=prior,
+        image_encoder=image_encoder,
+        text_encoder=text_encoder,
+        tokenizer=tiny_clip_tokenizer(),
         scheduler=UnCLIPScheduler(
-            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
-            clip_sample=True, clip_sample_range=10.0,
+            variance_type="fixed_small_log",
+            prediction_type="sample",
+            num_train_timesteps=1000,
+            clip_sample=True,
+            clip_sample_range=10.0,
         ),
         image_processor=image_processor,
     )
     # The same scheduler settings as the real kandinsky-2-2-decoder repo.
     scheduler = DDPMScheduler(
-        num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-        clip_sample=False, steps_offset=1, prediction_type="epsilon", thresholding=False,
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+        thresholding=False,
         variance_type="fixed_small",
     )
     decoder_pipe = KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)

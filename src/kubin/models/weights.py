@@ -23,7 +23,9 @@ def ensure_weights(source: str, model_id: str) -> str:
     path = Path(source).expanduser()
     if path.is_absolute() or source.startswith((".", "~")) or path.exists():
         if not (path / "model_index.json").is_file():
-            raise WeightsMissing(f"Model {model_id}: the folder {path} does not hold a diffusers pipeline (no model_index.json).")
+            raise WeightsMissing(
+                f"Model {model_id}: the folder {path} does not hold a diffusers pipeline (no model_index.json)."
+            )
         return str(path)
     from diffusers import DiffusionPipeline
 

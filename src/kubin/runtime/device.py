@@ -39,7 +39,9 @@ def choose_device(requested: str, cuda_available: bool, cuda_count: int, mps_ava
             raise InvalidParams(f"Device {requested} was requested but no CUDA GPU is available.")
         index = requested.partition(":")[2]
         if index and (not index.isdigit() or int(index) >= cuda_count):
-            raise InvalidParams(f"Device {requested} does not exist; this machine has {cuda_count} CUDA device(s).")
+            raise InvalidParams(
+                f"Device {requested} does not exist; this machine has {cuda_count} CUDA device(s)."
+            )
         return requested
     raise InvalidParams(f"Unknown device {requested!r}; use auto, cpu, mps, cuda or cuda:N.")
 

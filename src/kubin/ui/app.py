@@ -68,17 +68,32 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     demo.queue(default_concurrency_limit=1)
     try:
         demo.launch(
-            server_name=host, server_port=port, share=share, prevent_thread_lock=True, show_error=True,
-            allowed_paths=[str(output_dir)], css_paths=[CSS_PATH], quiet=False, inbrowser=False,
+            server_name=host,
+            server_port=port,
+            share=share,
+            prevent_thread_lock=True,
+            show_error=True,
+            allowed_paths=[str(output_dir)],
+            css_paths=[CSS_PATH],
+            quiet=False,
+            inbrowser=False,
         )
     except OSError as exc:
-        print(f"error: could not listen on {host}:{port} ({exc}). Use --port to pick another port.", flush=True)
+        print(
+            f"error: could not listen on {host}:{port} ({exc}). Use --port to pick another port.", flush=True
+        )
         return EXIT_USER_ERROR
     if share and not getattr(demo, "share_url", None):
-        print("error: Gradio could not create the share link (see the lines above). Start without --share.", flush=True)
+        print(
+            "error: Gradio could not create the share link (see the lines above). Start without --share.",
+            flush=True,
+        )
         demo.close()
         return EXIT_USER_ERROR
-    print(f"Kubin is running at http://{host}:{port} (dark mode: http://{host}:{port}/?__theme=dark)", flush=True)
+    print(
+        f"Kubin is running at http://{host}:{port} (dark mode: http://{host}:{port}/?__theme=dark)",
+        flush=True,
+    )
     if not block:
         return demo
     try:

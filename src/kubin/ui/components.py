@@ -12,8 +12,13 @@ from kubin.params import ASPECT_RATIOS, FieldSpec, size_for_aspect
 def slider(fs: FieldSpec, value: Any, **kwargs) -> gr.Slider:
     """A slider whose range, step and label come from the task's parameter spec."""
     return gr.Slider(
-        minimum=fs.minimum, maximum=fs.maximum, step=fs.step, value=value, label=fs.label,
-        info=fs.help or None, **kwargs,
+        minimum=fs.minimum,
+        maximum=fs.maximum,
+        step=fs.step,
+        value=value,
+        label=fs.label,
+        info=fs.help or None,
+        **kwargs,
     )
 
 
@@ -21,7 +26,11 @@ def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any]):
     """Aspect-ratio presets plus width and height sliders; choosing a preset keeps about the same area."""
     with gr.Row(equal_height=True):
         aspect = gr.Dropdown(
-            ["custom", *ASPECT_RATIOS], value="custom", label="Aspect ratio", min_width=120, elem_id="aspect",
+            ["custom", *ASPECT_RATIOS],
+            value="custom",
+            label="Aspect ratio",
+            min_width=120,
+            elem_id="aspect",
         )
         width = slider(specs["width"], values["width"], min_width=160, elem_id="width")
         height = slider(specs["height"], values["height"], min_width=160, elem_id="height")
@@ -39,8 +48,16 @@ def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any]):
 def seed_row(fs: FieldSpec, value: int):
     """The seed box with buttons for a random seed (-1) and for reusing the last one used."""
     with gr.Row(equal_height=True):
-        seed = gr.Number(value=value, label=fs.label, info=fs.help, precision=0, minimum=fs.minimum,
-                         maximum=fs.maximum, min_width=160, elem_id="seed")
+        seed = gr.Number(
+            value=value,
+            label=fs.label,
+            info=fs.help,
+            precision=0,
+            minimum=fs.minimum,
+            maximum=fs.maximum,
+            min_width=160,
+            elem_id="seed",
+        )
         random_btn = gr.Button("🎲 Random", size="sm", min_width=80, elem_id="seed-random")
         reuse_btn = gr.Button("♻️ Last used", size="sm", min_width=80, elem_id="seed-reuse")
     random_btn.click(lambda: -1, None, seed, queue=False, show_progress="hidden")
@@ -48,17 +65,34 @@ def seed_row(fs: FieldSpec, value: int):
 
 
 def prompt_boxes(values: dict[str, Any]):
-    prompt = gr.Textbox(value=values.get("prompt", ""), label="Prompt", lines=3, elem_id="prompt",
-                        placeholder="What to draw, e.g. a red cat on a windowsill, oil painting")
-    negative = gr.Textbox(value=values.get("negative_prompt", ""), label="Negative prompt", lines=1,
-                          elem_id="negative-prompt", placeholder="What to avoid")
+    prompt = gr.Textbox(
+        value=values.get("prompt", ""),
+        label="Prompt",
+        lines=3,
+        elem_id="prompt",
+        placeholder="What to draw, e.g. a red cat on a windowsill, oil painting",
+    )
+    negative = gr.Textbox(
+        value=values.get("negative_prompt", ""),
+        label="Negative prompt",
+        lines=1,
+        elem_id="negative-prompt",
+        placeholder="What to avoid",
+    )
     return prompt, negative
 
 
 def result_gallery(elem_id: str) -> gr.Gallery:
-    return gr.Gallery(label="Results", columns=2, height="auto", object_fit="contain", preview=False,
-                      format="png", elem_id=elem_id, interactive=False)
-
+    return gr.Gallery(
+        label="Results",
+        columns=2,
+        height="auto",
+        object_fit="contain",
+        preview=False,
+        format="png",
+        elem_id=elem_id,
+        interactive=False,
+    )
 
 
 def model_picker(ctx, task: str, elem_id: str) -> gr.Dropdown:
@@ -67,8 +101,12 @@ def model_picker(ctx, task: str, elem_id: str) -> gr.Dropdown:
     ids = [s.id for s in specs]
     value = ctx.model_id if ctx.model_id in ids else (ids[0] if ids else None)
     return gr.Dropdown(
-        [(f"{s.id} · {s.title}", s.id) for s in specs], value=value, label="Model", elem_id=elem_id,
-        allow_custom_value=True, info="an id, or the path of a model folder",
+        [(f"{s.id} · {s.title}", s.id) for s in specs],
+        value=value,
+        label="Model",
+        elem_id=elem_id,
+        allow_custom_value=True,
+        info="an id, or the path of a model folder",
     )
 
 

@@ -21,7 +21,9 @@ def build(ctx: UIContext) -> None:
             with gr.Column(scale=1, min_width=300):
                 prompt, negative = ui.prompt_boxes(values)
                 with gr.Row():
-                    generate_btn = gr.Button("Generate", variant="primary", elem_id="t2i-generate", min_width=120)
+                    generate_btn = gr.Button(
+                        "Generate", variant="primary", elem_id="t2i-generate", min_width=120
+                    )
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="t2i-cancel", min_width=80)
                 aspect, width, height = ui.size_picker(specs, values)
                 with gr.Row():
@@ -29,32 +31,70 @@ def build(ctx: UIContext) -> None:
                     guidance = ui.slider(specs["guidance_scale"], values["guidance_scale"], min_width=160)
                 with gr.Row():
                     prior_steps = ui.slider(specs["prior_steps"], values["prior_steps"], min_width=160)
-                    prior_guidance = ui.slider(specs["prior_guidance_scale"], values["prior_guidance_scale"], min_width=160)
+                    prior_guidance = ui.slider(
+                        specs["prior_guidance_scale"], values["prior_guidance_scale"], min_width=160
+                    )
                 seed, reuse_seed = ui.seed_row(specs["seed"], values["seed"])
                 with gr.Row():
                     batch_count = ui.slider(specs["batch_count"], values["batch_count"], min_width=160)
                     batch_size = ui.slider(specs["batch_size"], values["batch_size"], min_width=160)
-                scheduler = gr.Dropdown(ui.scheduler_choices(ctx, model.value), value="", label="Scheduler",
-                                        elem_id="t2i-scheduler")
+                scheduler = gr.Dropdown(
+                    ui.scheduler_choices(ctx, model.value),
+                    value="",
+                    label="Scheduler",
+                    elem_id="t2i-scheduler",
+                )
             with gr.Column(scale=1, min_width=300):
                 gallery = ui.result_gallery("t2i-gallery")
                 info = gr.Markdown(elem_id="t2i-info")
                 with gr.Accordion("Generation info", open=False):
                     details = gr.JSON(label="Outputs and parameters", elem_id="t2i-details")
 
-        widgets = [prompt, negative, width, height, steps, guidance, prior_steps, prior_guidance, seed,
-                   batch_count, batch_size, scheduler]
+        widgets = [
+            prompt,
+            negative,
+            width,
+            height,
+            steps,
+            guidance,
+            prior_steps,
+            prior_guidance,
+            seed,
+            batch_count,
+            batch_size,
+            scheduler,
+        ]
 
         def generate(
-            model_id, prompt, negative_prompt, width, height, steps, guidance_scale, prior_steps,
-            prior_guidance_scale, seed, batch_count, batch_size, scheduler,
-            request: gr.Request, progress=gr.Progress(),
+            model_id,
+            prompt,
+            negative_prompt,
+            width,
+            height,
+            steps,
+            guidance_scale,
+            prior_steps,
+            prior_guidance_scale,
+            seed,
+            batch_count,
+            batch_size,
+            scheduler,
+            request: gr.Request,
+            progress=gr.Progress(),  # noqa: B008 (Gradio injects progress through this default)
         ):
             params = {
-                "prompt": prompt, "negative_prompt": negative_prompt, "width": width, "height": height,
-                "steps": steps, "guidance_scale": guidance_scale, "prior_steps": prior_steps,
-                "prior_guidance_scale": prior_guidance_scale, "seed": seed, "batch_count": batch_count,
-                "batch_size": batch_size, "scheduler": scheduler,
+                "prompt": prompt,
+                "negative_prompt": negative_prompt,
+                "width": width,
+                "height": height,
+                "steps": steps,
+                "guidance_scale": guidance_scale,
+                "prior_steps": prior_steps,
+                "prior_guidance_scale": prior_guidance_scale,
+                "seed": seed,
+                "batch_count": batch_count,
+                "batch_size": batch_size,
+                "scheduler": scheduler,
             }
             owner = request.session_hash if request is not None else ""
             try:
@@ -76,12 +116,20 @@ def build(ctx: UIContext) -> None:
             yield outputs(handle)
 
         generate_btn.click(
-            generate, [model, *widgets], [gallery, info, details, last_seed],
-            api_name="txt2img", concurrency_limit=8, concurrency_id="generate",
+            generate,
+            [model, *widgets],
+            [gallery, info, details, last_seed],
+            api_name="txt2img",
+            concurrency_limit=8,
+            concurrency_id="generate",
         )
         prompt.submit(
-            generate, [model, *widgets], [gallery, info, details, last_seed],
-            api_name=False, concurrency_limit=8, concurrency_id="generate",
+            generate,
+            [model, *widgets],
+            [gallery, info, details, last_seed],
+            api_name=False,
+            concurrency_limit=8,
+            concurrency_id="generate",
         )
 
         def cancel(request: gr.Request) -> str:
@@ -93,12 +141,18 @@ def build(ctx: UIContext) -> None:
 
         def on_model_change(model_id: str):
             vals = ctx.defaults(model_id, Text2ImageParams)
-            return [gr.update(value=vals[n]) for n in ("width", "height", "steps", "guidance_scale", "prior_steps", "prior_guidance_scale")] + [
-                gr.update(choices=ui.scheduler_choices(ctx, model_id), value="")
-            ]
+            return [
+                gr.update(value=vals[n])
+                for n in ("width", "height", "steps", "guidance_scale", "prior_steps", "prior_guidance_scale")
+            ] + [gr.update(choices=ui.scheduler_choices(ctx, model_id), value="")]
 
-        model.change(on_model_change, model, [width, height, steps, guidance, prior_steps, prior_guidance, scheduler],
-                     queue=False, show_progress="hidden")
+        model.change(
+            on_model_change,
+            model,
+            [width, height, steps, guidance, prior_steps, prior_guidance, scheduler],
+            queue=False,
+            show_progress="hidden",
+        )
 
 
 def report_progress(ctx: UIContext, handle: JobHandle, progress: gr.Progress) -> None:
@@ -123,7 +177,12 @@ def outputs(handle: JobHandle):
     if handle.state == CANCELLED and handle.error:
         lines.append(f"⚠️ {handle.error}")
     # "file", not "path": Gradio would take dicts with a "path" key for files to upload.
-    details = {"seed": handle.seed, "state": handle.state,
-               "outputs": [{"file": str(r.path), "seed": r.seed, "width": r.width, "height": r.height} for r in results],
-               "params": handle.params.to_dict() | {"seed": handle.seed}}
+    details = {
+        "seed": handle.seed,
+        "state": handle.state,
+        "outputs": [
+            {"file": str(r.path), "seed": r.seed, "width": r.width, "height": r.height} for r in results
+        ],
+        "params": handle.params.to_dict() | {"seed": handle.seed},
+    }
     return gallery, "\n\n".join(lines), details, handle.seed

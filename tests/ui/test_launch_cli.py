@@ -1,0 +1,88 @@
+"""Launching from the command line: start.sh passes its arguments on, --share fails fast offline,
+a busy port is a clear message."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "KUBIN_CACHE_DIR": str(tmp_path / "cache"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+
+
+def test_start_script_passes_arguments_and_skips_the_install_when_nothing_changed(tmp_path):
+    done = subprocess.run(
+        [str(REPO / "start.sh"), "models"], capture_output=True, text=True, env=_env(tmp_path), timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tiny-kd22" in done.stdout
+    assert "Installing Kubin's requirements" not in done.stdout
+
+
+def test_share_offline_fails_within_seconds_with_a_clear_message(tmp_path):
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubin",
+            "--share",
+            "--model",
+            "tiny-kd22",
+            "--port",
+            str(_free_port()),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--share needs internet access" in done.stdout + done.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_a_busy_port_is_reported_not_a_traceback(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kubin",
+                "--model",
+                "tiny-kd22",
+                "--port",
+                str(port),
+                "--output-dir",
+                str(tmp_path / "out"),
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(tmp_path),
+            timeout=60,
+        )
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert f"could not listen on 127.0.0.1:{port}" in out
+    assert "Traceback" not in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
