@@ -1,0 +1,62 @@
+"""Shared test setup: a private Kubin cache and an empty, offline Hugging Face home for the whole run.
+
+The environment is set in pytest_configure, before any test module is collected, because
+huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, when it is first imported.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _SESSION_DIR
+    _SESSION_DIR = Path(tempfile.mkdtemp(prefix="kubin-tests-"))
+    os.environ["KUBIN_CACHE_DIR"] = str(_SESSION_DIR / "kubin-cache")  # tiny models are built here once
+    os.environ["HF_HOME"] = str(_SESSION_DIR / "hf-home")  # empty: no real weights are ever found
+    os.environ["HF_HUB_OFFLINE"] = "1"  # and none are ever downloaded
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_DIR is not None:
+        shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def model_manager():
+    """One CPU ModelManager for the run, so tiny-kd22 is built and loaded once."""
+    from kubin.models.manager import ModelManager
+
+    manager = ModelManager(device="cpu", dtype="fp32")
+    yield manager
+    manager.unload()
+
+
+@pytest.fixture
+def output_dir(tmp_path: Path) -> Path:
+    return tmp_path / "output"
+
+
+@pytest.fixture
+def engine(model_manager, output_dir: Path):
+    """An Engine saving into this test's own output folder, sharing the session's loaded model."""
+    from kubin.engine import Engine
+
+    engine = Engine(model_manager, output_dir)
+    yield engine
+    engine.close()
+    if engine._worker is not None:  # let a cancelled job finish its step before the next test uses the model
+        engine._worker.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_folder(model_manager, tmp_path_factory) -> Path:
+    """tiny-kd22 written to a folder by the manager, as `python -m kubin save` does."""
+    return model_manager.save("tiny-kd22", tmp_path_factory.mktemp("saved") / "tiny-kd22")

@@ -1,0 +1,213 @@
+"""The engine on tiny-kd22: what a user gets back from a job, with seeds, cancel, queue order and saved metadata."""
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kubin.engine import CANCELLED, DONE, QUEUED, RUNNING, Job
+from kubin.errors import InvalidParams, UnknownModel, UnsupportedTask
+from kubin.outputs import read_image_metadata
+from kubin.params import SEED_MAX, Text2ImageParams
+
+SMALL = {"prompt": "a red cat", "width": 64, "height": 64, "steps": 2, "prior_steps": 2}
+# Enough decoder steps (a few tenths of a second per image on a CPU) to cancel or queue behind reliably.
+SLOW_STEPS = 100
+
+
+def t2i(**values) -> Job:
+    return Job("t2i", "tiny-kd22", {**SMALL, **values})
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
+def test_a_job_gives_batch_count_times_batch_size_images_of_the_asked_size(engine, output_dir):
+    handle = engine.run(t2i(width=128, height=64, batch_count=2, batch_size=2, seed=1))
+
+    assert handle.state == DONE and handle.error is None
+    assert [r.index for r in handle.results] == [0, 1, 2, 3]
+    for result in handle.results:
+        assert result.path.is_file() and result.path.parent.parent == output_dir / "t2i"
+        assert (result.width, result.height) == (128, 64)
+        with Image.open(result.path) as image:
+            assert image.size == (128, 64)
+    assert len(list((output_dir / "t2i").rglob("*.png"))) == 4
+
+
+def test_an_explicit_seed_numbers_the_images_seed_seed_plus_one_and_so_on(engine):
+    handle = engine.run(t2i(seed=1000, batch_count=2, batch_size=2))
+
+    assert handle.seed == 1000
+    assert [r.seed for r in handle.results] == [1000, 1001, 1002, 1003]
+    assert handle.seeds() == [1000, 1001, 1002, 1003]
+    assert [r.path.name.split("-", 1)[1] for r in handle.results] == [f"{s}.png" for s in range(1000, 1004)]
+
+
+def test_seeds_wrap_around_at_the_largest_seed(engine):
+    handle = engine.run(t2i(seed=SEED_MAX, batch_size=2))
+
+    assert [r.seed for r in handle.results] == [SEED_MAX, 0]
+
+
+def test_seed_minus_one_picks_a_random_seed_and_reports_it(engine):
+    first = engine.run(t2i(seed=-1))
+    second = engine.run(t2i(seed=-1))
+
+    for handle in (first, second):
+        [result] = handle.results
+        assert 0 <= handle.seed <= SEED_MAX
+        assert result.seed == handle.seed
+        saved = read_image_metadata(result.path)
+        assert saved["seed"] == handle.seed
+        assert saved["params"]["seed"] == handle.seed  # so "reuse parameters" reproduces it
+    assert first.seed != second.seed
+
+
+def test_the_same_parameters_and_seed_give_identical_pixels(engine):
+    first = engine.run(t2i(seed=7))
+    again = engine.run(t2i(seed=7))
+    other = engine.run(t2i(seed=8))
+
+    assert np.array_equal(pixels(first.results[0].path), pixels(again.results[0].path))
+    assert not np.array_equal(pixels(first.results[0].path), pixels(other.results[0].path))
+
+
+def test_a_saved_model_folder_gives_the_same_pixels_as_the_model_it_came_from(engine, saved_tiny_folder):
+    from_registry = engine.run(t2i(seed=11))
+    from_folder = engine.run(Job("t2i", str(saved_tiny_folder), {**SMALL, "seed": 11}))
+
+    assert from_folder.results[0].meta["model"] == str(saved_tiny_folder.resolve())
+    assert np.array_equal(pixels(from_registry.results[0].path), pixels(from_folder.results[0].path))
+
+
+def test_model_defaults_fill_in_what_a_job_leaves_out(engine):
+    handle = engine.run(Job("t2i", "tiny-kd22", {"prompt": "a red cat"}))
+
+    assert (handle.params.width, handle.params.height) == (64, 64)
+    assert (handle.params.steps, handle.params.prior_steps) == (4, 2)
+    assert (handle.results[0].width, handle.results[0].height) == (64, 64)
+
+
+def test_typed_params_are_used_as_given(engine):
+    handle = engine.run(Job("t2i", "tiny-kd22", Text2ImageParams(**SMALL, seed=3)))
+
+    assert handle.results[0].seed == 3
+    assert handle.params.steps == 2
+
+
+def test_the_saved_png_carries_the_jobs_parameters(engine):
+    handle = engine.run(t2i(prompt="кот в сапогах", negative_prompt="blurry", seed=42, scheduler="DDIM"))
+
+    saved = read_image_metadata(handle.results[0].path)
+    assert saved["params"]["prompt"] == "кот в сапогах"
+    assert saved["params"]["negative_prompt"] == "blurry"
+    assert saved["seed"] == 42
+    assert saved["model"] == "tiny-kd22"
+    assert saved["scheduler"] == "DDIM"
+    assert saved["task"] == "t2i"
+    assert (saved["width"], saved["height"]) == (64, 64)
+    assert Text2ImageParams.from_dict(saved["params"]) == handle.params
+    with Image.open(handle.results[0].path) as image:
+        text = image.text["parameters"]
+    assert text.startswith("кот в сапогах\nNegative prompt: blurry\n")
+    assert "Steps: 2, Sampler: DDIM, CFG scale: 4.0, Seed: 42, Size: 64x64, Model: tiny-kd22" in text
+
+
+def test_progress_counts_every_prior_and_decoder_step(engine):
+    handle = engine.run(t2i(seed=1, batch_count=2, steps=3, prior_steps=2))
+
+    assert handle.total_steps == 2 * (3 + 2)
+    assert handle.step == handle.total_steps
+    assert handle.phase == "decoder"
+
+
+def test_cancelling_mid_job_keeps_the_finished_images_and_stops_within_a_step(engine, output_dir):
+    handle = engine.submit(t2i(seed=5, batch_count=3, steps=SLOW_STEPS))
+    wait_until(lambda: handle.results)
+
+    steps_at_cancel = handle.step
+    engine.cancel(handle)
+    assert handle.wait(30)
+
+    assert handle.state == CANCELLED
+    assert 1 <= len(handle.results) < 3
+    assert handle.step - steps_at_cancel <= 2  # the step under way, at most one more
+    assert "the finished ones are saved" in str(handle.error)
+    saved = sorted((output_dir / "t2i").rglob("*.png"))
+    assert saved == sorted(r.path for r in handle.results)
+
+
+def test_cancelling_a_queued_job_drops_it_before_it_starts(engine, output_dir):
+    running = engine.submit(t2i(seed=1, steps=SLOW_STEPS))
+    queued = engine.submit(t2i(seed=2))
+    wait_until(lambda: running.state == RUNNING)
+
+    engine.cancel(queued)
+
+    assert queued.finished and queued.state == CANCELLED
+    assert "before it started" in str(queued.error)
+    assert running.wait(30) and running.state == DONE
+    assert queued.results == [] and queued.step == 0
+    assert [p.name for p in (output_dir / "t2i").rglob("*.png")] == [running.results[0].path.name]
+
+
+def test_jobs_run_in_the_order_they_were_submitted_and_report_their_place(engine):
+    first = engine.submit(t2i(seed=1, steps=SLOW_STEPS))
+    wait_until(lambda: first.state == RUNNING)
+    second = engine.submit(t2i(seed=2))
+    third = engine.submit(t2i(seed=3))
+
+    assert engine.position(first) == 0  # running
+    assert (second.state, engine.position(second)) == (QUEUED, 1)
+    assert (third.state, engine.position(third)) == (QUEUED, 2)
+
+    assert third.wait(60)
+    assert [h.state for h in (first, second, third)] == [DONE, DONE, DONE]
+    assert first.started_at < second.started_at < third.started_at
+    names = [h.results[0].path.name for h in (first, second, third)]
+    assert names == ["00001-1.png", "00002-2.png", "00003-3.png"]
+    assert engine.position(third) == 0  # finished
+
+
+def test_bad_parameters_fail_at_submit_and_nothing_is_queued(engine, output_dir):
+    with pytest.raises(InvalidParams, match="Width must be a multiple of 64"):
+        engine.submit(t2i(width=100))
+    with pytest.raises(InvalidParams, match="Steps must be between 1 and 500"):
+        engine.submit(t2i(steps=0))
+    with pytest.raises(InvalidParams, match=r"Unknown parameter\(s\) for t2i: strength"):
+        engine.submit(t2i(strength=0.5))
+
+    assert not output_dir.exists()
+
+
+def test_a_task_the_model_cannot_do_fails_at_submit(engine):
+    with pytest.raises(UnsupportedTask, match="cannot do i2i; it supports: t2i"):
+        engine.submit(Job("i2i", "tiny-kd22", {"prompt": "a red cat"}))
+
+
+def test_an_unknown_model_fails_at_submit(engine):
+    with pytest.raises(UnknownModel, match="Unknown model 'kd99'"):
+        engine.submit(Job("t2i", "kd99", {"prompt": "a red cat"}))
+
+
+def test_cancel_owner_stops_only_that_owners_jobs(engine):
+    mine = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "steps": SLOW_STEPS, "seed": 1}, owner="alice"))
+    theirs = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 2}, owner="bob"))
+    also_mine = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 3}, owner="alice"))
+    wait_until(lambda: mine.state == RUNNING)
+
+    assert engine.cancel_owner("alice") == 2
+
+    assert theirs.wait(30) and theirs.state == DONE
+    assert mine.state == CANCELLED and also_mine.state == CANCELLED
