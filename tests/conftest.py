@@ -51,9 +51,7 @@ def engine(model_manager, output_dir: Path):
 
     engine = Engine(model_manager, output_dir)
     yield engine
-    engine.close()
-    if engine._worker is not None:  # let a cancelled job finish its step before the next test uses the model
-        engine._worker.join(timeout=30)
+    engine.close(wait=True)  # let a cancelled job finish its step before the next test uses the model
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubin import __version__
-from kubin.errors import JobCancelled, KubinError, OutOfMemory, UnsupportedTask
+from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, UnsupportedTask
 from kubin.models.manager import ModelManager, free_memory
 from kubin.outputs import save_image
 from kubin.params import SEED_MAX, TaskParams, params_class
@@ -132,6 +132,11 @@ class Engine:
         else:
             params = cls.from_dict({**spec.defaults.get(job.task, {}), **dict(job.params)})
         params.validate()
+        scheduler = getattr(params, "scheduler", "")
+        if scheduler and spec.schedulers and scheduler not in spec.schedulers:
+            raise InvalidParams(
+                f"Scheduler {scheduler!r} is not available for {spec.title}; choose one of {', '.join(spec.schedulers)}."
+            )
         total = params.batch_count * (params.prior_steps + params.steps)
         handle = JobHandle(next(self._ids), job, params, pick_seed(params.seed), total)
         with self._cond:
@@ -176,7 +181,8 @@ class Engine:
             except ValueError:
                 return 0
 
-    def close(self) -> None:
+    def close(self, wait: bool = False, timeout: float | None = 30) -> None:
+        """Refuse new jobs, drop queued ones, stop the running one; with wait, until the worker has ended."""
         with self._cond:
             self._closed = True
             while self._queue:
@@ -184,6 +190,8 @@ class Engine:
             self._cond.notify_all()
         if self._current is not None:
             self._current.cancel()
+        if wait and self._worker is not None:
+            self._worker.join(timeout)
 
     # --- worker side -----------------------------------------------------------------------------
     def _ensure_worker(self) -> None:

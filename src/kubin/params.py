@@ -94,7 +94,8 @@ class TaskParams:
                 else:
                     converted[name] = str(value)
             except (TypeError, ValueError):
-                raise InvalidParams(f"{fs.label} must be a {fs.type.__name__} (got {value!r}).") from None
+                kind = {int: "a whole number", float: "a number", bool: "true or false"}.get(fs.type, "text")
+                raise InvalidParams(f"{fs.label} must be {kind} (got {value!r}).") from None
         return cls(**converted)
 
     def to_dict(self) -> dict[str, Any]:

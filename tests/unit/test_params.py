@@ -28,9 +28,9 @@ def test_a_missing_or_empty_value_keeps_the_default():
 
 
 def test_a_value_of_the_wrong_type_is_refused_with_the_field_label():
-    with pytest.raises(InvalidParams, match=r"Width must be a int \(got 'wide'\)"):
+    with pytest.raises(InvalidParams, match=r"Width must be a whole number \(got 'wide'\)"):
         t2i(width="wide")
-    with pytest.raises(InvalidParams, match=r"Steps must be a int \(got 2\.5\)"):
+    with pytest.raises(InvalidParams, match=r"Steps must be a whole number \(got 2\.5\)"):
         t2i(steps=2.5)
 
 

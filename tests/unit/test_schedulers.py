@@ -54,9 +54,9 @@ def test_an_empty_scheduler_uses_the_models_own(engine):
     assert handle.results[0].meta["scheduler"] == "DDPM"
 
 
-def test_an_unknown_scheduler_is_refused_with_the_choices(engine, offered):
+def test_an_unknown_scheduler_is_refused_at_submit_with_the_choices(engine, offered):
     with pytest.raises(InvalidParams) as caught:
-        engine.run(Job("t2i", "tiny-kd22", {**SMALL, "scheduler": "Karras Magic"}))
+        engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "scheduler": "Karras Magic"}))
 
     assert "Scheduler 'Karras Magic' is not available" in str(caught.value)
     assert ", ".join(offered) in str(caught.value)

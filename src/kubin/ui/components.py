@@ -32,8 +32,9 @@ def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any]):
             min_width=120,
             elem_id="aspect",
         )
-        width = slider(specs["width"], values["width"], min_width=160, elem_id="width")
-        height = slider(specs["height"], values["height"], min_width=160, elem_id="height")
+        # 200 px: narrower, the slider's "2048" end label is cut off.
+        width = slider(specs["width"], values["width"], min_width=200, elem_id="width")
+        height = slider(specs["height"], values["height"], min_width=200, elem_id="height")
 
     def apply_aspect(choice: str, w: int, h: int):
         if choice == "custom":
