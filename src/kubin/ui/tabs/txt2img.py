@@ -25,6 +25,9 @@ def build(ctx: UIContext) -> None:
                         "Generate", variant="primary", elem_id="t2i-generate", min_width=120
                     )
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="t2i-cancel", min_width=80)
+                # Not `info`: the job's last message and this reply can arrive in either order, and
+                # "Cancelling…" arriving last used to hide "Cancelled after n of m image(s)".
+                cancel_status = gr.Markdown(elem_id="t2i-cancel-status")
                 aspect, width, height = ui.size_picker(specs, values)
                 with gr.Row():
                     steps = ui.slider(specs["steps"], values["steps"], min_width=160)
@@ -115,6 +118,8 @@ def build(ctx: UIContext) -> None:
                 gr.Warning(str(handle.error))
             yield outputs(handle)
 
+        for trigger in (generate_btn.click, prompt.submit):  # a new job clears the last cancel reply
+            trigger(lambda: "", None, cancel_status, api_name=False, queue=False, show_progress="hidden")
         generate_btn.click(
             generate,
             [model, *widgets],
@@ -134,9 +139,9 @@ def build(ctx: UIContext) -> None:
 
         def cancel(request: gr.Request) -> str:
             n = ctx.engine.cancel_owner(request.session_hash) if request is not None else 0
-            return "Cancelling…" if n else "Nothing to cancel."
+            return "Cancel requested; the images finished so far are kept." if n else "Nothing to cancel."
 
-        cancel_btn.click(cancel, None, info, api_name="t2i_cancel", queue=False)
+        cancel_btn.click(cancel, None, cancel_status, api_name="t2i_cancel", queue=False)
         reuse_seed.click(lambda s: s, last_seed, seed, queue=False, show_progress="hidden")
 
         def on_model_change(model_id: str):

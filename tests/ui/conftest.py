@@ -1,0 +1,175 @@
+"""UI test setup: one real Kubin server (tiny-kd22, offline) for the session, API clients and Chromium.
+
+The server runs as a subprocess exactly as a user starts it (`python -m kubin --model tiny-kd22 ...`),
+with its own output folder, user config file, Kubin cache and Gradio temp folder under a session
+temp dir, so the tests touch nothing in the repository or the user's home. Browser tests drive the
+system Chromium (Playwright cannot download its own here); they are skipped when none is found.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
+START_TIMEOUT_S = 60
+# A hand-written key in the user file before the server starts; saving settings must keep it.
+HAND_WRITTEN_CONFIG = "# written by hand before Kubin starts\nserver:\n  host: 127.0.0.1\n"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class KubinServer:
+    url: str
+    output_dir: Path
+    user_config: Path
+    log_path: Path
+    process: subprocess.Popen
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+    def saved_images(self) -> set[Path]:
+        """Every text-to-image PNG saved so far (finished files only; temp files start with a dot)."""
+        return {p for p in (self.output_dir / "t2i").glob("*/*.png") if not p.name.startswith(".")}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed UI test's report ends with the server's log, where a server-side traceback would be."""
+    report = yield
+    server = getattr(item, "funcargs", {}).get("kubin_server")
+    if report.failed and isinstance(server, KubinServer):
+        report.sections.append(("Kubin server log (tail)", server.log_tail()))
+    return report
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kubin_server(tmp_path_factory: pytest.TempPathFactory):
+    """A running `python -m kubin --model tiny-kd22` on a free port; stopped after the last test."""
+    root = tmp_path_factory.mktemp("kubin-ui")
+    output_dir = root / "output"
+    user_config = root / "kubin.user.yaml"
+    user_config.write_text(HAND_WRITTEN_CONFIG, encoding="utf-8")
+    log_path = root / "server.log"
+    port = _free_port()
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "KUBIN_CACHE_DIR": str(root / "kubin-cache"),
+        "HF_HOME": str(root / "hf-home"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(root / "gradio-tmp"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    cmd = [
+        sys.executable, "-m", "kubin", "--model", "tiny-kd22", "--port", str(port),
+        "--output-dir", str(output_dir), "--config", str(user_config),
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = KubinServer(f"http://127.0.0.1:{port}", output_dir, user_config, log_path, process)
+    try:
+        _wait_until_up(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def _wait_until_up(server: KubinServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"Kubin exited with code {server.process.returncode} at start:\n{server.log_tail()}")
+        try:
+            if (
+                httpx.get(server.url, timeout=2).status_code == 200
+                and "Kubin is running at" in server.log_tail()
+            ):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"Kubin did not answer at {server.url} within {START_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+@pytest.fixture
+def api_client(kubin_server: KubinServer, tmp_path: Path):
+    """A fresh gradio_client Client (its own session) that downloads result files into tmp_path."""
+    from gradio_client import Client
+
+    client = Client(kubin_server.url, verbose=False, download_files=tmp_path, analytics_enabled=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    return ARTIFACTS_DIR
+
+
+def _chromium_path() -> str | None:
+    return os.environ.get("KUBIN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless system Chromium, launched once for the session."""
+    executable = _chromium_path()
+    if not executable:
+        pytest.skip("no Chromium found (install Debian's `chromium` or set KUBIN_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser, kubin_server: KubinServer):
+    """Opens Kubin in a fresh browser context (own storage, own Gradio session); closes them after the test."""
+    contexts = []
+
+    def open_page(path: str = "/", **context_options):
+        context_options.setdefault("viewport", {"width": 1280, "height": 800})
+        context = browser.new_context(**context_options)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)  # generous: CI machines may be busy
+        page.goto(kubin_server.url + path)
+        page.wait_for_selector("#prompt textarea")
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()

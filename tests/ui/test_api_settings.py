@@ -1,0 +1,37 @@
+"""The Settings tab through its Gradio API (/save_settings): what it writes to the user config file."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from gradio_client.exceptions import AppError
+
+# width, height, steps, guidance_scale, prior_steps, prior_guidance_scale; None keeps the model's own.
+DEFAULTS_STEPS_3 = [None, None, 3, None, None, None]
+
+
+def test_save_settings_writes_the_user_config_and_keeps_hand_written_keys(api_client, kubin_server):
+    output_dir = str(kubin_server.output_dir)
+
+    reply = api_client.predict(
+        "tiny-kd22", "cpu", "fp32", output_dir, *DEFAULTS_STEPS_3, api_name="/save_settings"
+    )
+
+    assert reply == f"✅ Saved to `{kubin_server.user_config}`."
+    saved = yaml.safe_load(kubin_server.user_config.read_text(encoding="utf-8"))
+    assert saved["model"] == "tiny-kd22"
+    assert saved["device"] == "cpu"
+    assert saved["dtype"] == "fp32"
+    assert saved["output_dir"] == output_dir
+    assert saved["ui"]["defaults"]["t2i"] == {"steps": 3}
+    assert saved["server"] == {"host": "127.0.0.1"}, "the hand-written key must survive the save"
+
+
+def test_save_settings_refuses_an_empty_output_folder_and_leaves_the_file_alone(api_client, kubin_server):
+    before = kubin_server.user_config.read_text(encoding="utf-8")
+
+    with pytest.raises(AppError) as raised:
+        api_client.predict("tiny-kd22", "cpu", "fp32", "  ", *DEFAULTS_STEPS_3, api_name="/save_settings")
+
+    assert "output folder cannot be empty" in raised.value.message
+    assert kubin_server.user_config.read_text(encoding="utf-8") == before
