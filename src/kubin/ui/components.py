@@ -59,8 +59,9 @@ def seed_row(fs: FieldSpec, value: int):
             min_width=160,
             elem_id="seed",
         )
-        random_btn = gr.Button("🎲 Random", size="sm", min_width=80, elem_id="seed-random")
-        reuse_btn = gr.Button("♻️ Last used", size="sm", min_width=80, elem_id="seed-reuse")
+        with gr.Column(scale=0, min_width=130):
+            random_btn = gr.Button("🎲 Random", size="sm", elem_id="seed-random")
+            reuse_btn = gr.Button("♻️ Last used", size="sm", elem_id="seed-reuse")
     random_btn.click(lambda: -1, None, seed, queue=False, show_progress="hidden")
     return seed, reuse_btn
 
