@@ -58,3 +58,15 @@ def engine(model_manager, output_dir: Path):
 def saved_tiny_folder(model_manager, tmp_path_factory) -> Path:
     """tiny-kd22 written to a folder by the manager, as `python -m kubin save` does."""
     return model_manager.save("tiny-kd22", tmp_path_factory.mktemp("saved") / "tiny-kd22")
+
+
+@pytest.fixture
+def t2i_only_model(monkeypatch) -> str:
+    """A registry entry like tiny-kd22 that declares text-to-image only (for unsupported-task paths)."""
+    from dataclasses import replace
+
+    from kubin.models import registry
+
+    spec = replace(registry.MODELS["tiny-kd22"], id="tiny-t2i-only", tasks=("t2i",))
+    monkeypatch.setitem(registry.MODELS, spec.id, spec)
+    return spec.id

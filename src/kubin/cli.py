@@ -64,18 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     seen = set()
     for cls in TASK_PARAMS.values():
         for fs in cls.field_specs().values():
-            if fs.name in seen:
-                continue
-            seen.add(fs.name)
-            rng = f" [{_n(fs.minimum)}..{_n(fs.maximum)}]" if fs.minimum is not None else ""
-            extra = f"; {fs.help}" if fs.help else ""
-            gen.add_argument(
-                "--" + fs.name.replace("_", "-"),
-                dest=f"param_{fs.name}",
-                type=fs.type,
-                metavar=fs.type.__name__.upper(),
-                help=f"{fs.label}{rng}{extra} (default: the model's own)",
-            )
+            if fs.name not in seen:
+                seen.add(fs.name)
+                _add_param_flag(gen, fs, cls.task)
 
     models = sub.add_parser("models", help="list the models Kubin knows")
     models.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -90,6 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     save.add_argument("model_id", metavar="ID")
     save.add_argument("folder", metavar="FOLDER")
     return parser
+
+
+def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
+    """One `generate` flag per parameter, with its range and help from the spec."""
+    rng = f" [{_n(fs.minimum)}..{_n(fs.maximum)}]" if fs.minimum is not None else ""
+    extra = f"; {fs.help}" if fs.help else ""
+    kwargs: dict[str, Any] = {"dest": f"param_{fs.name}", "help": f"{fs.label}{rng}{extra}"}
+    if fs.type is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif fs.type is list:
+        # Several values, or one comma-separated value: --weights 0.3 0.7 or --expand 64,0,64,0
+        item = "FILE" if fs.kind == "image" else fs.item_type.__name__.upper()
+        kwargs.update(nargs="+", metavar=item)
+    else:
+        kwargs.update(type=fs.type, metavar="FILE" if fs.kind == "image" else fs.type.__name__.upper())
+    parser.add_argument("--" + fs.name.replace("_", "-"), **kwargs)
 
 
 def _n(x: float | None) -> str:

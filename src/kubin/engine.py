@@ -20,9 +20,11 @@ from typing import Any
 
 from kubin import __version__
 from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, UnsupportedTask
+from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.manager import ModelManager, free_memory
 from kubin.outputs import save_image
-from kubin.params import SEED_MAX, TaskParams, params_class
+from kubin.params import SEED_MAX, ImageTaskParams, params_class
+from kubin.tasks import Prepared, prepare
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancell
 class Job:
     task: str
     model_id: str
-    params: TaskParams | dict[str, Any]
+    params: ImageTaskParams | dict[str, Any]
     owner: str = ""  # who may cancel it without knowing its id (a browser session)
 
 
@@ -64,7 +66,7 @@ class JobHandle:
 
     id: int
     job: Job
-    params: TaskParams
+    params: ImageTaskParams
     seed: int  # the base seed actually used
     total_steps: int
     state: str = QUEUED
@@ -73,6 +75,7 @@ class JobHandle:
     results: list[ImageResult] = field(default_factory=list)
     error: KubinError | None = None
     started_at: float | None = None
+    prepared: Prepared = field(default_factory=Prepared, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -89,6 +92,11 @@ class JobHandle:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
+
+    @property
+    def notices(self) -> list[str]:
+        """What was adjusted in the user's input (resized mask, flattened transparency, ...)."""
+        return self.prepared.notices
 
     def seeds(self) -> list[int]:
         return [image_seed(self.seed, i) for i in range(self.params.image_count)]
@@ -109,9 +117,10 @@ def pick_seed(requested: int) -> int:
 
 
 class Engine:
-    def __init__(self, manager: ModelManager, output_dir: str | Path):
+    def __init__(self, manager: ModelManager, output_dir: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.manager = manager
         self.output_dir = Path(output_dir)
+        self.max_pixels = max_pixels  # input images above this are downscaled, outputs refused
         self._queue: deque[JobHandle] = deque()
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
@@ -137,8 +146,9 @@ class Engine:
             raise InvalidParams(
                 f"Scheduler {scheduler!r} is not available for {spec.title}; choose one of {', '.join(spec.schedulers)}."
             )
-        total = params.batch_count * (params.prior_steps + params.steps)
-        handle = JobHandle(next(self._ids), job, params, pick_seed(params.seed), total)
+        prepared = prepare(params, self.max_pixels)
+        total = params.batch_count * params.steps_per_batch()
+        handle = JobHandle(next(self._ids), job, params, pick_seed(params.seed), total, prepared=prepared)
         with self._cond:
             if self._closed:
                 raise KubinError("The engine is shutting down; no new jobs are accepted.")
@@ -227,14 +237,17 @@ class Engine:
                 if handle.cancel_requested:
                     raise JobCancelled("cancelled")
 
+            prepared = handle.prepared
+            inputs = prepared.store_sources(self.output_dir)
             for batch in range(params.batch_count):
                 if handle.cancel_requested:
                     raise JobCancelled("cancelled")
                 first = batch * params.batch_size
                 seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
-                images, scheduler = model.generate(job.task, params, seeds, on_step)
-                for i, (image, seed) in enumerate(zip(images, seeds, strict=True)):
-                    meta = self._metadata(handle, model, scheduler, seed, first + i, image)
+                images, scheduler = model.generate(job.task, params, prepared, seeds, on_step)
+                for i, (raw, seed) in enumerate(zip(images, seeds, strict=True)):
+                    image = prepared.finish(raw)
+                    meta = self._metadata(handle, model, scheduler, seed, first + i, image, inputs)
                     path = save_image(image, self.output_dir, job.task, meta)
                     handle.results.append(ImageResult(path, seed, image.width, image.height, first + i, meta))
             self._finish(handle, DONE, None)
@@ -269,9 +282,12 @@ class Engine:
                     ),
                 )
 
-    def _metadata(self, handle, model, scheduler, seed, index, image) -> dict[str, Any]:
+    def _metadata(self, handle, model, scheduler, seed, index, image, inputs) -> dict[str, Any]:
         params = handle.params.to_dict() | {"seed": handle.seed}
-        return {
+        extra = {"inputs": inputs} if inputs else {}
+        if handle.notices:
+            extra["notices"] = handle.notices
+        return extra | {
             "kubin_version": __version__,
             "task": handle.job.task,
             "model": model.spec.id,

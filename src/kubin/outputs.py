@@ -24,6 +24,8 @@ _COUNTER_RE = re.compile(r"^(\d+)-")
 
 # Parameters written as "Name: value" pairs after Steps/Sampler/CFG/Seed/Size/Model, in this order.
 _EXTRA_LABELS = {
+    "strength": "Denoising strength",
+    "mask_blur": "Mask blur",
     "prior_steps": "Prior steps",
     "prior_guidance_scale": "Prior CFG scale",
     "batch_size": "Batch size",
@@ -34,7 +36,7 @@ _EXTRA_LABELS = {
 def a1111_parameters(meta: dict[str, Any]) -> str:
     """The `parameters` text in the AUTOMATIC1111 layout: prompt, negative prompt, then key: value pairs."""
     params = meta["params"]
-    lines = [params.get("prompt", "")]
+    lines = [params.get("prompt") or " | ".join(params.get("prompts", []))]
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")
     pairs = [
@@ -44,6 +46,7 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
         ("Seed", meta.get("seed")),
         ("Size", f"{meta.get('width')}x{meta.get('height')}"),
         ("Model", meta.get("model")),
+        ("Task", meta.get("task")),
     ]
     pairs += [(label, params.get(key, meta.get(key))) for key, label in _EXTRA_LABELS.items()]
     pairs.append(("Version", f"kubin {meta.get('kubin_version', '')}".strip()))

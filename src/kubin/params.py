@@ -1,6 +1,7 @@
 """Typed parameters of every task, with their ranges, defaults and labels in one place.
 
-The UI, the CLI and the engine read these specs; none of them restates a range.
+The UI, the CLI and the engine read these specs; none of them restates a range. Fields that name
+input images carry kind="image" so that the engine knows to load and check them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from kubin.errors import InvalidParams
 
 SEED_MAX = 2**32 - 1
 SIZE_STEP = 64
+MAX_SIDE = 2048
 
 
 def spec(
@@ -23,24 +25,43 @@ def spec(
     maximum: float | None = None,
     step: float | None = None,
     help: str = "",
+    kind: str = "",
 ) -> Any:
-    """A dataclass field that also carries its label, range and step for UIs and validation."""
-    return field(
-        default=default,
-        metadata={"label": label, "minimum": minimum, "maximum": maximum, "step": step, "help": help},
-    )
+    """A dataclass field that also carries its label, range, step and kind for UIs and validation."""
+    meta = {"label": label, "minimum": minimum, "maximum": maximum, "step": step, "help": help, "kind": kind}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    type: type
+    type: type  # int, float, str, bool or list
     default: Any
     label: str
     minimum: float | None
     maximum: float | None
     step: float | None
     help: str
+    kind: str = ""  # "image" for paths of input images
+    item_type: type | None = None  # for lists
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+_KIND_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+
+
+def _convert(value: Any, to: type) -> Any:
+    if to is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return int(value)
+    if to is float:
+        return float(value)
+    if to is bool:
+        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+    return value if isinstance(value, str) else str(value)
 
 
 @dataclass
@@ -51,26 +72,31 @@ class TaskParams:
 
     @classmethod
     def field_specs(cls) -> dict[str, FieldSpec]:
-        types = {"int": int, "float": float, "str": str, "bool": bool}
         out = {}
         for f in dataclasses.fields(cls):
-            meta = f.metadata
-            ftype = f.type if isinstance(f.type, type) else types.get(str(f.type), str)
+            meta, annotation = f.metadata, str(f.type)
+            item_type = None
+            if annotation.startswith("list["):
+                ftype, item_type = list, _TYPES.get(annotation[5:-1], str)
+            else:
+                ftype = f.type if isinstance(f.type, type) else _TYPES.get(annotation, str)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             out[f.name] = FieldSpec(
-                f.name,
-                ftype,
-                f.default,
-                meta.get("label", f.name),
-                meta.get("minimum"),
-                meta.get("maximum"),
-                meta.get("step"),
-                meta.get("help", ""),
-            )
+                f.name, ftype, default, meta.get("label", f.name), meta.get("minimum"), meta.get("maximum"),
+                meta.get("step"), meta.get("help", ""), meta.get("kind", ""), item_type,
+            )  # fmt: skip
         return out
 
     @classmethod
+    def image_fields(cls) -> list[str]:
+        return [name for name, fs in cls.field_specs().items() if fs.kind == "image"]
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TaskParams:
-        """Build from plain values (JSON, CLI, widgets), converting types; unknown names are an error."""
+        """Build from plain values (JSON, CLI, widgets), converting types; unknown names are an error.
+
+        A list of numbers also takes comma-separated strings ("0.5, 0.5").
+        """
         specs = cls.field_specs()
         unknown = sorted(set(values) - set(specs))
         if unknown:
@@ -81,21 +107,21 @@ class TaskParams:
             if value is None:
                 continue
             try:
-                if fs.type is int:
-                    if isinstance(value, float) and not value.is_integer():
-                        raise ValueError
-                    converted[name] = int(value)
-                elif fs.type is float:
-                    converted[name] = float(value)
-                elif fs.type is bool:
-                    converted[name] = (
-                        value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-                    )
+                if fs.type is list:
+                    items = [value] if isinstance(value, str) else list(value)
+                    if fs.item_type is not str:  # numbers may come as one "64,0,64,0"
+                        items = [
+                            part for v in items for part in (v.split(",") if isinstance(v, str) else [v])
+                        ]
+                    converted[name] = [
+                        _convert(v.strip() if isinstance(v, str) else v, fs.item_type) for v in items
+                    ]
                 else:
-                    converted[name] = str(value)
+                    converted[name] = _convert(value, fs.type)
             except (TypeError, ValueError):
-                kind = {int: "a whole number", float: "a number", bool: "true or false"}.get(fs.type, "text")
-                raise InvalidParams(f"{fs.label} must be {kind} (got {value!r}).") from None
+                kind = _KIND_WORDS.get(fs.item_type or fs.type, "text")
+                what = f"a list of {kind.removeprefix('a ')}s" if fs.type is list else kind
+                raise InvalidParams(f"{fs.label} must be {what} (got {value!r}).") from None
         return cls(**converted)
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,15 +130,14 @@ class TaskParams:
     def validate(self) -> TaskParams:
         """Check every ranged field; raise InvalidParams naming the first bad one. Returns self."""
         for fs in self.field_specs().values():
-            value = getattr(self, fs.name)
-            if fs.minimum is None and fs.maximum is None:
-                continue
-            if (fs.minimum is not None and value < fs.minimum) or (
-                fs.maximum is not None and value > fs.maximum
-            ):
-                raise InvalidParams(
-                    f"{fs.label} must be between {_num(fs.minimum)} and {_num(fs.maximum)} (got {_num(value)})."
-                )
+            values = getattr(self, fs.name)
+            for value in values if fs.type is list else [values]:
+                if (fs.minimum is not None and value < fs.minimum) or (
+                    fs.maximum is not None and value > fs.maximum
+                ):
+                    raise InvalidParams(
+                        f"{fs.label} must be between {_num(fs.minimum)} and {_num(fs.maximum)} (got {_num(value)})."
+                    )
         return self
 
 
@@ -120,33 +145,75 @@ def _num(x: float | None) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
+# --- the fields Kandinsky image tasks share -----------------------------------------------------
+def _prompt():
+    return spec("", label="Prompt")
+
+
+def _negative_prompt():
+    return spec("", label="Negative prompt")
+
+
+def _size(name: str, default: int, from_image: bool = False):
+    if from_image:
+        return spec(
+            0, label=name, minimum=0, maximum=MAX_SIDE, step=SIZE_STEP, help="0 keeps the init image's size"
+        )
+    return spec(default, label=name, minimum=64, maximum=MAX_SIDE, step=SIZE_STEP)
+
+
+def _init_image():
+    return spec("", label="Init image", kind="image", help="path of the image to start from")
+
+
+def _steps():
+    return spec(50, label="Steps", minimum=1, maximum=500, step=1)
+
+
+def _guidance():
+    return spec(4.0, label="Guidance scale", minimum=0.0, maximum=30.0, step=0.5)
+
+
+def _prior_steps():
+    return spec(25, label="Prior steps", minimum=1, maximum=200, step=1)
+
+
+def _prior_guidance():
+    return spec(4.0, label="Prior guidance scale", minimum=0.0, maximum=30.0, step=0.5)
+
+
+def _seed():
+    return spec(-1, label="Seed", minimum=-1, maximum=SEED_MAX, step=1, help="-1 picks a random seed")
+
+
+def _batch_count():
+    return spec(1, label="Batch count", minimum=1, maximum=100, step=1, help="jobs run one after another")
+
+
+def _batch_size():
+    return spec(1, label="Batch size", minimum=1, maximum=16, step=1, help="images per pipeline call")
+
+
+def _scheduler():
+    return spec("", label="Scheduler", help="empty uses the model's own scheduler")
+
+
 @dataclass
-class Text2ImageParams(TaskParams):
-    """Text to image: a prior turns the prompt into an image embedding, a decoder paints it."""
+class ImageTaskParams(TaskParams):
+    """What every Kandinsky image task has: seeds, batches, steps; sizes are multiples of 64."""
 
-    task: ClassVar[str] = "t2i"
+    @property
+    def image_count(self) -> int:
+        return self.batch_count * self.batch_size
 
-    prompt: str = spec("", label="Prompt")
-    negative_prompt: str = spec("", label="Negative prompt")
-    width: int = spec(768, label="Width", minimum=64, maximum=2048, step=SIZE_STEP)
-    height: int = spec(768, label="Height", minimum=64, maximum=2048, step=SIZE_STEP)
-    steps: int = spec(50, label="Steps", minimum=1, maximum=500, step=1)
-    guidance_scale: float = spec(4.0, label="Guidance scale", minimum=0.0, maximum=30.0, step=0.5)
-    prior_steps: int = spec(25, label="Prior steps", minimum=1, maximum=200, step=1)
-    prior_guidance_scale: float = spec(4.0, label="Prior guidance scale", minimum=0.0, maximum=30.0, step=0.5)
-    seed: int = spec(-1, label="Seed", minimum=-1, maximum=SEED_MAX, step=1, help="-1 picks a random seed")
-    batch_count: int = spec(
-        1, label="Batch count", minimum=1, maximum=100, step=1, help="jobs run one after another"
-    )
-    batch_size: int = spec(
-        1, label="Batch size", minimum=1, maximum=16, step=1, help="images per pipeline call"
-    )
-    scheduler: str = spec("", label="Scheduler", help="empty uses the model's own scheduler")
+    def steps_per_batch(self) -> int:
+        """The denoising steps one batch reports through the progress hook (prior + decoder)."""
+        return self.prior_steps + self.steps
 
-    def validate(self) -> Text2ImageParams:
+    def validate(self) -> ImageTaskParams:
         super().validate()
         for name in ("width", "height"):
-            value = getattr(self, name)
+            value = getattr(self, name, 0)
             if value % SIZE_STEP:
                 raise InvalidParams(
                     f"{name.capitalize()} must be a multiple of {SIZE_STEP} (got {value}); "
@@ -154,16 +221,198 @@ class Text2ImageParams(TaskParams):
                 )
         return self
 
+
+@dataclass
+class Text2ImageParams(ImageTaskParams):
+    """Text to image: a prior turns the prompt into an image embedding, a decoder paints it."""
+
+    task: ClassVar[str] = "t2i"
+
+    prompt: str = _prompt()
+    negative_prompt: str = _negative_prompt()
+    width: int = _size("Width", 768)
+    height: int = _size("Height", 768)
+    steps: int = _steps()
+    guidance_scale: float = _guidance()
+    prior_steps: int = _prior_steps()
+    prior_guidance_scale: float = _prior_guidance()
+    seed: int = _seed()
+    batch_count: int = _batch_count()
+    batch_size: int = _batch_size()
+    scheduler: str = _scheduler()
+
+
+@dataclass
+class Image2ImageParams(ImageTaskParams):
+    """Image to image: the init image, noised by `strength`, is repainted toward the prompt."""
+
+    task: ClassVar[str] = "i2i"
+
+    prompt: str = _prompt()
+    negative_prompt: str = _negative_prompt()
+    init_image: str = _init_image()
+    strength: float = spec(
+        0.5, label="Strength", minimum=0.0, maximum=1.0, step=0.05,
+        help="how much to change: near 0 keeps the image, 1 ignores it",
+    )  # fmt: skip
+    width: int = _size("Width", 0, from_image=True)
+    height: int = _size("Height", 0, from_image=True)
+    steps: int = _steps()
+    guidance_scale: float = _guidance()
+    prior_steps: int = _prior_steps()
+    prior_guidance_scale: float = _prior_guidance()
+    seed: int = _seed()
+    batch_count: int = _batch_count()
+    batch_size: int = _batch_size()
+    scheduler: str = _scheduler()
+
+    def decoder_steps(self) -> int:
+        """Image to image runs only the last `strength` share of the schedule."""
+        return min(int(self.steps * self.strength), self.steps)
+
+    def steps_per_batch(self) -> int:
+        return self.prior_steps + self.decoder_steps()
+
+    def validate(self) -> Image2ImageParams:
+        super().validate()
+        if self.decoder_steps() < 1:
+            raise InvalidParams(
+                f"Strength {self.strength} with {self.steps} steps leaves no step to run; "
+                "raise the strength or the steps (strength x steps must be at least 1)."
+            )
+        return self
+
+
+@dataclass
+class InpaintParams(ImageTaskParams):
+    """Inpainting: the white part of the mask is repainted, the rest of the image is kept as it is."""
+
+    task: ClassVar[str] = "inpaint"
+
+    prompt: str = _prompt()
+    negative_prompt: str = _negative_prompt()
+    init_image: str = _init_image()
+    mask: str = spec("", label="Mask", kind="image", help="white = repaint, black = keep")
+    invert_mask: bool = spec(False, label="Invert mask", help="repaint the black part instead")
+    mask_blur: int = spec(
+        4, label="Mask blur", minimum=0, maximum=64, step=1, help="softens the mask edge (pixels)"
+    )
+    steps: int = _steps()
+    guidance_scale: float = _guidance()
+    prior_steps: int = _prior_steps()
+    prior_guidance_scale: float = _prior_guidance()
+    seed: int = _seed()
+    batch_count: int = _batch_count()
+    batch_size: int = _batch_size()
+    scheduler: str = _scheduler()
+
+
+@dataclass
+class OutpaintParams(ImageTaskParams):
+    """Outpainting: the canvas grows on the chosen sides and the new area is painted to match."""
+
+    task: ClassVar[str] = "outpaint"
+
+    prompt: str = _prompt()
+    negative_prompt: str = _negative_prompt()
+    init_image: str = _init_image()
+    expand: list[int] = spec(
+        [0, 0, 0, 0], label="Expand", minimum=0, maximum=MAX_SIDE, step=8,
+        help="pixels to add: left, top, right, bottom",
+    )  # fmt: skip
+    aspect: str = spec(
+        "", label="Target aspect ratio", help="e.g. 16:9: grow evenly to reach it (instead of expand)"
+    )
+    feather: int = spec(
+        16, label="Seam feather", minimum=0, maximum=256, step=1, help="blend width at the seam (pixels)"
+    )
+    steps: int = _steps()
+    guidance_scale: float = _guidance()
+    prior_steps: int = _prior_steps()
+    prior_guidance_scale: float = _prior_guidance()
+    seed: int = _seed()
+    batch_count: int = _batch_count()
+    batch_size: int = _batch_size()
+    scheduler: str = _scheduler()
+
+    def validate(self) -> OutpaintParams:
+        super().validate()
+        if self.aspect:
+            parse_aspect(self.aspect)
+        else:
+            if len(self.expand) != 4:
+                raise InvalidParams(
+                    f"Expand takes four numbers, left, top, right, bottom (got {len(self.expand)})."
+                )
+            if not any(self.expand):
+                raise InvalidParams(
+                    "Nothing to outpaint: expand at least one side, or give a target aspect ratio."
+                )
+        return self
+
+
+@dataclass
+class MixParams(ImageTaskParams):
+    """Mix: images and prompts blended by weight in the prior's embedding space, then decoded."""
+
+    task: ClassVar[str] = "mix"
+
+    images: list[str] = spec([], label="Images", kind="image", help="paths of the images to mix")
+    prompts: list[str] = spec([], label="Prompts", help="texts to mix, after the images")
+    weights: list[float] = spec(
+        [], label="Weights", minimum=-10.0, maximum=10.0, step=0.05,
+        help="one per image, then one per prompt; normalised to sum 1",
+    )  # fmt: skip
+    negative_prompt: str = _negative_prompt()
+    width: int = _size("Width", 768)
+    height: int = _size("Height", 768)
+    steps: int = _steps()
+    guidance_scale: float = _guidance()
+    prior_steps: int = _prior_steps()
+    prior_guidance_scale: float = _prior_guidance()
+    seed: int = _seed()
+    batch_count: int = _batch_count()
+    batch_size: int = _batch_size()
+    scheduler: str = _scheduler()
+
     @property
-    def image_count(self) -> int:
-        return self.batch_count * self.batch_size
+    def prompt(self) -> str:  # what the A1111 `parameters` line shows
+        return " | ".join(self.prompts)
+
+    def steps_per_batch(self) -> int:
+        return self.steps  # the prior runs inside diffusers' interpolate, which reports no steps
+
+    def validate(self) -> MixParams:
+        super().validate()
+        items = len(self.images) + len(self.prompts)
+        if items < 2:
+            raise InvalidParams(f"Mix needs at least 2 images and/or prompts (got {items}).")
+        if len(self.weights) != items:
+            raise InvalidParams(
+                f"Mix needs one weight per image and prompt: {items} item(s) but {len(self.weights)} weight(s)."
+            )
+        if abs(sum(self.weights)) < 1e-6:
+            raise InvalidParams(
+                "The mix weights add up to zero, so they cannot be normalised; give them a non-zero total."
+            )
+        if any(not p.strip() for p in self.prompts):
+            raise InvalidParams("A mix prompt is empty; remove it or write some text.")
+        return self
+
+    def normalised_weights(self) -> list[float]:
+        total = sum(self.weights)
+        return [w / total for w in self.weights]
 
 
-TASK_PARAMS: dict[str, type[TaskParams]] = {Text2ImageParams.task: Text2ImageParams}
-TASK_LABELS = {"t2i": "Text to image"}
+TASK_PARAMS: dict[str, type[ImageTaskParams]] = {
+    cls.task: cls for cls in (Text2ImageParams, Image2ImageParams, MixParams, InpaintParams, OutpaintParams)
+}
+TASK_LABELS = {
+    "t2i": "Text to image", "i2i": "Image to image", "mix": "Mix", "inpaint": "Inpaint", "outpaint": "Outpaint",
+}  # fmt: skip
 
 
-def params_class(task: str) -> type[TaskParams]:
+def params_class(task: str) -> type[ImageTaskParams]:
     try:
         return TASK_PARAMS[task]
     except KeyError:
@@ -173,15 +422,21 @@ def params_class(task: str) -> type[TaskParams]:
 ASPECT_RATIOS = ["1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16", "21:9", "9:21"]
 
 
-def size_for_aspect(aspect: str, area: int, step: int = SIZE_STEP, limit: int = 2048) -> tuple[int, int]:
-    """Width and height (multiples of step) with the given aspect ratio and about the given pixel area."""
+def parse_aspect(aspect: str) -> float:
+    """Width over height for "16:9"; a clear error otherwise."""
     try:
         a, b = (float(x) for x in aspect.split(":"))
         if a <= 0 or b <= 0:
             raise ValueError
     except ValueError:
         raise InvalidParams(f"Aspect ratio must look like 16:9 (got {aspect!r}).") from None
-    unit = (area / (a * b)) ** 0.5
-    width = max(step, min(limit, round(a * unit / step) * step))
-    height = max(step, min(limit, round(b * unit / step) * step))
+    return a / b
+
+
+def size_for_aspect(aspect: str, area: int, step: int = SIZE_STEP, limit: int = MAX_SIDE) -> tuple[int, int]:
+    """Width and height (multiples of step) with the given aspect ratio and about the given pixel area."""
+    ratio = parse_aspect(aspect)
+    height_units = (area / ratio) ** 0.5
+    width = max(step, min(limit, round(ratio * height_units / step) * step))
+    height = max(step, min(limit, round(height_units / step) * step))
     return width, height

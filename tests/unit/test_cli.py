@@ -140,8 +140,8 @@ def test_models_lists_each_model_with_family_and_tasks(workdir):
 
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()}
-    assert rows["tiny-kd22"][1:4] == ["kd22", "diffusers", "t2i"]
-    assert rows["kd22"][1:4] == ["kd22", "diffusers", "t2i"]
+    assert rows["tiny-kd22"][1:4] == ["kd22", "diffusers", "t2i,i2i,mix,inpaint,outpaint"]
+    assert rows["kd22"][1:4] == ["kd22", "diffusers", "t2i,i2i,mix,inpaint,outpaint"]
 
 
 def test_models_json_prints_one_object_per_model(workdir):
@@ -150,7 +150,7 @@ def test_models_json_prints_one_object_per_model(workdir):
     assert done.returncode == 0, done.stderr
     rows = {row["id"]: row for row in json_lines(done.stdout)}
     assert rows["kd22"]["family"] == "kd22"
-    assert rows["kd22"]["tasks"] == ["t2i"]
+    assert rows["kd22"]["tasks"] == ["t2i", "i2i", "mix", "inpaint", "outpaint"]
     assert rows["tiny-kd22"]["implementation"] == "diffusers"
     assert rows["tiny-kd22"]["title"].startswith("Kandinsky 2.2 (tiny")
 

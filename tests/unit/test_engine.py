@@ -191,9 +191,9 @@ def test_bad_parameters_fail_at_submit_and_nothing_is_queued(engine, output_dir)
     assert not output_dir.exists()
 
 
-def test_a_task_the_model_cannot_do_fails_at_submit(engine):
+def test_a_task_the_model_cannot_do_fails_at_submit(engine, t2i_only_model):
     with pytest.raises(UnsupportedTask, match="cannot do i2i; it supports: t2i"):
-        engine.submit(Job("i2i", "tiny-kd22", {"prompt": "a red cat"}))
+        engine.submit(Job("i2i", t2i_only_model, {"prompt": "a red cat"}))
 
 
 def test_an_unknown_model_fails_at_submit(engine):

@@ -28,11 +28,11 @@ def test_switching_models_unloads_the_previous_one(saved_tiny_folder):
     assert manager.loaded_id is None
 
 
-def test_a_task_the_model_cannot_do_is_refused_before_loading():
+def test_a_task_the_model_cannot_do_is_refused_before_loading(t2i_only_model):
     manager = ModelManager(device="cpu", dtype="fp32")
 
     with pytest.raises(UnsupportedTask, match="cannot do i2i"):
-        manager.get("tiny-kd22", "i2i")
+        manager.get(t2i_only_model, "i2i")
 
     assert manager.loaded_id is None
 

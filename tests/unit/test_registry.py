@@ -14,8 +14,8 @@ def test_the_registry_lists_kd22_and_its_tiny_twin():
     assert {"kd22", "tiny-kd22"} <= set(models)
     for model_id in ("kd22", "tiny-kd22"):
         assert models[model_id].family == "kd22"
-        assert models[model_id].supports("t2i")
-        assert not models[model_id].supports("i2i")
+        assert list(models[model_id].tasks) == ["t2i", "i2i", "mix", "inpaint", "outpaint"]
+        assert not models[model_id].supports("t2v")
     assert models["tiny-kd22"].tiny and not models["kd22"].tiny
 
 
@@ -25,8 +25,10 @@ def test_kd22_weights_come_from_the_kandinsky_community_repos():
     assert spec.sources == {
         "prior": "kandinsky-community/kandinsky-2-2-prior",
         "decoder": "kandinsky-community/kandinsky-2-2-decoder",
+        "decoder_inpaint": "kandinsky-community/kandinsky-2-2-decoder-inpaint",
     }
     assert spec.defaults["t2i"]["width"] == 768
+    assert "width" not in spec.defaults["inpaint"]  # inpainting keeps the image's own size
 
 
 def test_config_can_point_one_component_at_a_local_folder():
@@ -55,6 +57,7 @@ def test_a_folder_saved_by_the_manager_is_a_kd22_model(saved_tiny_folder):
     assert spec.sources == {
         "prior": str(saved_tiny_folder / "prior"),
         "decoder": str(saved_tiny_folder / "decoder"),
+        "decoder_inpaint": str(saved_tiny_folder / "decoder_inpaint"),
     }
     assert not spec.tiny  # loaded from the folder, not rebuilt in code
 

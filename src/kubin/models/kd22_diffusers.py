@@ -11,12 +11,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from kubin.errors import InvalidParams, UnsupportedTask
+from kubin.errors import InvalidParams, UnsupportedTask, WeightsMissing
 from kubin.models.registry import FOLDER_INFO, ModelSpec
 from kubin.models.schedulers import compatible_schedulers, make_scheduler, scheduler_name
 from kubin.models.weights import ensure_weights
-from kubin.params import TaskParams, Text2ImageParams
+from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
+from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,16 @@ StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
 
 
 class Kandinsky22:
-    """A loaded Kandinsky 2.2 prior + decoder on one device."""
+    """A loaded Kandinsky 2.2: one prior shared by the text-to-image decoder (also used for image to image
+    and mix) and the inpainting decoder, which is loaded on first use."""
 
-    def __init__(self, spec: ModelSpec, prior, decoder, placement: Placement):
+    def __init__(self, spec: ModelSpec, prior, decoder, placement: Placement, sources: dict[str, str]):
         self.spec = spec
         self.prior = prior
         self.decoder = decoder
+        self.inpaint_decoder = None
         self.placement = placement
+        self.sources = sources
         self._decoder_scheduler_config = dict(decoder.scheduler.config)
         self.default_scheduler = scheduler_name(decoder.scheduler)
 
@@ -39,20 +43,26 @@ class Kandinsky22:
         return compatible_schedulers(self.decoder.scheduler, scales_input=False, passes_generator=True)
 
     def generate(
-        self, task: str, params: TaskParams, seeds: Sequence[int], on_step: StepCallback
+        self,
+        task: str,
+        params: ImageTaskParams,
+        prepared: Prepared,
+        seeds: Sequence[int],
+        on_step: StepCallback,
     ) -> tuple[list[Image.Image], str]:
         """Images for one batch (one per seed), and the name of the scheduler used."""
-        if task != "t2i" or not isinstance(params, Text2ImageParams):
-            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r} yet.")
+        if task not in self.spec.tasks:
+            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         import torch
 
-        scheduler = params.scheduler or self.default_scheduler
-        if scheduler not in self.schedulers(task):
+        scheduler_name_ = params.scheduler or self.default_scheduler
+        if scheduler_name_ not in self.schedulers(task):
             raise InvalidParams(
-                f"Scheduler {scheduler!r} is not available for {self.spec.title}; "
+                f"Scheduler {scheduler_name_!r} is not available for {self.spec.title}; "
                 f"choose one of {', '.join(self.schedulers(task))}."
             )
-        self.decoder.scheduler = make_scheduler(scheduler, self._decoder_scheduler_config)
+        scheduler = make_scheduler(scheduler_name_, self._decoder_scheduler_config)
+        decoder, extra = self._decoder_for(task, params, prepared, scheduler, len(seeds))
 
         # CPU generators give the same noise on every device, so a seed means the same image everywhere.
         def generators():
@@ -66,26 +76,76 @@ class Kandinsky22:
             return hook
 
         with torch.no_grad():
-            embeds = self.prior(
-                prompt=params.prompt,
-                negative_prompt=params.negative_prompt or None,
-                num_images_per_prompt=len(seeds),
-                num_inference_steps=params.prior_steps,
-                guidance_scale=params.prior_guidance_scale,
-                generator=generators(),
-                callback_on_step_end=step_hook("prior"),
-            )
-            images = self.decoder(
+            if task == "mix":
+                embeds = self.prior.interpolate(
+                    prepared.mix_items,
+                    params.normalised_weights(),
+                    num_images_per_prompt=len(seeds),
+                    num_inference_steps=params.prior_steps,
+                    generator=generators(),
+                    negative_prior_prompt=params.negative_prompt or None,
+                    negative_prompt=params.negative_prompt,
+                    guidance_scale=params.prior_guidance_scale,
+                )
+            else:
+                embeds = self.prior(
+                    prompt=params.prompt,
+                    negative_prompt=params.negative_prompt or None,
+                    num_images_per_prompt=len(seeds),
+                    num_inference_steps=params.prior_steps,
+                    guidance_scale=params.prior_guidance_scale,
+                    generator=generators(),
+                    callback_on_step_end=step_hook("prior"),
+                )
+            width, height = prepared.size
+            images = decoder(
                 image_embeds=embeds.image_embeds,
                 negative_image_embeds=embeds.negative_image_embeds,
-                width=params.width,
-                height=params.height,
+                width=width,
+                height=height,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,
                 generator=generators(),
                 callback_on_step_end=step_hook("decoder"),
+                **extra,
             ).images
-        return images, scheduler
+        return images, scheduler_name_
+
+    def _decoder_for(self, task: str, params, prepared: Prepared, scheduler, batch: int):
+        """The decoder pipeline for a task (sharing the loaded modules) and its task-specific arguments."""
+        from diffusers import KandinskyV22Img2ImgPipeline, KandinskyV22InpaintPipeline, KandinskyV22Pipeline
+
+        if task in ("inpaint", "outpaint"):
+            unet, movq = self._inpaint_modules()
+            pipe = KandinskyV22InpaintPipeline(unet=unet, scheduler=scheduler, movq=movq)
+            # The inpainting pipeline repeats image and mask per prompt, not per embedding: give one each.
+            extra = {"image": [prepared.image] * batch, "mask_image": [prepared.mask] * batch}
+        elif task == "i2i":
+            pipe = KandinskyV22Img2ImgPipeline(
+                unet=self.decoder.unet, scheduler=scheduler, movq=self.decoder.movq
+            )
+            extra = {"image": prepared.image, "strength": params.strength}
+        else:
+            pipe = KandinskyV22Pipeline(unet=self.decoder.unet, scheduler=scheduler, movq=self.decoder.movq)
+            extra = {}
+        pipe.set_progress_bar_config(disable=True)
+        return pipe, extra
+
+    def _inpaint_modules(self):
+        if self.inpaint_decoder is None:
+            from diffusers import KandinskyV22InpaintPipeline
+
+            source = self.sources.get("decoder_inpaint")
+            if not source:
+                raise WeightsMissing(
+                    f"{self.spec.title} has no inpainting decoder: add a decoder_inpaint/ folder in diffusers layout "
+                    "or set models.<id>.decoder_inpaint in the config."
+                )
+            path = ensure_weights(source, self.spec.id)
+            pipe = KandinskyV22InpaintPipeline.from_pretrained(path, dtype=self.placement.torch_dtype())
+            self.inpaint_decoder = pipe.to(self.placement.device)
+            log.info("Loaded the inpainting decoder of %s", self.spec.id)
+        return self.inpaint_decoder.unet, self.inpaint_decoder.movq
 
     def save(self, folder: str | Path) -> Path:
         """Write the model in diffusers layout (prior/ and decoder/), loadable as a model id.
@@ -95,12 +155,15 @@ class Kandinsky22:
         folder = Path(folder)
         self.prior.save_pretrained(folder / "prior")
         self.decoder.save_pretrained(folder / "decoder")
+        if self.sources.get("decoder_inpaint"):
+            self._inpaint_modules()
+            self.inpaint_decoder.save_pretrained(folder / "decoder_inpaint")
         saved = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
         (folder / FOLDER_INFO).write_text(json.dumps(saved, indent=2), encoding="utf-8")
         return folder
 
     def release(self) -> None:
-        self.prior = self.decoder = None
+        self.prior = self.decoder = self.inpaint_decoder = None
 
 
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky22:
@@ -115,4 +178,4 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
         pipe.to(placement.device)
         pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
-    return Kandinsky22(spec, prior, decoder, placement)
+    return Kandinsky22(spec, prior, decoder, placement, sources)

@@ -41,22 +41,24 @@ class ModelSpec:
 # that need no input scaling and take a generator (UniPC, DEIS and PNDM do not).
 KD22_SCHEDULERS = ("DDPM", "DDIM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE")
 
-KD22_T2I_DEFAULTS = {
-    "width": 768,
-    "height": 768,
-    "steps": 50,
-    "guidance_scale": 4.0,
-    "prior_steps": 25,
-    "prior_guidance_scale": 4.0,
-}
-TINY_T2I_DEFAULTS = {
-    "width": 64,
-    "height": 64,
-    "steps": 4,
-    "guidance_scale": 4.0,
-    "prior_steps": 2,
-    "prior_guidance_scale": 4.0,
-}
+KD22_TASKS = ("t2i", "i2i", "mix", "inpaint", "outpaint")
+
+
+def _task_defaults(size: int, steps: int, prior_steps: int) -> dict[str, dict[str, Any]]:
+    """Recommended values per task; only tasks with a free output size get width and height."""
+    common = {"steps": steps, "guidance_scale": 4.0, "prior_steps": prior_steps, "prior_guidance_scale": 4.0}
+    sized = {"width": size, "height": size, **common}
+    return {
+        "t2i": sized,
+        "mix": sized,
+        "i2i": {**common, "strength": 0.5},
+        "inpaint": common,
+        "outpaint": common,
+    }
+
+
+KD22_DEFAULTS = _task_defaults(768, steps=50, prior_steps=25)
+TINY_KD22_DEFAULTS = _task_defaults(64, steps=4, prior_steps=2)
 
 MODELS: dict[str, ModelSpec] = {
     spec.id: spec
@@ -65,25 +67,26 @@ MODELS: dict[str, ModelSpec] = {
             id="kd22",
             family="kd22",
             implementation="diffusers",
-            tasks=("t2i",),
+            tasks=KD22_TASKS,
             title="Kandinsky 2.2",
             module="kd22_diffusers",
             sources={
                 "prior": "kandinsky-community/kandinsky-2-2-prior",
                 "decoder": "kandinsky-community/kandinsky-2-2-decoder",
+                "decoder_inpaint": "kandinsky-community/kandinsky-2-2-decoder-inpaint",
             },
-            defaults={"t2i": KD22_T2I_DEFAULTS},
+            defaults=KD22_DEFAULTS,
             schedulers=KD22_SCHEDULERS,
         ),
         ModelSpec(
             id="tiny-kd22",
             family="kd22",
             implementation="diffusers",
-            tasks=("t2i",),
+            tasks=KD22_TASKS,
             title="Kandinsky 2.2 (tiny, random weights, for tests and demos)",
             module="kd22_diffusers",
             sources={},  # built in code by kubin.models.tiny on first use
-            defaults={"t2i": TINY_T2I_DEFAULTS},
+            defaults=TINY_KD22_DEFAULTS,
             schedulers=KD22_SCHEDULERS,
             tiny=True,
         ),
@@ -135,6 +138,8 @@ def _spec_for_folder(folder: Path) -> ModelSpec:
         base,
         id=str(folder.resolve()),
         title=f"{base.title} from {folder}",
-        sources={"prior": str(folder / "prior"), "decoder": str(folder / "decoder")},
+        sources={
+            sub.name: str(sub) for sub in sorted(folder.iterdir()) if (sub / "model_index.json").is_file()
+        },
         defaults=defaults,
     )

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = "v1"  # bump when a tiny config changes, so stale cached copies are rebuilt
+TINY_VERSION = "v2"  # bump when a tiny config changes, so stale cached copies are rebuilt
 EMBED_DIM = 32
 
 
@@ -40,11 +40,11 @@ def build_tiny_kd22(seed: int = 0):
     import torch
     from diffusers import (
         DDPMScheduler,
+        KandinskyV22InpaintPipeline,
         KandinskyV22Pipeline,
         KandinskyV22PriorPipeline,
         PriorTransformer,
         UnCLIPScheduler,
-        UNet2DConditionModel,
         VQModel,
     )
     from transformers import (
@@ -87,22 +87,7 @@ def build_tiny_kd22(seed: int = 0):
         )
         # Random clip_std of zeros would make every embedding zero; the real checkpoint holds real stats.
         prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
-        unet = UNet2DConditionModel(
-            in_channels=4,
-            out_channels=8,
-            addition_embed_type="image",
-            down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-            mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            encoder_hid_dim=EMBED_DIM,
-            encoder_hid_dim_type="image_proj",
-            cross_attention_dim=32,
-            attention_head_dim=4,
-            resnet_time_scale_shift="scale_shift",
-            class_embed_type=None,
-        )
+        unet = _tiny_unet(in_channels=4)
         # Four blocks give the real MoVQ's 8x spatial factor, so sizes behave as with real weights.
         movq = VQModel(
             block_out_channels=[32, 32, 64, 64],
@@ -117,7 +102,9 @@ def build_tiny_kd22(seed: int = 0):
             num_vq_embeddings=12,
             vq_embed_dim=4,
         )
-    for module in (text_encoder, image_encoder, prior, unet, movq):
+        # The inpainting decoder sees latents, mask and masked image: 4 + 1 + 4 input channels.
+        inpaint_unet = _tiny_unet(in_channels=9)
+    for module in (text_encoder, image_encoder, prior, unet, movq, inpaint_unet):
         module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
     image_processor = CLIPImageProcessor(
         crop_size=224,
@@ -156,7 +143,29 @@ def build_tiny_kd22(seed: int = 0):
         variance_type="fixed_small",
     )
     decoder_pipe = KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
-    return prior_pipe, decoder_pipe
+    inpaint_pipe = KandinskyV22InpaintPipeline(unet=inpaint_unet, scheduler=scheduler, movq=movq)
+    return {"prior": prior_pipe, "decoder": decoder_pipe, "decoder_inpaint": inpaint_pipe}
+
+
+def _tiny_unet(in_channels: int):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        in_channels=in_channels,
+        out_channels=8,
+        addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        encoder_hid_dim=EMBED_DIM,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+    )
 
 
 TINY_BUILDERS = {"tiny-kd22": build_tiny_kd22}
@@ -170,9 +179,8 @@ def tiny_model_folder(model_id: str) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{model_id}-", dir=folder.parent))
     try:
-        prior, decoder = TINY_BUILDERS[model_id]()
-        prior.save_pretrained(staging / "prior")
-        decoder.save_pretrained(staging / "decoder")
+        for name, pipe in TINY_BUILDERS[model_id]().items():
+            pipe.save_pretrained(staging / name)
         (staging / "complete").write_text(TINY_VERSION)
         try:
             staging.rename(folder)

@@ -1,0 +1,149 @@
+"""How each task turns its parameters into pipeline inputs: loading and checking images and masks,
+choosing the working size, building the outpaint canvas. Runs at submit time, so bad input fails
+before a job is queued; what was adjusted on the way is returned as notices for the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageChops, ImageFilter
+
+from kubin.errors import InvalidParams
+from kubin.images import DEFAULT_MAX_PIXELS, keep_unmasked, load_image, load_mask, snap_size, store_input
+from kubin.params import (
+    MAX_SIDE,
+    Image2ImageParams,
+    ImageTaskParams,
+    InpaintParams,
+    MixParams,
+    OutpaintParams,
+    parse_aspect,
+)
+
+
+@dataclass
+class Prepared:
+    """Pipeline-ready inputs of one job, with the size it runs at and what was changed on the way."""
+
+    size: tuple[int, int] | None = None  # (width, height) the pipeline runs at
+    image: Image.Image | None = None  # init image at `size`
+    mask: Image.Image | None = None  # L mask at `size`, white = repaint
+    mix_items: list[Any] = field(default_factory=list)  # images and prompts, in weight order
+    # To put a repainted result back: the original picture and the mask at the output size.
+    original: Image.Image | None = None
+    keep_mask: Image.Image | None = None
+    notices: list[str] = field(default_factory=list)
+    sources: dict[str, Image.Image | list[Image.Image]] = field(default_factory=dict)  # inputs as loaded
+
+    def finish(self, result: Image.Image) -> Image.Image:
+        """The output image: a repainted result is put back over the original outside the mask."""
+        if self.original is None or self.keep_mask is None:
+            return result
+        return keep_unmasked(self.original, result, self.keep_mask)
+
+    def store_sources(self, root: Path) -> dict[str, Any]:
+        """Copies of the inputs under root/inputs/, as paths relative to root, for the outputs' metadata."""
+        stored: dict[str, Any] = {}
+        for name, value in self.sources.items():
+            if isinstance(value, list):
+                stored[name] = [str(store_input(v, root).relative_to(root)) for v in value]
+            else:
+                stored[name] = str(store_input(value, root).relative_to(root))
+        return stored
+
+
+def prepare(params: ImageTaskParams, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+    if isinstance(params, Image2ImageParams):
+        return _image_to_image(params, max_pixels)
+    if isinstance(params, InpaintParams):
+        return _inpaint(params, max_pixels)
+    if isinstance(params, OutpaintParams):
+        return _outpaint(params, max_pixels)
+    if isinstance(params, MixParams):
+        return _mix(params, max_pixels)
+    return Prepared(size=(params.width, params.height))
+
+
+def _image_to_image(params: Image2ImageParams, max_pixels: int) -> Prepared:
+    image, notices = load_image(params.init_image, "Init image", max_pixels)
+    size = (params.width or image.width, params.height or image.height)
+    snapped = snap_size(size)
+    if not (params.width and params.height) and snapped != size:
+        notices.append(
+            f"The init image is {size[0]}x{size[1]}; the result is {snapped[0]}x{snapped[1]} (multiples of 64)."
+        )
+    return Prepared(size=snapped, image=image.resize(snapped, Image.Resampling.LANCZOS), notices=notices,
+                    sources={"init_image": image})  # fmt: skip
+
+
+def _inpaint(params: InpaintParams, max_pixels: int) -> Prepared:
+    image, notices = load_image(params.init_image, "Init image", max_pixels)
+    mask, mask_notices = load_mask(params.mask, image.size, params.invert_mask, params.mask_blur)
+    return _repaint(image, mask, notices + mask_notices, {"init_image": image, "mask": mask})
+
+
+def _repaint(original: Image.Image, mask: Image.Image, notices: list[str], sources: dict) -> Prepared:
+    """Run at the nearest multiple-of-64 size; the result goes back at the original size, masked."""
+    size = snap_size(original.size)
+    return Prepared(
+        size=size,
+        image=original.resize(size, Image.Resampling.LANCZOS),
+        mask=mask.resize(size, Image.Resampling.BILINEAR),
+        original=original,
+        keep_mask=mask,
+        notices=notices,
+        sources=sources,
+    )
+
+
+def outpaint_margins(size: tuple[int, int], params: OutpaintParams) -> tuple[int, int, int, int]:
+    """Left, top, right, bottom pixels to add: as given, or split evenly to reach the target aspect."""
+    if not params.aspect:
+        return tuple(params.expand)  # type: ignore[return-value]
+    w, h = size
+    ratio = parse_aspect(params.aspect)
+    if w / h < ratio:  # too narrow: widen
+        extra = round(h * ratio) - w
+        return (extra // 2, 0, extra - extra // 2, 0)
+    extra = round(w / ratio) - h
+    return (0, extra // 2, 0, extra - extra // 2)
+
+
+def _outpaint(params: OutpaintParams, max_pixels: int) -> Prepared:
+    image, notices = load_image(params.init_image, "Init image", max_pixels)
+    left, top, right, bottom = outpaint_margins(image.size, params)
+    width, height = image.width + left + right, image.height + top + bottom
+    if (width, height) == image.size:
+        raise InvalidParams(f"The image already has the aspect ratio {params.aspect}; nothing to outpaint.")
+    if max(width, height) > MAX_SIDE or width * height > max_pixels:
+        raise InvalidParams(
+            f"The outpainted image would be {width}x{height}, larger than the maximum "
+            f"({MAX_SIDE} per side, {max_pixels} pixels); expand less or start from a smaller image."
+        )
+    # The new area starts as the image's edge pixels stretched outward and blurred, which gives the
+    # model colours to continue instead of a flat fill.
+    pixels = np.pad(np.asarray(image), ((top, bottom), (left, right), (0, 0)), mode="edge")
+    canvas = Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(8))
+    canvas.paste(image, (left, top))
+    mask = Image.new("L", (width, height), 255)
+    mask.paste(0, (left, top, left + image.width, top + image.height))
+    if params.feather:
+        # The repaint fades `feather` pixels into the old image along the seams only: blurring spreads
+        # the new area's white inward, and the max keeps the new area itself fully repainted.
+        mask = ImageChops.lighter(mask, mask.filter(ImageFilter.GaussianBlur(params.feather / 2)))
+    return _repaint(canvas, mask, notices, {"init_image": image})
+
+
+def _mix(params: MixParams, max_pixels: int) -> Prepared:
+    notices: list[str] = []
+    images = []
+    for i, source in enumerate(params.images, start=1):
+        image, image_notices = load_image(source, f"Mix image {i}", max_pixels)
+        images.append(image)
+        notices += image_notices
+    return Prepared(size=(params.width, params.height), mix_items=[*images, *params.prompts], notices=notices,
+                    sources={"images": images} if images else {})  # fmt: skip
