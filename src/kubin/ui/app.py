@@ -10,9 +10,12 @@ import gradio as gr
 
 from kubin import __version__
 from kubin.config import LoadedConfig
+from kubin.errors import KubinError
+from kubin.outputs import read_image_metadata
 from kubin.ui.context import UIContext
+from kubin.ui.tabs import img2img, inpaint, mix, outpaint, txt2img
 from kubin.ui.tabs import settings as settings_tab
-from kubin.ui.tabs import txt2img
+from kubin.ui.task_tab import TaskTab
 
 log = logging.getLogger(__name__)
 CSS_PATH = Path(__file__).with_name("kubin.css")
@@ -25,10 +28,37 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             gr.Markdown(f"# Kubin\nKandinsky models on your own machine · v{__version__}")
             for notice in ctx.notices + ctx.settings.warnings:
                 gr.Markdown(f"⚠️ {notice}", elem_classes=["kubin-warning"])
-        with gr.Tabs():
-            txt2img.build(ctx)
+        with gr.Tabs() as tabs:
+            built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint)]
             settings_tab.build(ctx)
+        wire_send_to(tabs, {t.task: t for t in built})
     return demo
+
+
+def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab]) -> None:
+    """Every gallery's "→ tab" buttons put the selected image (and its prompt) into that tab and open it."""
+    for source in by_task.values():
+        for target_task, button in source.send_buttons.items():
+            target = by_task[target_task]
+            outputs = [target.receive_image, tabs] + ([target.prompt] if target.prompt is not None else [])
+
+            def send(results, selected, _target=target):
+                if not results:
+                    raise gr.Error("Nothing to send yet: generate an image first.", print_exception=False)
+                path = results[min(int(selected or 0), len(results) - 1)]
+                value = _target.receive_value(path) if _target.receive_value else path
+                sent = [value, gr.Tabs(selected=_target.task)]
+                if _target.prompt is not None:
+                    try:
+                        params = read_image_metadata(path).get("params", {})
+                    except KubinError:
+                        params = {}
+                    prompt = params.get("prompt") or " | ".join(params.get("prompts", []))
+                    sent.append(gr.update(value=prompt) if prompt else gr.update())
+                return sent
+
+            button.click(send, [source.results, source.selected], outputs, queue=False,
+                         api_visibility="private", show_progress="hidden")  # fmt: skip
 
 
 def share_reachable(timeout: float = 5.0) -> str | None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from kubin.params import ASPECT_RATIOS, FieldSpec, size_for_aspect
 
@@ -22,7 +26,12 @@ def slider(fs: FieldSpec, value: Any, **kwargs) -> gr.Slider:
     )
 
 
-def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any]):
+def eid(task: str, name: str) -> str:
+    """Element ids: text to image keeps the plain ones (#prompt, #seed); other tabs prefix their task."""
+    return name if task == "t2i" else f"{task}-{name}"
+
+
+def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any], task: str = "t2i"):
     """Aspect-ratio presets plus width and height sliders; choosing a preset keeps about the same area."""
     with gr.Row(equal_height=True):
         aspect = gr.Dropdown(
@@ -30,11 +39,11 @@ def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any]):
             value="custom",
             label="Aspect ratio",
             min_width=120,
-            elem_id="aspect",
+            elem_id=eid(task, "aspect"),
         )
         # 200 px: narrower, the slider's "2048" end label is cut off.
-        width = slider(specs["width"], values["width"], min_width=200, elem_id="width")
-        height = slider(specs["height"], values["height"], min_width=200, elem_id="height")
+        width = slider(specs["width"], values["width"], min_width=200, elem_id=eid(task, "width"))
+        height = slider(specs["height"], values["height"], min_width=200, elem_id=eid(task, "height"))
 
     def apply_aspect(choice: str, w: int, h: int):
         if choice == "custom":
@@ -42,11 +51,12 @@ def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any]):
         new_w, new_h = size_for_aspect(choice, int(w) * int(h))
         return new_w, new_h
 
-    aspect.input(apply_aspect, [aspect, width, height], [width, height], show_progress="hidden", queue=False)
+    aspect.input(apply_aspect, [aspect, width, height], [width, height], show_progress="hidden", queue=False,
+                 api_visibility="private")  # fmt: skip
     return aspect, width, height
 
 
-def seed_row(fs: FieldSpec, value: int):
+def seed_row(fs: FieldSpec, value: int, task: str = "t2i"):
     """The seed box with buttons for a random seed (-1) and for reusing the last one used."""
     with gr.Row(equal_height=True):
         seed = gr.Number(
@@ -57,31 +67,39 @@ def seed_row(fs: FieldSpec, value: int):
             minimum=fs.minimum,
             maximum=fs.maximum,
             min_width=160,
-            elem_id="seed",
+            elem_id=eid(task, "seed"),
         )
         with gr.Column(scale=0, min_width=130):
-            random_btn = gr.Button("🎲 Random", size="sm", elem_id="seed-random")
-            reuse_btn = gr.Button("♻️ Last used", size="sm", elem_id="seed-reuse")
-    random_btn.click(lambda: -1, None, seed, queue=False, show_progress="hidden")
+            random_btn = gr.Button("🎲 Random", size="sm", elem_id=eid(task, "seed-random"))
+            reuse_btn = gr.Button("♻️ Last used", size="sm", elem_id=eid(task, "seed-reuse"))
+    random_btn.click(lambda: -1, None, seed, queue=False, show_progress="hidden", api_visibility="private")
     return seed, reuse_btn
 
 
-def prompt_boxes(values: dict[str, Any]):
-    prompt = gr.Textbox(
+def prompt_box(values: dict[str, Any], task: str = "t2i") -> gr.Textbox:
+    return gr.Textbox(
         value=values.get("prompt", ""),
         label="Prompt",
         lines=3,
-        elem_id="prompt",
+        elem_id=eid(task, "prompt"),
         placeholder="What to draw, e.g. a red cat on a windowsill, oil painting",
     )
-    negative = gr.Textbox(
+
+
+def negative_prompt_box(values: dict[str, Any], task: str = "t2i") -> gr.Textbox:
+    return gr.Textbox(
         value=values.get("negative_prompt", ""),
         label="Negative prompt",
         lines=1,
-        elem_id="negative-prompt",
+        elem_id=eid(task, "negative-prompt"),
         placeholder="What to avoid",
     )
-    return prompt, negative
+
+
+def image_input(label: str, elem_id: str, **kwargs) -> gr.Image:
+    """An uploaded image, handed to the engine as a file path (the engine checks and converts it)."""
+    return gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], elem_id=elem_id,
+                    image_mode=None, **kwargs)  # fmt: skip
 
 
 def result_gallery(elem_id: str) -> gr.Gallery:
@@ -119,3 +137,17 @@ def scheduler_choices(ctx, model_id: str) -> list[tuple[str, str]]:
         names = []
     own = f"Model default ({names[0]})" if names else "Model default"
     return [(own, "")] + [(n, n) for n in names[1:]] + ([(names[0], names[0])] if names else [])
+
+
+def save_upload(image: Image.Image) -> str:
+    """Write an image made in the browser (an editor's background or drawn mask) to a temp PNG for the engine.
+
+    The engine keeps its own copy of every input beside the outputs, so these files are disposable.
+    """
+    folder = Path(tempfile.gettempdir()) / "kubin-ui-inputs"
+    folder.mkdir(exist_ok=True)
+    digest = hashlib.sha256(image.tobytes() + repr((image.mode, image.size)).encode()).hexdigest()[:20]
+    path = folder / f"{digest}.png"
+    if not path.exists():
+        image.save(path, format="PNG")
+    return str(path)

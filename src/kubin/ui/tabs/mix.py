@@ -1,0 +1,56 @@
+"""Mix tab: blend up to four images and two prompts by weight, then paint the blend."""
+
+import gradio as gr
+
+from kubin.params import MixParams
+from kubin.ui import components as ui
+from kubin.ui.context import UIContext
+from kubin.ui.task_tab import TaskTab, build_task_tab
+
+TASK = "mix"
+IMAGE_SLOTS = 4
+PROMPT_SLOTS = 2
+
+
+def build(ctx: UIContext) -> TaskTab:
+    weight = MixParams.field_specs()["weights"]
+
+    def weight_slider(i: int, elem: str):
+        return gr.Slider(weight.minimum, weight.maximum, value=1.0, step=weight.step, label="Weight",
+                         min_width=120, elem_id=elem)  # fmt: skip
+
+    def inputs(values):
+        widgets = {}
+        gr.Markdown("Give 2 or more images and/or prompts; weights are normalised to sum 1.")
+        with gr.Row():
+            for i in range(1, IMAGE_SLOTS + 1):
+                with gr.Column(min_width=150):
+                    widgets[f"image_{i}"] = ui.image_input(f"Image {i}", f"{TASK}-image-{i}", height=160)
+                    widgets[f"image_weight_{i}"] = weight_slider(i, f"{TASK}-image-weight-{i}")
+        for i in range(1, PROMPT_SLOTS + 1):
+            with gr.Row():
+                widgets[f"prompt_{i}"] = gr.Textbox(label=f"Prompt {i}", lines=1, elem_id=f"{TASK}-prompt-{i}",
+                                                    scale=3, min_width=200)  # fmt: skip
+                widgets[f"prompt_weight_{i}"] = weight_slider(i, f"{TASK}-prompt-weight-{i}")
+        return widgets
+
+    tab = build_task_tab(ctx, TASK, inputs, to_params=slots_to_params, has_prompt=False)
+    tab.receive_image = tab.widgets["image_1"]
+    return tab
+
+
+def slots_to_params(values: dict) -> dict:
+    """Filled slots only, images first, each with its weight, as MixParams lists."""
+    images, prompts, weights = [], [], []
+    for i in range(1, IMAGE_SLOTS + 1):
+        image, w = values.pop(f"image_{i}"), values.pop(f"image_weight_{i}")
+        if image:
+            images.append(image)
+            weights.append(w)
+    prompt_weights = []
+    for i in range(1, PROMPT_SLOTS + 1):
+        prompt, w = values.pop(f"prompt_{i}"), values.pop(f"prompt_weight_{i}")
+        if prompt and prompt.strip():
+            prompts.append(prompt)
+            prompt_weights.append(w)
+    return {**values, "images": images, "prompts": prompts, "weights": weights + prompt_weights}

@@ -1,0 +1,267 @@
+"""The layout and wiring every generation tab shares: model, prompt, Generate/Cancel, the sampling
+controls, the result gallery with its info, send-to buttons and "restore parameters".
+
+A tab module only adds its own inputs (init image, mask, mix items...) through two builder hooks and
+says how widget values become task parameters. Widgets are registered by parameter name, which is
+also their order in the tab's API endpoint (after the model).
+"""
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from kubin.engine import CANCELLED, FAILED, Job, JobHandle
+from kubin.errors import KubinError
+from kubin.outputs import read_image_metadata
+from kubin.params import TASK_LABELS, params_class
+from kubin.ui import components as ui
+from kubin.ui.context import UIContext
+
+# Fields every Kandinsky image tab shows in the shared part, in this order.
+SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
+SEND_TARGETS = ["i2i", "mix", "inpaint", "outpaint"]
+
+
+@dataclass
+class TaskTab:
+    """What app.py needs from a built tab to wire tabs together."""
+
+    task: str
+    widgets: dict[str, Any]  # parameter name -> component (plus extra names a tab converts itself)
+    model: gr.Dropdown
+    gallery: gr.Gallery
+    results: gr.State  # paths of the last results
+    selected: gr.State  # index of the selected result
+    send_buttons: dict[str, gr.Button] = field(default_factory=dict)
+    # Where an image sent from another tab lands, and how a file path becomes that component's value.
+    receive_image: Any = None
+    receive_value: Callable[[str], Any] | None = None
+
+    @property
+    def prompt(self):
+        return self.widgets.get("prompt")
+
+
+def build_task_tab(
+    ctx: UIContext,
+    task: str,
+    inputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    options: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    to_params: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+    has_prompt: bool = True,
+) -> TaskTab:
+    """Build one tab. `inputs` adds widgets above the prompt, `options` below Generate; each returns
+    {name: component}. `to_params` turns {name: value} into the task's parameter dict."""
+    params_cls = params_class(task)
+    specs = params_cls.field_specs()
+    with gr.Tab(TASK_LABELS[task], id=task, elem_id=f"tab-{task}"):
+        model = ui.model_picker(ctx, task, f"{task}-model")
+        values = ctx.defaults(model.value, params_cls)
+        owner = gr.State(_new_owner)  # one per browser session: what Cancel cancels
+        last_seed = gr.State(-1)
+        results = gr.State([])
+        selected = gr.State(0)
+        widgets: dict[str, Any] = {}
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                if inputs:
+                    widgets.update(inputs(values))
+                if has_prompt:
+                    widgets["prompt"] = ui.prompt_box(values, task)
+                widgets["negative_prompt"] = ui.negative_prompt_box(values, task)
+                with gr.Row():
+                    generate_btn = gr.Button(
+                        "Generate", variant="primary", elem_id=f"{task}-generate", min_width=120
+                    )
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id=f"{task}-cancel", min_width=80)
+                # Not the info box: the job's last message and this reply can arrive in either order.
+                cancel_status = gr.Markdown(elem_id=f"{task}-cancel-status")
+                if options:
+                    widgets.update(options(values))
+                if "width" in specs:
+                    _, widgets["width"], widgets["height"] = ui.size_picker(specs, values, task)
+                with gr.Row():
+                    for name in SAMPLING_FIELDS[:2]:
+                        widgets[name] = ui.slider(specs[name], values[name], min_width=160)
+                with gr.Row():
+                    for name in SAMPLING_FIELDS[2:]:
+                        widgets[name] = ui.slider(specs[name], values[name], min_width=160)
+                widgets["seed"], reuse_seed = ui.seed_row(specs["seed"], values["seed"], task)
+                with gr.Row():
+                    for name in ("batch_count", "batch_size"):
+                        widgets[name] = ui.slider(specs[name], values[name], min_width=160)
+                widgets["scheduler"] = gr.Dropdown(
+                    ui.scheduler_choices(ctx, model.value),
+                    value="",
+                    label="Scheduler",
+                    elem_id=f"{task}-scheduler",
+                )
+            with gr.Column(scale=1, min_width=300):
+                gallery = ui.result_gallery(f"{task}-gallery")
+                info = gr.Markdown(elem_id=f"{task}-info")
+                send_buttons = {}
+                with gr.Row(elem_id=f"{task}-send"):
+                    for target in SEND_TARGETS:
+                        send_buttons[target] = gr.Button(
+                            f"→ {TASK_LABELS[target]}",
+                            size="sm",
+                            min_width=90,
+                            elem_id=f"{task}-send-{target}",
+                        )
+                with gr.Accordion("Generation info", open=False):
+                    details = gr.JSON(label="Outputs and parameters", elem_id=f"{task}-details")
+                with gr.Accordion("Restore parameters from a Kubin image", open=False):
+                    restore_file = gr.File(
+                        label="PNG made by Kubin",
+                        file_types=["image"],
+                        type="filepath",
+                        elem_id=f"{task}-restore-file",
+                    )
+                    restore_status = gr.Markdown(elem_id=f"{task}-restore-status")
+
+    names = list(widgets)
+    components = [widgets[n] for n in names]
+
+    def generate(owner_id, model_id, *widget_values, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
+        try:
+            params = to_params(dict(zip(names, widget_values, strict=True)))
+            handle = ctx.engine.submit(Job(task, model_id, params, owner=owner_id))
+        except KubinError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        for notice in handle.notices:
+            gr.Info(notice)
+        shown = 0
+        while not handle.wait(0.1):
+            report_progress(ctx, handle, progress)
+            if len(handle.results) > shown:
+                shown = len(handle.results)
+                yield outputs(handle)
+        if handle.state == FAILED:
+            if handle.results:
+                yield outputs(handle)
+            raise gr.Error(str(handle.error), print_exception=False)
+        if handle.state == CANCELLED:
+            gr.Warning(str(handle.error))
+        yield outputs(handle)
+
+    # Name the API's parameters after the widgets (gradio_client shows them) instead of *widget_values.
+    generate.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for n in ("owner_id", "model_id", *names)
+        ]
+        + [inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress())]
+    )
+    event_outputs = [gallery, info, details, last_seed, results, selected]
+    generate_btn.click(
+        lambda: "", None, cancel_status, queue=False, show_progress="hidden", api_visibility="private"
+    )
+    generate_btn.click(
+        generate, [owner, model, *components], event_outputs,
+        api_name=_api_name(task), concurrency_limit=8, concurrency_id="generate",
+    )  # fmt: skip
+    if has_prompt:
+        widgets["prompt"].submit(
+            generate, [owner, model, *components], event_outputs,
+            api_name=False, concurrency_limit=8, concurrency_id="generate",
+        )  # fmt: skip
+
+    def cancel(owner_id: str) -> str:
+        n = ctx.engine.cancel_owner(owner_id)
+        return "Cancel requested; the images finished so far are kept." if n else "Nothing to cancel."
+
+    cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
+    reuse_seed.click(
+        lambda s: s, last_seed, widgets["seed"], queue=False, show_progress="hidden", api_visibility="private"
+    )
+
+    def on_select(evt: gr.SelectData) -> int:
+        return evt.index
+
+    gallery.select(on_select, None, selected, queue=False, show_progress="hidden", api_visibility="private")
+
+    default_names = [n for n in names if n in specs and n not in params_cls.image_fields()]
+
+    def on_model_change(model_id: str):
+        vals = ctx.defaults(model_id, params_cls)
+        updates = [
+            gr.update(value=vals[n]) if n in vals and n != "scheduler" else gr.update() for n in default_names
+        ]
+        return [*updates, gr.update(choices=ui.scheduler_choices(ctx, model_id), value="")]
+
+    model.change(
+        on_model_change, model, [*(widgets[n] for n in default_names), widgets["scheduler"]],
+        queue=False, show_progress="hidden", api_visibility="private",
+    )  # fmt: skip
+
+    def restore(path: str | None):
+        if not path:
+            return [gr.update()] * (len(default_names) + 1) + [""]
+        try:
+            meta = read_image_metadata(path)
+        except KubinError as exc:
+            return [gr.update()] * (len(default_names) + 1) + [f"⚠️ {exc}"]
+        if "params" not in meta:
+            return [gr.update()] * (len(default_names) + 1) + [
+                "This image has only A1111-style parameters:\n\n```\n" + meta.get("parameters", "") + "\n```"
+            ]
+        saved = meta["params"]
+        updates = [gr.update(value=saved[n]) if n in saved else gr.update() for n in default_names]
+        model_update = gr.update(value=meta.get("model")) if meta.get("model") else gr.update()
+        note = f"Restored the parameters of a {TASK_LABELS.get(meta.get('task'), meta.get('task'))} image"
+        note += f" (seed {saved.get('seed')}, model {meta.get('model')})."
+        return [*updates, model_update, note]
+
+    restore_file.upload(
+        restore, restore_file, [*(widgets[n] for n in default_names), model, restore_status],
+        api_name=f"{task}_restore", show_progress="hidden",
+    )  # fmt: skip
+    return TaskTab(task, widgets, model, gallery, results, selected, send_buttons)
+
+
+def _api_name(task: str) -> str:
+    return {"t2i": "txt2img", "i2i": "img2img"}.get(task, task)
+
+
+def _new_owner() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def report_progress(ctx: UIContext, handle: JobHandle, progress: gr.Progress) -> None:
+    position = ctx.engine.position(handle)
+    if position:
+        progress(0, desc=f"Queued: {position - 1} job(s) ahead")
+    elif handle.step == 0:
+        progress(0, desc="Loading model…" if ctx.engine.manager.loaded_id is None else "Starting…")
+    else:
+        eta = handle.eta_seconds()
+        desc = f"Step {handle.step}/{handle.total_steps}" + (f" · about {eta:.0f} s left" if eta else "")
+        progress((handle.step, handle.total_steps), desc=desc, unit="steps")
+
+
+def outputs(handle: JobHandle):
+    results = handle.results
+    gallery = [(str(r.path), f"seed {r.seed}") for r in results]
+    seeds = ", ".join(str(r.seed) for r in results) or "—"
+    lines = [f"**{len(results)} of {handle.params.image_count} image(s)** · seeds {seeds}"]
+    if results:
+        lines.append(f"Saved in `{results[0].path.parent}`")
+    lines += [f"ℹ️ {n}" for n in handle.notices]
+    if handle.state == CANCELLED and handle.error:
+        lines.append(f"⚠️ {handle.error}")
+    # "file", not "path": Gradio would take dicts with a "path" key for files to upload.
+    details = {
+        "seed": handle.seed,
+        "state": handle.state,
+        "outputs": [
+            {"file": str(r.path), "seed": r.seed, "width": r.width, "height": r.height} for r in results
+        ],
+        "params": handle.params.to_dict() | {"seed": handle.seed},
+        "notices": handle.notices,
+    }
+    return gallery, "\n\n".join(lines), details, handle.seed, [str(r.path) for r in results], 0
