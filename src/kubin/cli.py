@@ -150,7 +150,7 @@ def make_engine(settings):
     from kubin.models.manager import ModelManager
 
     manager = ModelManager(settings.get("device"), settings.get("dtype"), settings.get("models") or {})
-    return Engine(manager, settings.get("output_dir"))
+    return Engine(manager, settings.get("output_dir"), max_pixels=int(settings.get("max_image_pixels")))
 
 
 def cmd_models(args: argparse.Namespace) -> int:
