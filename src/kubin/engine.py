@@ -8,6 +8,7 @@ into errors with a message for the user. The UI, the CLI and the tests are all c
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import itertools
 import logging
 import secrets
@@ -108,6 +109,12 @@ class JobHandle:
         return elapsed / self.step * (self.total_steps - self.step)
 
 
+def steps_per_batch(module: str, task: str, params: ImageTaskParams) -> int:
+    """The steps one batch reports: the params' count, unless the family module counts its own."""
+    count = getattr(importlib.import_module(f"kubin.models.{module}"), "steps_per_batch", None)
+    return count(task, params) if count is not None else params.steps_per_batch()
+
+
 def image_seed(base: int, index: int) -> int:
     return (base + index) % (SEED_MAX + 1)
 
@@ -147,7 +154,7 @@ class Engine:
                 f"Scheduler {scheduler!r} is not available for {spec.title}; choose one of {', '.join(spec.schedulers)}."
             )
         prepared = prepare(params, self.max_pixels)
-        total = params.batch_count * params.steps_per_batch()
+        total = params.batch_count * steps_per_batch(spec.module, job.task, params)
         handle = JobHandle(next(self._ids), job, params, pick_seed(params.seed), total, prepared=prepared)
         with self._cond:
             if self._closed:

@@ -60,6 +60,13 @@ def _task_defaults(size: int, steps: int, prior_steps: int) -> dict[str, dict[st
 KD22_DEFAULTS = _task_defaults(768, steps=50, prior_steps=25)
 TINY_KD22_DEFAULTS = _task_defaults(64, steps=4, prior_steps=2)
 
+# The 2.1 decoders loop like 2.2's (no scale_model_input, generator= passed to step()); their own is DDIM.
+KD21_SCHEDULERS = ("DDIM", "DDPM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE")
+KD21_TASKS = ("t2i", "i2i", "mix", "inpaint", "outpaint")
+# diffusers' examples for 2.1: 768x768, 100 decoder steps, 25 prior steps, guidance 4 for both.
+KD21_DEFAULTS = _task_defaults(768, steps=100, prior_steps=25)
+TINY_KD21_DEFAULTS = _task_defaults(64, steps=4, prior_steps=2)
+
 MODELS: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in [
@@ -90,11 +97,38 @@ MODELS: dict[str, ModelSpec] = {
             schedulers=KD22_SCHEDULERS,
             tiny=True,
         ),
+        ModelSpec(
+            id="kd21",
+            family="kd21",
+            implementation="diffusers",
+            tasks=KD21_TASKS,
+            title="Kandinsky 2.1",
+            module="kd21_diffusers",
+            sources={
+                "prior": "kandinsky-community/kandinsky-2-1-prior",
+                "decoder": "kandinsky-community/kandinsky-2-1",
+                "decoder_inpaint": "kandinsky-community/kandinsky-2-1-inpaint",
+            },
+            defaults=KD21_DEFAULTS,
+            schedulers=KD21_SCHEDULERS,
+        ),
+        ModelSpec(
+            id="tiny-kd21",
+            family="kd21",
+            implementation="diffusers",
+            tasks=KD21_TASKS,
+            title="Kandinsky 2.1 (tiny, random weights, for tests and demos)",
+            module="kd21_diffusers",
+            sources={},  # built in code by kubin.models.tiny on first use
+            defaults=TINY_KD21_DEFAULTS,
+            schedulers=KD21_SCHEDULERS,
+            tiny=True,
+        ),
     ]
 }
 
 # The class in a folder's model_index.json tells which family a local model folder holds.
-FOLDER_FAMILIES = {"KandinskyV22Pipeline": "kd22"}
+FOLDER_FAMILIES = {"KandinskyV22Pipeline": "kd22", "KandinskyPipeline": "kd21"}
 # Written by `kubin save` next to prior/ and decoder/: the recommended defaults of the model saved.
 FOLDER_INFO = "kubin.json"
 

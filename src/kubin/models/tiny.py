@@ -43,92 +43,24 @@ def build_tiny_kd22(seed: int = 0):
         KandinskyV22InpaintPipeline,
         KandinskyV22Pipeline,
         KandinskyV22PriorPipeline,
-        PriorTransformer,
-        UnCLIPScheduler,
-        VQModel,
-    )
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModelWithProjection,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
     )
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = CLIPTextModelWithProjection(
-            CLIPTextConfig(
-                bos_token_id=0,
-                eos_token_id=2,
-                pad_token_id=1,
-                vocab_size=1000,
-                hidden_size=EMBED_DIM,
-                projection_dim=EMBED_DIM,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-            )
-        )
-        image_encoder = CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                hidden_size=EMBED_DIM,
-                projection_dim=EMBED_DIM,
-                image_size=224,
-                patch_size=14,
-                num_channels=3,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-            )
-        )
-        prior = PriorTransformer(
-            num_attention_heads=2, attention_head_dim=12, embedding_dim=EMBED_DIM, num_layers=1
-        )
-        # Random clip_std of zeros would make every embedding zero; the real checkpoint holds real stats.
-        prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
+        text_encoder, image_encoder, prior = _tiny_prior_modules()
         unet = _tiny_unet(in_channels=4)
-        # Four blocks give the real MoVQ's 8x spatial factor, so sizes behave as with real weights.
-        movq = VQModel(
-            block_out_channels=[32, 32, 64, 64],
-            down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
-            up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=8,
-            norm_type="spatial",
-            num_vq_embeddings=12,
-            vq_embed_dim=4,
-        )
+        movq = _tiny_movq()
         # The inpainting decoder sees latents, mask and masked image: 4 + 1 + 4 input channels.
         inpaint_unet = _tiny_unet(in_channels=9)
     for module in (text_encoder, image_encoder, prior, unet, movq, inpaint_unet):
         module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
-    image_processor = CLIPImageProcessor(
-        crop_size=224,
-        do_center_crop=True,
-        do_normalize=True,
-        do_resize=True,
-        resample=3,
-        size=224,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-    )
     prior_pipe = KandinskyV22PriorPipeline(
         prior=prior,
         image_encoder=image_encoder,
         text_encoder=text_encoder,
         tokenizer=tiny_clip_tokenizer(),
-        scheduler=UnCLIPScheduler(
-            variance_type="fixed_small_log",
-            prediction_type="sample",
-            num_train_timesteps=1000,
-            clip_sample=True,
-            clip_sample_range=10.0,
-        ),
-        image_processor=image_processor,
+        scheduler=_tiny_prior_scheduler(),
+        image_processor=_tiny_image_processor(),
     )
     # The same scheduler settings as the real kandinsky-2-2-decoder repo.
     scheduler = DDPMScheduler(
@@ -147,20 +79,191 @@ def build_tiny_kd22(seed: int = 0):
     return {"prior": prior_pipe, "decoder": decoder_pipe, "decoder_inpaint": inpaint_pipe}
 
 
-def _tiny_unet(in_channels: int):
+def build_tiny_kd21(seed: int = 0):
+    """Prior, decoder and inpainting decoder pipelines of Kandinsky 2.1 at toy size (random weights, eval mode).
+
+    Unlike 2.2, the 2.1 decoders read the prompt too, through a multilingual CLIP text encoder.
+    """
+    import torch
+    from diffusers import DDIMScheduler, KandinskyInpaintPipeline, KandinskyPipeline, KandinskyPriorPipeline
+    from diffusers.pipelines.kandinsky.text_encoder import MCLIPConfig, MultilingualCLIP
+
+    tokenizer = tiny_xlm_roberta_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder, image_encoder, prior = _tiny_prior_modules()
+        decoder_text_encoder = MultilingualCLIP(
+            MCLIPConfig(
+                transformerDimSize=EMBED_DIM,  # XLM-R hidden size
+                imageDimSize=EMBED_DIM,  # projected prompt embedding, as wide as the image embedding
+                hidden_size=EMBED_DIM,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                vocab_size=len(tokenizer),
+            )
+        )
+        text_image = {"addition_embed_type": "text_image", "encoder_hid_dim_type": "text_image_proj"}
+        unet = _tiny_unet(in_channels=4, **text_image)
+        movq = _tiny_movq()
+        inpaint_unet = _tiny_unet(in_channels=9, **text_image)
+    for module in (text_encoder, image_encoder, prior, decoder_text_encoder, unet, movq, inpaint_unet):
+        module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
+    prior_pipe = KandinskyPriorPipeline(
+        prior=prior,
+        image_encoder=image_encoder,
+        text_encoder=text_encoder,
+        tokenizer=tiny_clip_tokenizer(),
+        scheduler=_tiny_prior_scheduler(),
+        image_processor=_tiny_image_processor(),
+    )
+    # The same scheduler settings as the real kandinsky-2-1 and kandinsky-2-1-inpaint repos.
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+        thresholding=False,
+    )
+    decoder = {
+        "text_encoder": decoder_text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+        "movq": movq,
+    }
+    decoder_pipe = KandinskyPipeline(unet=unet, **decoder)
+    inpaint_pipe = KandinskyInpaintPipeline(unet=inpaint_unet, **decoder)
+    return {"prior": prior_pipe, "decoder": decoder_pipe, "decoder_inpaint": inpaint_pipe}
+
+
+def tiny_xlm_roberta_tokenizer():
+    """A character-level XLM-R tokenizer (Latin and Cyrillic letters, digits, punctuation) with XLM-R's specials.
+
+    The ids of <s>, <pad>, </s> and <unk> are 0-3 as in the real vocabulary; model_max_length is 77 as in
+    kandinsky-2-1, whose decoder pads prompts to 77 tokens.
+    """
+    from transformers import XLMRobertaTokenizer
+
+    letters = "abcdefghijklmnopqrstuvwxyz" + "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"
+    chars = letters + letters.upper() + "0123456789" + ".,:;!?'\"-()&/+#%*@"
+    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    for c in chars:  # a word start costs less as one piece than as "▁" + letter
+        pieces += [("\u2581" + c, -3.5), (c, -3.0)]
+    pieces.append(("<mask>", 0.0))
+    return XLMRobertaTokenizer(vocab=pieces, model_max_length=77)
+
+
+def _tiny_prior_modules():
+    """CLIP text and image encoders with projection and a one-layer prior, all EMBED_DIM wide."""
+    import torch
+    from diffusers import PriorTransformer
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModelWithProjection,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    text_encoder = CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            pad_token_id=1,
+            vocab_size=1000,
+            hidden_size=EMBED_DIM,
+            projection_dim=EMBED_DIM,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+        )
+    )
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=EMBED_DIM,
+            projection_dim=EMBED_DIM,
+            image_size=224,
+            patch_size=14,
+            num_channels=3,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+        )
+    )
+    prior = PriorTransformer(
+        num_attention_heads=2, attention_head_dim=12, embedding_dim=EMBED_DIM, num_layers=1
+    )
+    # Random clip_std of zeros would make every embedding zero; the real checkpoint holds real stats.
+    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
+    return text_encoder, image_encoder, prior
+
+
+def _tiny_prior_scheduler():
+    from diffusers import UnCLIPScheduler
+
+    return UnCLIPScheduler(
+        variance_type="fixed_small_log",
+        prediction_type="sample",
+        num_train_timesteps=1000,
+        clip_sample=True,
+        clip_sample_range=10.0,
+    )
+
+
+def _tiny_image_processor():
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(
+        crop_size=224,
+        do_center_crop=True,
+        do_normalize=True,
+        do_resize=True,
+        resample=3,
+        size=224,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+
+
+def _tiny_movq():
+    """Four blocks give the real MoVQ's 8x spatial factor, so sizes behave as with real weights."""
+    from diffusers import VQModel
+
+    return VQModel(
+        block_out_channels=[32, 32, 64, 64],
+        down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        vq_embed_dim=4,
+    )
+
+
+def _tiny_unet(
+    in_channels: int, addition_embed_type: str = "image", encoder_hid_dim_type: str = "image_proj"
+):
+    """The decoder UNet: 2.2 conditions on the image embedding, 2.1 on text and image ("text_image")."""
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
         in_channels=in_channels,
         out_channels=8,
-        addition_embed_type="image",
+        addition_embed_type=addition_embed_type,
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
         mid_block_type="UNetMidBlock2DSimpleCrossAttn",
         block_out_channels=(32, 64),
         layers_per_block=1,
         encoder_hid_dim=EMBED_DIM,
-        encoder_hid_dim_type="image_proj",
+        encoder_hid_dim_type=encoder_hid_dim_type,
         cross_attention_dim=32,
         attention_head_dim=4,
         resnet_time_scale_shift="scale_shift",
@@ -168,7 +271,7 @@ def _tiny_unet(in_channels: int):
     )
 
 
-TINY_BUILDERS = {"tiny-kd22": build_tiny_kd22}
+TINY_BUILDERS = {"tiny-kd22": build_tiny_kd22, "tiny-kd21": build_tiny_kd21}
 
 
 def tiny_model_folder(model_id: str) -> Path:

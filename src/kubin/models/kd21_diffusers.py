@@ -1,0 +1,254 @@
+"""Kandinsky 2.1 through diffusers: `KandinskyPriorPipeline` turns text (or a weighted mix of texts and
+images) into a CLIP image embedding, and `KandinskyPipeline` paints it; unlike 2.2, the 2.1 decoders read
+the prompt as well, through their own multilingual text encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from kubin.errors import InvalidParams, UnsupportedTask, WeightsMissing
+from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.schedulers import compatible_schedulers, make_scheduler, scheduler_name
+from kubin.models.weights import ensure_weights
+from kubin.params import ImageTaskParams
+from kubin.runtime.device import Placement
+from kubin.tasks import Prepared
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
+
+
+def steps_per_batch(task: str, params: ImageTaskParams) -> int:
+    """The steps one batch reports. Mix differs from the params' count: 2.1's `interpolate` runs the prior
+    once per prompt and once more for the negative embedding, and it runs once per seed (see `_mix_embeds`)."""
+    if task == "mix":
+        return params.batch_size * (len(params.prompts) + 1) * params.prior_steps + params.steps
+    return params.steps_per_batch()
+
+
+class Kandinsky21:
+    """A loaded Kandinsky 2.1: one prior shared by the text-to-image decoder (also used for image to image
+    and mix) and the inpainting decoder, which is loaded on first use and shares the text encoder."""
+
+    def __init__(self, spec: ModelSpec, prior, decoder, placement: Placement, sources: dict[str, str]):
+        self.spec = spec
+        self.prior = prior
+        self.decoder = decoder
+        self.inpaint_decoder = None
+        self.placement = placement
+        self.sources = sources
+        self._decoder_scheduler_config = dict(decoder.scheduler.config)
+        self.default_scheduler = scheduler_name(decoder.scheduler)
+
+    def schedulers(self, task: str = "t2i") -> list[str]:
+        # The 2.1 decoder loops never call scale_model_input, and they pass generator= to step().
+        return compatible_schedulers(self.decoder.scheduler, scales_input=False, passes_generator=True)
+
+    def generate(
+        self,
+        task: str,
+        params: ImageTaskParams,
+        prepared: Prepared,
+        seeds: Sequence[int],
+        on_step: StepCallback,
+    ) -> tuple[list[Image.Image], str]:
+        """Images for one batch (one per seed), and the name of the scheduler used."""
+        if task not in self.spec.tasks:
+            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
+        import torch
+
+        scheduler_name_ = params.scheduler or self.default_scheduler
+        if scheduler_name_ not in self.schedulers(task):
+            raise InvalidParams(
+                f"Scheduler {scheduler_name_!r} is not available for {self.spec.title}; "
+                f"choose one of {', '.join(self.schedulers(task))}."
+            )
+        scheduler = make_scheduler(scheduler_name_, self._decoder_scheduler_config)
+        decoder, extra = self._decoder_for(task, params, prepared, scheduler, len(seeds))
+        prior = self._reporting_prior(on_step)
+
+        def report_decoder_step(step, timestep, latents):
+            on_step("decoder", step)
+
+        with torch.no_grad():
+            if task == "mix":
+                embeds, negative_embeds = self._mix_embeds(prior, params, prepared, seeds)
+                # The mix lives in the image embedding; as in diffusers' interpolate example, the decoder
+                # gets no prompt of its own.
+                prompt = ""
+            else:
+                out = prior(
+                    prompt=params.prompt,
+                    negative_prompt=params.negative_prompt or None,
+                    num_images_per_prompt=len(seeds),
+                    num_inference_steps=params.prior_steps,
+                    guidance_scale=params.prior_guidance_scale,
+                    generator=_prior_generators(seeds),
+                )
+                embeds, negative_embeds = out.image_embeds, out.negative_image_embeds
+                prompt = params.prompt
+            width, height = prepared.size
+            # One prompt row per embedding: with num_images_per_prompt > 1 the decoders would repeat the
+            # embeddings again, which already hold one row per seed.
+            images = decoder(
+                prompt=[prompt] * len(seeds),
+                negative_prompt=[params.negative_prompt] * len(seeds),
+                image_embeds=embeds,
+                negative_image_embeds=negative_embeds,
+                width=width,
+                height=height,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance_scale,
+                generator=_generators(seeds),
+                # No callback_on_step_end in the 2.1 decoders: the older callback is called after every step.
+                callback=report_decoder_step,
+                callback_steps=1,
+                **extra,
+            ).images
+        return images, scheduler_name_
+
+    def _mix_embeds(self, prior, params, prepared: Prepared, seeds: Sequence[int]):
+        """Image embeddings of the weighted mix, one row per seed.
+
+        2.1's `interpolate` sums all rows of a batch into one embedding (2.2's keeps one per image), so it
+        runs once per seed; that also keeps each image independent of the others in its batch.
+        """
+        import torch
+
+        embeds, negative_embeds = [], []
+        for seed in seeds:
+            out = prior.interpolate(
+                prepared.mix_items,
+                params.normalised_weights(),
+                num_images_per_prompt=1,
+                num_inference_steps=params.prior_steps,
+                generator=_prior_generators([seed]),
+                negative_prior_prompt=params.negative_prompt or None,
+                negative_prompt=params.negative_prompt,
+                guidance_scale=params.prior_guidance_scale,
+            )
+            embeds.append(out.image_embeds)
+            negative_embeds.append(out.negative_image_embeds)
+        return torch.cat(embeds), torch.cat(negative_embeds)
+
+    def _reporting_prior(self, on_step: StepCallback):
+        """The prior pipeline (sharing the loaded modules) for one call, reporting each of its steps.
+
+        The 2.1 prior takes no step callback at all, but its loop walks `self.progress_bar(timesteps)`:
+        this pipeline's progress bar reports a step each time the loop comes back for the next timestep.
+        """
+        from diffusers import KandinskyPriorPipeline
+
+        prior = KandinskyPriorPipeline(**self.prior.components)
+
+        def progress_bar(iterable=None, total=None):
+            for step, item in enumerate(iterable):
+                yield item
+                on_step("prior", step)
+
+        prior.progress_bar = progress_bar
+        return prior
+
+    def _decoder_for(self, task: str, params, prepared: Prepared, scheduler, batch: int):
+        """The decoder pipeline for a task (sharing the loaded modules) and its task-specific arguments."""
+        from diffusers import KandinskyImg2ImgPipeline, KandinskyInpaintPipeline, KandinskyPipeline
+
+        modules = {
+            "text_encoder": self.decoder.text_encoder,
+            "tokenizer": self.decoder.tokenizer,
+            "unet": self.decoder.unet,
+            "movq": self.decoder.movq,
+            "scheduler": scheduler,
+        }
+        # Image and mask go once per seed: the pipelines encode one latent per image given, and noise each
+        # with its own generator only when there are as many as seeds.
+        if task in ("inpaint", "outpaint"):
+            pipe = KandinskyInpaintPipeline(**{**modules, **self._inpaint_modules()})
+            extra = {"image": [prepared.image] * batch, "mask_image": [prepared.mask] * batch}
+        elif task == "i2i":
+            pipe = KandinskyImg2ImgPipeline(**modules)
+            # The pipeline calls preprocess(image, width, height), which takes (height, width): a resize there
+            # would swap the sides of a non-square image. The prepared image already has the size.
+            pipe.image_processor.register_to_config(do_resize=False)
+            extra = {"image": [prepared.image] * batch, "strength": params.strength}
+        else:
+            pipe = KandinskyPipeline(**modules)
+            extra = {}
+        pipe.set_progress_bar_config(disable=True)
+        return pipe, extra
+
+    def _inpaint_modules(self) -> dict:
+        if self.inpaint_decoder is None:
+            from diffusers import KandinskyInpaintPipeline
+
+            source = self.sources.get("decoder_inpaint")
+            if not source:
+                raise WeightsMissing(
+                    f"{self.spec.title} has no inpainting decoder: add a decoder_inpaint/ folder in diffusers layout "
+                    "or set models.<id>.decoder_inpaint in the config."
+                )
+            path = ensure_weights(source, self.spec.id)
+            # The inpainting repo ships the same multilingual text encoder as the decoder (the original
+            # Kandinsky 2.1 had one for both): share the loaded one rather than hold a second copy in memory.
+            # (Passing it to from_pretrained would log its whole repr as a "non-standard module".)
+            pipe = KandinskyInpaintPipeline.from_pretrained(
+                path, text_encoder=None, tokenizer=None, dtype=self.placement.torch_dtype()
+            )
+            pipe.register_modules(text_encoder=self.decoder.text_encoder, tokenizer=self.decoder.tokenizer)
+            pipe.set_progress_bar_config(disable=True)
+            self.inpaint_decoder = pipe.to(self.placement.device)
+            log.info("Loaded the inpainting decoder of %s", self.spec.id)
+        return {"unet": self.inpaint_decoder.unet, "movq": self.inpaint_decoder.movq}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the model in diffusers layout (prior/, decoder/, decoder_inpaint/), loadable as a model id.
+
+        kubin.json keeps the model's recommended defaults, so the folder behaves like the model it came from.
+        """
+        folder = Path(folder)
+        self.prior.save_pretrained(folder / "prior")
+        self.decoder.save_pretrained(folder / "decoder")
+        if self.sources.get("decoder_inpaint"):
+            self._inpaint_modules()
+            self.inpaint_decoder.save_pretrained(folder / "decoder_inpaint")
+        saved = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
+        (folder / FOLDER_INFO).write_text(json.dumps(saved, indent=2), encoding="utf-8")
+        return folder
+
+    def release(self) -> None:
+        self.prior = self.decoder = self.inpaint_decoder = None
+
+
+def _generators(seeds: Sequence[int]) -> list:
+    """One CPU generator per seed: CPU noise is the same on every device, so a seed means the same image."""
+    import torch
+
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+
+def _prior_generators(seeds: Sequence[int]) -> list:
+    """Generators for the prior's batch: with a negative prompt it runs the prompt rows, then as many
+    negative rows, so each seed gets one generator per half (without, the second half goes unused)."""
+    return _generators(seeds) + _generators(seeds)
+
+
+def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky21:
+    from diffusers import KandinskyPipeline, KandinskyPriorPipeline
+
+    prior_path = ensure_weights(sources["prior"], spec.id)
+    decoder_path = ensure_weights(sources["decoder"], spec.id)
+    dtype = placement.torch_dtype()
+    prior = KandinskyPriorPipeline.from_pretrained(prior_path, dtype=dtype)
+    decoder = KandinskyPipeline.from_pretrained(decoder_path, dtype=dtype)
+    for pipe in (prior, decoder):
+        pipe.to(placement.device)
+        pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
+    log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
+    return Kandinsky21(spec, prior, decoder, placement, sources)
