@@ -68,6 +68,11 @@ class Kandinsky22:
         def generators():
             return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
 
+        def prior_generators():
+            # With a negative prompt the prior runs prompt and negative prompt as one doubled batch,
+            # so it takes one generator per image for each half.
+            return generators() + generators() if params.negative_prompt else generators()
+
         def step_hook(phase):
             def hook(pipe, step, timestep, tensors):
                 on_step(phase, step)
@@ -82,7 +87,7 @@ class Kandinsky22:
                     params.normalised_weights(),
                     num_images_per_prompt=len(seeds),
                     num_inference_steps=params.prior_steps,
-                    generator=generators(),
+                    generator=prior_generators(),
                     negative_prior_prompt=params.negative_prompt or None,
                     negative_prompt=params.negative_prompt,
                     guidance_scale=params.prior_guidance_scale,
@@ -94,7 +99,7 @@ class Kandinsky22:
                     num_images_per_prompt=len(seeds),
                     num_inference_steps=params.prior_steps,
                     guidance_scale=params.prior_guidance_scale,
-                    generator=generators(),
+                    generator=prior_generators(),
                     callback_on_step_end=step_hook("prior"),
                 )
             width, height = prepared.size
@@ -124,6 +129,9 @@ class Kandinsky22:
             pipe = KandinskyV22Img2ImgPipeline(
                 unet=self.decoder.unet, scheduler=scheduler, movq=self.decoder.movq
             )
+            # The pipeline calls preprocess(image, width, height), which takes (height, width), so a
+            # 128x64 request came out 64x128. The prepared image already has the size: don't resize it.
+            pipe.image_processor.register_to_config(do_resize=False)
             extra = {"image": prepared.image, "strength": params.strength}
         else:
             pipe = KandinskyV22Pipeline(unet=self.decoder.unet, scheduler=scheduler, movq=self.decoder.movq)
