@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -198,3 +199,151 @@ def test_generate_help_shows_ranges_from_the_parameter_specs(workdir):
     assert done.returncode == 0
     assert "Width [64..2048]" in done.stdout
     assert "-1 picks a random seed" in done.stdout
+
+
+# --- image tasks --------------------------------------------------------------------------------------
+IMAGE_TASK = ["--model", "tiny-kd22", "--steps", "2", "--prior-steps", "2"]
+BOX = (30, 20, 60, 40)  # the white rectangle of the test mask
+
+
+@pytest.fixture(scope="module")
+def user_files(workdir) -> SimpleNamespace:
+    """Files a user would pass: a 100x70 photo, an 80x80 one, masks for the first, and a damaged file."""
+    folder = workdir / "files"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    mask = Image.new("L", (100, 70), 0)
+    mask.paste(255, BOX)
+    images = {
+        "photo": Image.fromarray(rng.integers(0, 256, (70, 100, 3), dtype=np.uint8)),
+        "other": Image.fromarray(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)),
+        "mask": mask,
+        "empty_mask": Image.new("L", (100, 70), 0),
+    }
+    files = SimpleNamespace()
+    for name, image in images.items():
+        image.save(folder / f"{name}.png")
+        setattr(files, name, str(folder / f"{name}.png"))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n and then nothing")
+    files.broken = str(folder / "broken.png")
+    files.missing = str(folder / "nope.png")
+    return files
+
+
+def test_generate_image_to_image_prints_a_json_line_per_image_at_the_init_images_size(workdir, user_files):
+    out = workdir / "out-i2i"
+    done = generate(
+        workdir, *IMAGE_TASK, "--task", "i2i", "--prompt", "a red cat", "--init-image", user_files.photo,
+        "--strength", "0.5", "--seed", "3", "--batch-count", "2", "--output-dir", str(out),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    lines = json_lines(done.stdout)
+    assert [(line["task"], line["seed"], line["width"], line["height"]) for line in lines] == [
+        ("i2i", 3, 128, 64),
+        ("i2i", 4, 128, 64),
+    ]
+    for line in lines:
+        assert Path(line["path"]).is_relative_to(out / "i2i")
+        with Image.open(line["path"]) as image:
+            assert image.size == (128, 64)
+            assert "Denoising strength: 0.5" in image.text["parameters"]
+
+
+def test_generate_inpaint_with_an_inverted_blurred_mask_keeps_the_masked_box(workdir, user_files):
+    out = workdir / "out-inpaint"
+    done = generate(
+        workdir, *IMAGE_TASK, "--task", "inpaint", "--prompt", "a red cat", "--init-image", user_files.photo,
+        "--mask", user_files.mask, "--invert-mask", "--mask-blur", "2", "--seed", "5", "--output-dir", str(out),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    [line] = json_lines(done.stdout)
+    assert (line["task"], line["seed"], line["width"], line["height"]) == ("inpaint", 5, 100, 70)
+    result, original = pixels(line["path"]).astype(int), pixels(user_files.photo).astype(int)
+    left, top, right, bottom = BOX
+    kept = (slice(top + 7, bottom - 7), slice(left + 7, right - 7))  # inside the box, beyond 3x the blur
+    assert np.array_equal(result[kept], original[kept])
+    assert np.abs(result[:10] - original[:10]).mean() > 10  # outside the box is repainted
+
+
+def test_generate_mix_takes_images_prompts_and_weights(workdir, user_files):
+    out = workdir / "out-mix"
+    done = generate(
+        workdir, *IMAGE_TASK, "--task", "mix", "--images", user_files.photo, user_files.other,
+        "--prompts", "a dog in the snow", "--weights", "1", "1", "2", "--width", "64", "--height", "64",
+        "--seed", "9", "--output-dir", str(out),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    [line] = json_lines(done.stdout)
+    assert (line["task"], line["seed"], line["width"], line["height"]) == ("mix", 9, 64, 64)
+    with Image.open(line["path"]) as image:
+        assert image.text["parameters"].startswith("a dog in the snow\n")
+
+
+def test_generate_outpaint_grows_the_canvas_by_expand(workdir, user_files):
+    out = workdir / "out-outpaint"
+    done = generate(
+        workdir, *IMAGE_TASK, "--task", "outpaint", "--prompt", "a wide view", "--init-image", user_files.photo,
+        "--expand", "16,0,16,0", "--seed", "2", "--output-dir", str(out),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    [line] = json_lines(done.stdout)
+    assert (line["task"], line["seed"], line["width"], line["height"]) == ("outpaint", 2, 132, 70)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["--task", "i2i", "--init-image", "{photo}", "--strength", "1.5"],
+            "error: Strength must be between 0 and 1 (got 1.5).",
+        ),
+        (["--task", "i2i", "--prompt", "x"], "error: Init image is missing: upload one."),
+        (["--task", "i2i", "--init-image", "{missing}"], "error: Init image 'nope.png' does not exist."),
+        (
+            ["--task", "mix", "--prompts", "a cat", "a dog", "--weights", "0.5", "-0.5"],
+            "error: The mix weights add up to zero, so they cannot be normalised; give them a non-zero total.",
+        ),
+        (
+            ["--task", "mix", "--images", "{photo}", "--weights", "1"],
+            "error: Mix needs at least 2 images and/or prompts (got 1).",
+        ),
+        (
+            ["--task", "inpaint", "--init-image", "{photo}", "--mask", "{empty_mask}"],
+            "error: Mask is empty, so there is nothing to repaint: paint the area to change in white.",
+        ),
+        (
+            ["--task", "i2i", "--init-image", "{broken}"],
+            "error: Init image 'broken.png' could not be read: it is not an image or it is damaged",
+        ),
+    ],
+    ids=[
+        "strength-1.5",
+        "no-init-image",
+        "missing-init-image",
+        "zero-weights",
+        "mix-one-item",
+        "empty-mask",
+        "corrupt",
+    ],
+)
+def test_bad_image_task_input_exits_2_with_one_error_line_and_no_traceback(workdir, user_files, args, error):
+    out = workdir / "o-bad"
+    done = generate(
+        workdir,
+        "--model",
+        "tiny-kd22",
+        *[a.format(**vars(user_files)) for a in args],
+        "--output-dir",
+        str(out),
+    )
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(error)
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
