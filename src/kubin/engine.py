@@ -23,6 +23,7 @@ from kubin import __version__
 from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, UnsupportedTask
 from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.manager import ModelManager, free_memory
+from kubin.models.registry import list_models
 from kubin.outputs import save_image
 from kubin.params import SEED_MAX, ImageTaskParams, params_class
 from kubin.tasks import Prepared, prepare
@@ -152,6 +153,11 @@ class Engine:
         if scheduler and spec.schedulers and scheduler not in spec.schedulers:
             raise InvalidParams(
                 f"Scheduler {scheduler!r} is not available for {spec.title}; choose one of {', '.join(spec.schedulers)}."
+            )
+        if getattr(params, "hint_image", "") and "controlnet" not in spec.features:
+            raise InvalidParams(
+                f"{spec.title} has no ControlNet, so it cannot use a hint image; remove the hint or pick a "
+                f"model with ControlNet ({', '.join(m.id for m in list_models() if 'controlnet' in m.features)})."
             )
         prepared = prepare(params, self.max_pixels)
         total = params.batch_count * steps_per_batch(spec.module, job.task, params)

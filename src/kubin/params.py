@@ -166,6 +166,13 @@ def _init_image():
     return spec("", label="Init image", kind="image", help="path of the image to start from")
 
 
+def _hint_image():
+    return spec(
+        "", label="ControlNet hint", kind="image",
+        help="a depth map (white = near) that steers the layout; needs a model with ControlNet",
+    )  # fmt: skip
+
+
 def _steps():
     return spec(50, label="Steps", minimum=1, maximum=500, step=1)
 
@@ -240,6 +247,7 @@ class Text2ImageParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    hint_image: str = _hint_image()
 
 
 @dataclass
@@ -265,6 +273,7 @@ class Image2ImageParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    hint_image: str = _hint_image()
 
     def decoder_steps(self) -> int:
         """Image to image runs only the last `strength` share of the schedule."""

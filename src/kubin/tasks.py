@@ -32,6 +32,7 @@ class Prepared:
     size: tuple[int, int] | None = None  # (width, height) the pipeline runs at
     image: Image.Image | None = None  # init image at `size`
     mask: Image.Image | None = None  # L mask at `size`, white = repaint
+    hint: Image.Image | None = None  # RGB ControlNet hint at `size`
     mix_items: list[Any] = field(default_factory=list)  # images and prompts, in weight order
     # To put a repainted result back: the original picture and the mask at the output size.
     original: Image.Image | None = None
@@ -57,6 +58,19 @@ class Prepared:
 
 
 def prepare(params: ImageTaskParams, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+    prepared = _prepare(params, max_pixels)
+    if getattr(params, "hint_image", ""):
+        hint, notices = load_image(params.hint_image, "ControlNet hint", max_pixels)
+        if hint.size != prepared.size:
+            notices.append(f"The ControlNet hint was {hint.width}x{hint.height}; it was resized to "
+                           f"{prepared.size[0]}x{prepared.size[1]} to match the output.")  # fmt: skip
+        prepared.hint = hint.resize(prepared.size, Image.Resampling.BILINEAR)
+        prepared.notices += notices
+        prepared.sources["hint_image"] = hint
+    return prepared
+
+
+def _prepare(params: ImageTaskParams, max_pixels: int) -> Prepared:
     if isinstance(params, Image2ImageParams):
         return _image_to_image(params, max_pixels)
     if isinstance(params, InpaintParams):

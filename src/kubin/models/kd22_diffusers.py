@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -22,6 +23,10 @@ from kubin.tasks import Prepared
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
+EXTRA_DECODERS = {
+    "decoder_inpaint": ("KandinskyV22InpaintPipeline", "inpainting"),
+    "decoder_controlnet": ("KandinskyV22ControlnetPipeline", "ControlNet"),
+}
 
 
 class Kandinsky22:
@@ -32,7 +37,7 @@ class Kandinsky22:
         self.spec = spec
         self.prior = prior
         self.decoder = decoder
-        self.inpaint_decoder = None
+        self.extra_decoders: dict[str, Any] = {}  # decoder_inpaint, decoder_controlnet: loaded on first use
         self.placement = placement
         self.sources = sources
         self._decoder_scheduler_config = dict(decoder.scheduler.config)
@@ -111,49 +116,59 @@ class Kandinsky22:
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,
                 generator=generators(),
-                callback_on_step_end=step_hook("decoder"),
+                **_step_callback(decoder, step_hook("decoder")),
                 **extra,
             ).images
         return images, scheduler_name_
 
     def _decoder_for(self, task: str, params, prepared: Prepared, scheduler, batch: int):
         """The decoder pipeline for a task (sharing the loaded modules) and its task-specific arguments."""
-        from diffusers import KandinskyV22Img2ImgPipeline, KandinskyV22InpaintPipeline, KandinskyV22Pipeline
+        import diffusers
 
         if task in ("inpaint", "outpaint"):
-            unet, movq = self._inpaint_modules()
-            pipe = KandinskyV22InpaintPipeline(unet=unet, scheduler=scheduler, movq=movq)
-            # The inpainting pipeline repeats image and mask per prompt, not per embedding: give one each.
-            extra = {"image": [prepared.image] * batch, "mask_image": [prepared.mask] * batch}
-        elif task == "i2i":
-            pipe = KandinskyV22Img2ImgPipeline(
-                unet=self.decoder.unet, scheduler=scheduler, movq=self.decoder.movq
+            inpaint = self._extra_decoder("decoder_inpaint", "KandinskyV22InpaintPipeline", "inpainting")
+            pipe = diffusers.KandinskyV22InpaintPipeline(
+                unet=inpaint.unet, scheduler=scheduler, movq=inpaint.movq
             )
+            # The inpainting pipeline repeats image and mask per prompt, not per embedding: give one each.
+            return _quiet(pipe), {"image": [prepared.image] * batch, "mask_image": [prepared.mask] * batch}
+        unet, movq, extra = self.decoder.unet, self.decoder.movq, {}
+        if prepared.hint is not None:
+            controlnet = self._extra_decoder(
+                "decoder_controlnet", "KandinskyV22ControlnetPipeline", "ControlNet"
+            )
+            unet, movq = controlnet.unet, controlnet.movq
+            extra["hint"] = _hint_tensor(prepared.hint, batch, unet)
+        if task == "i2i":
+            cls = (
+                "KandinskyV22ControlnetImg2ImgPipeline" if "hint" in extra else "KandinskyV22Img2ImgPipeline"
+            )
+            pipe = getattr(diffusers, cls)(unet=unet, scheduler=scheduler, movq=movq)
             # The pipeline calls preprocess(image, width, height), which takes (height, width), so a
             # 128x64 request came out 64x128. The prepared image already has the size: don't resize it.
             pipe.image_processor.register_to_config(do_resize=False)
-            extra = {"image": prepared.image, "strength": params.strength}
+            extra.update(image=prepared.image, strength=params.strength)
         else:
-            pipe = KandinskyV22Pipeline(unet=self.decoder.unet, scheduler=scheduler, movq=self.decoder.movq)
-            extra = {}
-        pipe.set_progress_bar_config(disable=True)
-        return pipe, extra
+            cls = "KandinskyV22ControlnetPipeline" if "hint" in extra else "KandinskyV22Pipeline"
+            pipe = getattr(diffusers, cls)(unet=unet, scheduler=scheduler, movq=movq)
+        return _quiet(pipe), extra
 
-    def _inpaint_modules(self):
-        if self.inpaint_decoder is None:
-            from diffusers import KandinskyV22InpaintPipeline
+    def _extra_decoder(self, name: str, class_name: str, what: str):
+        """A second decoder (inpainting, ControlNet) loaded on first use and kept with the model."""
+        if name not in self.extra_decoders:
+            import diffusers
 
-            source = self.sources.get("decoder_inpaint")
+            source = self.sources.get(name)
             if not source:
                 raise WeightsMissing(
-                    f"{self.spec.title} has no inpainting decoder: add a decoder_inpaint/ folder in diffusers layout "
-                    "or set models.<id>.decoder_inpaint in the config."
+                    f"{self.spec.title} has no {what} decoder: add a {name}/ folder in diffusers layout "
+                    f"or set models.<id>.{name} in the config."
                 )
             path = ensure_weights(source, self.spec.id)
-            pipe = KandinskyV22InpaintPipeline.from_pretrained(path, dtype=self.placement.torch_dtype())
-            self.inpaint_decoder = pipe.to(self.placement.device)
-            log.info("Loaded the inpainting decoder of %s", self.spec.id)
-        return self.inpaint_decoder.unet, self.inpaint_decoder.movq
+            pipe = getattr(diffusers, class_name).from_pretrained(path, dtype=self.placement.torch_dtype())
+            self.extra_decoders[name] = pipe.to(self.placement.device)
+            log.info("Loaded the %s decoder of %s", what, self.spec.id)
+        return self.extra_decoders[name]
 
     def save(self, folder: str | Path) -> Path:
         """Write the model in diffusers layout (prior/ and decoder/), loadable as a model id.
@@ -163,15 +178,16 @@ class Kandinsky22:
         folder = Path(folder)
         self.prior.save_pretrained(folder / "prior")
         self.decoder.save_pretrained(folder / "decoder")
-        if self.sources.get("decoder_inpaint"):
-            self._inpaint_modules()
-            self.inpaint_decoder.save_pretrained(folder / "decoder_inpaint")
+        for name, (class_name, what) in EXTRA_DECODERS.items():
+            if self.sources.get(name):
+                self._extra_decoder(name, class_name, what).save_pretrained(folder / name)
         saved = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
         (folder / FOLDER_INFO).write_text(json.dumps(saved, indent=2), encoding="utf-8")
         return folder
 
     def release(self) -> None:
-        self.prior = self.decoder = self.inpaint_decoder = None
+        self.prior = self.decoder = None
+        self.extra_decoders = {}
 
 
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky22:
@@ -187,3 +203,27 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
         pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return Kandinsky22(spec, prior, decoder, placement, sources)
+
+
+def _quiet(pipe):
+    pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
+    return pipe
+
+
+def _hint_tensor(hint: Image.Image, batch: int, unet):
+    """The hint as the ControlNet decoder wants it: (batch, 3, H, W) floats in 0..1."""
+    import numpy as np
+    import torch
+
+    array = torch.from_numpy(np.asarray(hint, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return array.unsqueeze(0).repeat(batch, 1, 1, 1).to(device=unet.device, dtype=unet.dtype)
+
+
+def _step_callback(pipe, hook) -> dict[str, Any]:
+    """The per-step hook in whichever form the pipeline takes: the ControlNet pipelines still only have
+    the older `callback(step, timestep, latents)`."""
+    import inspect
+
+    if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
+        return {"callback_on_step_end": hook}
+    return {"callback": lambda step, timestep, latents: hook(pipe, step, timestep, {}), "callback_steps": 1}

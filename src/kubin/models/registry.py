@@ -27,6 +27,8 @@ class ModelSpec:
     # Scheduler names offered in the UI, the model's own first; the loaded model's schedulers() agrees.
     schedulers: tuple[str, ...] = ()
     tiny: bool = False
+    # Optional abilities beyond the tasks, e.g. "controlnet" (a hint image steers t2i and i2i).
+    features: tuple[str, ...] = ()
 
     def supports(self, task: str) -> bool:
         return task in self.tasks
@@ -81,9 +83,11 @@ MODELS: dict[str, ModelSpec] = {
                 "prior": "kandinsky-community/kandinsky-2-2-prior",
                 "decoder": "kandinsky-community/kandinsky-2-2-decoder",
                 "decoder_inpaint": "kandinsky-community/kandinsky-2-2-decoder-inpaint",
+                "decoder_controlnet": "kandinsky-community/kandinsky-2-2-controlnet-depth",
             },
             defaults=KD22_DEFAULTS,
             schedulers=KD22_SCHEDULERS,
+            features=("controlnet",),
         ),
         ModelSpec(
             id="tiny-kd22",
@@ -95,6 +99,7 @@ MODELS: dict[str, ModelSpec] = {
             sources={},  # built in code by kubin.models.tiny on first use
             defaults=TINY_KD22_DEFAULTS,
             schedulers=KD22_SCHEDULERS,
+            features=("controlnet",),
             tiny=True,
         ),
         ModelSpec(
@@ -176,4 +181,8 @@ def _spec_for_folder(folder: Path) -> ModelSpec:
             sub.name: str(sub) for sub in sorted(folder.iterdir()) if (sub / "model_index.json").is_file()
         },
         defaults=defaults,
+        # ControlNet needs its own decoder: only a folder that holds one has the feature.
+        features=tuple(
+            f for f in base.features if f != "controlnet" or (folder / "decoder_controlnet").is_dir()
+        ),
     )

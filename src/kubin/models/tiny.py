@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = "v2"  # bump when a tiny config changes, so stale cached copies are rebuilt
+TINY_VERSION = "v3"  # bump when a tiny config changes, so stale cached copies are rebuilt
 EMBED_DIM = 32
 
 
@@ -40,6 +40,7 @@ def build_tiny_kd22(seed: int = 0):
     import torch
     from diffusers import (
         DDPMScheduler,
+        KandinskyV22ControlnetPipeline,
         KandinskyV22InpaintPipeline,
         KandinskyV22Pipeline,
         KandinskyV22PriorPipeline,
@@ -52,7 +53,9 @@ def build_tiny_kd22(seed: int = 0):
         movq = _tiny_movq()
         # The inpainting decoder sees latents, mask and masked image: 4 + 1 + 4 input channels.
         inpaint_unet = _tiny_unet(in_channels=9)
-    for module in (text_encoder, image_encoder, prior, unet, movq, inpaint_unet):
+        # The ControlNet decoder adds the hint (a depth map) through its "image_hint" embedding.
+        controlnet_unet = _tiny_unet(in_channels=8, addition_embed_type="image_hint")
+    for module in (text_encoder, image_encoder, prior, unet, movq, inpaint_unet, controlnet_unet):
         module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
     prior_pipe = KandinskyV22PriorPipeline(
         prior=prior,
@@ -76,7 +79,13 @@ def build_tiny_kd22(seed: int = 0):
     )
     decoder_pipe = KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
     inpaint_pipe = KandinskyV22InpaintPipeline(unet=inpaint_unet, scheduler=scheduler, movq=movq)
-    return {"prior": prior_pipe, "decoder": decoder_pipe, "decoder_inpaint": inpaint_pipe}
+    controlnet_pipe = KandinskyV22ControlnetPipeline(unet=controlnet_unet, scheduler=scheduler, movq=movq)
+    return {
+        "prior": prior_pipe,
+        "decoder": decoder_pipe,
+        "decoder_inpaint": inpaint_pipe,
+        "decoder_controlnet": controlnet_pipe,
+    }
 
 
 def build_tiny_kd21(seed: int = 0):
