@@ -182,6 +182,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     }
     engine = make_engine(settings)
     handle = engine.submit(Job(args.task, settings.get("model"), params))
+    for notice in handle.notices:  # what was adjusted in the input: resized mask, flattened transparency...
+        print(f"notice: {notice}", file=sys.stderr, flush=True)
     printed = 0
     try:  # print each output as soon as it is saved, so a script sees progress
         while not handle.wait(0.05):

@@ -60,3 +60,23 @@ def test_a_saved_folder_has_controlnet_only_with_its_decoder(saved_tiny_folder):
 def test_a_missing_hint_file_is_a_clear_error(engine, tmp_path):
     with pytest.raises(InvalidParams, match="ControlNet hint 'nope.png' does not exist"):
         engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "hint_image": str(tmp_path / "nope.png")}))
+
+
+def test_the_cli_takes_a_hint_image_and_reports_its_resize(tmp_path, depth_map):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kubin", "generate", "--model", "tiny-kd22", "--prompt", "a red cat", "--width", "64",
+         "--height", "64", "--steps", "2", "--prior-steps", "2", "--seed", "1", "--hint-image", depth_map,
+         "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[0])["seed"] == 1
+    assert (
+        "notice: The ControlNet hint was 96x32; it was resized to 64x64 to match the output." in done.stderr
+    )

@@ -99,6 +99,13 @@ def build_task_tab(
                     label="Scheduler",
                     elem_id=f"{task}-scheduler",
                 )
+                if "hint_image" in specs:
+                    with gr.Accordion("ControlNet (depth)", open=False):
+                        gr.Markdown(
+                            "Upload a depth map (white = near) to steer the layout. Only models with "
+                            "ControlNet use it (Kandinsky 2.2); leave it empty otherwise."
+                        )
+                        widgets["hint_image"] = ui.image_input("Depth map", f"{task}-hint-image", height=200)
             with gr.Column(scale=1, min_width=300):
                 gallery = ui.result_gallery(f"{task}-gallery")
                 info = gr.Markdown(elem_id=f"{task}-info")
@@ -148,11 +155,14 @@ def build_task_tab(
         yield outputs(handle)
 
     # Name the API's parameters after the widgets (gradio_client shows them) instead of *widget_values.
+    # Trailing inputs that start empty (the ControlNet hint) get a None default: optional for API clients.
+    optional = len(names)
+    while optional and getattr(widgets[names[optional - 1]], "value", 0) is None:
+        optional -= 1
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
     generate.__signature__ = inspect.Signature(
-        [
-            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            for n in ("owner_id", "model_id", *names)
-        ]
+        [inspect.Parameter(n, positional) for n in ("owner_id", "model_id", *names[:optional])]
+        + [inspect.Parameter(n, positional, default=None) for n in names[optional:]]
         + [inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress())]
     )
     event_outputs = [gallery, info, details, last_seed, results, selected]
@@ -211,7 +221,7 @@ def build_task_tab(
         saved = meta["params"]
         updates = [gr.update(value=saved[n]) if n in saved else gr.update() for n in default_names]
         model_update = gr.update(value=meta.get("model")) if meta.get("model") else gr.update()
-        note = f"Restored the parameters of a {TASK_LABELS.get(meta.get('task'), meta.get('task'))} image"
+        note = f"Restored the parameters of a {TASK_LABELS.get(meta.get('task'), meta.get('task'))} result"
         note += f" (seed {saved.get('seed')}, model {meta.get('model')})."
         return [*updates, model_update, note]
 
