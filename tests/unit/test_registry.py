@@ -26,6 +26,7 @@ def test_kd22_weights_come_from_the_kandinsky_community_repos():
         "prior": "kandinsky-community/kandinsky-2-2-prior",
         "decoder": "kandinsky-community/kandinsky-2-2-decoder",
         "decoder_inpaint": "kandinsky-community/kandinsky-2-2-decoder-inpaint",
+        "decoder_controlnet": "kandinsky-community/kandinsky-2-2-controlnet-depth",
     }
     assert spec.defaults["t2i"]["width"] == 768
     assert "width" not in spec.defaults["inpaint"]  # inpainting keeps the image's own size
@@ -58,6 +59,7 @@ def test_a_folder_saved_by_the_manager_is_a_kd22_model(saved_tiny_folder):
         "prior": str(saved_tiny_folder / "prior"),
         "decoder": str(saved_tiny_folder / "decoder"),
         "decoder_inpaint": str(saved_tiny_folder / "decoder_inpaint"),
+        "decoder_controlnet": str(saved_tiny_folder / "decoder_controlnet"),
     }
     assert not spec.tiny  # loaded from the folder, not rebuilt in code
 
