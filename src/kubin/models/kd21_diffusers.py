@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from kubin.errors import InvalidParams, UnsupportedTask, WeightsMissing
+from kubin.errors import UnsupportedTask, WeightsMissing
 from kubin.models.registry import FOLDER_INFO, ModelSpec
-from kubin.models.schedulers import compatible_schedulers, make_scheduler, scheduler_name
+from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
@@ -64,13 +64,13 @@ class Kandinsky21:
             raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         import torch
 
-        scheduler_name_ = params.scheduler or self.default_scheduler
-        if scheduler_name_ not in self.schedulers(task):
-            raise InvalidParams(
-                f"Scheduler {scheduler_name_!r} is not available for {self.spec.title}; "
-                f"choose one of {', '.join(self.schedulers(task))}."
-            )
-        scheduler = make_scheduler(scheduler_name_, self._decoder_scheduler_config)
+        scheduler, scheduler_name_ = pick_scheduler(
+            params.scheduler,
+            self.default_scheduler,
+            self.schedulers(task),
+            self._decoder_scheduler_config,
+            self.spec.title,
+        )
         decoder, extra = self._decoder_for(task, params, prepared, scheduler, len(seeds))
         prior = self._reporting_prior(on_step)
 

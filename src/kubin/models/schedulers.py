@@ -67,3 +67,18 @@ def make_scheduler(name: str, base_config):
     if class_name != "DDPMScheduler":
         config.pop("variance_type", None)
     return getattr(diffusers, class_name).from_config(config, **extra)
+
+
+def pick_scheduler(requested: str, default: str, offered: list[str], base_config, title: str):
+    """The scheduler a job asked for (or the model's own), built from the model's config, and its name.
+
+    A name the model does not offer is an InvalidParams listing the ones it does.
+    """
+    from kubin.errors import InvalidParams
+
+    name = requested or default
+    if name not in offered:
+        raise InvalidParams(
+            f"Scheduler {name!r} is not available for {title}; choose one of {', '.join(offered)}."
+        )
+    return make_scheduler(name, base_config), name
