@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,32 @@ def negative_prompt_box(values: dict[str, Any], task: str = "t2i") -> gr.Textbox
 
 def image_input(label: str, elem_id: str, **kwargs) -> gr.Image:
     """An uploaded image, handed to the engine as a file path (the engine checks and converts it)."""
-    return gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], elem_id=elem_id,
-                    image_mode=None, **kwargs)  # fmt: skip
+    image = gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], elem_id=elem_id,
+                     image_mode=None, **kwargs)  # fmt: skip
+    return pass_unreadable_uploads_on(image, lambda payload: str(payload.path) if payload.path else None)
+
+
+def pass_unreadable_uploads_on(component: Any, value_for: Callable[[Any], Any]) -> Any:
+    """Let an upload that is not a readable image through to the engine, whose check names the file and
+    says it could not be read; Gradio's own preprocessing would fail first, with a message about event
+    handlers. `value_for(payload)` is what the event gets instead (None: fail as before).
+
+    Set on the instance: subclassing a Gradio component makes Gradio write a .pyi file next to our source
+    when the module is imported.
+    """
+    preprocess = component.preprocess
+
+    def preprocess_or_pass_on(payload):
+        try:
+            return preprocess(payload)
+        except OSError:  # PIL's UnidentifiedImageError and truncated files
+            value = value_for(payload) if payload is not None else None
+            if value is None:
+                raise
+            return value
+
+    component.preprocess = preprocess_or_pass_on
+    return component
 
 
 def result_gallery(elem_id: str) -> gr.Gallery:

@@ -26,6 +26,7 @@ def build(ctx: UIContext) -> TaskTab:
             height=420,
             elem_id=f"{TASK}-editor",
         )
+        ui.pass_unreadable_uploads_on(editor, unreadable_background)
         with gr.Accordion("…or upload a mask (white = repaint)", open=False):
             mask = ui.image_input("Mask", f"{TASK}-mask", height=200)
         return {"editor": editor, "mask": mask}
@@ -43,10 +44,20 @@ def build(ctx: UIContext) -> TaskTab:
     return tab
 
 
+def unreadable_background(payload) -> dict | None:
+    """The editor's value when its background is not a readable image: just that file's path."""
+    path = getattr(getattr(payload, "background", None), "path", None)
+    return {"background": str(path), "layers": [], "composite": None} if path else None
+
+
 def editor_to_params(values: dict) -> dict:
     """The editor's background is the init image; its painted strokes are the mask, unless one is uploaded."""
     editor = values.pop("editor") or {}
     background = editor.get("background")
+    if isinstance(background, str):  # not readable (see unreadable_background): the engine says so
+        values["init_image"] = background
+        values["mask"] = values.get("mask") or ""
+        return values
     values["init_image"] = ui.save_upload(background) if background is not None else ""
     if not values.get("mask"):
         values["mask"] = ui.save_upload(strokes_mask(editor)) if background is not None else ""

@@ -16,17 +16,20 @@ def build(ctx: UIContext) -> TaskTab:
     weight = MixParams.field_specs()["weights"]
 
     def weight_slider(i: int, elem: str):
+        # 200 px: narrower, the slider's "-10" and "10" end labels are cut off.
         return gr.Slider(weight.minimum, weight.maximum, value=1.0, step=weight.step, label="Weight",
-                         min_width=120, elem_id=elem)  # fmt: skip
+                         min_width=200, elem_id=elem)  # fmt: skip
 
     def inputs(values):
         widgets = {}
         gr.Markdown("Give 2 or more images and/or prompts; weights are normalised to sum 1.")
-        with gr.Row():
-            for i in range(1, IMAGE_SLOTS + 1):
-                with gr.Column(min_width=150):
-                    widgets[f"image_{i}"] = ui.image_input(f"Image {i}", f"{TASK}-image-{i}", height=160)
-                    widgets[f"image_weight_{i}"] = weight_slider(i, f"{TASK}-image-weight-{i}")
+        # Two slots a row (one on a narrow screen): four in one row wrap 3 + 1 in a half-width column.
+        for first in range(1, IMAGE_SLOTS + 1, 2):
+            with gr.Row():
+                for i in (first, first + 1):
+                    with gr.Column(min_width=200):
+                        widgets[f"image_{i}"] = ui.image_input(f"Image {i}", f"{TASK}-image-{i}", height=160)
+                        widgets[f"image_weight_{i}"] = weight_slider(i, f"{TASK}-image-weight-{i}")
         for i in range(1, PROMPT_SLOTS + 1):
             with gr.Row():
                 widgets[f"prompt_{i}"] = gr.Textbox(label=f"Prompt {i}", lines=1, elem_id=f"{TASK}-prompt-{i}",

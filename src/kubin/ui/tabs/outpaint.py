@@ -20,12 +20,15 @@ def build(ctx: UIContext) -> TaskTab:
 
     def options(values):
         widgets = {}
-        with gr.Row():
-            for i, side in enumerate(SIDES):
-                widgets[f"expand_{side}"] = gr.Slider(
-                    0, 1024, value=values["expand"][i], step=expand.step, label=f"Add {side} (px)",
-                    min_width=120, elem_id=f"{TASK}-expand-{side}",
-                )  # fmt: skip
+        # Two a row, 200 px each: narrower, the slider's "1024" end label is cut off. Created in the
+        # order of `expand` (left, top, right, bottom), which is also their order in the API.
+        for pair in (SIDES[:2], SIDES[2:]):
+            with gr.Row():
+                for side in pair:
+                    widgets[f"expand_{side}"] = gr.Slider(
+                        0, 1024, value=values["expand"][SIDES.index(side)], step=expand.step,
+                        label=f"Add {side} (px)", min_width=200, elem_id=f"{TASK}-expand-{side}",
+                    )  # fmt: skip
         with gr.Row():
             widgets["aspect"] = gr.Dropdown(
                 [("none: use the pixels above", ""), *[(a, a) for a in ASPECT_RATIOS]], value="",
