@@ -48,9 +48,9 @@ class KubinServer:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
 
-    def saved_images(self) -> set[Path]:
-        """Every text-to-image PNG saved so far (finished files only; temp files start with a dot)."""
-        return {p for p in (self.output_dir / "t2i").glob("*/*.png") if not p.name.startswith(".")}
+    def saved_images(self, task: str = "t2i") -> set[Path]:
+        """Every PNG of `task` saved so far (finished files only; temp files start with a dot)."""
+        return {p for p in (self.output_dir / task).glob("*/*.png") if not p.name.startswith(".")}
 
 
 @pytest.hookimpl(wrapper=True)
