@@ -154,6 +154,14 @@ def _negative_prompt():
     return spec("", label="Negative prompt")
 
 
+def _negative_prior_prompt():
+    return spec(
+        "",
+        label="Negative prior prompt",
+        help="what the prior steers away from; empty uses the negative prompt",
+    )
+
+
 def _size(name: str, default: int, from_image: bool = False):
     if from_image:
         return spec(
@@ -213,6 +221,11 @@ class ImageTaskParams(TaskParams):
     def image_count(self) -> int:
         return self.batch_count * self.batch_size
 
+    @property
+    def prior_negative(self) -> str:
+        """The prior's negative prompt: its own if given, else the negative prompt."""
+        return self.negative_prior_prompt or self.negative_prompt
+
     def steps_per_batch(self) -> int:
         """The denoising steps one batch reports through the progress hook (prior + decoder)."""
         return self.prior_steps + self.steps
@@ -237,6 +250,7 @@ class Text2ImageParams(ImageTaskParams):
 
     prompt: str = _prompt()
     negative_prompt: str = _negative_prompt()
+    negative_prior_prompt: str = _negative_prior_prompt()
     width: int = _size("Width", 768)
     height: int = _size("Height", 768)
     steps: int = _steps()
@@ -258,6 +272,7 @@ class Image2ImageParams(ImageTaskParams):
 
     prompt: str = _prompt()
     negative_prompt: str = _negative_prompt()
+    negative_prior_prompt: str = _negative_prior_prompt()
     init_image: str = _init_image()
     strength: float = spec(
         0.5, label="Strength", minimum=0.0, maximum=1.0, step=0.05,
@@ -300,6 +315,7 @@ class InpaintParams(ImageTaskParams):
 
     prompt: str = _prompt()
     negative_prompt: str = _negative_prompt()
+    negative_prior_prompt: str = _negative_prior_prompt()
     init_image: str = _init_image()
     mask: str = spec("", label="Mask", kind="image", help="white = repaint, black = keep")
     invert_mask: bool = spec(False, label="Invert mask", help="repaint the black part instead")
@@ -324,6 +340,7 @@ class OutpaintParams(ImageTaskParams):
 
     prompt: str = _prompt()
     negative_prompt: str = _negative_prompt()
+    negative_prior_prompt: str = _negative_prior_prompt()
     init_image: str = _init_image()
     expand: list[int] = spec(
         [0, 0, 0, 0], label="Expand", minimum=0, maximum=MAX_SIDE, step=8,
@@ -373,6 +390,7 @@ class MixParams(ImageTaskParams):
         help="one per image, then one per prompt; normalised to sum 1",
     )  # fmt: skip
     negative_prompt: str = _negative_prompt()
+    negative_prior_prompt: str = _negative_prior_prompt()
     width: int = _size("Width", 768)
     height: int = _size("Height", 768)
     steps: int = _steps()

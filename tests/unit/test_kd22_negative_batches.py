@@ -42,3 +42,35 @@ def test_the_negative_prompt_changes_the_image(engine):
     a = np.asarray(Image.open(plain.results[0].path), dtype=int)
     b = np.asarray(Image.open(negative.results[0].path), dtype=int)
     assert np.abs(a - b).max() > 0
+
+
+@pytest.mark.parametrize("model", ["tiny-kd22", "tiny-kd21"])
+def test_a_negative_prior_prompt_steers_the_prior_apart_from_the_negative_prompt(engine, model):
+    base = {**SMALL, "prompt": "a red cat", "width": 64, "height": 64, "negative_prompt": "blurry"}
+    same = engine.run(Job("t2i", model, base))
+    separate = engine.run(Job("t2i", model, {**base, "negative_prior_prompt": "dark"}))
+    explicit_same = engine.run(Job("t2i", model, {**base, "negative_prior_prompt": "blurry"}))
+
+    assert separate.state == DONE and len(separate.results) == 2
+    assert separate.results[0].meta["params"]["negative_prior_prompt"] == "dark"
+    assert np.abs(pixels(separate) - pixels(same)).max() > 0
+    assert np.array_equal(pixels(explicit_same), pixels(same))  # empty means "the negative prompt"
+
+
+def test_mix_takes_a_negative_prior_prompt(engine, picture):
+    job = {
+        **SMALL,
+        "images": [picture],
+        "prompts": ["a red cat"],
+        "weights": [1, 1],
+        "width": 64,
+        "height": 64,
+    }
+    plain = engine.run(Job("mix", "tiny-kd22", job))
+    steered = engine.run(Job("mix", "tiny-kd22", {**job, "negative_prior_prompt": "dark"}))
+
+    assert np.abs(pixels(steered) - pixels(plain)).max() > 0
+
+
+def pixels(handle):
+    return np.asarray(Image.open(handle.results[0].path), dtype=int)

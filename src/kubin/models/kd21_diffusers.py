@@ -86,7 +86,7 @@ class Kandinsky21:
             else:
                 out = prior(
                     prompt=params.prompt,
-                    negative_prompt=params.negative_prompt or None,
+                    negative_prompt=params.prior_negative or None,
                     num_images_per_prompt=len(seeds),
                     num_inference_steps=params.prior_steps,
                     guidance_scale=params.prior_guidance_scale,
@@ -130,7 +130,7 @@ class Kandinsky21:
                 num_images_per_prompt=1,
                 num_inference_steps=params.prior_steps,
                 generator=_prior_generators([seed]),
-                negative_prior_prompt=params.negative_prompt or None,
+                negative_prior_prompt=params.prior_negative or None,
                 negative_prompt=params.negative_prompt,
                 guidance_scale=params.prior_guidance_scale,
             )

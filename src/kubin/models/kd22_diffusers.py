@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
@@ -23,6 +23,13 @@ from kubin.tasks import Prepared
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
+
+
+class PriorEmbeds(NamedTuple):
+    image_embeds: Any
+    negative_image_embeds: Any
+
+
 EXTRA_DECODERS = {
     "decoder_inpaint": ("KandinskyV22InpaintPipeline", "inpainting"),
     "decoder_controlnet": ("KandinskyV22ControlnetPipeline", "ControlNet"),
@@ -76,7 +83,7 @@ class Kandinsky22:
         def prior_generators():
             # With a negative prompt the prior runs prompt and negative prompt as one doubled batch,
             # so it takes one generator per image for each half.
-            return generators() + generators() if params.negative_prompt else generators()
+            return generators() + generators() if params.prior_negative else generators()
 
         def step_hook(phase):
             def hook(pipe, step, timestep, tensors):
@@ -93,20 +100,37 @@ class Kandinsky22:
                     num_images_per_prompt=len(seeds),
                     num_inference_steps=params.prior_steps,
                     generator=prior_generators(),
-                    negative_prior_prompt=params.negative_prompt or None,
+                    negative_prior_prompt=params.prior_negative or None,
                     negative_prompt=params.negative_prompt,
                     guidance_scale=params.prior_guidance_scale,
                 )
             else:
                 embeds = self.prior(
                     prompt=params.prompt,
-                    negative_prompt=params.negative_prompt or None,
+                    negative_prompt=params.prior_negative or None,
                     num_images_per_prompt=len(seeds),
                     num_inference_steps=params.prior_steps,
                     guidance_scale=params.prior_guidance_scale,
                     generator=prior_generators(),
                     callback_on_step_end=step_hook("prior"),
                 )
+                if params.negative_prior_prompt and params.negative_prompt not in (
+                    "",
+                    params.negative_prior_prompt,
+                ):
+                    # Separate negatives: the prior's steers the prior; the negative prompt's own embedding
+                    # is what the decoder steers away from (diffusers' interpolate does the same).
+                    embeds = PriorEmbeds(
+                        embeds.image_embeds,
+                        self.prior(
+                            prompt=params.negative_prompt,
+                            negative_prompt=params.negative_prior_prompt,
+                            num_images_per_prompt=len(seeds),
+                            num_inference_steps=params.prior_steps,
+                            guidance_scale=params.prior_guidance_scale,
+                            generator=prior_generators(),
+                        ).image_embeds,
+                    )
             width, height = prepared.size
             images = decoder(
                 image_embeds=embeds.image_embeds,

@@ -99,6 +99,10 @@ def build_task_tab(
                     label="Scheduler",
                     elem_id=f"{task}-scheduler",
                 )
+                fs = specs["negative_prior_prompt"]
+                widgets["negative_prior_prompt"] = gr.Textbox(
+                    label=fs.label, info=fs.help, lines=1, elem_id=f"{task}-negative-prior-prompt"
+                )
                 if "hint_image" in specs:
                     with gr.Accordion("ControlNet (depth)", open=False):
                         gr.Markdown(
@@ -155,14 +159,13 @@ def build_task_tab(
         yield outputs(handle)
 
     # Name the API's parameters after the widgets (gradio_client shows them) instead of *widget_values.
-    # Trailing inputs that start empty (the ControlNet hint) get a None default: optional for API clients.
-    optional = len(names)
-    while optional and getattr(widgets[names[optional - 1]], "value", 0) is None:
-        optional -= 1
+    # Inputs after the scheduler (negative prior prompt, ControlNet hint) are optional for API clients,
+    # defaulting to the widget's initial value, so calls written before they existed keep working.
+    optional = names.index("scheduler") + 1
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
     generate.__signature__ = inspect.Signature(
         [inspect.Parameter(n, positional) for n in ("owner_id", "model_id", *names[:optional])]
-        + [inspect.Parameter(n, positional, default=None) for n in names[optional:]]
+        + [inspect.Parameter(n, positional, default=widgets[n].value) for n in names[optional:]]
         + [inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress())]
     )
     event_outputs = [gallery, info, details, last_seed, results, selected]
