@@ -57,14 +57,7 @@ def build_tiny_kd22(seed: int = 0):
         controlnet_unet = _tiny_unet(in_channels=8, addition_embed_type="image_hint")
     for module in (text_encoder, image_encoder, prior, unet, movq, inpaint_unet, controlnet_unet):
         module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
-    prior_pipe = KandinskyV22PriorPipeline(
-        prior=prior,
-        image_encoder=image_encoder,
-        text_encoder=text_encoder,
-        tokenizer=tiny_clip_tokenizer(),
-        scheduler=_tiny_prior_scheduler(),
-        image_processor=_tiny_image_processor(),
-    )
+    prior_pipe = _tiny_prior_pipeline(KandinskyV22PriorPipeline, text_encoder, image_encoder, prior)
     # The same scheduler settings as the real kandinsky-2-2-decoder repo.
     scheduler = DDPMScheduler(
         num_train_timesteps=1000,
@@ -118,14 +111,7 @@ def build_tiny_kd21(seed: int = 0):
         inpaint_unet = _tiny_unet(in_channels=9, **text_image)
     for module in (text_encoder, image_encoder, prior, decoder_text_encoder, unet, movq, inpaint_unet):
         module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
-    prior_pipe = KandinskyPriorPipeline(
-        prior=prior,
-        image_encoder=image_encoder,
-        text_encoder=text_encoder,
-        tokenizer=tiny_clip_tokenizer(),
-        scheduler=_tiny_prior_scheduler(),
-        image_processor=_tiny_image_processor(),
-    )
+    prior_pipe = _tiny_prior_pipeline(KandinskyPriorPipeline, text_encoder, image_encoder, prior)
     # The same scheduler settings as the real kandinsky-2-1 and kandinsky-2-1-inpaint repos.
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,
@@ -208,6 +194,18 @@ def _tiny_prior_modules():
     # Random clip_std of zeros would make every embedding zero; the real checkpoint holds real stats.
     prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
     return text_encoder, image_encoder, prior
+
+
+def _tiny_prior_pipeline(cls, text_encoder, image_encoder, prior):
+    """A 2.x prior pipeline (2.1 and 2.2 share the layout) around the tiny prior modules."""
+    return cls(
+        prior=prior,
+        image_encoder=image_encoder,
+        text_encoder=text_encoder,
+        tokenizer=tiny_clip_tokenizer(),
+        scheduler=_tiny_prior_scheduler(),
+        image_processor=_tiny_image_processor(),
+    )
 
 
 def _tiny_prior_scheduler():
