@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-browser", action="store_true", help="accepted for compatibility; Kubin never opens one"
     )
+    parser.add_argument("--extensions-path", metavar="DIR", help="folder of extensions (default extensions/)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="generate outputs headless; prints one JSON line per output")
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
             if fs.name not in seen:
                 seen.add(fs.name)
                 _add_param_flag(gen, fs, cls.task)
+
+    exts = sub.add_parser("extensions", help="list the extensions found, one line each with its status")
+    _common(exts, suppress=True)
+    exts.add_argument(
+        "--extensions-path", metavar="DIR", default=argparse.SUPPRESS, help="folder of extensions"
+    )
 
     models = sub.add_parser("models", help="list the models Kubin knows")
     models.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -115,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return cmd_models(args)
+        if args.command == "extensions":
+            return cmd_extensions(args)
         if args.command == "generate":
             return cmd_generate(args)
         if args.command == "download":
@@ -138,6 +147,7 @@ def load_settings(args: argparse.Namespace):
         "server.host": getattr(args, "host", None),
         "server.port": getattr(args, "port", None),
         "server.share": getattr(args, "share", None),
+        "extensions.path": getattr(args, "extensions_path", None),
     }
     loaded = load_config(getattr(args, "config", None), overrides)
     for warning in loaded.warnings:
@@ -151,6 +161,25 @@ def make_engine(settings):
 
     manager = ModelManager(settings.get("device"), settings.get("dtype"), settings.get("models") or {})
     return Engine(manager, settings.get("output_dir"), max_pixels=int(settings.get("max_image_pixels")))
+
+
+def load_extensions(settings):
+    """Discover and load the configured extensions; failures are recorded, never raised."""
+    from pathlib import Path
+
+    from kubin.config import REPO_ROOT
+    from kubin.extensions.loader import discover, load_all
+
+    root = Path(settings.get("extensions.path") or "extensions")
+    root = root if root.is_absolute() or root.exists() else REPO_ROOT / root
+    found = discover(root, settings.get("extensions.disabled") or [], settings.get("extensions.order") or [])
+    return load_all(found, settings.get("extensions.settings") or {})
+
+
+def cmd_extensions(args: argparse.Namespace) -> int:
+    for ext in load_extensions(load_settings(args)):
+        print(ext.status_line())
+    return 0  # a failed extension is reported, not an error of this command
 
 
 def cmd_models(args: argparse.Namespace) -> int:

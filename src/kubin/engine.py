@@ -15,12 +15,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kubin import __version__
 from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, UnsupportedTask
+from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.manager import ModelManager, free_memory
 from kubin.models.registry import list_models
@@ -129,6 +130,7 @@ class Engine:
         self.manager = manager
         self.output_dir = Path(output_dir)
         self.max_pixels = max_pixels  # input images above this are downscaled, outputs refused
+        self.extensions: list = []  # loaded extensions whose job hooks run around each job
         self._queue: deque[JobHandle] = deque()
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
@@ -142,6 +144,12 @@ class Engine:
         spec = self.manager.spec(job.model_id)
         if not spec.supports(job.task):
             raise UnsupportedTask(f"{spec.title} cannot do {job.task}; it supports: {', '.join(spec.tasks)}.")
+        if not isinstance(job.params, ImageTaskParams):
+            # Extensions may rewrite the parameters (prompt styles, ...): each before_job hook gets the
+            # task and a copy of the dict and may return a changed one.
+            for changed in run_hooks(self.extensions, "before_job", job.task, dict(job.params)):
+                if isinstance(changed, dict):
+                    job = replace(job, params=changed)
         cls = params_class(job.task)
         # A dict fills what it leaves out from the model's recommended defaults for the task.
         if isinstance(job.params, cls):
@@ -263,6 +271,7 @@ class Engine:
                     meta = self._metadata(handle, model, scheduler, seed, first + i, image, inputs)
                     path = save_image(image, self.output_dir, job.task, meta)
                     handle.results.append(ImageResult(path, seed, image.width, image.height, first + i, meta))
+            run_hooks(self.extensions, "after_job", job.task, list(handle.results))
             self._finish(handle, DONE, None)
         except JobCancelled:
             n = len(handle.results)

@@ -11,8 +11,10 @@ import gradio as gr
 from kubin import __version__
 from kubin.config import LoadedConfig
 from kubin.errors import KubinError
+from kubin.extensions.loader import fail
 from kubin.outputs import read_image_metadata
 from kubin.ui.context import UIContext
+from kubin.ui.tabs import extensions as extensions_tab
 from kubin.ui.tabs import img2img, inpaint, mix, outpaint, txt2img
 from kubin.ui.tabs import settings as settings_tab
 from kubin.ui.task_tab import TaskTab
@@ -31,8 +33,24 @@ def build_app(ctx: UIContext) -> gr.Blocks:
         with gr.Tabs() as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint)]
             settings_tab.build(ctx)
+            build_extension_tabs(ctx)
+            extensions_tab.build(ctx)
         wire_send_to(tabs, {t.task: t for t in built})
     return demo
+
+
+def build_extension_tabs(ctx: UIContext) -> None:
+    """Each loaded extension's tabs; one whose build raises is marked failed and its tab says so."""
+    for ext in ctx.extensions:
+        if ext.status != "ok" or ext.api is None:
+            continue
+        for title, build in ext.api.tabs:
+            with gr.Tab(title, elem_id=f"tab-ext-{ext.name}"):
+                try:
+                    build(ctx)
+                except Exception as exc:
+                    fail(ext, exc)
+                    gr.Markdown(f"❌ The extension {ext.name} failed to build this tab: {ext.error}")
 
 
 def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab]) -> None:
@@ -72,7 +90,7 @@ def share_reachable(timeout: float = 5.0) -> str | None:
 
 def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     """Start the server; returns an exit code (or, with block=False, the running Blocks for tests)."""
-    from kubin.cli import EXIT_USER_ERROR, make_engine
+    from kubin.cli import EXIT_USER_ERROR, load_extensions, make_engine
 
     host = settings.get("server.host")
     port = int(settings.get("server.port"))
@@ -87,7 +105,8 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
             )
             return EXIT_USER_ERROR
     engine = make_engine(settings)
-    ctx = UIContext(engine, settings, str(settings.get("model")))
+    engine.extensions = load_extensions(settings)
+    ctx = UIContext(engine, settings, str(settings.get("model")), extensions=engine.extensions)
     try:
         ctx.spec(ctx.model_id)
     except Exception as exc:

@@ -18,6 +18,7 @@ class UIContext:
     model_id: str  # the model selected at start
     model_picker: Any = None  # the header's gr.Dropdown, set by app.build_app
     notices: list[str] = field(default_factory=list)
+    extensions: list = field(default_factory=list)  # kubin.extensions.loader.Extension, loaded at start
 
     def models(self) -> list[ModelSpec]:
         specs = list_models()
