@@ -130,7 +130,8 @@ class Engine:
         self.manager = manager
         self.output_dir = Path(output_dir)
         self.max_pixels = max_pixels  # input images above this are downscaled, outputs refused
-        self.extensions: list = []  # loaded extensions whose job hooks run around each job
+        self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
+        manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()
         self._cond = threading.Condition()
         self._ids = itertools.count(1)

@@ -119,3 +119,24 @@ def test_the_cli_lists_each_extension_and_exits_0_even_when_some_failed(root):
     assert "needs needs-install: no-such-package-kubin>=1.0" in lines
     assert any(line.startswith("syntax failed: SyntaxError") for line in lines)
     assert len(lines) == 8
+
+
+def test_model_hooks_hear_loads_and_unloads(tmp_path):
+    from kubin.engine import Engine
+    from kubin.models.manager import ModelManager
+
+    root = tmp_path / "extensions"
+    make(root, "watcher", """
+        seen = []
+        def setup(api):
+            api.on("model_loaded", lambda model_id: seen.append(("loaded", model_id)))
+            api.on("model_unloaded", lambda model_id: seen.append(("unloaded", model_id)))
+        """)  # fmt: skip
+    manager = ModelManager(device="cpu", dtype="fp32")
+    engine = Engine(manager, tmp_path / "out")
+    engine.extensions = load_all(discover(root))
+
+    manager.get("tiny-kd22")
+    manager.unload()
+
+    assert sys.modules["kubin_extension_watcher"].seen == [("loaded", "tiny-kd22"), ("unloaded", "tiny-kd22")]

@@ -6,6 +6,7 @@ import gc
 import importlib
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ class ModelManager:
         self._loaded_id: str | None = None
         self._stale = False
         self._lock = threading.RLock()
+        # Called as listener(event, model_id) with event "model_loaded" or "model_unloaded" (extension hooks).
+        self.listeners: list[Callable[[str, str], None]] = []
 
     def spec(self, model_id: str) -> ModelSpec:
         return resolve_model(model_id, self.sources)
@@ -65,6 +68,7 @@ class ModelManager:
             self._loaded = module.load(spec, sources, placement)
             self._stale = False
             self._loaded_id = spec.id
+            self._notify("model_loaded", spec.id)
             return self._loaded
 
     def unload(self) -> None:
@@ -74,9 +78,16 @@ class ModelManager:
                 return
             log.info("Unloading %s", self._loaded_id)
             self._loaded.release()
-            self._loaded = None
-            self._loaded_id = None
+            unloaded, self._loaded, self._loaded_id = self._loaded_id, None, None
             free_memory()
+            self._notify("model_unloaded", unloaded)
+
+    def _notify(self, event: str, model_id: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, model_id)
+            except Exception:  # a listener's failure is its own; loading goes on
+                log.exception("A %s listener failed", event)
 
     def save(self, model_id: str, folder: str | Path) -> Path:
         return self.get(model_id).save(folder)
