@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
@@ -145,7 +144,3 @@ def store_input(image: Image.Image, root: Path) -> Path:
         image.save(tmp, format="PNG")
         os.replace(tmp, path)
     return path
-
-
-def describe(value: Any) -> str:
-    return value if isinstance(value, str) else type(value).__name__

@@ -5,7 +5,6 @@ the prompt as well, through their own multilingual text encoder.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +12,8 @@ from pathlib import Path
 from PIL import Image
 
 from kubin.errors import UnsupportedTask, WeightsMissing
-from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.prior_decoder import cpu_generators, load_prior_and_decoder, save_prior_and_decoder
+from kubin.models.registry import ModelSpec
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
@@ -106,7 +106,7 @@ class Kandinsky21:
                 height=height,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,
-                generator=_generators(seeds),
+                generator=cpu_generators(seeds),
                 # No callback_on_step_end in the 2.1 decoders: the older callback is called after every step.
                 callback=report_decoder_step,
                 callback_steps=1,
@@ -208,47 +208,27 @@ class Kandinsky21:
         return {"unet": self.inpaint_decoder.unet, "movq": self.inpaint_decoder.movq}
 
     def save(self, folder: str | Path) -> Path:
-        """Write the model in diffusers layout (prior/, decoder/, decoder_inpaint/), loadable as a model id.
-
-        kubin.json keeps the model's recommended defaults, so the folder behaves like the model it came from.
-        """
-        folder = Path(folder)
-        self.prior.save_pretrained(folder / "prior")
-        self.decoder.save_pretrained(folder / "decoder")
+        """Write the model (with its inpainting decoder, if it has one) as a folder loadable as a model id."""
+        extra = {}
         if self.sources.get("decoder_inpaint"):
             self._inpaint_modules()
-            self.inpaint_decoder.save_pretrained(folder / "decoder_inpaint")
-        saved = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
-        (folder / FOLDER_INFO).write_text(json.dumps(saved, indent=2), encoding="utf-8")
-        return folder
+            extra["decoder_inpaint"] = self.inpaint_decoder
+        return save_prior_and_decoder(folder, self.spec, self.prior, self.decoder, extra)
 
     def release(self) -> None:
         self.prior = self.decoder = self.inpaint_decoder = None
 
 
-def _generators(seeds: Sequence[int]) -> list:
-    """One CPU generator per seed: CPU noise is the same on every device, so a seed means the same image."""
-    import torch
-
-    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-
-
 def _prior_generators(seeds: Sequence[int]) -> list:
     """Generators for the prior's batch: with a negative prompt it runs the prompt rows, then as many
     negative rows, so each seed gets one generator per half (without, the second half goes unused)."""
-    return _generators(seeds) + _generators(seeds)
+    return cpu_generators(seeds) + cpu_generators(seeds)
 
 
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky21:
     from diffusers import KandinskyPipeline, KandinskyPriorPipeline
 
-    prior_path = ensure_weights(sources["prior"], spec.id)
-    decoder_path = ensure_weights(sources["decoder"], spec.id)
-    dtype = placement.torch_dtype()
-    prior = KandinskyPriorPipeline.from_pretrained(prior_path, dtype=dtype)
-    decoder = KandinskyPipeline.from_pretrained(decoder_path, dtype=dtype)
-    for pipe in (prior, decoder):
-        pipe.to(placement.device)
-        pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
-    log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
+    prior, decoder = load_prior_and_decoder(
+        spec, sources, placement, KandinskyPriorPipeline, KandinskyPipeline
+    )
     return Kandinsky21(spec, prior, decoder, placement, sources)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from kubin.errors import UnsupportedTask, WeightsMissing
-from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.prior_decoder import cpu_generators, load_prior_and_decoder, save_prior_and_decoder
+from kubin.models.registry import ModelSpec
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
@@ -76,9 +76,8 @@ class Kandinsky22:
         )
         decoder, extra = self._decoder_for(task, params, prepared, scheduler, len(seeds))
 
-        # CPU generators give the same noise on every device, so a seed means the same image everywhere.
         def generators():
-            return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+            return cpu_generators(seeds)
 
         def prior_generators():
             # With a negative prompt the prior runs prompt and negative prompt as one doubled batch,
@@ -195,19 +194,13 @@ class Kandinsky22:
         return self.extra_decoders[name]
 
     def save(self, folder: str | Path) -> Path:
-        """Write the model in diffusers layout (prior/ and decoder/), loadable as a model id.
-
-        kubin.json keeps the model's recommended defaults, so the folder behaves like the model it came from.
-        """
-        folder = Path(folder)
-        self.prior.save_pretrained(folder / "prior")
-        self.decoder.save_pretrained(folder / "decoder")
-        for name, (class_name, what) in EXTRA_DECODERS.items():
-            if self.sources.get(name):
-                self._extra_decoder(name, class_name, what).save_pretrained(folder / name)
-        saved = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
-        (folder / FOLDER_INFO).write_text(json.dumps(saved, indent=2), encoding="utf-8")
-        return folder
+        """Write the model (with every extra decoder it has) as a folder loadable as a model id."""
+        extra = {
+            name: self._extra_decoder(name, class_name, what)
+            for name, (class_name, what) in EXTRA_DECODERS.items()
+            if self.sources.get(name)
+        }
+        return save_prior_and_decoder(folder, self.spec, self.prior, self.decoder, extra)
 
     def release(self) -> None:
         self.prior = self.decoder = None
@@ -217,15 +210,9 @@ class Kandinsky22:
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky22:
     from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
-    prior_path = ensure_weights(sources["prior"], spec.id)
-    decoder_path = ensure_weights(sources["decoder"], spec.id)
-    dtype = placement.torch_dtype()
-    prior = KandinskyV22PriorPipeline.from_pretrained(prior_path, dtype=dtype)
-    decoder = KandinskyV22Pipeline.from_pretrained(decoder_path, dtype=dtype)
-    for pipe in (prior, decoder):
-        pipe.to(placement.device)
-        pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
-    log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
+    prior, decoder = load_prior_and_decoder(
+        spec, sources, placement, KandinskyV22PriorPipeline, KandinskyV22Pipeline
+    )
     return Kandinsky22(spec, prior, decoder, placement, sources)
 
 
