@@ -36,6 +36,17 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     parser.add_argument(
         "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
     )
+    parser.add_argument(
+        "--offload", default=d, choices=["none", "model", "sequential"],
+        help="CPU offload: model (parts on the GPU only while they run) or sequential (least VRAM, slow)",
+    )  # fmt: skip
+    for name, what in (
+        ("vae-tiling", "decode in tiles (large images, long videos)"),
+        ("vae-slicing", "decode a batch one item at a time"),
+        ("attention-slicing", "attention in slices (less VRAM, slower)"),
+        ("free-text-encoder", "move the text encoder off the GPU once the prompt is encoded"),
+    ):
+        parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=d, help=what)
     parser.add_argument("--verbose", "-v", action="store_true", default=d or False, help="debug logging")
 
 
@@ -148,6 +159,11 @@ def load_settings(args: argparse.Namespace):
         "server.port": getattr(args, "port", None),
         "server.share": getattr(args, "share", None),
         "extensions.path": getattr(args, "extensions_path", None),
+        "memory.offload": getattr(args, "offload", None),
+        "memory.vae_tiling": getattr(args, "vae_tiling", None),
+        "memory.vae_slicing": getattr(args, "vae_slicing", None),
+        "memory.attention_slicing": getattr(args, "attention_slicing", None),
+        "memory.free_text_encoder": getattr(args, "free_text_encoder", None),
     }
     loaded = load_config(getattr(args, "config", None), overrides)
     for warning in loaded.warnings:
@@ -158,8 +174,14 @@ def load_settings(args: argparse.Namespace):
 def make_engine(settings):
     from kubin.engine import Engine
     from kubin.models.manager import ModelManager
+    from kubin.runtime.memory import MemoryOptions
 
-    manager = ModelManager(settings.get("device"), settings.get("dtype"), settings.get("models") or {})
+    manager = ModelManager(
+        settings.get("device"),
+        settings.get("dtype"),
+        settings.get("models") or {},
+        MemoryOptions.from_dict(settings.get("memory")),
+    )
     return Engine(manager, settings.get("output_dir"), max_pixels=int(settings.get("max_image_pixels")))
 
 

@@ -431,11 +431,105 @@ class MixParams(ImageTaskParams):
         return [w / total for w in self.weights]
 
 
+# --- video ---------------------------------------------------------------------------------------
+VIDEO_SIZE_STEP = 16  # the video VAE downsamples 8x and the transformer patches 2x2
+
+
+def _video_size(name: str, default: int, from_image: bool = False):
+    return spec(
+        default, label=name, minimum=0 if from_image else 64, maximum=MAX_SIDE, step=VIDEO_SIZE_STEP,
+        help="0 follows the init image's aspect ratio" if from_image else "",
+    )  # fmt: skip
+
+
+def _frames():
+    return spec(
+        121, label="Frames", minimum=1, maximum=1001, step=4,
+        help="video length in frames (4k+1: 121 is 5 s at 24 fps); the model's limit applies",
+    )  # fmt: skip
+
+
+def _fps():
+    return spec(24, label="FPS", minimum=1, maximum=60, step=1, help="frames per second of the saved video")
+
+
+@dataclass
+class VideoTaskParams(ImageTaskParams):
+    """What the video tasks share: one video per pipeline call, frames at a frame rate."""
+
+    batch_size: ClassVar[int] = 1  # one video per call: video memory grows with every frame
+
+    def steps_per_batch(self) -> int:
+        return self.steps
+
+    def validate(self) -> VideoTaskParams:
+        TaskParams.validate(self)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value % VIDEO_SIZE_STEP:
+                step = VIDEO_SIZE_STEP
+                raise InvalidParams(
+                    f"{name.capitalize()} must be a multiple of {step} for video (got {value}); "
+                    f"the nearest are {value // step * step or step} and {(value // step + 1) * step}."
+                )
+        return self
+
+
+@dataclass
+class Text2VideoParams(VideoTaskParams):
+    """Text to video: the prompt becomes a clip of `frames` frames."""
+
+    task: ClassVar[str] = "t2v"
+
+    prompt: str = _prompt()
+    negative_prompt: str = _negative_prompt()
+    width: int = _video_size("Width", 768)
+    height: int = _video_size("Height", 512)
+    frames: int = _frames()
+    fps: int = _fps()
+    steps: int = _steps()
+    guidance_scale: float = spec(5.0, label="Guidance scale", minimum=0.0, maximum=30.0, step=0.5)
+    seed: int = _seed()
+    batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
+    scheduler: str = _scheduler()
+
+
+@dataclass
+class Image2VideoParams(VideoTaskParams):
+    """Image to video: the init image is the first frame and the prompt says what happens next."""
+
+    task: ClassVar[str] = "i2v"
+
+    prompt: str = _prompt()
+    negative_prompt: str = _negative_prompt()
+    init_image: str = spec("", label="Init image", kind="image", help="the first frame of the video")
+    width: int = _video_size("Width", 0, from_image=True)
+    height: int = _video_size("Height", 0, from_image=True)
+    frames: int = _frames()
+    fps: int = _fps()
+    steps: int = _steps()
+    guidance_scale: float = spec(5.0, label="Guidance scale", minimum=0.0, maximum=30.0, step=0.5)
+    seed: int = _seed()
+    batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
+    scheduler: str = _scheduler()
+
+
 TASK_PARAMS: dict[str, type[ImageTaskParams]] = {
-    cls.task: cls for cls in (Text2ImageParams, Image2ImageParams, MixParams, InpaintParams, OutpaintParams)
+    cls.task: cls
+    for cls in (
+        Text2ImageParams,
+        Image2ImageParams,
+        MixParams,
+        InpaintParams,
+        OutpaintParams,
+        Text2VideoParams,
+        Image2VideoParams,
+    )  # fmt: skip
 }
+VIDEO_TASKS = ("t2v", "i2v")
 TASK_LABELS = {
     "t2i": "Text to image", "i2i": "Image to image", "mix": "Mix", "inpaint": "Inpaint", "outpaint": "Outpaint",
+    "t2v": "Text to video", "i2v": "Image to video",
 }  # fmt: skip
 
 

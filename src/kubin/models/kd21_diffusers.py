@@ -18,6 +18,7 @@ from kubin.models.schedulers import compatible_schedulers, pick_scheduler, sched
 from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
+from kubin.runtime.memory import place_pipeline
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,8 @@ class Kandinsky21:
             )
             pipe.register_modules(text_encoder=self.decoder.text_encoder, tokenizer=self.decoder.tokenizer)
             pipe.set_progress_bar_config(disable=True)
-            self.inpaint_decoder = pipe.to(self.placement.device)
+            place_pipeline(pipe, self.placement.device, self.placement.memory)
+            self.inpaint_decoder = pipe
             log.info("Loaded the inpainting decoder of %s", self.spec.id)
         return {"unet": self.inpaint_decoder.unet, "movq": self.inpaint_decoder.movq}
 

@@ -18,6 +18,7 @@ from kubin.models.schedulers import compatible_schedulers, pick_scheduler, sched
 from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
+from kubin.runtime.memory import place_pipeline
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,8 @@ class Kandinsky22:
                 )
             path = ensure_weights(source, self.spec.id)
             pipe = getattr(diffusers, class_name).from_pretrained(path, dtype=self.placement.torch_dtype())
-            self.extra_decoders[name] = pipe.to(self.placement.device)
+            place_pipeline(pipe, self.placement.device, self.placement.memory)
+            self.extra_decoders[name] = pipe
             log.info("Loaded the %s decoder of %s", what, self.spec.id)
         return self.extra_decoders[name]
 

@@ -14,16 +14,22 @@ from kubin.errors import UnsupportedTask
 from kubin.models.registry import ModelSpec, resolve_model
 from kubin.models.tiny import tiny_model_folder
 from kubin.runtime.device import Placement, resolve_placement
+from kubin.runtime.memory import MemoryOptions
 
 log = logging.getLogger(__name__)
 
 
 class ModelManager:
     def __init__(
-        self, device: str = "auto", dtype: str = "auto", sources: dict[str, dict[str, str]] | None = None
+        self,
+        device: str = "auto",
+        dtype: str = "auto",
+        sources: dict[str, dict[str, str]] | None = None,
+        memory: MemoryOptions | None = None,
     ):
         self.device = device
         self.dtype = dtype
+        self.memory = memory or MemoryOptions()
         self.sources = sources or {}
         self._loaded: Any = None
         self._loaded_id: str | None = None
@@ -39,15 +45,17 @@ class ModelManager:
     def loaded_id(self) -> str | None:
         return self._loaded_id
 
-    def configure(self, device: str, dtype: str) -> None:
-        """New device/dtype for the next load; the loaded model is swapped between jobs, never during one."""
+    def configure(self, device: str, dtype: str, memory: MemoryOptions | None = None) -> None:
+        """New device/dtype/memory options for the next load; the loaded model is swapped between jobs,
+        never during one."""
+        memory = memory or self.memory
         with self._lock:
-            if (device, dtype) != (self.device, self.dtype):
-                self.device, self.dtype = device, dtype
+            if (device, dtype, memory) != (self.device, self.dtype, self.memory):
+                self.device, self.dtype, self.memory = device, dtype, memory
                 self._stale = True
 
     def placement(self) -> Placement:
-        return resolve_placement(self.device, self.dtype)
+        return resolve_placement(self.device, self.dtype, self.memory)
 
     def get(self, model_id: str, task: str | None = None):
         """The loaded model for `model_id`, loading it (and unloading another) if needed."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from kubin.models.registry import FOLDER_INFO, ModelSpec
 from kubin.models.weights import ensure_weights
 from kubin.runtime.device import Placement
+from kubin.runtime.memory import place_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def load_prior_and_decoder(
         decoder_cls.from_pretrained(decoder_path, dtype=dtype),
     )
     for pipe in pipes:
-        pipe.to(placement.device)
+        place_pipeline(pipe, placement.device, placement.memory)
         pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return pipes

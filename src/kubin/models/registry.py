@@ -29,6 +29,13 @@ class ModelSpec:
     tiny: bool = False
     # Optional abilities beyond the tasks, e.g. "controlnet" (a hint image steers t2i and i2i).
     features: tuple[str, ...] = ()
+    # Task parameters this model has no use for (no prior: prior_steps, ...): hidden in the UI, left out
+    # of the saved metadata.
+    unused_params: tuple[str, ...] = ()
+    # Upper limits beyond the params' own ranges, e.g. {"frames": 121} for a 5-second video model.
+    limits: dict[str, int] = field(default_factory=dict)
+    # (width, height) pairs the model was trained for, offered as presets; empty = any multiple of 64.
+    resolutions: tuple[tuple[int, int], ...] = ()
 
     def supports(self, task: str) -> bool:
         return task in self.tasks

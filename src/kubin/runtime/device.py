@@ -5,9 +5,10 @@ The rules are plain functions of what the machine reports, so they are tested wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kubin.errors import InvalidParams
+from kubin.runtime.memory import MemoryOptions
 
 DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -16,6 +17,7 @@ DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 class Placement:
     device: str  # "cuda", "cuda:1", "mps" or "cpu"
     dtype: str  # "fp32", "fp16" or "bf16"
+    memory: MemoryOptions = field(default_factory=MemoryOptions)  # offload, VAE tiling, ...
 
     def torch_dtype(self):
         import torch
@@ -60,7 +62,9 @@ def choose_dtype(requested: str, device: str, bf16_supported: bool = True) -> st
     return requested
 
 
-def resolve_placement(device: str = "auto", dtype: str = "auto") -> Placement:
+def resolve_placement(
+    device: str = "auto", dtype: str = "auto", memory: MemoryOptions | None = None
+) -> Placement:
     """Ask torch what this machine has and apply the rules above."""
     import torch
 
@@ -68,4 +72,4 @@ def resolve_placement(device: str = "auto", dtype: str = "auto") -> Placement:
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     dev = choose_device(device, cuda, torch.cuda.device_count() if cuda else 0, mps)
     bf16 = torch.cuda.is_bf16_supported() if dev.startswith("cuda") else True
-    return Placement(dev, choose_dtype(dtype, dev, bf16))
+    return Placement(dev, choose_dtype(dtype, dev, bf16), memory or MemoryOptions())
