@@ -219,7 +219,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(json.dumps(row))
         else:
             print(
-                f"{spec.id:<12} {spec.family:<6} {spec.implementation:<10} {','.join(spec.tasks):<16} {spec.title}"
+                f"{spec.id:<28} {spec.family:<6} {spec.implementation:<10} {','.join(spec.tasks):<16} {spec.title}"
             )
     return 0
 

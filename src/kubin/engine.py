@@ -25,8 +25,8 @@ from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.manager import ModelManager, free_memory
 from kubin.models.registry import list_models
-from kubin.outputs import save_image
-from kubin.params import SEED_MAX, ImageTaskParams, params_class
+from kubin.outputs import save_image, save_video
+from kubin.params import SEED_MAX, VIDEO_TASKS, ImageTaskParams, params_class
 from kubin.tasks import Prepared, prepare
 
 log = logging.getLogger(__name__)
@@ -43,16 +43,25 @@ class Job:
 
 
 @dataclass
-class ImageResult:
+class Result:
+    """One saved output: an image, or a video (frames > 0) with its preview."""
+
     path: Path
     seed: int
     width: int
     height: int
     index: int  # position in the whole job (batch_count x batch_size)
     meta: dict[str, Any]
+    frames: int = 0  # videos only
+    fps: float = 0
+    preview: Path | None = None  # an animated WebP of a video
+
+    @property
+    def is_video(self) -> bool:
+        return self.frames > 0
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": str(self.path),
             "seed": self.seed,
             "width": self.width,
@@ -61,6 +70,12 @@ class ImageResult:
             "model": self.meta["model"],
             "task": self.meta["task"],
         }
+        if self.is_video:
+            out.update(frames=self.frames, fps=self.fps, preview=str(self.preview) if self.preview else None)
+        return out
+
+
+ImageResult = Result  # the name clients used before videos
 
 
 @dataclass
@@ -75,7 +90,7 @@ class JobHandle:
     state: str = QUEUED
     step: int = 0
     phase: str = ""
-    results: list[ImageResult] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
     error: KubinError | None = None
     started_at: float | None = None
     prepared: Prepared = field(default_factory=Prepared, repr=False)
@@ -168,7 +183,8 @@ class Engine:
                 f"{spec.title} has no ControlNet, so it cannot use a hint image; remove the hint or pick a "
                 f"model with ControlNet ({', '.join(m.id for m in list_models() if 'controlnet' in m.features)})."
             )
-        prepared = prepare(params, self.max_pixels)
+        _check_limits(spec, params)
+        prepared = prepare(params, self.max_pixels, spec)
         total = params.batch_count * steps_per_batch(spec.module, job.task, params)
         handle = JobHandle(next(self._ids), job, params, pick_seed(params.seed), total, prepared=prepared)
         with self._cond:
@@ -212,6 +228,16 @@ class Engine:
                 return self._queue.index(handle) + 1
             except ValueError:
                 return 0
+
+    def current(self) -> JobHandle | None:
+        """The running job, if any."""
+        with self._cond:
+            return self._current
+
+    def pending(self) -> list[JobHandle]:
+        """The running job (if any) followed by the queued ones, in the order they will run."""
+        with self._cond:
+            return ([self._current] if self._current is not None else []) + list(self._queue)
 
     def close(self, wait: bool = False, timeout: float | None = 30) -> None:
         """Refuse new jobs, drop queued ones, stop the running one; with wait, until the worker has ended."""
@@ -266,12 +292,9 @@ class Engine:
                     raise JobCancelled("cancelled")
                 first = batch * params.batch_size
                 seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
-                images, scheduler = model.generate(job.task, params, prepared, seeds, on_step)
-                for i, (raw, seed) in enumerate(zip(images, seeds, strict=True)):
-                    image = prepared.finish(raw)
-                    meta = self._metadata(handle, model, scheduler, seed, first + i, image, inputs)
-                    path = save_image(image, self.output_dir, job.task, meta)
-                    handle.results.append(ImageResult(path, seed, image.width, image.height, first + i, meta))
+                outputs, scheduler = model.generate(job.task, params, prepared, seeds, on_step)
+                for i, (raw, seed) in enumerate(zip(outputs, seeds, strict=True)):
+                    handle.results.append(self._save(handle, model, scheduler, seed, first + i, raw, inputs))
             run_hooks(self.extensions, "after_job", job.task, list(handle.results))
             self._finish(handle, DONE, None)
         except JobCancelled:
@@ -305,8 +328,24 @@ class Engine:
                     ),
                 )
 
+    def _save(self, handle, model, scheduler, seed, index, output, inputs) -> Result:
+        """Save one output (an image, or a video as a list of frames) with its metadata at once."""
+        task = handle.job.task
+        if task in VIDEO_TASKS:
+            frames, fps = list(output), handle.params.fps
+            first = frames[0]
+            meta = self._metadata(handle, model, scheduler, seed, index, first, inputs)
+            meta.update(frames=len(frames), fps=fps)
+            path, preview = save_video(frames, fps, self.output_dir, task, meta)
+            return Result(path, seed, first.width, first.height, index, meta, len(frames), fps, preview)
+        image = handle.prepared.finish(output)
+        meta = self._metadata(handle, model, scheduler, seed, index, image, inputs)
+        path = save_image(image, self.output_dir, task, meta)
+        return Result(path, seed, image.width, image.height, index, meta)
+
     def _metadata(self, handle, model, scheduler, seed, index, image, inputs) -> dict[str, Any]:
-        params = handle.params.to_dict() | {"seed": handle.seed}
+        unused = set(model.spec.unused_params)
+        params = {k: v for k, v in handle.params.to_dict().items() if k not in unused} | {"seed": handle.seed}
         extra = {"inputs": inputs} if inputs else {}
         if handle.notices:
             extra["notices"] = handle.notices
@@ -329,6 +368,22 @@ class Engine:
         handle.state = state
         handle.error = error
         handle._done.set()
+
+
+def _check_limits(spec, params) -> None:
+    """The model's own limits, beyond the params' ranges (e.g. how long a video it can make)."""
+    frames = getattr(params, "frames", None)
+    if frames is None:
+        return
+    most, least = spec.limits.get("frames"), spec.limits.get("min_frames")
+    fps = getattr(params, "fps", 24) or 24
+    if most and frames > most:
+        raise InvalidParams(
+            f"{spec.title} makes at most {most} frames ({most / fps:.1f} s at {fps} fps); got {frames}. "
+            "Ask for fewer frames or pick a longer model."
+        )
+    if least and frames < least:
+        raise InvalidParams(f"{spec.title} needs at least {least} frames; got {frames}.")
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

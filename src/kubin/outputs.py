@@ -1,7 +1,9 @@
 """Saving outputs with their parameters, atomically, and reading those parameters back.
 
 Images are PNGs carrying an AUTOMATIC1111-style `parameters` text chunk (which other tools read)
-and a `kubin` chunk with the full parameters as JSON (which Kubin reads back exactly).
+and a `kubin` chunk with the full parameters as JSON (which Kubin reads back exactly). Videos are
+H.264 mp4 files (through imageio-ffmpeg's own ffmpeg) with the same JSON in their comment tag and in a
+sidecar `.json` next to them, plus an animated WebP preview.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, PngImagePlugin
 
 from kubin.errors import InvalidParams
@@ -113,3 +116,178 @@ def read_image_metadata(source: str | os.PathLike | Image.Image) -> dict[str, An
     if "parameters" in text:
         return {"parameters": text["parameters"]}
     raise InvalidParams("This image carries no generation parameters.")
+
+
+# --- video -----------------------------------------------------------------------------------------
+PREVIEW_MAX_SIDE = 384
+
+
+def save_video(
+    frames: list[Image.Image], fps: float, root: Path, task: str, meta: dict[str, Any], preview: bool = True
+) -> tuple[Path, Path | None]:
+    """Write `frames` as root/task/YYYY-MM-DD/<counter>-<seed>.mp4 with a `.json` sidecar and (optionally)
+    a `.webp` preview; returns (video, preview). Encoding goes to temporary names; the files are renamed
+    into place together, the video last, so a listed video is always complete."""
+    import imageio_ffmpeg
+
+    if not frames:
+        raise InvalidParams("The video has no frames.")
+    folder = output_folder(root, task)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+    width, height = frames[0].size
+    tmp_video = Path(tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=folder)[1])
+    tmp_files = [tmp_video]
+    try:
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp_video),
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=8,
+            macro_block_size=2,  # yuv420p needs even sides; Kandinsky sizes are multiples of 16 anyway
+            ffmpeg_log_level="error",
+            output_params=["-metadata", f"comment={text}", "-movflags", "+faststart"],
+        )
+        writer.send(None)  # start ffmpeg
+        for frame in frames:
+            writer.send(np.ascontiguousarray(np.asarray(frame.convert("RGB"))))
+        writer.close()
+        tmp_json = _write_temp(folder, ".json", text.encode("utf-8"))
+        tmp_files.append(tmp_json)
+        tmp_preview = None
+        if preview:
+            tmp_preview = _write_preview(folder, frames, fps)
+            tmp_files.append(tmp_preview)
+        with _counter_lock:
+            path = next_output_path(folder, int(meta.get("seed", 0)), ".mp4")
+            preview_path = path.with_suffix(".webp") if tmp_preview else None
+            os.replace(tmp_json, path.with_suffix(".json"))
+            if tmp_preview:
+                os.replace(tmp_preview, preview_path)
+            os.replace(tmp_video, path)
+    except BaseException:
+        for tmp in tmp_files:
+            tmp.unlink(missing_ok=True)
+        raise
+    return path, preview_path
+
+
+def _write_temp(folder: Path, suffix: str, data: bytes) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(tmp)
+
+
+def _write_preview(folder: Path, frames: list[Image.Image], fps: float) -> Path:
+    """An animated WebP, at most PREVIEW_MAX_SIDE per side, that any browser shows inline."""
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(frames[0].size))
+    size = (max(1, round(frames[0].width * scale)), max(1, round(frames[0].height * scale)))
+    small = [f.convert("RGB").resize(size, Image.Resampling.BILINEAR) for f in frames]
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".webp", dir=folder)
+    with os.fdopen(fd, "wb") as fh:
+        small[0].save(fh, format="WEBP", save_all=True, append_images=small[1:],
+                      duration=max(1, round(1000 / fps)), loop=0, quality=80)  # fmt: skip
+    return Path(tmp)
+
+
+def read_video_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a Kubin video: from its `.json` sidecar, or from the mp4 comment tag if the sidecar
+    was lost (a video copied on its own)."""
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            return json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass  # damaged sidecar: the copy inside the video is as good
+    comment = video_tags(path).get("comment")
+    if not comment:
+        raise InvalidParams("This video carries no generation parameters.")
+    try:
+        return json.loads(comment)
+    except ValueError:
+        raise InvalidParams("The video's kubin metadata is damaged.") from None
+
+
+def video_tags(path: str | os.PathLike) -> dict[str, str]:
+    """The container's global metadata tags (title, comment, ...), read with the bundled ffmpeg."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    if not Path(path).is_file():
+        raise InvalidParams(f"Video file not found: {path}.")
+    run = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True,
+        timeout=60,
+    )
+    if run.returncode != 0:
+        raise InvalidParams(
+            f"Could not read the video file {path}: {run.stderr.decode(errors='replace').strip()}."
+        )
+    return _parse_ffmetadata(run.stdout.decode("utf-8", errors="replace"))
+
+
+def _parse_ffmetadata(text: str) -> dict[str, str]:
+    """ffmetadata lines are key=value with '=', ';', '#', '\\' and newlines escaped by a backslash."""
+    tags: dict[str, str] = {}
+    key, value, escaped, in_value = [], [], False, False
+    lines = iter(text.splitlines(keepends=True))
+    for line in lines:
+        if not in_value and (line.startswith(";") or line.startswith("[")):
+            continue
+        for ch in line:
+            if escaped:
+                (value if in_value else key).append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == "=" and not in_value:
+                in_value = True
+            elif ch == "\n":
+                if in_value or key:
+                    tags["".join(key).strip()] = "".join(value)
+                key, value, in_value = [], [], False
+            else:
+                (value if in_value else key).append(ch)
+    if key:
+        tags["".join(key).strip()] = "".join(value)
+    return tags
+
+
+def video_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Frame count, size and frame rate of a video file."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    try:
+        header = next(reader)
+    finally:
+        reader.close()
+    frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+    width, height = header["size"]
+    return {"frames": frames, "width": width, "height": height, "fps": header["fps"]}
+
+
+def video_frame(path: str | os.PathLike, index: int = 0) -> Image.Image:
+    """Frame `index` (0-based; negative counts from the end) of a video, as an RGB image."""
+    import imageio_ffmpeg
+
+    if index < 0:
+        index += video_info(path)["frames"]
+    reader = imageio_ffmpeg.read_frames(str(path))
+    try:
+        header = next(reader)
+        width, height = header["size"]
+        for i, raw in enumerate(reader):
+            if i == index:
+                return Image.frombytes("RGB", (width, height), raw)
+    finally:
+        reader.close()
+    raise InvalidParams(f"The video has no frame {index}.")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter
@@ -16,13 +16,18 @@ from kubin.errors import InvalidParams
 from kubin.images import DEFAULT_MAX_PIXELS, keep_unmasked, load_image, load_mask, snap_size, store_input
 from kubin.params import (
     MAX_SIDE,
+    VIDEO_SIZE_STEP,
     Image2ImageParams,
     ImageTaskParams,
     InpaintParams,
     MixParams,
     OutpaintParams,
+    VideoTaskParams,
     parse_aspect,
 )
+
+if TYPE_CHECKING:
+    from kubin.models.registry import ModelSpec
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Prepared:
     keep_mask: Image.Image | None = None
     notices: list[str] = field(default_factory=list)
     sources: dict[str, Image.Image | list[Image.Image]] = field(default_factory=dict)  # inputs as loaded
+    frames: int = 0  # video tasks: the frame count the model makes (the request, snapped to its step)
 
     def finish(self, result: Image.Image) -> Image.Image:
         """The output image: a repainted result is put back over the original outside the mask."""
@@ -57,8 +63,22 @@ class Prepared:
         return stored
 
 
-def prepare(params: ImageTaskParams, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+def prepare(
+    params: ImageTaskParams, max_pixels: int = DEFAULT_MAX_PIXELS, spec: ModelSpec | None = None
+) -> Prepared:
+    """Pipeline inputs for `params`; with the model's spec, its sizes and frame steps are applied too."""
+    if isinstance(params, VideoTaskParams):
+        return _video(params, max_pixels, spec)
     prepared = _prepare(params, max_pixels)
+    if spec is not None and spec.resolutions_only and prepared.size not in spec.resolutions:
+        size = nearest_resolution(prepared.size, spec.resolutions)
+        prepared.notices.append(
+            f"{spec.title} makes only {', '.join(f'{w}x{h}' for w, h in spec.resolutions)}; "
+            f"{prepared.size[0]}x{prepared.size[1]} became {size[0]}x{size[1]} (the nearest aspect ratio)."
+        )
+        prepared.size = size
+        if prepared.image is not None:
+            prepared.image = cover(prepared.image, size)
     if getattr(params, "hint_image", ""):
         hint, notices = load_image(params.hint_image, "ControlNet hint", max_pixels)
         if hint.size != prepared.size:
@@ -161,3 +181,50 @@ def _mix(params: MixParams, max_pixels: int) -> Prepared:
         notices += image_notices
     return Prepared(size=(params.width, params.height), mix_items=[*images, *params.prompts], notices=notices,
                     sources={"images": images} if images else {})  # fmt: skip
+
+
+def nearest_resolution(size: tuple[int, int], resolutions) -> tuple[int, int]:
+    """The resolution whose aspect ratio is nearest to size's (then the nearest in area)."""
+    w, h = size
+    return min(resolutions, key=lambda r: (abs(r[0] / r[1] - w / h), abs(r[0] * r[1] - w * h)))
+
+
+def cover(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` scaled to cover `size` and centre-cropped to it (no distortion)."""
+    from PIL import ImageOps
+
+    return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
+
+
+def _video(params: VideoTaskParams, max_pixels: int, spec: ModelSpec | None) -> Prepared:
+    notices: list[str] = []
+    step = (spec.limits.get("frame_step", 1) if spec else 1) or 1
+    frames = max(1, round((params.frames - 1) / step) * step + 1)
+    if frames != params.frames:
+        notices.append(
+            f"This model makes videos of 4k+1 frames; {params.frames} frames became {frames}."
+            if step == 4
+            else f"This model makes videos of {step}k+1 frames; {params.frames} frames became {frames}."
+        )
+    size = (params.width, params.height)
+    image = None
+    sources: dict[str, Any] = {}
+    init = getattr(params, "init_image", None)
+    if init is not None:
+        if not init:
+            raise InvalidParams("Image to video needs an init image (the first frame).")
+        loaded, load_notices = load_image(init, "Init image", max_pixels)
+        notices += load_notices
+        sources["init_image"] = loaded
+        if not (params.width and params.height):
+            if spec is not None and spec.resolutions:
+                size = nearest_resolution(loaded.size, spec.resolutions)
+            else:
+                size = snap_size(loaded.size, VIDEO_SIZE_STEP)
+        if abs(size[0] / size[1] - loaded.width / loaded.height) > 0.01:
+            notices.append(
+                f"The init image is {loaded.width}x{loaded.height}; it was centre-cropped to the video's "
+                f"{size[0]}x{size[1]} aspect ratio."
+            )
+        image = cover(loaded, size)
+    return Prepared(size=size, image=image, notices=notices, sources=sources, frames=frames)

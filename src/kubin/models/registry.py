@@ -36,6 +36,8 @@ class ModelSpec:
     limits: dict[str, int] = field(default_factory=dict)
     # (width, height) pairs the model was trained for, offered as presets; empty = any multiple of 64.
     resolutions: tuple[tuple[int, int], ...] = ()
+    # True when the model makes only those sizes: other requests snap to the nearest aspect ratio.
+    resolutions_only: bool = False
 
     def supports(self, task: str) -> bool:
         return task in self.tasks
@@ -138,6 +140,118 @@ MODELS: dict[str, ModelSpec] = {
         ),
     ]
 }
+
+# --- Kandinsky 5.0: one published model per task and variant ------------------------------------------
+KD5_REPO = "kandinskylab/Kandinsky-5.0-{}-Diffusers"
+KD5_NEGATIVE = (
+    "Static, 2D cartoon, cartoon, 2d animation, paintings, images, worst quality, low quality, ugly, "
+    "deformed, walking backwards"
+)  # the authors' negative prompt for video, which the pipelines use when none is given
+KD5_SCHEDULERS = ("Flow Match Euler",)
+KD5_UNUSED_IMAGE = (
+    "negative_prior_prompt",
+    "prior_steps",
+    "prior_guidance_scale",
+    "hint_image",
+    "batch_size",
+)
+KD5_LITE_VIDEO_SIZES = ((768, 512), (512, 768), (512, 512))
+KD5_PRO_VIDEO_SIZES = ((1024, 768), (768, 1024), (768, 512), (512, 768))
+# The sizes the image pipelines accept (width, height); others are snapped by aspect ratio.
+KD5_IMAGE_SIZES = ((1024, 1024), (640, 1408), (1408, 640), (768, 1280), (1280, 768), (896, 1152), (1152, 896))
+# Variant -> (steps, guidance): no-CFG and distilled models run without classifier-free guidance.
+KD5_VARIANTS = {"sft": (50, 5.0), "pretrain": (50, 5.0), "nocfg": (50, 1.0), "distilled16steps": (16, 1.0)}
+KD5_VARIANT_TITLES = {
+    "sft": "SFT",
+    "pretrain": "pretrain",
+    "nocfg": "no-CFG",
+    "distilled16steps": "distilled, 16 steps",
+}
+
+
+def _kd5_video(line: str, task: str, variant: str, seconds: int, sizes) -> ModelSpec:
+    steps, guidance = KD5_VARIANTS[variant]
+    frames = seconds * 24 + 1
+    width, height = sizes[0]
+    kind = "T2V" if task == "t2v" else "I2V"
+    repo = KD5_REPO.format(f"{kind}-{line}-{variant}-{seconds}s")
+    return ModelSpec(
+        id=f"kd50-{task}-{line.lower()}-{'distilled' if variant.startswith('distilled') else variant}-{seconds}s",
+        family="kd50",
+        implementation="diffusers",
+        tasks=(task,),
+        title=f"Kandinsky 5.0 {kind} {line} {KD5_VARIANT_TITLES[variant]} {seconds} s",
+        module="kd50_diffusers",
+        sources={"pipeline": repo},
+        # Image to video follows the init image's aspect ratio (width/height 0) unless asked otherwise.
+        defaults={task: {**({"width": width, "height": height} if task == "t2v" else {}), "frames": frames,
+                         "fps": 24, "steps": steps, "guidance_scale": guidance,
+                         "negative_prompt": KD5_NEGATIVE if guidance > 1 else ""}},
+        schedulers=KD5_SCHEDULERS,
+        limits={"frames": frames, "frame_step": 4, **({"min_frames": 17} if task == "i2v" else {})},
+        resolutions=sizes,
+    )  # fmt: skip
+
+
+def _kd5_image(task: str, variant: str) -> ModelSpec:
+    kind = task.upper()
+    defaults: dict[str, Any] = {"steps": 50, "guidance_scale": 3.5}
+    if task == "t2i":
+        defaults.update(width=1024, height=1024)
+    return ModelSpec(
+        id=f"kd50-{task}-lite-{variant}",
+        family="kd50",
+        implementation="diffusers",
+        tasks=(task,),
+        title=f"Kandinsky 5.0 {kind} Lite {KD5_VARIANT_TITLES[variant]}",
+        module="kd50_diffusers",
+        sources={"pipeline": KD5_REPO.format(f"{kind}-Lite-{variant}")},
+        defaults={task: defaults},
+        schedulers=KD5_SCHEDULERS,
+        # Image editing here follows the instruction at full steps: there is no strength.
+        unused_params=KD5_UNUSED_IMAGE + (("strength",) if task == "i2i" else ()),
+        resolutions=KD5_IMAGE_SIZES,
+        resolutions_only=True,
+    )
+
+
+def _tiny_kd5(task: str) -> ModelSpec:
+    """tiny-kd50-<task>: the same pipeline class at toy size (64x64; 17 frames for video)."""
+    video = task in ("t2v", "i2v")
+    base = {"steps": 4, "guidance_scale": 4.0}
+    if video:
+        base.update(frames=17, fps=8, **({"width": 64, "height": 64} if task == "t2v" else {}))
+    elif task == "t2i":
+        base.update(width=64, height=64)
+    return ModelSpec(
+        id=f"tiny-kd50-{task}",
+        family="kd50",
+        implementation="diffusers",
+        tasks=(task,),
+        title=f"Kandinsky 5.0 {task.upper()} (tiny, random weights, for tests and demos)",
+        module="kd50_diffusers",
+        defaults={task: base},
+        schedulers=KD5_SCHEDULERS,
+        unused_params=() if video else KD5_UNUSED_IMAGE + (("strength",) if task == "i2i" else ()),
+        limits={"frames": 121, "frame_step": 4, "min_frames": 17} if video else {},
+        resolutions=((64, 64), (128, 64), (64, 128)),
+        resolutions_only=not video,
+        tiny=True,
+    )
+
+
+KD5_MODELS = [
+    *(_kd5_video("Lite", "t2v", v, s, KD5_LITE_VIDEO_SIZES) for s in (5, 10) for v in KD5_VARIANTS),
+    _kd5_video("Pro", "t2v", "sft", 5, KD5_PRO_VIDEO_SIZES),
+    _kd5_video("Pro", "i2v", "sft", 5, ((768, 512), (512, 768), (1024, 768), (768, 1024))),
+    _kd5_image("t2i", "sft"),
+    _kd5_image("t2i", "pretrain"),
+    _kd5_image("i2i", "sft"),
+    _kd5_image("i2i", "pretrain"),
+    *(_tiny_kd5(task) for task in ("t2v", "i2v", "t2i", "i2i")),
+]
+MODELS.update({spec.id: spec for spec in KD5_MODELS})
+DEFAULT_MODEL = "kd50-t2v-lite-sft-5s"  # what a new install starts with
 
 # The class in a folder's model_index.json tells which family a local model folder holds.
 FOLDER_FAMILIES = {"KandinskyV22Pipeline": "kd22", "KandinskyPipeline": "kd21"}

@@ -23,6 +23,7 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "Euler": ("EulerDiscreteScheduler", {}, True),
     "Euler a": ("EulerAncestralDiscreteScheduler", {}, True),
     "Heun": ("HeunDiscreteScheduler", {}, True),
+    "Flow Match Euler": ("FlowMatchEulerDiscreteScheduler", {}, False),
 }
 
 
