@@ -67,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-browser", action="store_true", help="accepted for compatibility; Kubin never opens one"
     )
+    parser.add_argument(
+        "--listen", action="store_true", default=None,
+        help="listen on all network interfaces (0.0.0.0); warns unless --auth is set",
+    )  # fmt: skip
+    parser.add_argument(
+        "--auth", metavar="USER:PASS", help="require this login for the UI and the API (comma-separate several)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--auth-file", metavar="FILE", help="file of user:password lines for the UI and the API"
+    )
+    parser.add_argument(
+        "--api", action=argparse.BooleanOptionalAction, default=None,
+        help="serve the REST API (/sdapi/v1, /kubin/api/v1, docs at /docs); on by default",
+    )  # fmt: skip
     parser.add_argument("--extensions-path", metavar="DIR", help="folder of extensions (default extensions/)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -158,6 +172,10 @@ def load_settings(args: argparse.Namespace):
         "server.host": getattr(args, "host", None),
         "server.port": getattr(args, "port", None),
         "server.share": getattr(args, "share", None),
+        "server.listen": getattr(args, "listen", None),
+        "server.auth": getattr(args, "auth", None),
+        "server.auth_file": getattr(args, "auth_file", None),
+        "server.api": getattr(args, "api", None),
         "extensions.path": getattr(args, "extensions_path", None),
         "memory.offload": getattr(args, "offload", None),
         "memory.vae_tiling": getattr(args, "vae_tiling", None),

@@ -90,11 +90,14 @@ def share_reachable(timeout: float = 5.0) -> str | None:
 
 def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     """Start the server; returns an exit code (or, with block=False, the running Blocks for tests)."""
+    from kubin.api.security import listen_warning, load_credentials
     from kubin.cli import EXIT_USER_ERROR, load_extensions, make_engine
 
-    host = settings.get("server.host")
+    host = "0.0.0.0" if settings.get("server.listen") else settings.get("server.host")
     port = int(settings.get("server.port"))
     share = bool(settings.get("server.share"))
+    credentials = load_credentials(settings.get("server.auth"), settings.get("server.auth_file"))
+    max_upload_mb = float(settings.get("server.max_upload_mb", 50))
     if share:
         reason = share_reachable()
         if reason:
@@ -123,6 +126,8 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
             prevent_thread_lock=True,
             show_error=True,
             allowed_paths=[str(output_dir)],
+            auth=credentials or None,
+            max_file_size=int(max_upload_mb * 1024 * 1024),
             css_paths=[CSS_PATH],
             quiet=False,
             inbrowser=False,
@@ -139,8 +144,20 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
         )
         demo.close()
         return EXIT_USER_ERROR
+    api_state = None
+    if settings.get("server.api", True):
+        from kubin.api import mount_api
+
+        api_state = mount_api(
+            demo.app, engine, ctx.model_id, settings.get("models") or {}, credentials, max_upload_mb,
+            int(settings.get("server.max_upload_pixels", 8192 * 8192)),
+        )  # fmt: skip
+    warning = listen_warning(host, bool(credentials))
+    if warning:
+        print(warning, flush=True)
     print(
-        f"Kubin is running at http://{host}:{port} (dark mode: http://{host}:{port}/?__theme=dark)",
+        f"Kubin is running at http://{host}:{port} (dark mode: http://{host}:{port}/?__theme=dark)"
+        + (f"; REST API docs at http://{host}:{port}/docs" if api_state else ""),
         flush=True,
     )
     if not block:
@@ -151,4 +168,8 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
         pass
     finally:
         engine.close()
+        if api_state is not None:
+            from kubin.api import remove_uploads
+
+            remove_uploads(api_state)
     return 0

@@ -1,0 +1,127 @@
+"""What both REST APIs share: the engine, the model the API generates with, the jobs it submitted,
+turning uploaded or referenced images into files for the engine, and a job's JSON view.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubin.api.security import decode_image, safe_output_path
+from kubin.engine import Engine, Job, JobHandle
+from kubin.errors import InvalidParams
+from kubin.models.registry import ModelSpec, resolve_model
+from kubin.params import params_class
+
+OUTPUTS_PREFIX = "/kubin/api/v1/outputs/"
+KEEP_JOBS = 1000  # finished API jobs remembered for GET /jobs/{id}
+
+
+@dataclass
+class ApiState:
+    engine: Engine
+    model_id: str  # what the API generates with unless a request names another (A1111 sd_model_checkpoint)
+    sources: dict[str, dict[str, str]]
+    uploads: Path  # decoded request images live here until the engine has read them (at submit)
+    max_upload_pixels: int
+    interrupted: bool = False  # the last A1111 /interrupt stopped a job (for /progress)
+    _jobs: OrderedDict[int, JobHandle] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.engine.output_dir
+
+    def spec(self, model_id: str | None = None) -> ModelSpec:
+        return resolve_model(model_id or self.model_id, self.sources)
+
+    def submit(
+        self, task: str, model_id: str | None, params: dict[str, Any], owner: str = "api"
+    ) -> JobHandle:
+        """Turn the request's image fields into files, submit, and forget the files (the engine has
+        read them by then)."""
+        cls = params_class(task)
+        created: list[Path] = []
+        try:
+            values = dict(params)
+            for name in cls.image_fields():
+                value = values.get(name)
+                if isinstance(value, list):
+                    values[name] = [self.image_file(v, f"{name}[{i}]", created) for i, v in enumerate(value)]
+                elif value:
+                    values[name] = self.image_file(value, name, created)
+            handle = self.engine.submit(Job(task, model_id or self.model_id, values, owner=owner))
+        finally:
+            for path in created:
+                path.unlink(missing_ok=True)
+        with self._lock:
+            self._jobs[handle.id] = handle
+            while len(self._jobs) > KEEP_JOBS:
+                oldest = next(iter(self._jobs))
+                if not self._jobs[oldest].finished:
+                    break
+                self._jobs.pop(oldest)
+        return handle
+
+    def image_file(self, value: Any, what: str, created: list[Path]) -> str:
+        """A file path for an image given as base64 (or a data: URL), or as the URL of an output."""
+        if not isinstance(value, str):
+            raise InvalidParams(f"{what} must be a base64-encoded image or an output URL.")
+        path = urllib.parse.urlsplit(value).path if value.startswith(("http://", "https://", "/")) else ""
+        if path.startswith(OUTPUTS_PREFIX):
+            relative = urllib.parse.unquote(path.removeprefix(OUTPUTS_PREFIX))
+            try:
+                return str(safe_output_path(self.output_dir, relative))
+            except Exception:
+                raise InvalidParams(f"{what}: there is no output file {relative!r}.") from None
+        if value.startswith("/") or value.startswith(("http://", "https://")):
+            raise InvalidParams(
+                f"{what} must be a base64-encoded image or the URL of an output ({OUTPUTS_PREFIX}...); "
+                "server paths and other URLs are not read."
+            )
+        path = decode_image(value, what, self.uploads, self.max_upload_pixels)
+        created.append(path)
+        return str(path)
+
+    def job(self, job_id: int) -> JobHandle | None:
+        with self._lock:
+            handle = self._jobs.get(job_id)
+        if handle is None:  # a UI job still queued or running
+            handle = next((h for h in self.engine.pending() if h.id == job_id), None)
+        return handle
+
+    def output_url(self, path: Path) -> str | None:
+        try:
+            relative = Path(path).resolve().relative_to(self.output_dir.resolve())
+        except ValueError:
+            return None
+        return OUTPUTS_PREFIX + urllib.parse.quote(relative.as_posix())
+
+    def job_json(self, handle: JobHandle) -> dict[str, Any]:
+        results = []
+        for result in handle.results:
+            item = result.as_json() | {"url": self.output_url(result.path)}
+            preview = getattr(result, "preview", None)
+            if preview:
+                item["preview_url"] = self.output_url(preview)
+            results.append(item)
+        eta = handle.eta_seconds()
+        return {
+            "id": handle.id,
+            "task": handle.job.task,
+            "model": handle.job.model_id,
+            "state": handle.state,
+            "position": self.engine.position(handle),
+            "step": handle.step,
+            "total_steps": handle.total_steps,
+            "eta_seconds": round(eta, 2) if eta is not None else None,
+            "seed": handle.seed,
+            "seeds": handle.seeds(),
+            "notices": list(handle.notices),
+            "results": results,
+            "error": str(handle.error) if handle.error else None,
+        }

@@ -1,0 +1,200 @@
+"""Kubin's own API (/kubin/api/v1/...): every task with exactly the engine's parameters, jobs that a
+client can follow, wait for and cancel, and the saved outputs.
+
+One POST route per task in TASK_PARAMS, its body built from the task's field specs, so a new task
+appears here (and in /docs) without touching this file. Image fields take a base64 image, a data:
+URL, or the `url` of an earlier output; never a path on the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from kubin.api.jobs import ApiState
+from kubin.api.security import safe_output_path
+from kubin.engine import FAILED, JobHandle
+from kubin.models.registry import list_models
+from kubin.params import TASK_LABELS, TASK_PARAMS, FieldSpec
+
+PREFIX = "/kubin/api/v1"
+
+
+class JobView(BaseModel):
+    id: int
+    task: str
+    model: str
+    state: str = Field(description="queued, running, done, cancelled or failed")
+    position: int = Field(description="1 + jobs ahead while queued; 0 once running or finished")
+    step: int
+    total_steps: int
+    eta_seconds: float | None
+    seed: int
+    seeds: list[int]
+    notices: list[str]
+    results: list[dict[str, Any]] = Field(description="saved outputs: path, url, seed, width, height, ...")
+    error: str | None
+
+
+def _field_type(fs: FieldSpec) -> Any:
+    if fs.type is list:
+        return list[str] if fs.kind == "image" else list[fs.item_type or str]
+    return str if fs.kind == "image" else fs.type
+
+
+def _describe(fs: FieldSpec) -> str:
+    parts = [fs.label]
+    if fs.minimum is not None or fs.maximum is not None:
+        parts.append(f"{fs.minimum}..{fs.maximum}")
+    if fs.kind == "image":
+        parts.append("base64 image, data: URL or an output url")
+    if fs.help:
+        parts.append(fs.help)
+    return "; ".join(str(p) for p in parts)
+
+
+def task_body_model(task: str) -> type[BaseModel]:
+    """The request body of a task: `model` plus each parameter, all optional (missing = defaults)."""
+    cls = TASK_PARAMS[task]
+    fields: dict[str, Any] = {
+        "model": (str | None, Field(None, description="model id; default: the API's current model"))
+    }
+    for name, fs in cls.field_specs().items():
+        fields[name] = (_field_type(fs) | None, Field(None, description=_describe(fs)))
+    return create_model(
+        f"{cls.__name__}Request", __config__=ConfigDict(extra="forbid"), __doc__=cls.__doc__, **fields
+    )
+
+
+def build_router(state: ApiState, route_class) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["Kubin"], route_class=route_class)
+
+    @router.get("/models")
+    def models() -> list[dict[str, Any]]:
+        """Every model: its tasks, schedulers, recommended defaults, features and limits."""
+        return [
+            {
+                "id": spec.id,
+                "title": spec.title,
+                "family": spec.family,
+                "implementation": spec.implementation,
+                "tasks": list(spec.tasks),
+                "schedulers": list(spec.schedulers),
+                "defaults": spec.defaults,
+                "features": list(spec.features),
+                "limits": dict(getattr(spec, "limits", {}) or {}),
+                "tiny": spec.tiny,
+                "current": spec.id == state.model_id,
+            }
+            for spec in list_models()
+        ]
+
+    @router.get("/tasks")
+    def tasks() -> dict[str, Any]:
+        """Every task and its parameters: type, default, range, label, help; image fields say so."""
+        return {task: _task_info(task) for task in TASK_PARAMS}
+
+    for task in TASK_PARAMS:
+        _add_task_route(router, state, task)
+
+    @router.get("/jobs", response_model=list[JobView])
+    def jobs() -> list[dict[str, Any]]:
+        """The queue: the running job, then the queued ones in the order they will run (UI jobs too)."""
+        return [state.job_json(h) for h in state.engine.pending()]
+
+    @router.get("/jobs/{job_id}", response_model=JobView)
+    def job(job_id: int, wait: float = Query(0, ge=0, le=600, description="seconds to wait for the end")):
+        """A job's state, position and results; with wait, answers as soon as it ends (or after wait s)."""
+        handle = _find(state, job_id)
+        if wait:
+            handle.wait(wait)
+        return state.job_json(handle)
+
+    @router.post("/jobs/{job_id}/cancel", response_model=JobView)
+    def cancel(job_id: int) -> dict[str, Any]:
+        """Drop a queued job, or stop a running one within a step (finished outputs are kept)."""
+        handle = _find(state, job_id)
+        state.engine.cancel(handle)
+        handle.wait(30)
+        return state.job_json(handle)
+
+    @router.delete("/jobs/{job_id}", response_model=JobView)
+    def delete(job_id: int) -> dict[str, Any]:
+        """The same as POST /jobs/{id}/cancel."""
+        return cancel(job_id)
+
+    @router.get("/outputs/{path:path}", response_class=FileResponse)
+    def output(path: str) -> FileResponse:
+        """A saved output file, by the path relative to the output folder (as in a result's url)."""
+        return FileResponse(safe_output_path(state.output_dir, path))
+
+    return router
+
+
+def _task_info(task: str) -> dict[str, Any]:
+    specs = TASK_PARAMS[task].field_specs()
+    return {
+        "label": TASK_LABELS.get(task, task),
+        "description": (TASK_PARAMS[task].__doc__ or "").strip(),
+        "params": {
+            name: {
+                "type": "list" if fs.type is list else fs.type.__name__,
+                "item_type": fs.item_type.__name__ if fs.item_type else None,
+                "default": fs.default,
+                "label": fs.label,
+                "minimum": fs.minimum,
+                "maximum": fs.maximum,
+                "step": fs.step,
+                "help": fs.help,
+                "kind": fs.kind,
+            }
+            for name, fs in specs.items()
+        },
+    }
+
+
+def _add_task_route(router: APIRouter, state: ApiState, task: str) -> None:
+    body_model = task_body_model(task)
+
+    def run(
+        body,
+        wait: bool = Query(True, description="wait for the job to end; false answers at once (202)"),  # noqa: B008
+    ):
+        values = body.model_dump(exclude_none=True)
+        model_id = values.pop("model", None)
+        handle = state.submit(task, model_id, values)
+        if not wait:
+            return JSONResponse(state.job_json(handle), status_code=202)
+        handle.wait()  # a client that disconnects loses nothing: the job finishes and saves its outputs
+        if handle.state == FAILED and handle.error is not None:
+            raise handle.error
+        return state.job_json(handle)
+
+    run.__annotations__["body"] = body_model  # a class made at run time: no string annotation for it
+    router.add_api_route(
+        f"/tasks/{task}",
+        run,
+        methods=["POST"],
+        response_model=JobView,
+        summary=TASK_LABELS.get(task, task),
+        description=(TASK_PARAMS[task].__doc__ or "").strip()
+        + "\n\nAnswers when the job ends (cancelled jobs too, with what was saved); with ?wait=false at once.",
+        name=f"kubin_{task}",
+    )
+    router.add_api_route(
+        f"/tasks/{task}",
+        lambda: _task_info(task),
+        methods=["GET"],
+        summary=f"{TASK_LABELS.get(task, task)}: parameters",
+        name=f"kubin_{task}_params",
+    )
+
+
+def _find(state: ApiState, job_id: int) -> JobHandle:
+    handle = state.job(job_id)
+    if handle is None:
+        raise HTTPException(status_code=404, detail=f"No job {job_id} (finished jobs are kept for a while).")
+    return handle

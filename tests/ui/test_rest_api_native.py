@@ -1,0 +1,225 @@
+"""Kubin's own REST API (/kubin/api/v1) over real HTTP: every task with the engine's parameters, jobs
+to follow and cancel (queued and running), saved outputs, docs, and no way out of the output folder
+through any endpoint."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from http.client import HTTPConnection
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+TIMEOUT_S = 120
+API = "/kubin/api/v1"
+
+
+@pytest.fixture
+def http(kubin_server):
+    with httpx.Client(base_url=kubin_server.url, timeout=TIMEOUT_S) as client:
+        yield client
+
+
+def b64_png(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def run(http, task: str, **params) -> dict:
+    reply = http.post(f"{API}/tasks/{task}", json=params)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def wait_for(http, job_id: int, condition, what: str) -> dict:
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        job = http.get(f"{API}/jobs/{job_id}").json()
+        if condition(job):
+            return job
+        assert time.monotonic() < deadline, f"job never {what}: {job}"
+        time.sleep(0.05)
+
+
+def test_models_and_tasks_describe_what_can_be_asked(http):
+    models = {m["id"]: m for m in http.get(f"{API}/models").json()}
+    assert models["tiny-kd22"]["current"] and "inpaint" in models["tiny-kd22"]["tasks"]
+    assert "DDIM" in models["tiny-kd22"]["schedulers"]
+    tasks = http.get(f"{API}/tasks").json()
+    assert {"t2i", "i2i", "mix", "inpaint", "outpaint", "t2v", "i2v"} <= set(tasks)
+    steps = tasks["t2i"]["params"]["steps"]
+    assert (steps["type"], steps["minimum"], steps["maximum"]) == ("int", 1, 500)
+    assert tasks["mix"]["params"]["images"]["kind"] == "image"
+    assert http.get(f"{API}/tasks/outpaint").json()["params"]["expand"]["type"] == "list"
+
+
+def test_every_image_task_runs_and_its_outputs_download(http, kubin_server):
+    init = b64_png(Image.new("RGB", (64, 64), (10, 120, 200)))
+    mask_image = Image.new("L", (64, 64), 0)
+    mask_image.paste(255, (16, 16, 48, 48))
+    first = run(http, "t2i", prompt="a fox", seed=11, steps=2, batch_size=2)
+    assert first["state"] == "done" and first["seeds"] == [11, 12] and first["position"] == 0
+    jobs = {
+        "t2i": first,
+        "i2i": run(http, "i2i", prompt="a fox", init_image=init, strength=0.5, steps=4),
+        "mix": run(http, "mix", images=[init], prompts=["a fox"], weights=[0.5, 0.5], steps=2),
+        "inpaint": run(http, "inpaint", prompt="a hat", init_image=init, mask=b64_png(mask_image), steps=2),
+        "outpaint": run(http, "outpaint", prompt="sea", init_image=init, expand=[64, 0, 0, 0], steps=2),
+        # An earlier output, by the url the API gave for it, is a valid input image.
+        "chained": run(http, "i2i", prompt="again", init_image=first["results"][0]["url"], steps=2),
+    }
+    for name, job in jobs.items():
+        assert job["state"] == "done" and job["error"] is None, name
+        for result in job["results"]:
+            assert Path(result["path"]).is_relative_to(kubin_server.output_dir)
+            download = http.get(result["url"])
+            assert download.status_code == 200 and download.content == Path(result["path"]).read_bytes()
+    assert jobs["outpaint"]["results"][0]["width"] == 128
+    assert jobs["chained"]["results"][0]["task"] == "i2i"
+
+
+@pytest.mark.parametrize(
+    ("task", "body", "status", "words"),
+    [
+        ("t2i", {"nope": 1}, 422, "nope"),
+        ("t2i", {"steps": 9999}, 422, "Steps must be between 1 and 500"),
+        ("t2i", {"steps": "many"}, 422, "steps"),
+        ("t2i", {"model": "no-such-model"}, 422, "Unknown model"),
+        ("t2v", {"prompt": "x"}, 422, "cannot do t2v"),
+        ("mix", {"prompts": ["a"], "weights": [1]}, 422, "at least 2"),
+        ("i2i", {"init_image": ""}, 422, "Init image is missing"),
+        ("t2i", {"model": "kd22", "steps": 1, "prior_steps": 1}, 503, "kubin download kd22"),
+    ],
+)
+def test_errors_are_4xx_or_503_json_never_a_traceback(http, task, body, status, words):
+    reply = http.post(f"{API}/tasks/{task}", json=body)
+    assert reply.status_code == status, reply.text
+    assert words in str(reply.json()["detail"])
+    assert "Traceback" not in reply.text
+
+
+def test_cancel_a_queued_and_a_running_job(http, kubin_server):
+    long = {"prompt": "a long job", "steps": 500, "prior_steps": 200, "batch_count": 50}
+    running = http.post(f"{API}/tasks/t2i", params={"wait": False}, json=long)
+    assert running.status_code == 202
+    running_id = running.json()["id"]
+    queued = http.post(f"{API}/tasks/t2i", params={"wait": False}, json=long | {"prompt": "queued"}).json()
+    assert queued["state"] == "queued" and queued["position"] >= 1
+    wait_for(http, running_id, lambda j: j["state"] == "running" and j["step"] > 0, "started")
+
+    listed = [j["id"] for j in http.get(f"{API}/jobs").json()]
+    assert listed[:2] == [running_id, queued["id"]], "the queue lists the running job, then the queued one"
+
+    dropped = http.post(f"{API}/jobs/{queued['id']}/cancel").json()
+    assert dropped["state"] == "cancelled" and dropped["results"] == [] and dropped["step"] == 0
+
+    stopped = http.delete(f"{API}/jobs/{running_id}").json()
+    assert stopped["state"] == "cancelled" and "saved" in stopped["error"]
+    assert len(stopped["results"]) < 50
+    assert all(Path(r["path"]).is_file() for r in stopped["results"])
+    assert http.get(f"{API}/jobs").json() == []
+    assert http.get(f"{API}/jobs/999999").status_code == 404
+
+
+def test_wait_false_then_follow_the_job_to_its_end(http):
+    started = http.post(f"{API}/tasks/t2i", params={"wait": False}, json={"prompt": "follow me", "steps": 2})
+    assert started.status_code == 202
+    job = http.get(f"{API}/jobs/{started.json()['id']}", params={"wait": 60}).json()
+    assert job["state"] == "done" and len(job["results"]) == 1
+
+
+def test_docs_and_openapi_list_both_apis(http):
+    assert http.get("/docs").status_code == 200
+    paths = http.get("/kubin/api/openapi.json").json()["paths"]
+    for path in (
+        "/sdapi/v1/txt2img",
+        "/sdapi/v1/img2img",
+        "/sdapi/v1/progress",
+        f"{API}/tasks/t2v",
+        f"{API}/jobs",
+    ):
+        assert path in paths
+    assert not any("install" in p for p in paths), "no API route installs anything"
+
+
+# --- nothing outside the output folder is served -------------------------------------------------
+SECRET = "kubin-secret-outside-the-output-folder"
+
+
+def raw_get(server, path: str) -> tuple[int, str]:
+    """GET with the path sent exactly as written (HTTP clients would remove the dot segments)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", path)
+        reply = connection.getresponse()
+        return reply.status, reply.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def outside_file(kubin_server):
+    """A file next to the output folder, and a symlink inside the output folder that points at it."""
+    secret = kubin_server.output_dir.parent / "secret.txt"
+    secret.write_text(SECRET)
+    (kubin_server.output_dir / "probe").mkdir(parents=True, exist_ok=True)
+    link = kubin_server.output_dir / "probe" / "link.png"
+    os.symlink(secret, link)
+    yield secret
+    link.unlink()
+    secret.unlink()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../secret.txt",
+        "t2i/../../secret.txt",
+        "%2e%2e/secret.txt",
+        "%2e%2e%2fsecret.txt",
+        "..%2fsecret.txt",
+        "%252e%252e%252fsecret.txt",
+        "..%5csecret.txt",
+        "probe/link.png",
+        "/etc/passwd",
+        "%2fetc%2fpasswd",
+        "{secret}",
+        "//etc/passwd",
+        ".tmp-x.png",
+    ],
+)
+def test_outputs_route_never_leaves_the_output_folder(kubin_server, outside_file, path):
+    path = path.replace("{secret}", str(outside_file).lstrip("/"))
+    status, text = raw_get(kubin_server, f"{API}/outputs/{path}")
+    assert status in (400, 404), (path, status)
+    assert SECRET not in text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["{secret}", "{out}/../secret.txt", "{out}/probe/link.png", "{out}/%2e%2e/secret.txt", "/etc/passwd"],
+)
+def test_gradio_file_route_serves_nothing_outside_the_output_folder(kubin_server, outside_file, path):
+    path = path.replace("{secret}", str(outside_file)).replace("{out}", str(kubin_server.output_dir))
+    status, text = raw_get(kubin_server, f"/gradio_api/file={path}")
+    assert status in (400, 403, 404), (path, status)
+    assert SECRET not in text and "root:" not in text
+
+
+def test_image_fields_never_read_server_paths(http, outside_file):
+    for value in (
+        str(outside_file),
+        "file:///etc/passwd",
+        f"{API}/outputs/../secret.txt",
+        f"{API}/outputs/probe/link.png",
+    ):
+        reply = http.post(f"{API}/tasks/i2i", json={"init_image": value, "steps": 2})
+        assert reply.status_code == 422, (value, reply.text)
+        assert SECRET not in reply.text
