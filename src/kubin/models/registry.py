@@ -78,6 +78,23 @@ KD21_TASKS = ("t2i", "i2i", "mix", "inpaint", "outpaint")
 KD21_DEFAULTS = _task_defaults(768, steps=100, prior_steps=25)
 TINY_KD21_DEFAULTS = _task_defaults(64, steps=4, prior_steps=2)
 
+# Kandinsky 3.0: one pipeline (T5 text encoder, UNet, MoVQ), no prior and no ControlNet. Its loops
+# skip scale_model_input and pass generator= to step(); Karras sigmas are left out because on its
+# cosine schedule they pile the timesteps up at the end and the DPM solver steps past its last sigma.
+KD30_SCHEDULERS = ("DDPM", "DDIM", "DPM++ 2M", "DPM++ SDE")
+KD30_TASKS = ("t2i", "i2i")
+KD30_UNUSED = ("negative_prior_prompt", "prior_steps", "prior_guidance_scale", "hint_image")
+
+
+def _kd30_defaults(size: int, steps: int) -> dict[str, dict[str, Any]]:
+    # diffusers' Kandinsky 3 examples: 1024x1024, 25 steps, guidance 3; image to image at strength 0.75.
+    common = {"steps": steps, "guidance_scale": 3.0}
+    return {"t2i": {"width": size, "height": size, **common}, "i2i": {**common, "strength": 0.75}}
+
+
+KD30_DEFAULTS = _kd30_defaults(1024, steps=25)
+TINY_KD30_DEFAULTS = _kd30_defaults(64, steps=4)
+
 MODELS: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in [
@@ -136,6 +153,31 @@ MODELS: dict[str, ModelSpec] = {
             sources={},  # built in code by kubin.models.tiny on first use
             defaults=TINY_KD21_DEFAULTS,
             schedulers=KD21_SCHEDULERS,
+            tiny=True,
+        ),
+        ModelSpec(
+            id="kd30",
+            family="kd30",
+            implementation="diffusers",
+            tasks=KD30_TASKS,
+            title="Kandinsky 3.0",
+            module="kd30_diffusers",
+            sources={"pipeline": "kandinsky-community/kandinsky-3"},
+            defaults=KD30_DEFAULTS,
+            schedulers=KD30_SCHEDULERS,
+            unused_params=KD30_UNUSED,
+        ),
+        ModelSpec(
+            id="tiny-kd30",
+            family="kd30",
+            implementation="diffusers",
+            tasks=KD30_TASKS,
+            title="Kandinsky 3.0 (tiny, random weights, for tests and demos)",
+            module="kd30_diffusers",
+            sources={},  # built in code by kubin.models.tiny on first use
+            defaults=TINY_KD30_DEFAULTS,
+            schedulers=KD30_SCHEDULERS,
+            unused_params=KD30_UNUSED,
             tiny=True,
         ),
     ]
@@ -253,9 +295,12 @@ KD5_MODELS = [
 MODELS.update({spec.id: spec for spec in KD5_MODELS})
 DEFAULT_MODEL = "kd50-t2v-lite-sft-5s"  # what a new install starts with
 
-# The class in a folder's model_index.json tells which family a local model folder holds.
-FOLDER_FAMILIES = {"KandinskyV22Pipeline": "kd22", "KandinskyPipeline": "kd21"}
-# Written by `kubin save` next to prior/ and decoder/: the recommended defaults of the model saved.
+# A local model folder holds its main pipeline in one of these subfolders: decoder/ for the 2.x prior +
+# decoder layout, pipeline/ for models of one pipeline (3.0, 5.0).
+FOLDER_MAIN_PIPELINES = ("decoder", "pipeline")
+# The class in that pipeline's model_index.json -> the registry model whose spec the folder takes.
+FOLDER_FAMILIES = {"KandinskyV22Pipeline": "kd22", "KandinskyPipeline": "kd21", "Kandinsky3Pipeline": "kd30"}
+# Written by `kubin save` next to the pipeline folders: the recommended defaults of the model saved.
 FOLDER_INFO = "kubin.json"
 
 
@@ -277,15 +322,22 @@ def resolve_model(model_id: str, source_overrides: dict[str, dict[str, str]] | N
     )
 
 
+def _main_pipeline_class(folder: Path) -> str | None:
+    for name in FOLDER_MAIN_PIPELINES:
+        try:
+            return json.loads((folder / name / "model_index.json").read_text())["_class_name"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
 def _spec_for_folder(folder: Path) -> ModelSpec:
-    decoder_index = folder / "decoder" / "model_index.json"
-    try:
-        class_name = json.loads(decoder_index.read_text())["_class_name"]
-    except (OSError, ValueError, KeyError):
+    class_name = _main_pipeline_class(folder)
+    if class_name is None:
         raise UnknownModel(
-            f"{folder} is not a Kubin model folder: it needs prior/ and decoder/ subfolders in diffusers layout "
-            "(as `python -m kubin save` writes them)."
-        ) from None
+            f"{folder} is not a Kubin model folder: it needs prior/ and decoder/ subfolders, or a pipeline/ "
+            "subfolder, in diffusers layout (as `python -m kubin save` writes them)."
+        )
     family = FOLDER_FAMILIES.get(class_name)
     if family is None:
         raise UnknownModel(f"{folder} holds a {class_name}, which Kubin cannot load yet.")

@@ -279,6 +279,67 @@ def _tiny_unet(
     )
 
 
+# --- Kandinsky 3 ---------------------------------------------------------------------------------
+def tiny_t5_tokenizer():
+    """A character-level T5 (Unigram) tokenizer with T5's specials: pad 0, </s> 1, <unk> 2."""
+    import string
+
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    for c in string.ascii_letters + string.digits + string.punctuation:
+        pieces += [(c, -5.0), ("\u2581" + c, -4.0)]  # a word start is cheaper as one piece
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def build_tiny_kd30(seed: int = 0):
+    """Kandinsky 3's one pipeline at toy size: T5 encoder, UNet and the 4-block (8x) tiny MoVQ."""
+    import torch
+    from diffusers import DDPMScheduler, Kandinsky3Pipeline, Kandinsky3UNet
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = tiny_t5_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = T5EncoderModel(
+            T5Config(
+                vocab_size=len(tokenizer),
+                d_model=EMBED_DIM,  # the UNet's encoder_hid_dim
+                d_kv=8,
+                d_ff=37,
+                num_layers=2,
+                num_heads=4,
+                relative_attention_num_buckets=8,
+            )
+        )
+        unet = Kandinsky3UNet(
+            in_channels=4,
+            time_embedding_dim=4,
+            groups=2,
+            attention_head_dim=4,
+            layers_per_block=3,
+            block_out_channels=(32, 64),
+            cross_attention_dim=4,
+            encoder_hid_dim=EMBED_DIM,
+        )
+        movq = _tiny_movq()
+    for module in (text_encoder, unet, movq):
+        module.eval()  # built in code they start in training mode (T5 dropout); from_pretrained gives eval
+    # The cosine schedule of diffusers' own Kandinsky 3 tests (Kandinsky 3 was trained on a cosine schedule).
+    scheduler = DDPMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=True,
+        thresholding=False,
+    )
+    pipe = Kandinsky3Pipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, movq=movq
+    )
+    return {"pipeline": pipe}
+
+
 # --- Kandinsky 5 ---------------------------------------------------------------------------------
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -469,6 +530,7 @@ FOLDER_INFO_NAME = "kubin.json"
 TINY_BUILDERS = {
     "tiny-kd22": build_tiny_kd22,
     "tiny-kd21": build_tiny_kd21,
+    "tiny-kd30": build_tiny_kd30,
     "tiny-kd50-t2v": lambda: build_tiny_kd50("t2v"),
     "tiny-kd50-i2v": lambda: build_tiny_kd50("i2v"),
     "tiny-kd50-t2i": lambda: build_tiny_kd50("t2i"),

@@ -1,0 +1,203 @@
+"""Kandinsky 3.0 through diffusers: one `Kandinsky3Pipeline` (a FLAN-UL2 T5 text encoder, a UNet and a
+MoVQ) paints text into pixels without a prior; `Kandinsky3Img2ImgPipeline`, built on the same loaded
+modules, repaints an init image. diffusers has no Kandinsky 3 inpainting pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from kubin.errors import UnsupportedTask
+from kubin.models.prior_decoder import cpu_generators
+from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.schedulers import SCHEDULERS, compatible_schedulers, pick_scheduler, scheduler_name
+from kubin.models.weights import ensure_weights, hub_offline
+from kubin.params import ImageTaskParams
+from kubin.runtime.device import Placement
+from kubin.runtime.memory import place_pipeline, release_text_encoders
+from kubin.tasks import Prepared
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
+
+FP16 = "fp16"  # the hub repo ships half-precision copies of its weights under this variant name
+
+
+def steps_per_batch(task: str, params: ImageTaskParams) -> int:
+    """The steps one batch reports: no prior; image to image runs only the last `strength` share of the
+    schedule (the pipeline's get_timesteps keeps int(steps * strength) of them, as `decoder_steps` does)."""
+    return params.decoder_steps() if task == "i2i" else params.steps
+
+
+class Kandinsky30:
+    """A loaded Kandinsky 3.0: the text-to-image pipeline, whose modules image to image shares."""
+
+    def __init__(self, spec: ModelSpec, pipe, placement: Placement):
+        self.spec = spec
+        self.pipe = pipe
+        self.placement = placement
+        self._scheduler_config = dict(pipe.scheduler.config)
+        self.default_scheduler = scheduler_name(pipe.scheduler)
+
+    def schedulers(self, task: str = "t2i") -> list[str]:
+        # Both loops skip scale_model_input and pass generator= to step(). Karras sigmas are left out: on
+        # the cosine schedule they pile the timesteps up at the end and the DPM solver runs past its sigmas.
+        offered = compatible_schedulers(self.pipe.scheduler, scales_input=False, passes_generator=True)
+        return [
+            name for name in offered if not SCHEDULERS.get(name, ("", {}, False))[1].get("use_karras_sigmas")
+        ]
+
+    def generate(
+        self,
+        task: str,
+        params: ImageTaskParams,
+        prepared: Prepared,
+        seeds: Sequence[int],
+        on_step: StepCallback,
+    ) -> tuple[list[Image.Image], str]:
+        """Images for one batch (one per seed), and the name of the scheduler used."""
+        if task not in self.spec.tasks:
+            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
+        import torch
+
+        scheduler, name = pick_scheduler(
+            params.scheduler,
+            self.default_scheduler,
+            self.schedulers(task),
+            self._scheduler_config,
+            self.spec.title,
+        )
+        pipe = self._pipeline_for(task, scheduler)
+
+        def hook(pipe, step, timestep, tensors):
+            on_step("denoise", step)
+            return tensors
+
+        args: dict[str, Any] = {
+            "num_inference_steps": params.steps,
+            "guidance_scale": params.guidance_scale,
+            # One prompt, one image per seed, each noised by its own CPU generator: a seed means one picture.
+            "num_images_per_prompt": len(seeds),
+            "generator": cpu_generators(seeds),
+            "callback_on_step_end": hook,
+        }
+        if task == "i2i":
+            args.update(image=prepared.image, strength=params.strength)  # the image has the output size
+        else:
+            width, height = prepared.size
+            args.update(width=width, height=height)
+        with torch.no_grad():
+            images = pipe(**self._prompt_inputs(pipe, params), **args).images
+        return images, name
+
+    def _pipeline_for(self, task: str, scheduler):
+        """The pipeline for a task around the loaded modules (no second load) with this job's scheduler."""
+        from diffusers import Kandinsky3Img2ImgPipeline, Kandinsky3Pipeline
+
+        cls = Kandinsky3Img2ImgPipeline if task == "i2i" else Kandinsky3Pipeline
+        pipe = cls(**{**self.pipe.components, "scheduler": scheduler})
+        pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
+        return pipe
+
+    def _prompt_inputs(self, pipe, params: ImageTaskParams) -> dict[str, Any]:
+        """The prompt as the pipeline takes it: as text, or (free_text_encoder) as embeddings encoded here,
+        after which the text encoder leaves the GPU before the UNet runs."""
+        # Empty: no negative prompt; the pipeline then guides against zero embeddings, as the model expects.
+        negative = params.negative_prompt or None
+        memory = self.placement.memory
+        if not memory.free_text_encoder or memory.offload != "none":
+            # With offload the pipeline's hooks already take the encoder off the GPU once it has run.
+            return {"prompt": params.prompt, "negative_prompt": negative}
+        device = self.placement.device
+        pipe.text_encoder.to(device)  # back from the CPU where the last job left it
+        # The same call the pipeline makes (it cuts the context to the prompt's length), for one image:
+        # the pipeline repeats the embeddings num_images_per_prompt times as it would its own.
+        embeds, negative_embeds, mask, negative_mask = pipe.encode_prompt(
+            params.prompt,
+            params.guidance_scale > 1,  # the pipelines' do_classifier_free_guidance
+            num_images_per_prompt=1,
+            device=device,
+            negative_prompt=negative,
+            _cut_context=True,
+        )
+        release_text_encoders(pipe)
+        return {
+            "prompt_embeds": embeds,
+            "negative_prompt_embeds": negative_embeds,
+            "attention_mask": mask,
+            "negative_attention_mask": negative_mask,
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """The pipeline as folder/pipeline/ plus kubin.json with the model's recommended defaults, so the
+        folder loads back as a model (`--model FOLDER`)."""
+        folder = Path(folder)
+        self.pipe.save_pretrained(folder / "pipeline")
+        info = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
+        (folder / FOLDER_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        return folder
+
+    def release(self) -> None:
+        self.pipe = None
+
+
+def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky30:
+    from diffusers import Kandinsky3Pipeline
+
+    path = pipeline_weights(sources["pipeline"], spec.id, placement.dtype)
+    variant = FP16 if placement.dtype == "fp16" and has_variant(Path(path), FP16) else None
+    pipe = Kandinsky3Pipeline.from_pretrained(path, dtype=placement.torch_dtype(), variant=variant)
+    pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
+    place_pipeline(pipe, placement.device, placement.memory)
+    log.info(
+        "Loaded %s on %s (%s%s)",
+        spec.id,
+        placement.device,
+        placement.dtype,
+        f", {variant} files" if variant else "",
+    )
+    return Kandinsky30(spec, pipe, placement)
+
+
+def pipeline_weights(source: str, model_id: str, dtype: str) -> str:
+    """The folder to load: in fp16, a hub repo's fp16 copy (half the download and the disk) where it can be
+    had; otherwise what `ensure_weights` finds or fetches (a local folder, the cache, a full download)."""
+    if dtype == "fp16" and not is_local(source):
+        from diffusers import DiffusionPipeline
+
+        try:  # the cache first, without touching the network
+            return DiffusionPipeline.download(source, variant=FP16, local_files_only=True)
+        except OSError:
+            pass
+        if not hub_offline():
+            log.warning(
+                "Downloading the fp16 weights of %s for %s (first use; progress below)...", source, model_id
+            )
+            try:
+                return DiffusionPipeline.download(source, variant=FP16)
+            except Exception as exc:  # ensure_weights below tries once more and says what went wrong
+                log.info("No fp16 download of %s (%s)", source, exc)
+    return ensure_weights(source, model_id)
+
+
+def is_local(source: str) -> bool:
+    """A folder rather than a hub repo id (the same test `ensure_weights` makes)."""
+    path = Path(source).expanduser()
+    return path.is_absolute() or source.startswith((".", "~")) or path.exists()
+
+
+def has_variant(folder: Path, variant: str) -> bool:
+    """Whether a pipeline folder holds weight files of a variant (`model.fp16.safetensors`, sharded
+    `model-00001-of-00002.fp16.safetensors` or the older `model.fp16-00001-of-00002.safetensors`)."""
+    return any(
+        f".{variant}." in f.name or f".{variant}-" in f.name
+        for f in folder.glob("*/*")
+        if f.suffix in (".safetensors", ".bin")
+    )
