@@ -127,6 +127,33 @@ def test_cancel_a_queued_and_a_running_job(http, kubin_server):
     assert http.get(f"{API}/jobs/999999").status_code == 404
 
 
+def test_the_ui_and_the_api_share_one_queue(http, api_client):
+    from test_api_txt2img import txt2img_args  # the UI's /txt2img inputs, kept with the UI's tests
+
+    long = {"prompt": "the api goes first", "steps": 500, "prior_steps": 200, "batch_count": 50}
+    api_job = http.post(f"{API}/tasks/t2i", params={"wait": False}, json=long).json()
+    wait_for(http, api_job["id"], lambda j: j["state"] == "running", "started")
+    ui_job = api_client.submit(*txt2img_args(prompt="the ui waits its turn", steps=2), api_name="/txt2img")
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(queue := http.get(f"{API}/jobs").json()) < 2:
+        assert time.monotonic() < deadline, queue
+        time.sleep(0.05)
+    assert [j["id"] for j in queue][0] == api_job["id"]
+    assert queue[1]["state"] == "queued" and queue[1]["position"] == 1, "the UI's job waits behind the API's"
+    http.post(f"{API}/jobs/{api_job['id']}/cancel")
+    gallery, _, details = ui_job.result(timeout=TIMEOUT_S)[:3]
+    assert details["state"] == "done" and len(gallery) == 1
+
+
+def test_video_tasks_return_the_video_and_its_preview(http):
+    job = run(http, "t2v", model="tiny-kd50-t2v", prompt="waves", steps=2)
+    (result,) = job["results"]
+    assert result["frames"] >= 1 and result["fps"] > 0 and result["url"].endswith(".mp4")
+    video = http.get(result["url"])
+    assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+    assert http.get(result["preview_url"]).status_code == 200
+
+
 def test_wait_false_then_follow_the_job_to_its_end(http):
     started = http.post(f"{API}/tasks/t2i", params={"wait": False}, json={"prompt": "follow me", "steps": 2})
     assert started.status_code == 202
