@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="generate outputs headless; prints one JSON line per output")
     _common(gen, suppress=True)
-    gen.add_argument("--task", default="t2i", choices=sorted(TASK_PARAMS), help="task to run (default t2i)")
+    gen.add_argument(
+        "--task", choices=sorted(TASK_PARAMS),
+        help="task to run (default t2i, or the model's own task if it cannot do t2i)",
+    )  # fmt: skip
     seen = set()
     for cls in TASK_PARAMS.values():
         for fs in cls.field_specs().values():
@@ -250,7 +253,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_") and v is not None
     }
     engine = make_engine(settings)
-    handle = engine.submit(Job(args.task, settings.get("model"), params))
+    task = args.task
+    if task is None:
+        spec = engine.manager.spec(settings.get("model"))
+        task = "t2i" if spec.supports("t2i") else spec.tasks[0]
+    handle = engine.submit(Job(task, settings.get("model"), params))
     for notice in handle.notices:  # what was adjusted in the input: resized mask, flattened transparency...
         print(f"notice: {notice}", file=sys.stderr, flush=True)
     printed = 0

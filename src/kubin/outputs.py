@@ -214,6 +214,42 @@ def read_video_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise InvalidParams("The video's kubin metadata is damaged.") from None
 
 
+def read_output_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of any Kubin output file: a video (.mp4 or its .json sidecar) or an image."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise InvalidParams("This file is not a Kubin metadata file.") from None
+    if suffix == ".mp4" or (suffix == ".webp" and Path(path).with_suffix(".mp4").is_file()):
+        return read_video_metadata(Path(path).with_suffix(".mp4"))  # a video, or its preview
+    return read_image_metadata(path)
+
+
+def save_video_frame(video: str | os.PathLike, index: int = -1) -> Path:
+    """Frame `index` of a Kubin video as a PNG beside it (`<name>-frame<N>.png`) that carries the video's
+    parameters, so the tab it is sent to can read the prompt back."""
+    video = Path(video)
+    frames = video_info(video)["frames"]
+    number = index + frames if index < 0 else index
+    if not 0 <= number < frames:
+        raise InvalidParams(f"The video has {frames} frames; there is no frame {index}.")
+    path = video.with_name(f"{video.stem}-frame{number}.png")
+    if not path.exists():
+        image = video_frame(video, number)
+        info = PngImagePlugin.PngInfo()
+        try:
+            meta = read_video_metadata(video) | {"source_video": video.name, "frame": number}
+            info.add_text("kubin", json.dumps(meta, ensure_ascii=False, sort_keys=True))
+        except InvalidParams:
+            pass
+        tmp = path.with_name(f".tmp-{path.name}")
+        image.save(tmp, format="PNG", pnginfo=info)
+        os.replace(tmp, path)
+    return path
+
+
 def video_tags(path: str | os.PathLike) -> dict[str, str]:
     """The container's global metadata tags (title, comment, ...), read with the bundled ffmpeg."""
     import subprocess

@@ -444,7 +444,7 @@ def _video_size(name: str, default: int, from_image: bool = False):
 
 def _frames():
     return spec(
-        121, label="Frames", minimum=1, maximum=1001, step=4,
+        121, label="Frames", minimum=1, maximum=481, step=4,
         help="video length in frames (4k+1: 121 is 5 s at 24 fps); the model's limit applies",
     )  # fmt: skip
 

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from browser_helpers import TAB_IDS, open_tab
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
@@ -19,18 +20,6 @@ PHONE = {
     "has_touch": True,
     "device_scale_factor": 2,
 }
-TAB_IDS = {"Text to image": "t2i", "Image to image": "i2i", "Mix": "mix", "Inpaint": "inpaint",
-           "Outpaint": "outpaint", "Settings": "settings"}  # fmt: skip
-
-
-def open_tab(page: Page, label: str) -> None:
-    """Click the tab's button; on a narrow screen it may sit in the tab bar's "More tabs" menu."""
-    button = page.get_by_role("tab", name=label, exact=True)
-    if not button.is_visible():
-        page.get_by_role("button", name="More tabs").click()
-        button = page.locator(".overflow-dropdown button").filter(has_text=re.compile(f"^{label}$"))
-    button.click()
-    expect(page.locator(f"#tab-{TAB_IDS[label]}")).to_be_visible()
 
 
 def expect_image_in(page: Page, selector: str) -> None:

@@ -43,6 +43,9 @@ def test_shipped_defaults_load_cleanly(tmp_path):
 
     assert loaded.warnings == []
     assert loaded.get("model") in MODELS
+    # A new install starts with Kandinsky 5.0 Lite text to video.
+    assert MODELS[loaded.get("model")].family == "kd50"
+    assert MODELS[loaded.get("model")].tasks == ("t2v",)
     assert loaded.get("device") == "auto"
     assert isinstance(loaded.get("server.port"), int)
     assert DEFAULT_CONFIG.is_file()

@@ -12,10 +12,10 @@ from kubin import __version__
 from kubin.config import LoadedConfig
 from kubin.errors import KubinError
 from kubin.extensions.loader import fail
-from kubin.outputs import read_image_metadata
+from kubin.outputs import read_output_metadata, save_video_frame
 from kubin.ui.context import UIContext
 from kubin.ui.tabs import extensions as extensions_tab
-from kubin.ui.tabs import img2img, inpaint, mix, outpaint, txt2img
+from kubin.ui.tabs import img2img, img2vid, inpaint, mix, outpaint, txt2img, txt2vid
 from kubin.ui.tabs import settings as settings_tab
 from kubin.ui.task_tab import TaskTab
 
@@ -31,7 +31,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             for notice in ctx.notices + ctx.settings.warnings:
                 gr.Markdown(f"⚠️ {notice}", elem_classes=["kubin-warning"])
         with gr.Tabs() as tabs:
-            built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint)]
+            built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             settings_tab.build(ctx)
             build_extension_tabs(ctx)
             extensions_tab.build(ctx)
@@ -54,28 +54,37 @@ def build_extension_tabs(ctx: UIContext) -> None:
 
 
 def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab]) -> None:
-    """Every gallery's "→ tab" buttons put the selected image (and its prompt) into that tab and open it."""
+    """Every gallery's "→ tab" buttons put the selected image (and its prompt) into that tab and open it;
+    from a video, the frame chosen in "Frame to send" goes (saved as a PNG beside the video)."""
     for source in by_task.values():
         for target_task, button in source.send_buttons.items():
-            target = by_task[target_task]
+            target = by_task.get(target_task)
+            if target is None:  # a tab that is not built
+                continue
             outputs = [target.receive_image, tabs] + ([target.prompt] if target.prompt is not None else [])
+            frame = [source.send_frame] if source.send_frame is not None else []
 
-            def send(results, selected, _target=target):
+            def send(results, selected, frame_index=-1, _target=target):
                 if not results:
-                    raise gr.Error("Nothing to send yet: generate an image first.", print_exception=False)
+                    raise gr.Error("Nothing to send yet: generate something first.", print_exception=False)
                 path = results[min(int(selected or 0), len(results) - 1)]
+                if path.endswith(".mp4"):
+                    try:
+                        path = str(save_video_frame(path, int(frame_index or 0)))
+                    except KubinError as exc:
+                        raise gr.Error(str(exc), print_exception=False) from None
                 value = _target.receive_value(path) if _target.receive_value else path
                 sent = [value, gr.Tabs(selected=_target.task)]
                 if _target.prompt is not None:
                     try:
-                        params = read_image_metadata(path).get("params", {})
+                        params = read_output_metadata(path).get("params", {})
                     except KubinError:
                         params = {}
                     prompt = params.get("prompt") or " | ".join(params.get("prompts", []))
                     sent.append(gr.update(value=prompt) if prompt else gr.update())
                 return sent
 
-            button.click(send, [source.results, source.selected], outputs, queue=False,
+            button.click(send, [source.results, source.selected, *frame], outputs, queue=False,
                          api_visibility="private", show_progress="hidden")  # fmt: skip
 
 

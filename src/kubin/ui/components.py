@@ -32,13 +32,14 @@ def eid(task: str, name: str) -> str:
     return name if task == "t2i" else f"{task}-{name}"
 
 
-def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any], task: str = "t2i"):
-    """Aspect-ratio presets plus width and height sliders; choosing a preset keeps about the same area."""
+def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any], task: str = "t2i", resolutions=()):
+    """Size presets plus width and height sliders: the model's own resolutions when it has a list (picking
+    one sets both sides), else aspect ratios that keep about the same area."""
     with gr.Row(equal_height=True):
         aspect = gr.Dropdown(
-            ["custom", *ASPECT_RATIOS],
+            size_presets(resolutions),
             value="custom",
-            label="Aspect ratio",
+            label="Size preset" if resolutions else "Aspect ratio",
             min_width=120,
             elem_id=eid(task, "aspect"),
         )
@@ -49,7 +50,10 @@ def size_picker(specs: dict[str, FieldSpec], values: dict[str, Any], task: str =
     def apply_aspect(choice: str, w: int, h: int):
         if choice == "custom":
             return gr.update(), gr.update()
-        new_w, new_h = size_for_aspect(choice, int(w) * int(h))
+        if "x" in choice:  # a model resolution, "768x512"
+            new_w, new_h = (int(v) for v in choice.split("x"))
+            return new_w, new_h
+        new_w, new_h = size_for_aspect(choice, int(w) * int(h), step=int(specs["width"].step or 64))
         return new_w, new_h
 
     aspect.input(apply_aspect, [aspect, width, height], [width, height], show_progress="hidden", queue=False,
@@ -127,10 +131,17 @@ def pass_unreadable_uploads_on(component: Any, value_for: Callable[[Any], Any]) 
     return component
 
 
-def result_gallery(elem_id: str) -> gr.Gallery:
+def size_presets(resolutions=()) -> list[str]:
+    if resolutions:
+        return ["custom", *(f"{w}x{h}" for w, h in resolutions)]
+    return ["custom", *ASPECT_RATIOS]
+
+
+def result_gallery(elem_id: str, video: bool = False) -> gr.Gallery:
+    """The results of the last job; videos play in it (and download as mp4)."""
     return gr.Gallery(
         label="Results",
-        columns=2,
+        columns=1 if video else 2,
         height="auto",
         object_fit="contain",
         preview=False,
@@ -145,6 +156,12 @@ def model_picker(ctx, task: str, elem_id: str) -> gr.Dropdown:
     specs = [s for s in ctx.models() if s.supports(task)]
     ids = [s.id for s in specs]
     value = ctx.model_id if ctx.model_id in ids else (ids[0] if ids else None)
+    if ctx.model_id not in ids:  # prefer the start model's family (a tiny one for a tiny one)
+        try:
+            start = ctx.spec(ctx.model_id)
+            value = next((s.id for s in specs if (s.family, s.tiny) == (start.family, start.tiny)), value)
+        except Exception:
+            pass
     return gr.Dropdown(
         [(f"{s.id} · {s.title}", s.id) for s in specs],
         value=value,

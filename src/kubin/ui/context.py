@@ -32,6 +32,19 @@ class UIContext:
     def spec(self, model_id: str) -> ModelSpec:
         return resolve_model(model_id, self.settings.get("models") or {})
 
+    def unused_params(self, model_id: str) -> set[str]:
+        """What the model ignores (hidden in its tabs)."""
+        try:
+            return set(self.spec(model_id).unused_params)
+        except Exception:
+            return set()
+
+    def resolutions(self, model_id: str) -> tuple[tuple[int, int], ...]:
+        try:
+            return self.spec(model_id).resolutions
+        except Exception:
+            return ()
+
     def defaults(self, model_id: str, params_cls: type[TaskParams]) -> dict[str, Any]:
         """Widget values for a task: the class defaults < the model's recommendations < the user's UI defaults."""
         values = {name: fs.default for name, fs in params_cls.field_specs().items()}

@@ -15,14 +15,17 @@ import gradio as gr
 
 from kubin.engine import CANCELLED, FAILED, Job, JobHandle
 from kubin.errors import KubinError
-from kubin.outputs import read_image_metadata
-from kubin.params import TASK_LABELS, params_class
+from kubin.outputs import read_output_metadata
+from kubin.params import TASK_LABELS, VIDEO_TASKS, params_class
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
 
-# Fields every Kandinsky image tab shows in the shared part, in this order.
+# Fields the shared part shows when the task has them, in this order, two per row.
 SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
-SEND_TARGETS = ["i2i", "mix", "inpaint", "outpaint"]
+VIDEO_FIELDS = ["frames", "fps"]
+BATCH_FIELDS = ["batch_count", "batch_size"]
+# Tabs a result can be sent to (a video sends one of its frames).
+SEND_TARGETS = ["i2i", "mix", "inpaint", "outpaint", "i2v"]
 
 
 @dataclass
@@ -36,6 +39,7 @@ class TaskTab:
     results: gr.State  # paths of the last results
     selected: gr.State  # index of the selected result
     send_buttons: dict[str, gr.Button] = field(default_factory=dict)
+    send_frame: Any = None  # video tabs: which frame of the selected video the send buttons take
     # Where an image sent from another tab lands, and how a file path becomes that component's value.
     receive_image: Any = None
     receive_value: Callable[[str], Any] | None = None
@@ -57,9 +61,11 @@ def build_task_tab(
     {name: component}. `to_params` turns {name: value} into the task's parameter dict."""
     params_cls = params_class(task)
     specs = params_cls.field_specs()
+    video = task in VIDEO_TASKS
     with gr.Tab(TASK_LABELS[task], id=task, elem_id=f"tab-{task}"):
         model = ui.model_picker(ctx, task, f"{task}-model")
         values = ctx.defaults(model.value, params_cls)
+        hidden = ctx.unused_params(model.value)
         owner = gr.State(_new_owner)  # one per browser session: what Cancel cancels
         last_seed = gr.State(-1)
         results = gr.State([])
@@ -82,40 +88,56 @@ def build_task_tab(
                 if options:
                     widgets.update(options(values))
                 if "width" in specs:
-                    _, widgets["width"], widgets["height"] = ui.size_picker(specs, values, task)
-                with gr.Row():
-                    for name in SAMPLING_FIELDS[:2]:
-                        widgets[name] = ui.slider(specs[name], values[name], min_width=160)
-                with gr.Row():
-                    for name in SAMPLING_FIELDS[2:]:
-                        widgets[name] = ui.slider(specs[name], values[name], min_width=160)
+                    _, widgets["width"], widgets["height"] = ui.size_picker(
+                        specs, values, task, ctx.resolutions(model.value)
+                    )
+                for group in (VIDEO_FIELDS, SAMPLING_FIELDS[:2], SAMPLING_FIELDS[2:]):
+                    with gr.Row():
+                        for name in (n for n in group if n in specs):
+                            widgets[name] = ui.slider(specs[name], values[name],
+                                                      min_width=200 if name in VIDEO_FIELDS else 160,
+                                                      elem_id=ui.eid(task, name.replace("_", "-")),
+                                                      visible=name not in hidden)  # fmt: skip
                 widgets["seed"], reuse_seed = ui.seed_row(specs["seed"], values["seed"], task)
                 with gr.Row():
-                    for name in ("batch_count", "batch_size"):
-                        widgets[name] = ui.slider(specs[name], values[name], min_width=160)
+                    for name in (n for n in BATCH_FIELDS if n in specs):
+                        widgets[name] = ui.slider(specs[name], values[name], min_width=160,
+                                                  visible=name not in hidden)  # fmt: skip
                 widgets["scheduler"] = gr.Dropdown(
                     ui.scheduler_choices(ctx, model.value),
                     value="",
                     label="Scheduler",
                     elem_id=f"{task}-scheduler",
                 )
-                fs = specs["negative_prior_prompt"]
-                widgets["negative_prior_prompt"] = gr.Textbox(
-                    label=fs.label, info=fs.help, lines=1, elem_id=f"{task}-negative-prior-prompt"
-                )
+                if "negative_prior_prompt" in specs:
+                    fs = specs["negative_prior_prompt"]
+                    widgets["negative_prior_prompt"] = gr.Textbox(
+                        label=fs.label, info=fs.help, lines=1, elem_id=f"{task}-negative-prior-prompt",
+                        visible="negative_prior_prompt" not in hidden,
+                    )  # fmt: skip
+                hint_box = None
                 if "hint_image" in specs:
-                    with gr.Accordion("ControlNet (depth)", open=False):
+                    hint_box = gr.Accordion(
+                        "ControlNet (depth)", open=False, visible="hint_image" not in hidden
+                    )
+                    with hint_box:
                         gr.Markdown(
                             "Upload a depth map (white = near) to steer the layout. Only models with "
                             "ControlNet use it (Kandinsky 2.2); leave it empty otherwise."
                         )
                         widgets["hint_image"] = ui.image_input("Depth map", f"{task}-hint-image", height=200)
             with gr.Column(scale=1, min_width=300):
-                gallery = ui.result_gallery(f"{task}-gallery")
+                gallery = ui.result_gallery(f"{task}-gallery", video=video)
                 info = gr.Markdown(elem_id=f"{task}-info")
                 send_buttons = {}
+                send_frame = None
+                if video:
+                    send_frame = gr.Number(
+                        value=-1, precision=0, label="Frame to send", info="0 is the first, -1 the last",
+                        elem_id=f"{task}-send-frame", min_width=160,
+                    )  # fmt: skip
                 with gr.Row(elem_id=f"{task}-send"):
-                    for target in SEND_TARGETS:
+                    for target in (t for t in SEND_TARGETS if t != task):
                         send_buttons[target] = gr.Button(
                             f"→ {TASK_LABELS[target]}",
                             size="sm",
@@ -124,10 +146,12 @@ def build_task_tab(
                         )
                 with gr.Accordion("Generation info", open=False):
                     details = gr.JSON(label="Outputs and parameters", elem_id=f"{task}-details")
-                with gr.Accordion("Restore parameters from a Kubin image", open=False):
+                with gr.Accordion(
+                    f"Restore parameters from a Kubin {'video' if video else 'image'}", open=False
+                ):
                     restore_file = gr.File(
-                        label="PNG made by Kubin",
-                        file_types=["image"],
+                        label="MP4 made by Kubin" if video else "PNG made by Kubin",
+                        file_types=[".mp4", ".json"] if video else ["image"],
                         type="filepath",
                         elem_id=f"{task}-restore-file",
                     )
@@ -197,16 +221,22 @@ def build_task_tab(
     gallery.select(on_select, None, selected, queue=False, show_progress="hidden", api_visibility="private")
 
     default_names = [n for n in names if n in specs and n not in params_cls.image_fields()]
+    # Widgets a model may hide (its unused params); the ControlNet box stands for hint_image.
+    toggled = {n: widgets[n] for n in names if n in specs and n not in ("prompt", "seed", "scheduler")}
+    if hint_box is not None:
+        toggled["hint_image"] = hint_box
 
     def on_model_change(model_id: str):
         vals = ctx.defaults(model_id, params_cls)
+        unused = ctx.unused_params(model_id)
         updates = [
             gr.update(value=vals[n]) if n in vals and n != "scheduler" else gr.update() for n in default_names
         ]
-        return [*updates, gr.update(choices=ui.scheduler_choices(ctx, model_id), value="")]
+        shown = [gr.update(visible=n not in unused) for n in toggled]
+        return [*updates, gr.update(choices=ui.scheduler_choices(ctx, model_id), value=""), *shown]
 
     model.change(
-        on_model_change, model, [*(widgets[n] for n in default_names), widgets["scheduler"]],
+        on_model_change, model, [*(widgets[n] for n in default_names), widgets["scheduler"], *toggled.values()],
         queue=False, show_progress="hidden", api_visibility="private",
     )  # fmt: skip
 
@@ -214,7 +244,7 @@ def build_task_tab(
         if not path:
             return [gr.update()] * (len(default_names) + 1) + [""]
         try:
-            meta = read_image_metadata(path)
+            meta = read_output_metadata(path)
         except KubinError as exc:
             return [gr.update()] * (len(default_names) + 1) + [f"⚠️ {exc}"]
         if "params" not in meta:
@@ -232,7 +262,7 @@ def build_task_tab(
         restore, restore_file, [*(widgets[n] for n in default_names), model, restore_status],
         api_name=f"{task}_restore", show_progress="hidden",
     )  # fmt: skip
-    return TaskTab(task, widgets, model, gallery, results, selected, send_buttons)
+    return TaskTab(task, widgets, model, gallery, results, selected, send_buttons, send_frame=send_frame)
 
 
 def _api_name(task: str) -> str:
@@ -261,7 +291,13 @@ def outputs(handle: JobHandle):
     results = handle.results
     gallery = [(str(r.path), f"seed {r.seed}") for r in results]
     seeds = ", ".join(str(r.seed) for r in results) or "—"
-    lines = [f"**{len(results)} of {handle.params.image_count} image(s)** · seeds {seeds}"]
+    kind = "video(s)" if handle.job.task in VIDEO_TASKS else "image(s)"
+    lines = [f"**{len(results)} of {handle.params.image_count} {kind}** · seeds {seeds}"]
+    videos = [r for r in results if r.is_video]
+    if videos:
+        lines.append(
+            f"{videos[0].frames} frames at {videos[0].fps:g} fps, {videos[0].width}x{videos[0].height}"
+        )
     if results:
         lines.append(f"Saved in `{results[0].path.parent}`")
     lines += [f"ℹ️ {n}" for n in handle.notices]
@@ -272,7 +308,9 @@ def outputs(handle: JobHandle):
         "seed": handle.seed,
         "state": handle.state,
         "outputs": [
-            {"file": str(r.path), "seed": r.seed, "width": r.width, "height": r.height} for r in results
+            {"file": str(r.path), "seed": r.seed, "width": r.width, "height": r.height}
+            | ({"frames": r.frames, "fps": r.fps} if r.is_video else {})
+            for r in results
         ],
         "params": handle.params.to_dict() | {"seed": handle.seed},
         "notices": handle.notices,

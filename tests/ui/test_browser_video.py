@@ -1,0 +1,63 @@
+"""The video tabs as a user sees them in Chromium: a video that plays in the results, one of its frames sent
+on to image to image, and a tab that hides what the chosen model does not use."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser_helpers import open_tab
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+VIDEO_TIMEOUT_MS = 60_000
+
+
+def choose_model(page, elem_id: str, model_id: str) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.fill(model_id)
+    page.get_by_role("option", name=re.compile(f"^{re.escape(model_id)} ")).click()
+
+
+def test_make_a_video_watch_it_and_send_its_last_frame_to_image_to_image(
+    new_page, kubin_server, artifacts_dir
+):
+    page = new_page("/")
+    open_tab(page, "Text to video")
+    choose_model(page, "t2v-model", "tiny-kd50-t2v")
+    page.locator("#t2v-prompt textarea").fill("a kite over the sea")
+    page.locator("#t2v-frames input[type=number]").fill("17")
+    page.locator("#t2v-generate").click()
+
+    video = page.locator("#t2v-gallery video").first
+    expect(video).to_be_attached(timeout=VIDEO_TIMEOUT_MS)
+    # The browser could load and decode the mp4: it knows its length (17 frames at 8 fps, about 2 s).
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#t2v-gallery video'); return v && v.duration > 1.5; }",
+        timeout=VIDEO_TIMEOUT_MS,
+    )
+    expect(page.locator("#t2v-info")).to_contain_text("17 frames at 8 fps, 64x64")
+    page.screenshot(path=artifacts_dir / "ui-t2v-result.png", full_page=True)
+
+    page.locator("#t2v-send-i2i").click()
+
+    expect(page.get_by_role("tab", name="Image to image", exact=True)).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.locator("#i2i-init-image img").first).to_be_visible(timeout=15_000)
+    expect(page.locator("#i2i-prompt textarea")).to_have_value("a kite over the sea")
+    frames = list(kubin_server.output_dir.glob("t2v/*/*-frame16.png"))
+    assert frames, "the last frame (16) was saved beside the video"
+
+
+def test_a_model_without_a_prior_hides_the_prior_controls(new_page):
+    page = new_page("/")
+    expect(page.locator("#prior-steps")).to_be_visible()
+
+    choose_model(page, "t2i-model", "tiny-kd50-t2i")
+
+    expect(page.locator("#prior-steps")).to_be_hidden()
+    expect(page.locator("#t2i-negative-prior-prompt")).to_be_hidden()
+    choose_model(page, "t2i-model", "tiny-kd22")
+    expect(page.locator("#prior-steps")).to_be_visible()
