@@ -16,11 +16,12 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Body
+from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubin import __version__
-from kubin.api.jobs import ApiState
+from kubin.api.jobs import ApiState, wait_for
 from kubin.api.security import decode_image
 from kubin.engine import CANCELLED, FAILED, JobHandle
 from kubin.errors import InvalidParams
@@ -170,41 +171,25 @@ MAPPED = {
 def build_router(state: ApiState, route_class) -> APIRouter:
     router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111-compatible"], route_class=route_class)
 
+    # Async: a waiting client holds no worker thread (the pool is shared with the UI's events), and
+    # one that disconnects leaves its job to finish and save its images.
     @router.post("/txt2img", response_model=GenerationResponse)
-    def txt2img(request: Txt2ImgRequest) -> dict[str, Any]:
+    async def txt2img(request: Txt2ImgRequest) -> dict[str, Any]:
         """Text to image."""
-        model_id = _model_override(state, request)
-        params = _common_params(state, request, model_id) | {"prompt": request.prompt}
-        params |= _size(request)
-        handle = _run(state, "t2i", model_id, params)
-        return _response(state, handle, request, request.model_dump())
+        handle = await run_in_threadpool(_submit_txt2img, state, request)
+        await wait_for(handle)
+        return await run_in_threadpool(_response, state, handle, request, request.model_dump())
 
     @router.post("/img2img", response_model=GenerationResponse)
-    def img2img(request: Img2ImgRequest) -> dict[str, Any]:
+    async def img2img(request: Img2ImgRequest) -> dict[str, Any]:
         """Image to image; with `mask`, inpainting (white repaints)."""
-        if not request.init_images:
-            raise InvalidParams("init_images is empty: send at least one base64 image.")
-        model_id = _model_override(state, request)
-        params = _common_params(state, request, model_id) | {
-            "prompt": request.prompt,
-            "init_image": request.init_images[0],
-        }
-        if request.mask:
-            task = "inpaint"
-            params |= {"mask": request.mask, "invert_mask": bool(request.inpainting_mask_invert)}
-            if request.mask_blur is not None:
-                params["mask_blur"] = request.mask_blur
-        else:
-            task = "i2i"
-            params |= _size(request)
-            if request.denoising_strength is not None:
-                params["strength"] = request.denoising_strength
-        handle = _run(state, task, model_id, params)
+        handle = await run_in_threadpool(_submit_img2img, state, request)
+        await wait_for(handle)
         echo = request.model_dump()
         if not request.include_init_images:
             echo["init_images"] = None
             echo["mask"] = None
-        return _response(state, handle, request, echo)
+        return await run_in_threadpool(_response, state, handle, request, echo)
 
     @router.get("/sd-models")
     def sd_models() -> list[dict[str, Any]]:
@@ -360,13 +345,33 @@ def pick_sampler(
     )
 
 
-def _run(state: ApiState, task: str, model_id: str, params: dict[str, Any]) -> JobHandle:
+def _submit_txt2img(state: ApiState, request: Txt2ImgRequest) -> JobHandle:
+    model_id = _model_override(state, request)
+    params = _common_params(state, request, model_id) | {"prompt": request.prompt} | _size(request)
     state.interrupted = False
-    handle = state.submit(task, model_id, params)
-    handle.wait()  # the client may disconnect meanwhile: the job still finishes and saves its images
-    if handle.state == FAILED and handle.error is not None:
-        raise handle.error
-    return handle
+    return state.submit("t2i", model_id, params)
+
+
+def _submit_img2img(state: ApiState, request: Img2ImgRequest) -> JobHandle:
+    if not request.init_images:
+        raise InvalidParams("init_images is empty: send at least one base64 image.")
+    model_id = _model_override(state, request)
+    params = _common_params(state, request, model_id) | {
+        "prompt": request.prompt,
+        "init_image": request.init_images[0],
+    }
+    if request.mask:
+        task = "inpaint"
+        params |= {"mask": request.mask, "invert_mask": bool(request.inpainting_mask_invert)}
+        if request.mask_blur is not None:
+            params["mask_blur"] = request.mask_blur
+    else:
+        task = "i2i"
+        params |= _size(request)
+        if request.denoising_strength is not None:
+            params["strength"] = request.denoising_strength
+    state.interrupted = False
+    return state.submit(task, model_id, params)
 
 
 def _timestamp(handle: JobHandle) -> str:
@@ -381,6 +386,10 @@ def _b64(path) -> str:
 
 
 def _response(state: ApiState, handle: JobHandle, request: _Request, echo: dict[str, Any]) -> dict[str, Any]:
+    """The A1111 answer for a finished job: a failed one raises its error, an interrupted one answers
+    with the images saved so far."""
+    if handle.state == FAILED and handle.error is not None:
+        raise handle.error
     params = handle.params
     results = handle.results
     infotexts = []

@@ -4,6 +4,7 @@ turning uploaded or referenced images into files for the engine, and a job's JSO
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import urllib.parse
 from collections import OrderedDict
@@ -19,6 +20,16 @@ from kubin.params import params_class
 
 OUTPUTS_PREFIX = "/kubin/api/v1/outputs/"
 KEEP_JOBS = 1000  # finished API jobs remembered for GET /jobs/{id}
+POLL_S = 0.05
+
+
+async def wait_for(handle: JobHandle, timeout: float | None = None) -> None:
+    """Wait until the job ends (or timeout seconds) without holding a thread, so that any number of
+    waiting clients cannot use up the worker threads that the UI's events need too."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while not handle.finished and (deadline is None or loop.time() < deadline):
+        await asyncio.sleep(POLL_S)
 
 
 @dataclass

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from kubin.api.jobs import ApiState
+from kubin.api.jobs import ApiState, wait_for
 from kubin.api.security import safe_output_path
 from kubin.engine import FAILED, JobHandle
 from kubin.models.registry import list_models
@@ -106,25 +107,26 @@ def build_router(state: ApiState, route_class) -> APIRouter:
         return [state.job_json(h) for h in state.engine.pending()]
 
     @router.get("/jobs/{job_id}", response_model=JobView)
-    def job(job_id: int, wait: float = Query(0, ge=0, le=600, description="seconds to wait for the end")):
+    async def job(
+        job_id: int, wait: float = Query(0, ge=0, le=600, description="seconds to wait for the end")
+    ):
         """A job's state, position and results; with wait, answers as soon as it ends (or after wait s)."""
         handle = _find(state, job_id)
-        if wait:
-            handle.wait(wait)
+        await wait_for(handle, wait)
         return state.job_json(handle)
 
     @router.post("/jobs/{job_id}/cancel", response_model=JobView)
-    def cancel(job_id: int) -> dict[str, Any]:
+    async def cancel(job_id: int) -> dict[str, Any]:
         """Drop a queued job, or stop a running one within a step (finished outputs are kept)."""
         handle = _find(state, job_id)
         state.engine.cancel(handle)
-        handle.wait(30)
+        await wait_for(handle, 30)
         return state.job_json(handle)
 
     @router.delete("/jobs/{job_id}", response_model=JobView)
-    def delete(job_id: int) -> dict[str, Any]:
+    async def delete(job_id: int) -> dict[str, Any]:
         """The same as POST /jobs/{id}/cancel."""
-        return cancel(job_id)
+        return await cancel(job_id)
 
     @router.get("/outputs/{path:path}", response_class=FileResponse)
     def output(path: str) -> FileResponse:
@@ -159,16 +161,18 @@ def _task_info(task: str) -> dict[str, Any]:
 def _add_task_route(router: APIRouter, state: ApiState, task: str) -> None:
     body_model = task_body_model(task)
 
-    def run(
+    async def run(
         body,
         wait: bool = Query(True, description="wait for the job to end; false answers at once (202)"),  # noqa: B008
     ):
         values = body.model_dump(exclude_none=True)
         model_id = values.pop("model", None)
-        handle = state.submit(task, model_id, values)
+        handle = await run_in_threadpool(state.submit, task, model_id, values)  # reads the input images
         if not wait:
             return JSONResponse(state.job_json(handle), status_code=202)
-        handle.wait()  # a client that disconnects loses nothing: the job finishes and saves its outputs
+        # Waiting holds no worker thread; a client that disconnects loses nothing: the job finishes
+        # and saves its outputs.
+        await wait_for(handle)
         if handle.state == FAILED and handle.error is not None:
             raise handle.error
         return state.job_json(handle)
