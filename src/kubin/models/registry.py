@@ -299,7 +299,15 @@ DEFAULT_MODEL = "kd50-t2v-lite-sft-5s"  # what a new install starts with
 # decoder layout, pipeline/ for models of one pipeline (3.0, 5.0).
 FOLDER_MAIN_PIPELINES = ("decoder", "pipeline")
 # The class in that pipeline's model_index.json -> the registry model whose spec the folder takes.
-FOLDER_FAMILIES = {"KandinskyV22Pipeline": "kd22", "KandinskyPipeline": "kd21", "Kandinsky3Pipeline": "kd30"}
+FOLDER_FAMILIES = {
+    "KandinskyV22Pipeline": "kd22",
+    "KandinskyPipeline": "kd21",
+    "Kandinsky3Pipeline": "kd30",
+    "Kandinsky5T2VPipeline": "kd50-t2v-lite-sft-5s",
+    "Kandinsky5I2VPipeline": "kd50-i2v-pro-sft-5s",
+    "Kandinsky5T2IPipeline": "kd50-t2i-lite-sft",
+    "Kandinsky5I2IPipeline": "kd50-i2i-lite-sft",
+}
 # Written by `kubin save` next to the pipeline folders: the recommended defaults of the model saved.
 FOLDER_INFO = "kubin.json"
 
@@ -341,13 +349,23 @@ def _spec_for_folder(folder: Path) -> ModelSpec:
     family = FOLDER_FAMILIES.get(class_name)
     if family is None:
         raise UnknownModel(f"{folder} holds a {class_name}, which Kubin cannot load yet.")
-    base = MODELS[family]
     try:
-        defaults = json.loads((folder / FOLDER_INFO).read_text(encoding="utf-8"))["defaults"]
-    except (OSError, ValueError, KeyError):  # a folder saved by other tools: the family's defaults
-        defaults = base.defaults
+        info = json.loads((folder / FOLDER_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    # The model it was saved from gives its limits and tasks (a folder saved by other tools: the family's).
+    saved_from = MODELS.get(info.get("saved_from", ""))
+    base = (
+        saved_from
+        if saved_from is not None and saved_from.module == MODELS[family].module
+        else MODELS[family]
+    )
+    defaults = info.get("defaults", base.defaults)
+    sizes = (info.get("attributes") or {}).get("resolutions")
     return replace(
         base,
+        tiny=False,  # its weights are in the folder now
+        resolutions=tuple(tuple(r) for r in sizes) if sizes else base.resolutions,
         id=str(folder.resolve()),
         title=f"{base.title} from {folder}",
         sources={
