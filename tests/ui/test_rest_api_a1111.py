@@ -173,6 +173,27 @@ def test_models_and_options_select_the_model_by_checkpoint(http):
         http.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-kd22"})
 
 
+def test_what_a1111_clients_list_at_start_answers(http):
+    assert {"name": "karras", "label": "Karras"}.items() <= http.get("/sdapi/v1/schedulers").json()[1].items()
+    for path in ("/sdapi/v1/upscalers", "/sdapi/v1/sd-vae", "/sdapi/v1/loras", "/sdapi/v1/prompt-styles"):
+        assert http.get(path).json() == [], path
+    assert http.get("/sdapi/v1/embeddings").json() == {"loaded": {}, "skipped": {}}
+    assert http.post("/sdapi/v1/refresh-checkpoints").status_code == 200
+
+
+def test_a_web_page_on_another_site_cannot_drive_the_api(http):
+    evil = {"origin": "http://evil.example"}
+    changed = http.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-kd21"}, headers=evil)
+    assert changed.status_code == 403 and "Cross-origin" in changed.json()["detail"]
+    assert http.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "tiny-kd22"
+    assert http.post("/sdapi/v1/txt2img", content=b"{}", headers=evil).status_code == 403
+    same = {"origin": str(http.base_url).rstrip("/")}
+    assert (
+        http.post("/sdapi/v1/options", json={"sd_model_checkpoint": "tiny-kd22"}, headers=same).status_code
+        == 200
+    )
+
+
 def test_png_info_reads_the_parameters_back(http):
     reply = txt2img(http, prompt="an owl", negative_prompt="rain", seed=99)
     info = http.post("/sdapi/v1/png-info", json={"image": reply["images"][0]})

@@ -150,7 +150,7 @@ def test_each_user_error_has_its_status(error, status):
     assert error_status(error) == status
 
 
-def test_routes_turn_user_errors_into_json_and_refuse_big_bodies():
+def test_routes_turn_user_errors_into_json_and_refuse_big_and_cross_origin_requests():
     router = APIRouter(route_class=limited_route(1024))
 
     @router.post("/oom")
@@ -169,6 +169,9 @@ def test_routes_turn_user_errors_into_json_and_refuse_big_bodies():
     assert client.post("/ok", json={"a": 1}).json() == {"a": 1}
     assert client.post("/ok", json={"a": "x" * 2000}).status_code == 413
     assert client.post("/ok", content=(b"x" * 512 for _ in range(4))).status_code == 413  # chunked
+    assert client.post("/ok", json={}, headers={"origin": "http://evil.example"}).status_code == 403
+    assert client.post("/ok", json={}, headers={"origin": "null"}).status_code == 403
+    assert client.post("/ok", json={}, headers={"origin": "http://testserver"}).status_code == 200
     as_json = {"content-type": "application/json"}
     assert client.post("/ok", content=iter([b'{"a": ', b"2}"]), headers=as_json).json() == {"a": 2}
 

@@ -212,6 +212,27 @@ def build_router(state: ApiState, route_class) -> APIRouter:
         """The schedulers of the API's current model."""
         return [{"name": name, "aliases": [], "options": {}} for name in state.spec().schedulers]
 
+    @router.get("/schedulers")
+    def schedulers() -> list[dict[str, Any]]:
+        """A1111 1.9+ splits samplers and schedules; here "Karras" is the only schedule (see samplers)."""
+        karras = any(name.endswith("Karras") for name in state.spec().schedulers)
+        names = [("automatic", "Automatic")] + ([("karras", "Karras")] if karras else [])
+        return [
+            {"name": name, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
+            for name, label in names
+        ]
+
+    # What A1111 clients list at start; Kandinsky has none of these, so they are empty.
+    for path, empty in (
+        ("/upscalers", []), ("/sd-vae", []), ("/loras", []), ("/prompt-styles", []),
+        ("/embeddings", {"loaded": {}, "skipped": {}}), ("/hypernetworks", []), ("/face-restorers", []),
+    ):  # fmt: skip
+        router.add_api_route(path, _constant(empty), methods=["GET"], summary=f"always {empty}")
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints() -> None:
+        """Nothing to rescan: the models are Kubin's registry."""
+
     @router.get("/options")
     def get_options() -> dict[str, Any]:
         return {
@@ -287,6 +308,13 @@ def build_router(state: ApiState, route_class) -> APIRouter:
         return {"info": info, "items": items, "parameters": parse_infotext(info) if info else {}}
 
     return router
+
+
+def _constant(value: Any):
+    def answer() -> Any:
+        return value
+
+    return answer
 
 
 def _checkpoint_id(value: Any) -> str:

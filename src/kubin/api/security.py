@@ -10,6 +10,7 @@ import io
 import os
 import secrets
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -172,15 +173,32 @@ def error_status(exc: KubinError) -> int:
     return 503 if "shutting down" in str(exc) else 500
 
 
+def same_origin(request: Request) -> bool:
+    """False for a request that a web page on another site made (its Origin names another host), so
+    that no page the user visits can make the local Kubin generate, interrupt or change its model.
+    Scripts and A1111 clients send no Origin."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urllib.parse.urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
 def limited_route(max_body_bytes: int) -> type[APIRoute]:
-    """A route class that refuses bodies over `max_body_bytes` (413) and turns KubinErrors into
-    JSON {"detail": message} with the status of error_status()."""
+    """A route class that refuses cross-origin requests (403) and bodies over `max_body_bytes` (413),
+    and turns KubinErrors into JSON {"detail": message} with the status of error_status()."""
 
     class LimitedRoute(APIRoute):
         def get_route_handler(self):
             handler = super().get_route_handler()
 
             async def guarded(request: Request):
+                if not same_origin(request):
+                    return JSONResponse(
+                        {
+                            "detail": "Cross-origin requests are refused: call the API from a script or from Kubin's own page."
+                        },
+                        status_code=403,
+                    )
                 too_large = JSONResponse(
                     {
                         "detail": f"The request is larger than the limit of {max_body_bytes // (1024 * 1024)} MB."
