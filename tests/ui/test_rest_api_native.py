@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
 import time
 from http.client import HTTPConnection
 from pathlib import Path
@@ -143,6 +144,36 @@ def test_the_ui_and_the_api_share_one_queue(http, api_client):
     http.post(f"{API}/jobs/{api_job['id']}/cancel")
     gallery, _, details = ui_job.result(timeout=TIMEOUT_S)[:3]
     assert details["state"] == "done" and len(gallery) == 1
+
+
+def test_many_waiting_clients_do_not_block_the_server(http, kubin_server):
+    """More clients waiting than the server has worker threads (40): the server still answers at once."""
+    long = {"prompt": "block the queue", "steps": 500, "prior_steps": 200, "batch_count": 50}
+    first = http.post(f"{API}/tasks/t2i", params={"wait": False}, json=long).json()
+    waiting = 45
+
+    def waiter(i: int) -> None:
+        with httpx.Client(base_url=kubin_server.url, timeout=TIMEOUT_S) as client:
+            client.post(f"{API}/tasks/t2i", json={"prompt": f"waiter {i}", "steps": 1, "prior_steps": 1})
+
+    threads = [threading.Thread(target=waiter, args=(i,), daemon=True) for i in range(waiting)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while len(http.get(f"{API}/jobs").json()) < waiting + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        started = time.monotonic()
+        assert http.get("/sdapi/v1/progress").status_code == 200
+        assert http.get("/").status_code == 200, "the UI page too"
+        assert time.monotonic() - started < 5
+    finally:
+        for job in reversed(http.get(f"{API}/jobs").json()):
+            http.post(f"{API}/jobs/{job['id']}/cancel")
+        for t in threads:
+            t.join(TIMEOUT_S)
+    assert http.get(f"{API}/jobs/{first['id']}").json()["state"] == "cancelled"
 
 
 def test_video_tasks_return_the_video_and_its_preview(http):

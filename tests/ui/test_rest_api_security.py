@@ -172,6 +172,17 @@ def test_a_body_over_the_upload_limit_is_a_413(auth_server):
         assert chunked.status_code == 413
 
 
+def test_ui_uploads_over_the_limit_are_refused_too(auth_server):
+    with httpx.Client(base_url=auth_server.url, timeout=60) as browser:
+        browser.post("/login", data={"username": USER, "password": PASSWORD})
+        small = browser.post("/gradio_api/upload", files={"files": ("a.png", b"x" * 1000, "image/png")})
+        assert small.status_code == 200, small.text
+        big = browser.post(
+            "/gradio_api/upload", files={"files": ("b.png", b"x" * (2 * 1024 * 1024), "image/png")}
+        )
+        assert big.status_code == 413
+
+
 def test_an_image_over_the_pixel_limit_is_a_413_naming_its_size(auth_server):
     huge = b64_png(Image.new("RGB", (1500, 1000)))  # compresses to a few KB but is 1.5 MP
     with httpx.Client(base_url=auth_server.url, timeout=60, auth=(USER, PASSWORD)) as client:
