@@ -136,6 +136,8 @@ def test_listening_beyond_this_machine_without_auth_warns():
     assert listen_warning("0.0.0.0", True) is None
     assert "all network interfaces" in listen_warning("0.0.0.0", False)
     assert "192.168.1.5" in listen_warning("192.168.1.5", False)
+    assert "public link" in listen_warning("127.0.0.1", False, share=True)
+    assert listen_warning("127.0.0.1", True, share=True) is None
 
 
 @pytest.mark.parametrize(

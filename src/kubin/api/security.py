@@ -231,9 +231,16 @@ def limited_route(max_body_bytes: int) -> type[APIRoute]:
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def listen_warning(host: str, has_auth: bool) -> str | None:
+def listen_warning(host: str, has_auth: bool, share: bool = False) -> str | None:
     """A warning when the server is reachable from other machines without a password."""
-    if has_auth or host in LOOPBACK_HOSTS or host.startswith("127."):
+    if has_auth:
+        return None
+    if share:
+        return (
+            "warning: --share without a password: anyone with the public link can use the UI and the API "
+            "and read your outputs. Set --auth user:password (or --auth-file FILE)."
+        )
+    if host in LOOPBACK_HOSTS or host.startswith("127."):
         return None
     where = "all network interfaces" if host in ("0.0.0.0", "::") else host
     return (

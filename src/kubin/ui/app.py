@@ -161,7 +161,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
             demo.app, engine, ctx.model_id, settings.get("models") or {}, credentials, max_upload_mb,
             int(settings.get("server.max_upload_pixels", 8192 * 8192)),
         )  # fmt: skip
-    warning = listen_warning(host, bool(credentials))
+    warning = listen_warning(host, bool(credentials), share)
     if warning:
         print(warning, flush=True)
     print(
