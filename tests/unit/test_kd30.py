@@ -30,7 +30,7 @@ from kubin.runtime.memory import MemoryOptions
 MODEL = "tiny-kd30"
 SMALL = {"steps": 3, "seed": 1}
 PRIOR_ONLY = {"negative_prior_prompt", "prior_steps", "prior_guidance_scale", "hint_image"}
-SLOW_STEPS = 200  # enough steps (a few tenths of a second) to cancel reliably
+SLOW_STEPS = 60  # enough steps (a few tenths of a second) to cancel reliably
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_progress_counts_exactly_the_steps_that_run(engine, photo, task, values,
 
 def test_cancelling_stops_within_a_step_and_keeps_the_finished_images(engine, output_dir):
     handle = engine.submit(job("t2i", batch_count=3, steps=SLOW_STEPS))
-    wait_until(lambda: handle.results)
+    wait_until(lambda: handle.results, timeout=300)  # a busy machine may be slow
 
     steps_at_cancel = handle.step
     engine.cancel(handle)
