@@ -172,6 +172,8 @@ class Engine:
             params = job.params
         else:
             params = cls.from_dict({**spec.defaults.get(job.task, {}), **dict(job.params)})
+        if "strength" in spec.unused_params and hasattr(params, "strength"):
+            params.strength = 1.0  # the model follows the prompt over the whole image: nothing to check
         params.validate()
         scheduler = getattr(params, "scheduler", "")
         if scheduler and spec.schedulers and scheduler not in spec.schedulers:
@@ -303,7 +305,8 @@ class Engine:
                 handle,
                 CANCELLED,
                 JobCancelled(
-                    f"Cancelled after {n} of {params.image_count} image(s); the finished ones are saved."
+                    f"Cancelled after {n} of {params.image_count} {'video' if job.task in VIDEO_TASKS else 'image'}(s); "
+                    "the finished ones are saved."
                 ),
             )
         except KubinError as exc:

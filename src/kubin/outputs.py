@@ -132,11 +132,21 @@ def save_video(
 
     if not frames:
         raise InvalidParams("The video has no frames.")
+    if not fps > 0:
+        raise InvalidParams(f"The frame rate must be above 0 (got {fps}).")
+    width, height = frames[0].size
+    odd = next((i for i, f in enumerate(frames) if f.size != (width, height)), None)
+    if odd is not None:
+        raise InvalidParams(
+            f"Every frame of a video must have one size: frame {odd} is {frames[odd].width}x{frames[odd].height}, "
+            f"frame 0 is {width}x{height}."
+        )
     folder = output_folder(root, task)
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
-    width, height = frames[0].size
-    tmp_video = Path(tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=folder)[1])
+    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=folder)
+    os.close(fd)  # ffmpeg writes the file by its name
+    tmp_video = Path(name)
     tmp_files = [tmp_video]
     try:
         writer = imageio_ffmpeg.write_frames(
@@ -154,12 +164,13 @@ def save_video(
         for frame in frames:
             writer.send(np.ascontiguousarray(np.asarray(frame.convert("RGB"))))
         writer.close()
+        if tmp_video.stat().st_size == 0:
+            raise OSError("ffmpeg wrote an empty video")
         tmp_json = _write_temp(folder, ".json", text.encode("utf-8"))
         tmp_files.append(tmp_json)
         tmp_preview = None
         if preview:
-            tmp_preview = _write_preview(folder, frames, fps)
-            tmp_files.append(tmp_preview)
+            tmp_preview = _write_preview(folder, frames, fps, tmp_files)
         with _counter_lock:
             path = next_output_path(folder, int(meta.get("seed", 0)), ".mp4")
             preview_path = path.with_suffix(".webp") if tmp_preview else None
@@ -183,15 +194,18 @@ def _write_temp(folder: Path, suffix: str, data: bytes) -> Path:
     return Path(tmp)
 
 
-def _write_preview(folder: Path, frames: list[Image.Image], fps: float) -> Path:
-    """An animated WebP, at most PREVIEW_MAX_SIDE per side, that any browser shows inline."""
+def _write_preview(folder: Path, frames: list[Image.Image], fps: float, tmp_files: list[Path]) -> Path:
+    """An animated WebP, at most PREVIEW_MAX_SIDE per side, that any browser shows inline. Its temporary
+    name goes into `tmp_files` at once, so a failure leaves nothing behind."""
+    duration = max(1, round(1000 / fps))
     scale = min(1.0, PREVIEW_MAX_SIDE / max(frames[0].size))
     size = (max(1, round(frames[0].width * scale)), max(1, round(frames[0].height * scale)))
     small = [f.convert("RGB").resize(size, Image.Resampling.BILINEAR) for f in frames]
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".webp", dir=folder)
+    tmp_files.append(Path(tmp))
     with os.fdopen(fd, "wb") as fh:
         small[0].save(fh, format="WEBP", save_all=True, append_images=small[1:],
-                      duration=max(1, round(1000 / fps)), loop=0, quality=80)  # fmt: skip
+                      duration=duration, loop=0, quality=80)  # fmt: skip
     return Path(tmp)
 
 
@@ -301,12 +315,15 @@ def video_info(path: str | os.PathLike) -> dict[str, Any]:
     """Frame count, size and frame rate of a video file."""
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path))
     try:
-        header = next(reader)
-    finally:
-        reader.close()
-    frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+        reader = imageio_ffmpeg.read_frames(str(path))
+        try:
+            header = next(reader)
+        finally:
+            reader.close()
+        frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
+    except (OSError, RuntimeError, StopIteration):
+        raise InvalidParams(f"Could not read {Path(path).name} as a video.") from None
     width, height = header["size"]
     return {"frames": frames, "width": width, "height": height, "fps": header["fps"]}
 
@@ -315,15 +332,17 @@ def video_frame(path: str | os.PathLike, index: int = 0) -> Image.Image:
     """Frame `index` (0-based; negative counts from the end) of a video, as an RGB image."""
     import imageio_ffmpeg
 
-    if index < 0:
-        index += video_info(path)["frames"]
-    reader = imageio_ffmpeg.read_frames(str(path))
+    number = index + video_info(path)["frames"] if index < 0 else index
     try:
-        header = next(reader)
-        width, height = header["size"]
-        for i, raw in enumerate(reader):
-            if i == index:
-                return Image.frombytes("RGB", (width, height), raw)
-    finally:
-        reader.close()
+        reader = imageio_ffmpeg.read_frames(str(path))
+        try:
+            header = next(reader)
+            width, height = header["size"]
+            for i, raw in enumerate(reader):
+                if i == number:
+                    return Image.frombytes("RGB", (width, height), raw)
+        finally:
+            reader.close()
+    except (OSError, RuntimeError, StopIteration):
+        raise InvalidParams(f"Could not read {Path(path).name} as a video.") from None
     raise InvalidParams(f"The video has no frame {index}.")

@@ -216,11 +216,15 @@ def _video(params: VideoTaskParams, max_pixels: int, spec: ModelSpec | None) -> 
         loaded, load_notices = load_image(init, "Init image", max_pixels)
         notices += load_notices
         sources["init_image"] = loaded
-        if not (params.width and params.height):
+        if not (params.width or params.height):
             if spec is not None and spec.resolutions:
                 size = nearest_resolution(loaded.size, spec.resolutions)
             else:
                 size = snap_size(loaded.size, VIDEO_SIZE_STEP)
+        elif not (params.width and params.height):  # one side given: the other follows the picture
+            ratio = loaded.width / loaded.height
+            side = params.width or round(params.height * ratio)
+            size = snap_size((side, params.height or round(params.width / ratio)), VIDEO_SIZE_STEP)
         if abs(size[0] / size[1] - loaded.width / loaded.height) > 0.01:
             notices.append(
                 f"The init image is {loaded.width}x{loaded.height}; it was centre-cropped to the video's "

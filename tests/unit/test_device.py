@@ -65,6 +65,17 @@ def test_bf16_on_a_gpu_without_it_is_refused():
         choose_dtype("bf16", "cuda", bf16_supported=False)
 
 
+def test_auto_dtype_gives_models_published_in_bf16_bf16_on_a_gpu_that_has_it():
+    from kubin.models.registry import MODELS
+
+    preferred = MODELS["kd50-t2v-lite-sft-5s"].dtype
+    assert choose_dtype("auto", "cuda", bf16_supported=True, preferred=preferred) == "bf16"
+    assert choose_dtype("auto", "cuda", bf16_supported=False, preferred=preferred) == "fp16"
+    assert choose_dtype("auto", "cpu", preferred=preferred) == "fp32"
+    assert choose_dtype("fp16", "cuda", preferred=preferred) == "fp16"  # what the user asks wins
+    assert choose_dtype("auto", "cuda", preferred=MODELS["kd22"].dtype) == "fp16"
+
+
 def test_explicit_dtypes_that_fit_the_device_are_kept():
     assert choose_dtype("fp32", "cuda") == "fp32"
     assert choose_dtype("bf16", "cpu") == "bf16"

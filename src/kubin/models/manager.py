@@ -57,6 +57,10 @@ class ModelManager:
     def placement(self) -> Placement:
         return resolve_placement(self.device, self.dtype, self.memory)
 
+    def placement_for(self, spec: ModelSpec) -> Placement:
+        """The placement for a model: "auto" gives a model published in bf16 bf16 on a GPU that has it."""
+        return resolve_placement(self.device, self.dtype, self.memory, spec.dtype)
+
     def get(self, model_id: str, task: str | None = None):
         """The loaded model for `model_id`, loading it (and unloading another) if needed."""
         spec = self.spec(model_id)
@@ -66,7 +70,7 @@ class ModelManager:
             if self._loaded_id == spec.id and not self._stale:
                 return self._loaded
             self.unload()
-            placement = self.placement()
+            placement = self.placement_for(spec)
             sources = spec.sources
             if spec.tiny:
                 folder = tiny_model_folder(spec.id)

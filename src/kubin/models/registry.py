@@ -38,6 +38,8 @@ class ModelSpec:
     resolutions: tuple[tuple[int, int], ...] = ()
     # True when the model makes only those sizes: other requests snap to the nearest aspect ratio.
     resolutions_only: bool = False
+    # The precision "auto" picks on a GPU when it is not the usual fp16 (models published in bf16).
+    dtype: str = ""
 
     def supports(self, task: str) -> bool:
         return task in self.tasks
@@ -232,6 +234,7 @@ def _kd5_video(line: str, task: str, variant: str, seconds: int, sizes) -> Model
         schedulers=KD5_SCHEDULERS,
         limits={"frames": frames, "frame_step": 4, **({"min_frames": 17} if task == "i2v" else {})},
         resolutions=sizes,
+        dtype="bf16",
     )  # fmt: skip
 
 
@@ -254,6 +257,7 @@ def _kd5_image(task: str, variant: str) -> ModelSpec:
         unused_params=KD5_UNUSED_IMAGE + (("strength",) if task == "i2i" else ()),
         resolutions=KD5_IMAGE_SIZES,
         resolutions_only=True,
+        dtype="bf16",
     )
 
 

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TINY_VERSION = "v3"  # bump when a tiny config changes, so stale cached copies are rebuilt
+TINY_VERSION = "v4"  # bump when a tiny config changes, so stale cached copies are rebuilt
 EMBED_DIM = 32
 
 
@@ -502,6 +502,11 @@ def build_tiny_kd50(task: str, seed: int = 0):
             visual_cond=task in ("i2v", "i2i"),
             attention_type="regular",
         )
+        # diffusers starts every modulation at zero (adaLN-zero, for training); left so, the blocks pass
+        # nothing on and the prompt and guidance would not change a pixel of the tiny model.
+        for name, param in transformer.named_parameters():
+            if "modulation" in name:
+                torch.nn.init.normal_(param, std=0.2)
     for module in (qwen, clip, vae, transformer):
         module.eval()  # built in code they start in training mode; from_pretrained gives eval mode
     cls = {

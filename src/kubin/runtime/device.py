@@ -48,11 +48,16 @@ def choose_device(requested: str, cuda_available: bool, cuda_count: int, mps_ava
     raise InvalidParams(f"Unknown device {requested!r}; use auto, cpu, mps, cuda or cuda:N.")
 
 
-def choose_dtype(requested: str, device: str, bf16_supported: bool = True) -> str:
-    """fp16 on CUDA and fp32 elsewhere unless asked; half precision on CPU is refused (slow, often unsupported)."""
+def choose_dtype(requested: str, device: str, bf16_supported: bool = True, preferred: str = "") -> str:
+    """fp16 on CUDA and fp32 elsewhere unless asked; half precision on CPU is refused (slow, often unsupported).
+
+    `preferred` is the model's own GPU precision when it is not fp16 (bf16 for models published in it),
+    used by "auto" on a CUDA device that supports it."""
     requested = (requested or "auto").strip().lower()
     if requested == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
+        if not device.startswith("cuda"):
+            return "fp32"
+        return "bf16" if preferred == "bf16" and bf16_supported else "fp16"
     if requested not in DTYPE_NAMES:
         raise InvalidParams(f"Unknown dtype {requested!r}; use auto, fp32, fp16 or bf16.")
     if requested == "bf16" and device.startswith("cuda") and not bf16_supported:
@@ -63,7 +68,7 @@ def choose_dtype(requested: str, device: str, bf16_supported: bool = True) -> st
 
 
 def resolve_placement(
-    device: str = "auto", dtype: str = "auto", memory: MemoryOptions | None = None
+    device: str = "auto", dtype: str = "auto", memory: MemoryOptions | None = None, preferred: str = ""
 ) -> Placement:
     """Ask torch what this machine has and apply the rules above."""
     import torch
@@ -72,4 +77,4 @@ def resolve_placement(
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     dev = choose_device(device, cuda, torch.cuda.device_count() if cuda else 0, mps)
     bf16 = torch.cuda.is_bf16_supported() if dev.startswith("cuda") else True
-    return Placement(dev, choose_dtype(dtype, dev, bf16), memory or MemoryOptions())
+    return Placement(dev, choose_dtype(dtype, dev, bf16, preferred), memory or MemoryOptions())
