@@ -273,7 +273,7 @@ def build_router(state: ApiState, route_class) -> APIRouter:
             job_state.interrupted = current.cancel_requested
             job_state.job_timestamp = _timestamp(current)
             out["textinfo"] = f"Step {current.step}/{current.total_steps}" if current.step else "Starting…"
-            if not skip_current_image and current.results:
+            if not skip_current_image and current.results and current.results[-1].path.suffix == ".png":
                 out["current_image"] = _b64(current.results[-1].path)
         out["state"] = job_state
         return out
@@ -285,11 +285,6 @@ def build_router(state: ApiState, route_class) -> APIRouter:
         if current is not None:
             state.interrupted = True
             state.engine.cancel(current)
-
-    @router.post("/skip")
-    def skip() -> None:
-        """Kandinsky jobs cannot skip one image; this stops the running job like /interrupt."""
-        interrupt()
 
     @router.post("/png-info", response_model=PngInfoResponse)
     def png_info(request: PngInfoRequest) -> dict[str, Any]:
