@@ -11,11 +11,12 @@ import tempfile
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 
 from kubin import __version__
 from kubin.api import a1111, native
+from kubin.api.docs import docs_page
 from kubin.api.jobs import ApiState
 from kubin.api.security import Credentials, auth_dependency, limited_route
 from kubin.engine import Engine
@@ -65,7 +66,7 @@ def mount_api(
     app.add_api_route(OPENAPI_URL, openapi, include_in_schema=False, dependencies=guard)
     app.add_api_route(
         DOCS_URL,
-        lambda: get_swagger_ui_html(openapi_url=OPENAPI_URL, title="Kubin REST API"),
+        lambda: HTMLResponse(docs_page(openapi(), OPENAPI_URL)),
         include_in_schema=False,
         dependencies=guard,
     )
