@@ -15,11 +15,24 @@ HOOKS = ("before_job", "after_job", "model_loaded", "model_unloaded")
 
 
 @dataclass
+class Controls:
+    """Widgets an extension adds to the tabs of some tasks; their values reach its before_job hook."""
+
+    title: str
+    build: Callable[[Any, str], dict[str, Any]]  # build(ctx, task) -> {name: Gradio component}
+    tasks: tuple[str, ...] | None = None  # None: every generation tab
+
+
+@dataclass
 class ExtensionAPI:
     name: str  # the extension's folder name
     settings: dict[str, Any] = field(default_factory=dict)  # its section of the config
     tabs: list[tuple[str, Callable[[Any], None]]] = field(default_factory=list)
     hooks: dict[str, list[Callable[..., Any]]] = field(default_factory=lambda: {h: [] for h in HOOKS})
+    controls: list[Controls] = field(default_factory=list)
+    send_targets: list[tuple[str, str]] = field(default_factory=list)  # (key, button label)
+    # Writes {key: value} into this extension's section of the user config file (set by the loader).
+    saver: Callable[[dict[str, Any]], Any] | None = None
 
     @property
     def log(self) -> logging.Logger:
@@ -30,7 +43,27 @@ class ExtensionAPI:
         self.tabs.append((title, build))
 
     def on(self, hook: str, fn: Callable[..., Any]) -> None:
-        """Register `fn` for one of HOOKS: before_job(job) may return changed params; after_job(job, results)."""
+        """Register `fn` for one of HOOKS: before_job(task, params[, values]) may return changed params;
+        after_job(task, results); model_loaded(model_id) / model_unloaded(model_id)."""
         if hook not in HOOKS:
             raise ValueError(f"Unknown hook {hook!r}; known hooks: {', '.join(HOOKS)}.")
         self.hooks[hook].append(fn)
+
+    def add_controls(
+        self, build: Callable[[Any, str], dict[str, Any]], tasks: list[str] | None = None, title: str = ""
+    ) -> None:
+        """Add widgets to the tabs of `tasks` (all generation tabs when None), in a panel titled `title`.
+        `build(ctx, task)` creates them and returns {name: component}; for each job, a before_job hook
+        that takes a third argument receives {name: value} of this tab's widgets."""
+        self.controls.append(Controls(title or self.name, build, tuple(tasks) if tasks else None))
+
+    def add_send_target(self, key: str, label: str) -> None:
+        """Put a "→ label" button under every result gallery. The extension's tab says which component
+        receives the image: `ctx.receive(key, component)` inside its build(ctx)."""
+        self.send_targets.append((key, label))
+
+    def save_settings(self, values: dict[str, Any]) -> None:
+        """Write `values` into this extension's section of the user config (and api.settings)."""
+        self.settings.update(values)
+        if self.saver is not None:
+            self.saver(values)

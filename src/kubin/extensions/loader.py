@@ -61,9 +61,12 @@ def discover(
 
 
 def load_all(
-    extensions: list[Extension], settings: dict[str, dict[str, Any]] | None = None
+    extensions: list[Extension],
+    settings: dict[str, dict[str, Any]] | None = None,
+    user_config: Path | None = None,
 ) -> list[Extension]:
-    """Import and set up every extension still "ok"; return them all with their final status."""
+    """Import and set up every extension still "ok"; return them all with their final status.
+    With `user_config`, an extension's save_settings writes its section of that file."""
     for ext in extensions:
         if ext.status != "ok":
             continue
@@ -73,6 +76,8 @@ def load_all(
             continue
         try:
             api = ExtensionAPI(ext.name, dict((settings or {}).get(ext.name) or {}))
+            if user_config is not None:
+                api.saver = _settings_saver(Path(user_config), ext.name)
             module = _import_entry(ext)
             setup = getattr(module, "setup", None)
             if setup is None:
@@ -143,16 +148,65 @@ def _import_entry(ext: Extension):
     return module
 
 
-def run_hooks(extensions: list[Extension], hook: str, *args: Any) -> list[Any]:
-    """Call `hook` of every loaded extension; one that raises is marked failed and skipped from then on."""
+def _settings_saver(user_config: Path, name: str):
+    def save(values: dict[str, Any]) -> None:
+        from kubin.config import save_user_settings
+
+        save_user_settings(user_config, {f"extensions.settings.{name}.{k}": v for k, v in values.items()})
+
+    return save
+
+
+def run_hooks(
+    extensions: list[Extension], hook: str, *args: Any, values: dict[str, dict[str, Any]] | None = None
+) -> list[Any]:
+    """Call `hook` of every loaded extension; one that raises is marked failed and skipped from then on.
+
+    `values` holds each extension's own widget values (by folder name); a hook that takes one more
+    argument than `args` gets its extension's."""
     answers = []
     for ext in extensions:
         if ext.status != "ok" or ext.api is None:
             continue
         for fn in ext.api.hooks.get(hook, []):
             try:
-                answers.append(fn(*args))
+                extra = (values or {}).get(ext.name, {})
+                answers.append(fn(*args, extra) if _takes(fn, len(args) + 1) else fn(*args))
             except Exception as exc:
                 fail(ext, exc)
                 break
     return answers
+
+
+def _takes(fn, count: int) -> bool:
+    """Whether fn accepts `count` positional arguments."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= count or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def install_requirements(ext: Extension, emit=print) -> bool:
+    """pip-install an extension's missing requirements into this Python, streaming pip's output lines to
+    `emit`; True when pip succeeded. Only ever called on the user's say-so (a flag or the tab's button)."""
+    import subprocess
+
+    if not ext.missing:
+        return True
+    command = [sys.executable, "-m", "pip", "install", *ext.missing]
+    emit(f"$ {' '.join(command)}")
+    log.info("Installing the requirements of extension %s: %s", ext.name, ", ".join(ext.missing))
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            line = line.rstrip()
+            log.info("pip: %s", line)
+            emit(line)
+    if proc.returncode != 0:
+        emit(f"pip failed with exit code {proc.returncode}.")
+        return False
+    ext.missing = missing_requirements(ext.manifest.get("requirements") or [])
+    return not ext.missing

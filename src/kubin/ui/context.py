@@ -19,6 +19,33 @@ class UIContext:
     model_picker: Any = None  # the header's gr.Dropdown, set by app.build_app
     notices: list[str] = field(default_factory=list)
     extensions: list = field(default_factory=list)  # kubin.extensions.loader.Extension, loaded at start
+    # Extension send targets: key -> (receiving component, id of the tab it is in); see receive().
+    receivers: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    building_tab: str = ""  # id of the extension tab being built
+    tabs: Any = None  # the gr.Tabs holding every tab (select one with gr.Tabs(selected=id))
+    task_tabs: dict[str, Any] = field(default_factory=dict)  # task -> TaskTab, built before extension tabs
+
+    def send_to(self, task: str, path: str) -> list:
+        """Outputs for an event that sends the image at `path` to the tab of `task` and opens it; wire the
+        event's outputs as `ctx.send_outputs(task)`."""
+        import gradio as gr
+
+        target = self.task_tabs[task]
+        value = target.receive_value(path) if target.receive_value else path
+        return [value, gr.Tabs(selected=task)]
+
+    def send_outputs(self, task: str) -> list:
+        return [self.task_tabs[task].receive_image, self.tabs]
+
+    def send_targets(self) -> list[tuple[str, str]]:
+        """(key, label) of every send target the loaded extensions declared."""
+        return [
+            t for e in self.extensions if e.status == "ok" and e.api is not None for t in e.api.send_targets
+        ]
+
+    def receive(self, key: str, component: Any) -> None:
+        """Called by an extension's tab: `component` (an image input) receives what "→ label" buttons send."""
+        self.receivers[key] = (component, self.building_tab)
 
     def models(self) -> list[ModelSpec]:
         specs = list_models()

@@ -126,6 +126,8 @@ def build_task_tab(
                             "ControlNet use it (Kandinsky 2.2); leave it empty otherwise."
                         )
                         widgets["hint_image"] = ui.image_input("Depth map", f"{task}-hint-image", height=200)
+                extension_widgets = build_extension_controls(ctx, task)
+                widgets.update(extension_widgets)
             with gr.Column(scale=1, min_width=300):
                 gallery = ui.result_gallery(f"{task}-gallery", video=video)
                 info = gr.Markdown(elem_id=f"{task}-info")
@@ -143,6 +145,10 @@ def build_task_tab(
                             size="sm",
                             min_width=90,
                             elem_id=f"{task}-send-{target}",
+                        )
+                    for key, label in ctx.send_targets():  # extensions' tabs (upscaler, ...)
+                        send_buttons[f"ext:{key}"] = gr.Button(
+                            f"→ {label}", size="sm", min_width=90, elem_id=f"{task}-send-ext-{key}"
                         )
                 with gr.Accordion("Generation info", open=False):
                     details = gr.JSON(label="Outputs and parameters", elem_id=f"{task}-details")
@@ -162,8 +168,14 @@ def build_task_tab(
 
     def generate(owner_id, model_id, *widget_values, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
         try:
-            params = to_params(dict(zip(names, widget_values, strict=True)))
-            handle = ctx.engine.submit(Job(task, model_id, params, owner=owner_id))
+            values = dict(zip(names, widget_values, strict=True))
+            extension_values: dict[str, dict[str, Any]] = {}
+            for name, (ext_name, control) in extension_widgets.keys_by_name.items():
+                extension_values.setdefault(ext_name, {})[control] = values.pop(name)
+            params = to_params(values)
+            handle = ctx.engine.submit(
+                Job(task, model_id, params, owner=owner_id, extension_values=extension_values)
+            )
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         for notice in handle.notices:
@@ -263,6 +275,43 @@ def build_task_tab(
         api_name=f"{task}_restore", show_progress="hidden",
     )  # fmt: skip
     return TaskTab(task, widgets, model, gallery, results, selected, send_buttons, send_frame=send_frame)
+
+
+class ExtensionWidgets(dict):
+    """{parameter name: component} of the extensions' widgets in one tab; `keys_by_name` maps each name
+    (a Python identifier, as the tab's API shows it) to (extension folder, the extension's own key)."""
+
+    def __init__(self):
+        super().__init__()
+        self.keys_by_name: dict[str, tuple[str, str]] = {}
+
+
+def build_extension_controls(ctx: UIContext, task: str) -> ExtensionWidgets:
+    """Each loaded extension's widgets for this task, in its own closed panel; one whose build raises is
+    marked failed (the tab is built without it)."""
+    import re
+
+    from kubin.extensions.loader import fail
+
+    built = ExtensionWidgets()
+    for ext in ctx.extensions:
+        if ext.status != "ok" or ext.api is None:
+            continue
+        for controls in ext.api.controls:
+            if controls.tasks is not None and task not in controls.tasks:
+                continue
+            with gr.Accordion(controls.title, open=False, elem_id=f"{task}-ext-{ext.name}"):
+                try:
+                    widgets = dict(controls.build(ctx, task) or {})
+                except Exception as exc:
+                    fail(ext, exc)
+                    gr.Markdown(f"❌ The extension {ext.name} failed to add its controls: {ext.error}")
+                    continue
+            for key, component in widgets.items():
+                name = re.sub(r"\W", "_", f"ext_{ext.name}_{key}")
+                built[name] = component
+                built.keys_by_name[name] = (ext.name, key)
+    return built
 
 
 def _api_name(task: str) -> str:
