@@ -6,7 +6,7 @@ set -euo pipefail
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$DIR"
 ./install.sh
-venv/bin/python -m pip install -q -r requirements-test.txt
+venv/bin/python -m pip install -q -r requirements-test.txt -r requirements-extensions.txt
 
 if ! command -v chromium >/dev/null 2>&1; then
   echo "Installing Debian's chromium for the browser tests ..."
@@ -16,7 +16,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
 fi
 
-venv/bin/ruff format --check src tests
-venv/bin/ruff check src tests
+venv/bin/ruff format --check src tests extensions benchmarks
+venv/bin/ruff check src tests extensions benchmarks
 export HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
 exec venv/bin/python -m pytest "$@"
