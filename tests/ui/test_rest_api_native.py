@@ -176,8 +176,10 @@ def test_many_waiting_clients_do_not_block_the_server(http, kubin_server):
     assert http.get(f"{API}/jobs/{first['id']}").json()["state"] == "cancelled"
 
 
-def test_video_tasks_return_the_video_and_its_preview(http):
-    job = run(http, "t2v", model="tiny-kd50-t2v", prompt="waves", steps=2)
+@pytest.mark.parametrize("task", ["t2v", "i2v"])
+def test_video_tasks_return_the_video_and_its_preview(http, task):
+    first_frame = {"init_image": b64_png(Image.new("RGB", (64, 64), (0, 90, 160)))} if task == "i2v" else {}
+    job = run(http, task, model=f"tiny-kd50-{task}", prompt="waves", steps=2, **first_frame)
     (result,) = job["results"]
     assert result["frames"] >= 1 and result["fps"] > 0 and result["url"].endswith(".mp4")
     video = http.get(result["url"])
@@ -276,6 +278,25 @@ def test_gradio_file_route_serves_nothing_outside_the_output_folder(kubin_server
     status, text = raw_get(kubin_server, f"/gradio_api/file={path}")
     assert status in (400, 403, 404), (path, status)
     assert SECRET not in text and "root:" not in text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../../../../../../etc/passwd",
+        "/static/..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/assets/../../../../../../etc/passwd",
+        "/assets/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/gradio_api/file=..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/gradio_api/file=%2fetc%2fpasswd",
+        "/svelte/../../../../../../etc/passwd",
+        "/../../../../etc/passwd",
+    ],
+)
+def test_no_other_route_serves_files_from_outside_either(kubin_server, outside_file, path):
+    status, text = raw_get(kubin_server, path)
+    assert status in (400, 403, 404, 405), (path, status)
+    assert "root:" not in text and SECRET not in text
 
 
 def test_image_fields_never_read_server_paths(http, outside_file):
