@@ -209,24 +209,30 @@ def test_png_info_reads_the_parameters_back(http):
 
 def test_progress_then_interrupt_returns_the_images_saved_so_far(http, kubin_server):
     replies = []
-    worker = threading.Thread(
-        target=lambda: replies.append(txt2img(http, steps=400, n_iter=5, prompt="interrupt me")), daemon=True
-    )
+
+    def generate() -> None:
+        with httpx.Client(base_url=kubin_server.url, timeout=TIMEOUT_S) as client:
+            replies.append(txt2img(client, steps=4, n_iter=60, prompt="interrupt me"))
+
+    worker = threading.Thread(target=generate, daemon=True)
     worker.start()
     deadline = time.monotonic() + TIMEOUT_S
-    while True:
+    while True:  # until the first image is saved: it comes back as current_image
         progress = http.get("/sdapi/v1/progress", params={"skip_current_image": False}).json()
-        if progress["state"]["sampling_step"] > 2:
+        if progress["current_image"] and progress["state"]["sampling_step"] > 0:
             break
         assert time.monotonic() < deadline, progress
         time.sleep(0.05)
     assert 0 < progress["progress"] < 1
-    assert progress["state"]["job_count"] >= 1 and progress["state"]["sampling_steps"] > 400
+    assert progress["state"]["job_count"] >= 1 and progress["state"]["sampling_steps"] == 60 * (4 + 2)
     assert progress["eta_relative"] > 0 and progress["textinfo"].startswith("Step ")
+    assert decode(progress["current_image"]).text["parameters"].startswith("interrupt me")
+    skipped = http.get("/sdapi/v1/progress", params={"skip_current_image": True}).json()
+    assert skipped["current_image"] is None
     assert http.post("/sdapi/v1/interrupt").status_code == 200
     worker.join(TIMEOUT_S)
     info = json.loads(replies[0]["info"])
-    assert info["interrupted"] is True and len(replies[0]["images"]) < 5
+    assert info["interrupted"] is True and 1 <= len(replies[0]["images"]) < 60
     assert all(Path(f).is_file() for f in info["files"])
     idle = http.get("/sdapi/v1/progress").json()
     assert idle["state"]["job_count"] == 0 and idle["progress"] == 0
