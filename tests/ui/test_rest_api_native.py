@@ -215,6 +215,12 @@ def test_docs_and_openapi_list_both_apis(http):
     assert not any("install" in p for p in paths), "no API route installs anything"
 
 
+def test_no_ui_endpoint_installs_extension_requirements(api_client):
+    endpoints = api_client.view_api(print_info=False, return_format="dict")
+    names = list(endpoints["named_endpoints"]) + list(endpoints["unnamed_endpoints"])
+    assert names and not any("install" in str(name).lower() for name in names)
+
+
 # --- nothing outside the output folder is served -------------------------------------------------
 SECRET = "kubin-secret-outside-the-output-folder"
 
