@@ -41,9 +41,13 @@ def load_config(
     user_path: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
     default_path: str | os.PathLike = DEFAULT_CONFIG,
+    defaults: dict[str, Any] | None = None,
 ) -> LoadedConfig:
-    """Merge the defaults, the user file (if present and readable) and dotted-key overrides."""
+    """Merge the defaults (the file, then dotted-key `defaults` such as Colab's), the user file (if present
+    and readable) and dotted-key overrides (command-line flags)."""
     cfg = OmegaConf.load(default_path)
+    for key, value in (defaults or {}).items():
+        OmegaConf.update(cfg, key, value, merge=True)
     user = Path(user_path) if user_path else DEFAULT_USER_CONFIG
     warnings: list[str] = []
     if user.exists():
