@@ -17,6 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from kubin import __version__
@@ -25,8 +26,8 @@ from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.manager import ModelManager, free_memory
 from kubin.models.registry import list_models
-from kubin.outputs import save_image, save_video
-from kubin.params import SEED_MAX, VIDEO_TASKS, ImageTaskParams, params_class
+from kubin.outputs import save_image, save_mesh, save_video
+from kubin.params import MESH_TASKS, SEED_MAX, VIDEO_TASKS, ImageTaskParams, params_class
 from kubin.tasks import Prepared, prepare
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,16 @@ class Result:
     meta: dict[str, Any]
     frames: int = 0  # videos only
     fps: float = 0
-    preview: Path | None = None  # an animated WebP of a video
+    preview: Path | None = None  # an animated WebP of a video, a turntable GIF of a 3D object
+    files: dict[str, Path] = field(default_factory=dict)  # 3D only: "glb" (= path), "ply", "obj"
 
     @property
     def is_video(self) -> bool:
         return self.frames > 0
+
+    @property
+    def is_mesh(self) -> bool:
+        return bool(self.files)
 
     def as_json(self) -> dict[str, Any]:
         out = {
@@ -72,6 +78,10 @@ class Result:
         }
         if self.is_video:
             out.update(frames=self.frames, fps=self.fps, preview=str(self.preview) if self.preview else None)
+        if self.is_mesh:
+            out.update(preview=str(self.preview) if self.preview else None,
+                       files={kind: str(p) for kind, p in self.files.items()},
+                       vertices=self.meta.get("vertices"), faces=self.meta.get("faces"))  # fmt: skip
         return out
 
 
@@ -305,7 +315,7 @@ class Engine:
                 handle,
                 CANCELLED,
                 JobCancelled(
-                    f"Cancelled after {n} of {params.image_count} {'video' if job.task in VIDEO_TASKS else 'image'}(s); "
+                    f"Cancelled after {n} of {params.image_count} {_output_kind(job.task)}(s); "
                     "the finished ones are saved."
                 ),
             )
@@ -334,6 +344,18 @@ class Engine:
     def _save(self, handle, model, scheduler, seed, index, output, inputs) -> Result:
         """Save one output (an image, or a video as a list of frames) with its metadata at once."""
         task = handle.job.task
+        if task in MESH_TASKS:  # a Mesh with its turntable frames
+            size = handle.prepared.size  # the preview's
+            meta = self._metadata(
+                handle, model, scheduler, seed, index, SimpleNamespace(width=size[0], height=size[1]), inputs
+            )
+            meta["frames"] = len(output.turntable)
+            paths = save_mesh(output, self.output_dir, task, meta)
+            meta.update(vertices=len(output.vertices), faces=len(output.faces))
+            files = {kind: paths[kind] for kind in ("glb", "ply", "obj")}
+            return Result(
+                paths["glb"], seed, size[0], size[1], index, meta, preview=paths.get("preview"), files=files
+            )
         if task in VIDEO_TASKS:
             frames, fps = list(output), handle.params.fps
             first = frames[0]
@@ -387,6 +409,10 @@ def _check_limits(spec, params) -> None:
         )
     if least and frames < least:
         raise InvalidParams(f"{spec.title} needs at least {least} frames; got {frames}.")
+
+
+def _output_kind(task: str) -> str:
+    return "video" if task in VIDEO_TASKS else "3D object" if task in MESH_TASKS else "image"
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

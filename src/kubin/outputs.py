@@ -3,7 +3,8 @@
 Images are PNGs carrying an AUTOMATIC1111-style `parameters` text chunk (which other tools read)
 and a `kubin` chunk with the full parameters as JSON (which Kubin reads back exactly). Videos are
 H.264 mp4 files (through imageio-ffmpeg's own ffmpeg) with the same JSON in their comment tag and in a
-sidecar `.json` next to them, plus an animated WebP preview.
+sidecar `.json` next to them, plus an animated WebP preview. 3D objects are a `.glb` mesh (what viewers
+show) with `.ply` and `.obj` copies, a turntable GIF preview and the same `.json` sidecar.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -229,8 +231,11 @@ def read_video_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_output_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of any Kubin output file: a video (.mp4 or its .json sidecar) or an image."""
+    """The metadata of any Kubin output file: a video (.mp4 or its .json sidecar), a 3D object (any of its
+    files) or an image."""
     suffix = Path(path).suffix.lower()
+    if suffix in MESH_SUFFIXES:
+        return read_mesh_metadata(path)
     if suffix == ".json":
         try:
             return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -239,6 +244,90 @@ def read_output_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if suffix == ".mp4" or (suffix == ".webp" and Path(path).with_suffix(".mp4").is_file()):
         return read_video_metadata(Path(path).with_suffix(".mp4"))  # a video, or its preview
     return read_image_metadata(path)
+
+
+# --- 3D --------------------------------------------------------------------------------------------
+MESH_FORMATS = ("glb", "ply", "obj")
+MESH_SUFFIXES = (".glb", ".ply", ".obj", ".gif")  # a mesh's files, and its preview
+TURNTABLE_FPS = 10  # Shap-E renders 20 views around the object: a two-second turn
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh with per-vertex colours (0..1), and the turntable frames rendered with it."""
+
+    vertices: np.ndarray  # (N, 3) float
+    faces: np.ndarray  # (M, 3) int, indices into vertices
+    colors: np.ndarray | None = None  # (N, 3) float in 0..1
+    turntable: list[Image.Image] = field(default_factory=list)
+
+
+def mesh_files(mesh: Mesh) -> dict[str, bytes]:
+    """The mesh as GLB, PLY and OBJ, written by trimesh, turned to +Y up (the glTF convention, and what
+    Blender and three.js expect; Shap-E makes objects +Z up)."""
+    import trimesh
+
+    if len(mesh.vertices) == 0 or len(mesh.faces) == 0:
+        raise InvalidParams("The model made an empty 3D object (no surface was found); try another seed.")
+    colors = None
+    if mesh.colors is not None:
+        colors = (np.clip(np.asarray(mesh.colors, dtype=np.float64), 0, 1) * 255).round().astype(np.uint8)
+    shape = trimesh.Trimesh(np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64),
+                            vertex_colors=colors, process=False)  # fmt: skip
+    shape.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    out = {}
+    for kind in MESH_FORMATS:
+        data = shape.export(file_type=kind)
+        out[kind] = data.encode("utf-8") if isinstance(data, str) else data
+    return out
+
+
+def save_mesh(mesh: Mesh, root: Path, task: str, meta: dict[str, Any]) -> dict[str, Path]:
+    """Write root/task/YYYY-MM-DD/<counter>-<seed>.glb with .ply, .obj, a .gif turntable (if frames are given)
+    and a .json sidecar; returns {"glb", "ply", "obj", "preview", "json"} -> path. Everything is written to
+    temporary names first and renamed into place with the .glb last, so a listed .glb is complete."""
+    folder = output_folder(root, task)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = mesh_files(mesh)
+    meta = meta | {"vertices": len(mesh.vertices), "faces": len(mesh.faces)}
+    temps: dict[str, Path] = {}
+    try:
+        temps["json"] = _write_temp(
+            folder, ".json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()
+        )
+        for kind in ("ply", "obj", "glb"):
+            temps[kind] = _write_temp(folder, f".{kind}", files[kind])
+        if mesh.turntable:
+            fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".gif", dir=folder)
+            temps["preview"] = Path(name)
+            frames = [f.convert("RGB") for f in mesh.turntable]
+            with os.fdopen(fd, "wb") as fh:
+                frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
+                               duration=round(1000 / TURNTABLE_FPS), loop=0)  # fmt: skip
+        with _counter_lock:
+            glb = next_output_path(folder, int(meta.get("seed", 0)), ".glb")
+            paths = {kind: glb.with_suffix(".gif" if kind == "preview" else f".{kind}") for kind in temps}
+            for kind in ("json", "preview", "ply", "obj", "glb"):  # the mesh that lists the object goes last
+                if kind in temps:
+                    os.replace(temps[kind], paths[kind])
+    except BaseException:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    return paths
+
+
+def read_mesh_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a Kubin 3D object, from the `.json` sidecar beside any of its files."""
+    sidecar = Path(path).with_suffix(".json")
+    try:
+        return json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidParams(
+            f"{Path(path).name} carries no generation parameters (its {sidecar.name} sidecar is missing)."
+        ) from None
+    except (OSError, ValueError):
+        raise InvalidParams(f"The 3D object's metadata ({sidecar.name}) is damaged.") from None
 
 
 def save_video_frame(video: str | os.PathLike, index: int = -1) -> Path:

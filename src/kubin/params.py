@@ -514,6 +514,82 @@ class Image2VideoParams(VideoTaskParams):
     scheduler: str = _scheduler()
 
 
+# --- 3D (Shap-E) ----------------------------------------------------------------------------------
+MESH_FRAME_STEP = 32  # Shap-E renders the turntable in whole batches of 4096 rays (20 views x size²)
+
+
+def _frame_size(default: int):
+    return spec(
+        default, label="Preview size", minimum=32, maximum=512, step=MESH_FRAME_STEP,
+        help="side of the turntable preview in pixels (a multiple of 32)",
+    )  # fmt: skip
+
+
+def _mesh_resolution():
+    return spec(
+        128, label="Mesh resolution", minimum=16, maximum=256, step=16,
+        help="marching-cubes grid per side: higher is finer, slower and needs more memory",
+    )  # fmt: skip
+
+
+@dataclass
+class MeshTaskParams(ImageTaskParams):
+    """What the 3D tasks share: one object per pipeline call, a turntable preview and a mesh."""
+
+    batch_size: ClassVar[int] = 1  # one object per call
+
+    def steps_per_batch(self) -> int:
+        return self.steps
+
+    def validate(self) -> MeshTaskParams:
+        TaskParams.validate(self)
+        if self.frame_size % MESH_FRAME_STEP:
+            step = MESH_FRAME_STEP
+            raise InvalidParams(
+                f"Preview size must be a multiple of {step} for Shap-E (got {self.frame_size}); "
+                f"the nearest are {max(step, self.frame_size // step * step)} and {(self.frame_size // step + 1) * step}."
+            )
+        return self
+
+
+@dataclass
+class Text2MeshParams(MeshTaskParams):
+    """Text to 3D: Shap-E turns the prompt into a 3D object, saved as a mesh with a turntable preview."""
+
+    task: ClassVar[str] = "t2mesh"
+
+    prompt: str = _prompt()
+    guidance_scale: float = spec(15.0, label="Guidance scale", minimum=0.0, maximum=30.0, step=0.5)
+    steps: int = spec(64, label="Steps", minimum=1, maximum=500, step=1)
+    frame_size: int = _frame_size(64)
+    mesh_resolution: int = _mesh_resolution()
+    seed: int = _seed()
+    batch_count: int = spec(1, label="Objects", minimum=1, maximum=100, step=1, help="made one after another")
+
+    def validate(self) -> Text2MeshParams:
+        super().validate()
+        if not self.prompt.strip():
+            raise InvalidParams('Text to 3D needs a prompt: describe the object, e.g. "a wooden chair".')
+        return self
+
+
+@dataclass
+class Image2MeshParams(MeshTaskParams):
+    """Image to 3D: Shap-E turns a picture of one object into a 3D object (a mesh and a turntable preview)."""
+
+    task: ClassVar[str] = "i2mesh"
+
+    init_image: str = spec(
+        "", label="Init image", kind="image", help="a picture of one object, ideally on a plain background"
+    )
+    guidance_scale: float = spec(3.0, label="Guidance scale", minimum=0.0, maximum=30.0, step=0.5)
+    steps: int = spec(64, label="Steps", minimum=1, maximum=500, step=1)
+    frame_size: int = _frame_size(64)
+    mesh_resolution: int = _mesh_resolution()
+    seed: int = _seed()
+    batch_count: int = spec(1, label="Objects", minimum=1, maximum=100, step=1, help="made one after another")
+
+
 TASK_PARAMS: dict[str, type[ImageTaskParams]] = {
     cls.task: cls
     for cls in (
@@ -524,12 +600,15 @@ TASK_PARAMS: dict[str, type[ImageTaskParams]] = {
         OutpaintParams,
         Text2VideoParams,
         Image2VideoParams,
+        Text2MeshParams,
+        Image2MeshParams,
     )  # fmt: skip
 }
 VIDEO_TASKS = ("t2v", "i2v")
+MESH_TASKS = ("t2mesh", "i2mesh")
 TASK_LABELS = {
     "t2i": "Text to image", "i2i": "Image to image", "mix": "Mix", "inpaint": "Inpaint", "outpaint": "Outpaint",
-    "t2v": "Text to video", "i2v": "Image to video",
+    "t2v": "Text to video", "i2v": "Image to video", "t2mesh": "Text to 3D", "i2mesh": "Image to 3D",
 }  # fmt: skip
 
 

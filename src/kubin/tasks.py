@@ -18,8 +18,10 @@ from kubin.params import (
     MAX_SIDE,
     VIDEO_SIZE_STEP,
     Image2ImageParams,
+    Image2MeshParams,
     ImageTaskParams,
     InpaintParams,
+    MeshTaskParams,
     MixParams,
     OutpaintParams,
     VideoTaskParams,
@@ -69,6 +71,8 @@ def prepare(
     """Pipeline inputs for `params`; with the model's spec, its sizes and frame steps are applied too."""
     if isinstance(params, VideoTaskParams):
         return _video(params, max_pixels, spec)
+    if isinstance(params, MeshTaskParams):
+        return _mesh(params, max_pixels)
     prepared = _prepare(params, max_pixels)
     if spec is not None and spec.resolutions_only and prepared.size not in spec.resolutions:
         size = nearest_resolution(prepared.size, spec.resolutions)
@@ -181,6 +185,17 @@ def _mix(params: MixParams, max_pixels: int) -> Prepared:
         notices += image_notices
     return Prepared(size=(params.width, params.height), mix_items=[*images, *params.prompts], notices=notices,
                     sources={"images": images} if images else {})  # fmt: skip
+
+
+def _mesh(params: MeshTaskParams, max_pixels: int) -> Prepared:
+    """3D: the preview's square size; image to 3D loads its picture (Shap-E's own processor resizes it)."""
+    size = (params.frame_size, params.frame_size)
+    if not isinstance(params, Image2MeshParams):
+        return Prepared(size=size)
+    if not params.init_image:
+        raise InvalidParams("Image to 3D needs an init image: a picture of the object.")
+    image, notices = load_image(params.init_image, "Init image", max_pixels)
+    return Prepared(size=size, image=image, notices=notices, sources={"init_image": image})
 
 
 def nearest_resolution(size: tuple[int, int], resolutions) -> tuple[int, int]:

@@ -298,6 +298,46 @@ KD5_MODELS = [
 ]
 MODELS.update({spec.id: spec for spec in KD5_MODELS})
 
+# --- Shap-E: text to 3D and image to 3D, one pipeline per task ------------------------------------------
+MESH_TASK_IDS = ("t2mesh", "i2mesh")
+# diffusers' Shap-E examples: 64 steps, guidance 15 from text and 3 from an image, 256 px renders.
+SHAPE_DEFAULTS = {
+    "t2mesh": {"steps": 64, "guidance_scale": 15.0, "frame_size": 256, "mesh_resolution": 128},
+    "i2mesh": {"steps": 64, "guidance_scale": 3.0, "frame_size": 256, "mesh_resolution": 128},
+}
+TINY_SHAPE_DEFAULTS = {
+    task: {**values, "steps": 4, "frame_size": 32, "mesh_resolution": 32}
+    for task, values in SHAPE_DEFAULTS.items()
+}
+MODELS.update(
+    {
+        spec.id: spec
+        for spec in [
+            ModelSpec(
+                id="shap-e",
+                family="shap-e",
+                implementation="diffusers",
+                tasks=MESH_TASK_IDS,
+                title="Shap-E (OpenAI)",
+                module="shape_diffusers",
+                sources={"t2mesh": "openai/shap-e", "i2mesh": "openai/shap-e-img2img"},
+                defaults=SHAPE_DEFAULTS,
+            ),
+            ModelSpec(
+                id="tiny-shap-e",
+                family="shap-e",
+                implementation="diffusers",
+                tasks=MESH_TASK_IDS,
+                title="Shap-E (tiny, random weights, for tests and demos)",
+                module="shape_diffusers",
+                sources={},  # built in code by kubin.models.tiny on first use
+                defaults=TINY_SHAPE_DEFAULTS,
+                tiny=True,
+            ),
+        ]
+    }
+)
+
 # --- Kandinsky 4.0 T2V Flash: our own implementation (kd40_native) ---------------------------------
 # The authors' 480p sizes (width, height); 12 s is 25 latent frames = 97 frames at their 8 fps, and the
 # distilled model runs 4 steps without guidance (no negative prompt).
@@ -332,8 +372,8 @@ MODELS.update({spec.id: spec for spec in (_kd40(tiny=False), _kd40(tiny=True))})
 DEFAULT_MODEL = "kd50-t2v-lite-sft-5s"  # what a new install starts with
 
 # A local model folder holds its main pipeline in one of these subfolders: decoder/ for the 2.x prior +
-# decoder layout, pipeline/ for models of one pipeline (3.0, 5.0).
-FOLDER_MAIN_PIPELINES = ("decoder", "pipeline")
+# decoder layout, pipeline/ for models of one pipeline (3.0, 5.0), t2mesh/ and i2mesh/ for Shap-E.
+FOLDER_MAIN_PIPELINES = ("decoder", "pipeline", *MESH_TASK_IDS)
 # The class in that pipeline's model_index.json -> the registry model whose spec the folder takes.
 FOLDER_FAMILIES = {
     "KandinskyV22Pipeline": "kd22",
@@ -343,6 +383,8 @@ FOLDER_FAMILIES = {
     "Kandinsky5I2VPipeline": "kd50-i2v-pro-sft-5s",
     "Kandinsky5T2IPipeline": "kd50-t2i-lite-sft",
     "Kandinsky5I2IPipeline": "kd50-i2i-lite-sft",
+    "ShapEPipeline": "shap-e",
+    "ShapEImg2ImgPipeline": "shap-e",
 }
 # Written by `kubin save` next to the pipeline folders: the recommended defaults of the model saved.
 FOLDER_INFO = "kubin.json"
@@ -408,6 +450,8 @@ def _spec_for_folder(folder: Path) -> ModelSpec:
             sub.name: str(sub) for sub in sorted(folder.iterdir()) if (sub / "model_index.json").is_file()
         },
         defaults=defaults,
+        # Shap-E: a task whose pipeline the folder lacks is not offered.
+        tasks=tuple(t for t in base.tasks if t not in MESH_TASK_IDS or (folder / t).is_dir()),
         # ControlNet needs its own decoder: only a folder that holds one has the feature.
         features=tuple(
             f for f in base.features if f != "controlnet" or (folder / "decoder_controlnet").is_dir()
