@@ -15,7 +15,7 @@ from kubin.extensions.loader import fail
 from kubin.outputs import read_output_metadata, save_video_frame
 from kubin.ui.context import UIContext
 from kubin.ui.tabs import extensions as extensions_tab
-from kubin.ui.tabs import img2img, img2vid, inpaint, mix, outpaint, txt2img, txt2vid
+from kubin.ui.tabs import img2img, img2vid, inpaint, mesh, mix, outpaint, txt2img, txt2vid
 from kubin.ui.tabs import settings as settings_tab
 from kubin.ui.task_tab import TaskTab
 
@@ -32,6 +32,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                 gr.Markdown(f"⚠️ {notice}", elem_classes=["kubin-warning"])
         with gr.Tabs() as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
+            mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
             settings_tab.build(ctx)
             build_extension_tabs(ctx)
             extensions_tab.build(ctx)
