@@ -163,7 +163,12 @@ class Kandinsky4:
         spatial = 2 ** (len(config.block_out_channels) - 1)
         temporal = int(config.temporal_compression_ratio)
         width, height = size
-        return ((frames - 1) // temporal + 1, height // spatial, width // spatial, config.latent_channels)
+        latent_frames = (frames - 1) // temporal + 1
+        if (frames - 1) % temporal or (temporal > 1 and latent_frames % 2 == 0):
+            # The VAE decodes two latent frames at a time after the first: an even count comes out short.
+            step = 2 * temporal
+            raise InvalidParams(f"{self.spec.title} makes videos of {step}k+1 frames; got {frames}.")
+        return (latent_frames, height // spatial, width // spatial, config.latent_channels)
 
     def sample(
         self, text_embed, size: tuple[int, int], frames: int, seed: int, steps: int, on_step: StepCallback

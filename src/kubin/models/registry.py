@@ -339,8 +339,9 @@ MODELS.update(
 )
 
 # --- Kandinsky 4.0 T2V Flash: our own implementation (kd40_native) ---------------------------------
-# The authors' 480p sizes (width, height); 12 s is 25 latent frames = 97 frames at their 8 fps, and the
-# distilled model runs 4 steps without guidance (no negative prompt).
+# The authors' 480p sizes (width, height). Their clips have an odd number of latent frames (2 per second
+# + 1), which the CogVideoX VAE decodes to 8k+1 frames: 12 s is 25 latent frames = 97 frames at their
+# 8 fps. The distilled model runs 4 steps without guidance (no negative prompt).
 KD40_SIZES = ((672, 384), (384, 672), (512, 512), (736, 352), (352, 736), (544, 480), (480, 544))
 KD40_UNUSED = ("negative_prompt", "guidance_scale")
 KD40_SAMPLER = "Kandinsky 4 Flash (CogVideoX DDIM, renoise)"
@@ -361,7 +362,7 @@ def _kd40(tiny: bool) -> ModelSpec:
                           "steps": 4, "guidance_scale": 1.0, "negative_prompt": ""}},
         schedulers=(KD40_SAMPLER,),
         unused_params=KD40_UNUSED,
-        limits={"frames": 97, "frame_step": 4},
+        limits={"frames": 97, "frame_step": 8},
         resolutions=((64, 64), (128, 64), (64, 128)) if tiny else KD40_SIZES,
         dtype="bf16",
         tiny=tiny,
