@@ -338,6 +338,37 @@ MODELS.update(
     }
 )
 
+# --- Kandinsky 2.0: our own implementation (kd20_native) over the official files --------------------------
+# One repo holds both UNets, the autoencoder and both text encoders. The authors' recommended settings:
+# 512x512, guidance 10, DDIM; 50 steps (a divisor of 1000, where our DDIM schedule is exactly theirs); their
+# image-to-image strength 0.8 means "keep 80 %", which is Kubin's 0.2.
+KD20_REPO = "sberbank-ai/Kandinsky_2.0"
+KD20_OFFICIAL_FILE = "Kandinsky-2-0.pt"  # a folder holding it is a Kandinsky 2.0 model folder
+KD20_TASKS = ("t2i", "i2i", "inpaint", "outpaint")
+KD20_SCHEDULERS = ("DDIM", "DDPM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE", "UniPC", "Euler", "Euler a")
+
+
+def _kd20(tiny: bool) -> ModelSpec:
+    size, steps = (64, 4) if tiny else (512, 50)
+    common = {"steps": steps, "guidance_scale": 10.0}
+    return ModelSpec(
+        id="tiny-kd20" if tiny else "kd20",
+        family="kd20",
+        implementation="native",
+        tasks=KD20_TASKS,
+        title="Kandinsky 2.0" + (" (tiny, random weights, for tests and demos)" if tiny else ""),
+        module="kd20_native",
+        sources={} if tiny else {"repo": KD20_REPO},  # tiny: built in code by kubin.models.tiny on first use
+        defaults={"t2i": {"width": size, "height": size, **common}, "i2i": {**common, "strength": 0.2},
+                  "inpaint": common, "outpaint": common},
+        schedulers=KD20_SCHEDULERS,
+        unused_params=KD30_UNUSED,  # no prior, no ControlNet
+        tiny=tiny,
+    )  # fmt: skip
+
+
+MODELS.update({spec.id: spec for spec in (_kd20(tiny=False), _kd20(tiny=True))})
+
 # --- Kandinsky 4.0 T2V Flash: our own implementation (kd40_native) ---------------------------------
 # The authors' 480p sizes (width, height). Their clips have an odd number of latent frames (2 per second
 # + 1), which the CogVideoX VAE decodes to 8k+1 frames: 12 s is 25 latent frames = 97 frames at their
@@ -419,6 +450,8 @@ def _main_pipeline_class(folder: Path) -> str | None:
 
 
 def _spec_for_folder(folder: Path) -> ModelSpec:
+    if (folder / KD20_OFFICIAL_FILE).is_file():
+        return _kd20_folder_spec(folder)
     class_name = _main_pipeline_class(folder)
     if class_name is None:
         raise UnknownModel(
@@ -457,4 +490,20 @@ def _spec_for_folder(folder: Path) -> ModelSpec:
         features=tuple(
             f for f in base.features if f != "controlnet" or (folder / "decoder_controlnet").is_dir()
         ),
+    )
+
+
+def _kd20_folder_spec(folder: Path) -> ModelSpec:
+    """A folder in the official Kandinsky 2.0 layout (as `kubin save` writes it, or a copy of the hub repo)."""
+    try:
+        info = json.loads((folder / FOLDER_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    base = MODELS["kd20"]
+    return replace(
+        base,
+        id=str(folder.resolve()),
+        title=f"{base.title} from {folder}",
+        sources={"repo": str(folder.resolve())},
+        defaults=info.get("defaults", base.defaults),
     )

@@ -1,0 +1,669 @@
+"""Kandinsky 2.0, our own implementation, checked against the authors' work and run as a user runs it.
+
+Checkpoint compatibility: at full size (on the meta device) our UNets hold exactly the tensors of the
+manifests' state dicts, and the autoencoder's latent-diffusion names map onto diffusers' AutoencoderKL and
+back. Arithmetic: the tiny test vectors' weights load strictly and give the authors' outputs. Weights: a
+folder in the official layout loads offline and a missing file is named. Sampling: diffusers' DDIM and
+DDPM (learned range) take the authors' steps, and where they differ (DDIM step counts that do not divide
+1000) it is shown. Then tiny-kd20 through the engine and the command line: text to image, image to image,
+inpainting and outpainting, seeds, progress, cancel, and a saved model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kubin.engine import CANCELLED, DONE, Engine, Job
+from kubin.errors import WeightsMissing
+from kubin.models import kd20_native
+from kubin.models.kd20_native import (
+    INPAINT_UNET_FILE,
+    UNET_FILE,
+    VAE_DDCONFIG,
+    VAE_FILE,
+    latent_keep_mask,
+    scheduler_for,
+    vae_config,
+    vae_to_ldm,
+)
+from kubin.models.manager import ModelManager
+from kubin.models.native.kd20_unet import Kandinsky20UNet, MultilingualCLIPText, UNetConfig
+from kubin.models.registry import resolve_model
+from kubin.models.tiny import tiny_t5_tokenizer, tiny_xlm_roberta_tokenizer
+from kubin.outputs import read_image_metadata
+from kubin.runtime.device import Placement
+
+MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
+VECTORS = MANIFESTS / "vectors" / "kd20-tiny.safetensors"
+needs_manifests = pytest.mark.skipif(not MANIFESTS.is_dir(), reason=f"no manifests at {MANIFESTS}")
+MODEL = "tiny-kd20"
+PRIOR_ONLY = {"negative_prior_prompt", "prior_steps", "prior_guidance_scale", "hint_image"}
+SLOW_STEPS = 60  # enough steps to cancel reliably
+
+
+def manifest(name: str) -> dict:
+    return json.loads((MANIFESTS / f"{name}.json").read_text())
+
+
+def shapes(state: dict) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in state.items()}
+
+
+# --- checkpoint layout: the manifests --------------------------------------------------------------------
+@needs_manifests
+@pytest.mark.parametrize("name", ["kd20-unet", "kd20-inpaint-unet"])
+def test_our_full_size_unets_hold_exactly_the_official_tensors(name):
+    wanted = manifest(name)
+    with torch.device("meta"):
+        unet = Kandinsky20UNet(UNetConfig.from_dict(wanted["config"]))
+
+    ours = shapes(unet.state_dict())
+    theirs = {key: shape for key, (shape, _dtype) in wanted["keys"].items()}
+    assert sorted(set(theirs) - set(ours)) == []  # nothing missing
+    assert sorted(set(ours) - set(theirs)) == []  # nothing extra
+    assert ours == theirs  # the same shapes
+    assert sum(p.numel() for p in unet.parameters()) == wanted["params"]
+
+
+@needs_manifests
+def test_the_published_configs_are_our_defaults():
+    unet = manifest("kd20-unet")["config"]
+    assert UNetConfig.from_dict(unet) == UNetConfig()
+    assert UNetConfig.from_dict(manifest("kd20-inpaint-unet")["config"]) == UNetConfig(inpainting=True)
+    ddconfig = manifest("kd20-vae")["config"]["ddconfig"]
+    assert {k: ddconfig[k] for k in VAE_DDCONFIG} == VAE_DDCONFIG
+
+
+@needs_manifests
+def test_the_official_autoencoder_maps_onto_diffusers_and_back_with_nothing_missing_or_extra():
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    wanted = manifest("kd20-vae")
+    theirs = {key: shape for key, (shape, _dtype) in wanted["keys"].items()}
+    with torch.device("meta"):
+        vae = AutoencoderKL(**vae_config(wanted["config"]["ddconfig"]))
+        official = {key: torch.empty(shape) for key, shape in theirs.items()}
+    ours = shapes(vae.state_dict())
+
+    converted = convert_ldm_vae_checkpoint(official, vae.config)  # what load_vae does with vae.ckpt
+    assert shapes(converted) == ours  # every tensor of ours filled, with its shape
+    assert len(converted) == len(official)  # and every official tensor used
+    assert shapes(vae_to_ldm(vae.state_dict())) == theirs  # our writer gives the official names back
+
+
+# --- arithmetic: the test vectors ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vectors():
+    if not VECTORS.is_file():
+        pytest.skip(f"no test vectors at {VECTORS}")
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(VECTORS, "pt") as f:
+        meta = f.metadata()
+    return load_file(VECTORS), meta
+
+
+def vector_weights(tensors: dict, name: str) -> dict:
+    prefix = f"{name}.weights."
+    return {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def vector_inputs(tensors: dict, name: str) -> dict:
+    keys = ["full_emb1", "pooled_emb1", "full_emb2"]
+    if name == "inpaint_unet":
+        keys += ["inpaint_image", "inpaint_mask"]
+    return {k: tensors[f"{name}.{k}"] for k in keys}
+
+
+@pytest.mark.parametrize("name", ["unet", "inpaint_unet"])
+def test_the_tiny_vectors_load_strictly_and_give_the_authors_outputs(vectors, name):
+    tensors, meta = vectors
+    unet = Kandinsky20UNet(UNetConfig.from_dict(json.loads(meta[f"{name}_config"]))).eval()
+
+    unet.load_state_dict(vector_weights(tensors, name), strict=True)
+    with torch.no_grad():
+        out = unet(tensors[f"{name}.x"], tensors[f"{name}.timesteps"], **vector_inputs(tensors, name))
+
+    expected = tensors[f"{name}.out"]
+    assert out.shape == expected.shape
+    assert (out - expected).abs().max().item() < 1e-4
+    assert expected.abs().max().item() > 0.1  # the comparison means something
+
+
+def test_the_inpainting_unet_reads_the_image_only_where_the_mask_keeps_it(vectors):
+    tensors, meta = vectors
+    unet = Kandinsky20UNet(UNetConfig.from_dict(json.loads(meta["inpaint_unet_config"]))).eval()
+    unet.load_state_dict(vector_weights(tensors, "inpaint_unet"))
+    inputs = vector_inputs(tensors, "inpaint_unet")
+    x, t = tensors["inpaint_unet.x"], tensors["inpaint_unet.timesteps"]
+    mask = torch.zeros_like(inputs["inpaint_mask"])
+    mask[..., :4] = 1
+
+    with torch.no_grad():
+        base = unet(x, t, **{**inputs, "inpaint_mask": mask})
+        changed_hidden = inputs["inpaint_image"].clone()
+        changed_hidden[..., 4:] += 1
+        hidden = unet(x, t, **{**inputs, "inpaint_mask": mask, "inpaint_image": changed_hidden})
+        changed_kept = inputs["inpaint_image"].clone()
+        changed_kept[..., :4] += 1
+        kept = unet(x, t, **{**inputs, "inpaint_mask": mask, "inpaint_image": changed_kept})
+
+    assert torch.equal(base, hidden)
+    assert not torch.allclose(base, kept)
+
+
+# --- weights: a folder in the official layout ------------------------------------------------------------
+def write_text_encoders(folder: Path, width1: int, pooled1: int) -> None:
+    """text_encoder1/ and text_encoder2/ as the official repo holds them (config.json, pytorch_model.bin,
+    tokenizer files), at toy size."""
+    from transformers import MT5Config, MT5EncoderModel, XLMRobertaConfig
+
+    tokenizer1, tokenizer2 = tiny_xlm_roberta_tokenizer(), tiny_t5_tokenizer()
+    torch.manual_seed(0)
+    config1 = XLMRobertaConfig(
+        vocab_size=len(tokenizer1), hidden_size=width1, num_hidden_layers=1, num_attention_heads=4,
+        intermediate_size=16, max_position_embeddings=80, pad_token_id=1,
+    )  # fmt: skip
+    encoder1 = MultilingualCLIPText(config1, pooled1)
+    config2 = MT5Config(
+        vocab_size=len(tokenizer2), d_model=512, d_kv=8, d_ff=16, num_layers=1, num_heads=2,
+        relative_attention_num_buckets=8, decoder_start_token_id=0,
+    )  # fmt: skip
+    encoder2 = MT5EncoderModel(config2)
+    for name, config, encoder, tokenizer in (
+        ("text_encoder1", config1, encoder1, tokenizer1),
+        ("text_encoder2", config2, encoder2, tokenizer2),
+    ):
+        (folder / name).mkdir(parents=True)
+        config.save_pretrained(folder / name)
+        torch.save(encoder.state_dict(), folder / name / "pytorch_model.bin")
+        tokenizer.save_pretrained(folder / name)
+
+
+@pytest.fixture(scope="module")
+def official_folder(vectors, tmp_path_factory) -> Path:
+    """The vectors' tiny UNets and a tiny autoencoder and text encoders, saved as sberbank-ai/Kandinsky_2.0
+    lays out its files: UNet state dicts (.pt), a Lightning vae.ckpt in latent-diffusion names (with the
+    training loss's tensors, which are not the autoencoder's), transformers folders with pytorch_model.bin.
+    The one addition is kubin.json with the toy configs (the official repo's are the code's defaults)."""
+    from diffusers import AutoencoderKL
+
+    tensors, meta = vectors
+    folder = tmp_path_factory.mktemp("official")
+    torch.save(vector_weights(tensors, "unet"), folder / UNET_FILE)
+    torch.save(vector_weights(tensors, "inpaint_unet"), folder / INPAINT_UNET_FILE)
+    ddconfig = {"z_channels": 4, "resolution": 64, "ch": 32, "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1}
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**vae_config(ddconfig))
+    ldm = vae_to_ldm(vae.state_dict())
+    ldm["loss.discriminator.main.0.weight"] = torch.zeros(3)
+    torch.save({"state_dict": ldm, "epoch": 7}, folder / VAE_FILE)
+    torch.save(vae.state_dict(), folder / "vae-diffusers.reference")
+    config = json.loads(meta["unet_config"])
+    write_text_encoders(folder, config["text_encoder_in_dim1"], config["text_encoder_in_dim2"])
+    (folder / "kubin.json").write_text(json.dumps({"unet_config": config, "vae_ddconfig": ddconfig}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def loaded_official(official_folder):
+    spec = resolve_model("kd20")
+    return kd20_native.load(spec, {"repo": str(official_folder)}, Placement("cpu", "fp32"))
+
+
+@pytest.mark.parametrize("name", ["unet", "inpaint_unet"])
+def test_a_folder_in_the_official_layout_loads_offline_and_gives_the_authors_outputs(
+    vectors, loaded_official, name
+):
+    tensors, _ = vectors
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    unet = loaded_official.unet if name == "unet" else loaded_official._inpaint_unet()
+
+    with torch.no_grad():
+        out = unet(tensors[f"{name}.x"], tensors[f"{name}.timesteps"], **vector_inputs(tensors, name))
+
+    assert (out - tensors[f"{name}.out"]).abs().max().item() < 1e-4
+
+
+def test_the_official_vae_checkpoint_loads_every_tensor_through_the_ldm_conversion(
+    official_folder, loaded_official
+):
+    reference = torch.load(official_folder / "vae-diffusers.reference", weights_only=True)
+    loaded = loaded_official.vae.state_dict()
+
+    assert loaded.keys() == reference.keys()
+    for key, value in reference.items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_the_text_encoders_follow_the_authors_padding_and_pooling(loaded_official):
+    model = loaded_official
+    text = model._encode_prompt("a red cat", "", batch=2)
+
+    assert text["full_emb1"].shape == (4, 77, 24)  # prompt rows, then negative rows; 77 tokens each
+    assert text["pooled_emb1"].shape == (4, 20)
+    assert text["full_emb2"].shape == (4, 77, 512)
+    assert torch.equal(text["full_emb1"][0], text["full_emb1"][1])
+    assert not torch.equal(text["full_emb1"][1], text["full_emb1"][2])
+    # The pooled output is the linear map of the attention-masked mean of XLM-R's hidden states.
+    tokens = model.tokenizer1(["a red cat"], max_length=77, padding="max_length", return_tensors="pt")
+    hidden = model.text_encoder1.transformer(**tokens)[0]
+    mask = tokens["attention_mask"][..., None]
+    mean = (hidden * mask).sum(1) / mask.sum(1)
+    assert torch.allclose(
+        text["pooled_emb1"][0], model.text_encoder1.LinearTransformation(mean)[0], atol=1e-6
+    )
+
+
+def copy_folder(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    "missing", [UNET_FILE, VAE_FILE, "text_encoder1/pytorch_model.bin", "text_encoder2/config.json"]
+)
+def test_a_missing_file_is_a_clear_error_naming_it(official_folder, tmp_path, missing):
+    folder = copy_folder(official_folder, tmp_path / "copy")
+    (folder / missing).unlink()
+
+    with pytest.raises(WeightsMissing, match=rf"has no {missing}; a Kandinsky 2\.0 folder holds the files"):
+        kd20_native.load(resolve_model("kd20"), {"repo": str(folder)}, Placement("cpu", "fp32"))
+
+
+def test_a_missing_inpainting_unet_is_named_when_inpainting_starts(official_folder, tmp_path):
+    folder = copy_folder(official_folder, tmp_path / "copy")
+    (folder / INPAINT_UNET_FILE).unlink()
+    model = kd20_native.load(resolve_model("kd20"), {"repo": str(folder)}, Placement("cpu", "fp32"))
+
+    with pytest.raises(WeightsMissing, match=rf"has no {INPAINT_UNET_FILE}"):
+        model._inpaint_unet()
+
+
+def test_offline_without_the_weights_is_one_clear_sentence_naming_the_repo_and_file():
+    spec = resolve_model("kd20")
+
+    with pytest.raises(
+        WeightsMissing,
+        match=r"^Model kd20 needs Kandinsky-2-0\.pt from sberbank-ai/Kandinsky_2\.0, which is not in the "
+        r"Hugging Face cache and downloads are off",
+    ):
+        kd20_native.load(spec, spec.sources, Placement("cpu", "fp32"))
+
+
+def test_an_official_folder_is_a_model_id(official_folder):
+    spec = resolve_model(str(official_folder))
+
+    assert spec.module == "kd20_native" and spec.sources == {"repo": str(official_folder.resolve())}
+    assert spec.tasks == ("t2i", "i2i", "inpaint", "outpaint")
+
+
+# --- sampling: diffusers' schedulers against the authors' samplers ---------------------------------------
+def authors_alphas_cumprod() -> np.ndarray:
+    return np.cumprod(1.0 - np.linspace(0.0001, 0.02, 1000, dtype=np.float64))
+
+
+def authors_ddim_timesteps(steps: int) -> list[int]:
+    """Their DDIM sampler's timesteps, last first: every (1000 // steps)-th from 0, plus one."""
+    return [t + 1 for t in range(0, 1000, 1000 // steps)][::-1]
+
+
+@pytest.mark.parametrize("steps", [4, 10, 25, 50, 100])
+def test_ddim_takes_the_authors_timesteps_when_the_steps_divide_1000(steps):
+    scheduler = scheduler_for("DDIM")
+    scheduler.set_timesteps(steps)
+
+    assert scheduler.timesteps.tolist() == authors_ddim_timesteps(steps)
+
+
+def test_ddim_runs_the_steps_asked_for_where_the_authors_sampler_runs_more():
+    """The difference we keep: for 75 steps the authors' sampler strides by 13 from 0 to 988 (77 steps);
+    diffusers strides by 13 for exactly 75 steps, so progress and step counts mean what the user asked."""
+    scheduler = scheduler_for("DDIM")
+    scheduler.set_timesteps(75)
+
+    assert len(authors_ddim_timesteps(75)) == 77
+    assert len(scheduler.timesteps) == 75
+    assert scheduler.timesteps.tolist() == authors_ddim_timesteps(75)[2:]  # the same, less their 2 noisiest
+
+
+def test_a_ddim_step_is_the_authors_update_with_their_eta():
+    scheduler = scheduler_for("DDIM")
+    scheduler.set_timesteps(10)
+    ac = authors_alphas_cumprod()
+    gen = torch.Generator().manual_seed(0)
+    x, eps, noise = (torch.randn(1, 4, 8, 8, generator=gen, dtype=torch.float64) for _ in range(3))
+    for t, prev in ((901, 801), (1, None)):
+        a, a_prev = ac[t], ac[prev] if prev is not None else ac[0]  # the last step goes to alphas_cumprod[0]
+        sigma = kd20_native.DDIM_ETA * np.sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))
+        x0 = (x - np.sqrt(1 - a) * eps) / np.sqrt(a)
+        expected = np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev - sigma**2) * eps + sigma * noise
+
+        out = scheduler.step(
+            eps.float(), t, x.float(), eta=kd20_native.DDIM_ETA, variance_noise=noise.float()
+        ).prev_sample
+
+        assert torch.allclose(out.double(), expected, atol=1e-5), t
+
+
+def authors_respaced_timesteps(steps: int) -> list[int]:
+    """Their p_sampler's respacing of 1000 steps into `steps` (one section), last first."""
+    stride = 999 / (steps - 1) if steps > 1 else 1
+    taken, position = [], 0.0
+    for _ in range(steps):
+        taken.append(round(position))
+        position += stride
+    return sorted(taken, reverse=True)
+
+
+@pytest.mark.parametrize("steps", [4, 7, 50, 75, 100])
+def test_ddpm_takes_the_timesteps_of_the_authors_respaced_sampler(steps):
+    scheduler = scheduler_for("DDPM")
+    scheduler.set_timesteps(steps)
+
+    assert scheduler.timesteps.tolist() == authors_respaced_timesteps(steps)
+
+
+def test_a_ddpm_step_is_the_authors_learned_range_ancestral_step_with_clipped_x0():
+    steps = 7
+    scheduler = scheduler_for("DDPM")
+    scheduler.set_timesteps(steps)
+    timesteps = authors_respaced_timesteps(steps)
+    ac = authors_alphas_cumprod()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 4, 8, 8, generator=gen, dtype=torch.float64)
+    eps = torch.randn(1, 4, 8, 8, generator=gen, dtype=torch.float64) * 3  # large: x0 gets clipped
+    v = torch.rand(1, 4, 8, 8, generator=gen, dtype=torch.float64) * 2 - 1
+    for i in (0, 3):
+        t, prev = timesteps[i], timesteps[i + 1]
+        a, a_prev = ac[t], ac[prev]
+        beta = 1 - a / a_prev  # the respaced process's beta
+        x0 = ((x - np.sqrt(1 - a) * eps) / np.sqrt(a)).clamp(-1, 1)
+        mean = beta * np.sqrt(a_prev) / (1 - a) * x0 + (1 - a_prev) * np.sqrt(1 - beta) / (1 - a) * x
+        log_var = (v + 1) / 2 * np.log(beta) + (1 - v) / 2 * np.log(beta * (1 - a_prev) / (1 - a))
+        noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+        expected = mean + torch.exp(0.5 * log_var) * noise.double()
+
+        model_output = torch.cat([eps, v], dim=1).float()
+        out = scheduler.step(
+            model_output, t, x.float(), generator=torch.Generator().manual_seed(5)
+        ).prev_sample
+
+        assert torch.allclose(out.double(), expected, atol=1e-5), t
+
+
+def test_the_inpainting_mask_grows_the_repainted_area_as_the_authors_do():
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (24, 24, 32, 32))  # one latent pixel, (3, 3), to repaint
+
+    keep = latent_keep_mask(mask, (8, 8))[0, 0]
+
+    repainted = {(int(i), int(j)) for i, j in zip(*np.nonzero(keep.numpy() == 0), strict=True)}
+    # Their prepare_mask clears the kept pixels beside a repainted one along the axes and the main diagonal.
+    assert repainted == {(3, 3), (2, 3), (4, 3), (3, 2), (3, 4), (2, 2), (4, 4)}
+
+
+# --- tiny-kd20 through the engine ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def manager():
+    manager = ModelManager(device="cpu", dtype="fp32")
+    yield manager
+    manager.unload()
+
+
+@pytest.fixture
+def engine(manager, output_dir: Path):
+    engine = Engine(manager, output_dir)
+    yield engine
+    engine.close(wait=True)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> str:
+    """A 100x70 photo (no side a multiple of 64)."""
+    path = tmp_path_factory.mktemp("pictures") / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (70, 100, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def right_half(tmp_path_factory) -> str:
+    """A mask of the photo's size: repaint the right half."""
+    mask = np.zeros((70, 100), dtype=np.uint8)
+    mask[:, 50:] = 255
+    path = tmp_path_factory.mktemp("masks") / "right.png"
+    Image.fromarray(mask).save(path)
+    return str(path)
+
+
+def job(task: str, **values) -> Job:
+    return Job(task, MODEL, {"prompt": "a red cat", "steps": 3, "seed": 1, **values})
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB")).astype(int)
+
+
+def wait_until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.002)
+
+
+def test_the_registry_knows_kd20_its_repo_and_its_tiny_twin():
+    real, tiny = resolve_model("kd20"), resolve_model(MODEL)
+
+    assert (real.family, real.implementation, real.module) == ("kd20", "native", "kd20_native")
+    assert real.sources == {"repo": "sberbank-ai/Kandinsky_2.0"}
+    assert real.tasks == tiny.tasks == ("t2i", "i2i", "inpaint", "outpaint")
+    assert real.defaults["t2i"] == {"width": 512, "height": 512, "steps": 50, "guidance_scale": 10.0}
+    assert real.defaults["i2i"]["strength"] == 0.2  # the authors' strength 0.8 ("keep 80 %")
+    assert real.schedulers[0] == tiny.schedulers[0] == "DDIM"
+    assert set(real.unused_params) == PRIOR_ONLY and tiny.tiny and not real.tiny
+
+
+def test_text_to_image_gives_pngs_of_the_asked_size_with_their_parameters(engine):
+    handle = engine.run(job("t2i", width=128, height=64, batch_size=2, negative_prompt="blurry"))
+
+    assert handle.state == DONE and handle.error is None
+    assert [r.seed for r in handle.results] == [1, 2]
+    for result in handle.results:
+        with Image.open(result.path) as image:
+            assert image.size == (result.width, result.height) == (128, 64)
+            text = image.text["parameters"]
+        saved = read_image_metadata(result.path)
+        assert (saved["model"], saved["family"], saved["implementation"], saved["task"], saved["scheduler"]) == (
+            MODEL, "kd20", "native", "t2i", "DDIM",
+        )  # fmt: skip
+        assert saved["params"]["negative_prompt"] == "blurry" and saved["params"]["steps"] == 3
+        assert not PRIOR_ONLY & set(saved["params"])
+        assert "Prior" not in text and "Steps: 3" in text
+    assert not np.array_equal(pixels(handle.results[0].path), pixels(handle.results[1].path))
+
+
+def test_the_prompt_and_the_negative_prompt_change_the_picture(engine):
+    plain = engine.run(job("t2i", seed=3))
+    other = engine.run(job("t2i", seed=3, prompt="a blue dog"))
+    negative = engine.run(job("t2i", seed=3, negative_prompt="blurry"))
+
+    assert not np.array_equal(pixels(plain.results[0].path), pixels(other.results[0].path))
+    assert not np.array_equal(pixels(plain.results[0].path), pixels(negative.results[0].path))
+
+
+def test_image_to_image_runs_at_the_image_size_and_follows_the_init_image(engine, photo, tmp_path):
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((70, 100, 3), 200, dtype=np.uint8)).save(grey)
+
+    from_photo = engine.run(job("i2i", init_image=photo, strength=0.5, steps=4))
+    from_grey = engine.run(job("i2i", init_image=str(grey), strength=0.5, steps=4))
+    tall = engine.run(job("i2i", init_image=photo, width=64, height=128, strength=0.5, steps=4))
+
+    [result] = from_photo.results
+    assert (result.width, result.height) == Image.open(result.path).size == (128, 64)  # 100x70 snaps
+    assert result.meta["params"]["strength"] == 0.5
+    assert Image.open(tall.results[0].path).size == (64, 128)
+    assert not np.array_equal(pixels(result.path), pixels(from_grey.results[0].path))
+
+
+def test_inpainting_keeps_the_pixels_outside_the_mask_and_repaints_inside(engine, photo, right_half):
+    handle = engine.run(job("inpaint", init_image=photo, mask=right_half, mask_blur=0))
+
+    [result] = handle.results
+    out, original = pixels(result.path), pixels(photo)
+    assert handle.state == DONE and result.meta["task"] == "inpaint"
+    assert out.shape == original.shape  # back at the photo's own size
+    assert np.array_equal(out[:, :50], original[:, :50])  # kept exactly
+    assert not np.array_equal(out[:, 50:], original[:, 50:])
+
+
+def test_outpainting_keeps_the_picture_and_paints_the_new_area(engine, photo):
+    handle = engine.run(job("outpaint", init_image=photo, expand=[0, 0, 28, 0], feather=0))
+
+    [result] = handle.results
+    out, original = pixels(result.path), pixels(photo)
+    assert handle.state == DONE and out.shape == (70, 128, 3)
+    assert np.array_equal(out[:, :100], original)
+    assert out[:, 100:].std() > 1.0
+
+
+def test_the_same_seed_gives_the_same_pixels_alone_or_in_a_batch(engine):
+    first = engine.run(job("t2i", seed=7))
+    again = engine.run(job("t2i", seed=7))
+    other = engine.run(job("t2i", seed=8))
+    batch = engine.run(job("t2i", seed=6, batch_size=2))  # seeds 6 and 7
+
+    assert np.array_equal(pixels(first.results[0].path), pixels(again.results[0].path))
+    assert not np.array_equal(pixels(first.results[0].path), pixels(other.results[0].path))
+    assert np.array_equal(pixels(batch.results[1].path), pixels(first.results[0].path))
+
+
+@pytest.mark.parametrize(
+    ("task", "values", "per_batch"),
+    [
+        ("t2i", {"steps": 5}, 5),
+        ("i2i", {"steps": 10, "strength": 0.3}, 3),  # image to image runs int(steps * strength) steps
+        ("i2i", {"steps": 4, "strength": 1.0}, 4),
+        ("inpaint", {"steps": 4}, 4),
+    ],
+)
+def test_progress_counts_exactly_the_steps_that_run(
+    engine, manager, photo, right_half, task, values, per_batch
+):
+    if task != "t2i":
+        values = {**values, "init_image": photo, **({"mask": right_half} if task == "inpaint" else {})}
+    calls = []
+    model = manager.get(MODEL)
+    original = model.generate
+
+    def counting(*args):
+        on_step = args[-1]
+        return original(*args[:-1], lambda phase, step: (calls.append((phase, step)), on_step(phase, step)))
+
+    model.generate = counting
+    try:
+        handle = engine.run(job(task, batch_count=2, batch_size=2, prior_steps=9, **values))
+    finally:
+        del model.generate
+
+    assert handle.total_steps == handle.step == len(calls) == 2 * per_batch
+    assert calls[:per_batch] == [("denoise", i) for i in range(per_batch)]
+
+
+@pytest.mark.parametrize("task", ["t2i", "inpaint"])
+def test_every_offered_scheduler_paints(engine, manager, photo, right_half, task):
+    offered = manager.get(MODEL).schedulers(task)
+    assert offered == list(resolve_model(MODEL).schedulers)
+    values = {"init_image": photo, "mask": right_half} if task == "inpaint" else {}
+    for name in offered:
+        handle = engine.run(job(task, scheduler=name, steps=4, **values))
+
+        assert handle.state == DONE, name
+        [result] = handle.results
+        assert result.meta["scheduler"] == name
+        assert handle.step == 4
+        assert pixels(result.path).std() > 1.0, f"{name} gave a flat image"
+
+
+def test_cancelling_stops_within_a_step_and_keeps_the_finished_images(engine, output_dir):
+    handle = engine.submit(job("t2i", batch_count=3, steps=SLOW_STEPS))
+    wait_until(lambda: handle.results, timeout=300)
+
+    steps_at_cancel = handle.step
+    engine.cancel(handle)
+    assert handle.wait(60)
+
+    assert handle.state == CANCELLED
+    assert 1 <= len(handle.results) < 3
+    assert handle.step - steps_at_cancel <= 2  # the step under way, at most one more
+    assert sorted((output_dir / "t2i").rglob("*.png")) == sorted(r.path for r in handle.results)
+
+
+def test_a_saved_model_folder_is_the_official_layout_and_gives_the_same_pixels(engine, manager, tmp_path):
+    folder = manager.save(MODEL, tmp_path / "saved")
+    for name in (
+        UNET_FILE,
+        INPAINT_UNET_FILE,
+        VAE_FILE,
+        "text_encoder1/pytorch_model.bin",
+        "text_encoder2/config.json",
+    ):
+        assert (folder / name).is_file(), name
+    assert "state_dict" in torch.load(folder / VAE_FILE, weights_only=True)
+
+    from_tiny = engine.run(job("t2i", seed=4))
+    from_folder = engine.run(Job("t2i", str(folder), {"prompt": "a red cat", "steps": 3, "seed": 4}))
+
+    assert from_folder.state == DONE
+    assert np.array_equal(pixels(from_tiny.results[0].path), pixels(from_folder.results[0].path))
+    assert from_folder.results[0].meta["family"] == "kd20"
+
+
+# --- the command line ------------------------------------------------------------------------------------
+def kubin_generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the test
+    return subprocess.run(
+        [sys.executable, "-m", "kubin", "generate", "--config", str(tmp_path / "user.yaml"),
+         "--model", MODEL, "--prompt", "a red cat", "--steps", "4", "--seed", "42", *args],
+        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "size"),
+    [
+        ("t2i", ["--width", "128", "--height", "64"], (128, 64)),
+        ("i2i", ["--init-image", "PHOTO", "--strength", "0.5"], (128, 64)),
+        ("inpaint", ["--init-image", "PHOTO", "--mask", "MASK"], (100, 70)),
+    ],
+)
+def test_the_command_line_paints_each_task(tmp_path, photo, right_half, task, args, size):
+    out = tmp_path / "out"
+    args = [photo if a == "PHOTO" else right_half if a == "MASK" else a for a in args]
+
+    done = kubin_generate(tmp_path, "--task", task, "--output-dir", str(out), *args)
+
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(text) for text in done.stdout.splitlines() if text.strip()]
+    assert (line["seed"], line["model"], line["task"]) == (42, MODEL, task)
+    path = Path(line["path"])
+    assert path.is_file() and path.is_relative_to(out / task)
+    assert Image.open(path).size == size
+    saved = read_image_metadata(path)
+    assert saved["family"] == "kd20" and saved["params"]["steps"] == 4
+    assert not PRIOR_ONLY & set(saved["params"])
