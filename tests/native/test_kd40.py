@@ -453,6 +453,52 @@ def test_memory_options_apply_and_leave_the_video_unchanged(manager, tmp_path):
     assert np.array_equal(frames_of(handle.results[0].path), expected)
 
 
+def test_model_offload_brings_each_part_to_the_device_only_while_it_runs(manager, monkeypatch):
+    """On a GPU, offload=model keeps the parts on the CPU and moves each in for its phase: the text
+    encoder for the prompt, the DiT for the steps, the VAE for decoding (recorded here on the CPU)."""
+    model = manager.get("tiny-kd40")
+    moves = []
+    for name in ("text_encoder", "dit", "vae"):
+        part = getattr(model, name)
+        monkeypatch.setattr(
+            part, "to", lambda where, _name=name, _part=part: moves.append((_name, where)) or _part
+        )
+    monkeypatch.setattr(model, "offload", "model")
+    monkeypatch.setattr(model, "device", "cpu:0")  # stands in for the GPU: "cpu" is where parts rest
+
+    values = Text2VideoParams(prompt="a cat", steps=2, frames=9, width=64, height=64).validate()
+    model.generate("t2v", values, prepare(values), [1], lambda phase, i: None)
+
+    assert moves == [
+        ("text_encoder", "cpu:0"), ("text_encoder", "cpu"),
+        ("dit", "cpu:0"), ("dit", "cpu"),
+        ("vae", "cpu:0"), ("vae", "cpu"),
+    ]  # fmt: skip
+
+
+def test_bf16_runs_every_part_in_bf16(tmp_path):
+    manager = ModelManager(device="cpu", dtype="bf16")
+    engine = Engine(manager, tmp_path / "output")
+    try:
+        handle = engine.run(job(steps=1))
+        model = manager.get("tiny-kd40")
+        dtypes = {next(getattr(model, part).parameters()).dtype for part in ("dit", "text_encoder", "vae")}
+    finally:
+        engine.close(wait=True)
+        manager.unload()
+    assert handle.state == DONE and dtypes == {torch.bfloat16}
+    assert video_info(handle.results[0].path)["frames"] == 9
+
+
+def test_download_finds_both_sources_and_loading_uses_the_same_lookup(official_layout):
+    spec = resolve_model("kd40").with_sources({k: str(v) for k, v in official_layout.items()})
+    found = kd40_native.download(spec)
+    assert found == {
+        "dit": official_layout["dit"] / "kandinsky4_distil_512.pt",
+        "cogvideox": official_layout["cogvideox"],
+    }
+
+
 def test_the_command_line_makes_a_video_and_prints_its_path(tmp_path):
     (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the tests
     out = tmp_path / "out"

@@ -281,8 +281,8 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
     from transformers import T5EncoderModel, T5Tokenizer
 
-    dit_path = dit_checkpoint(sources["dit"], spec.id)
-    cogvideox = cogvideox_folder(sources["cogvideox"], spec.id)
+    found = download(spec.with_sources(sources))
+    dit_path, cogvideox = found["dit"], found["cogvideox"]
     dtype = placement.torch_dtype()
     dit = load_dit(dit_path, spec.id).to(dtype)
     text_encoder = T5EncoderModel.from_pretrained(cogvideox / "text_encoder", dtype=dtype).eval()
@@ -300,6 +300,15 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     model = Kandinsky4(spec, dit, text_encoder, tokenizer, vae, scheduler, placement)
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return model
+
+
+def download(spec: ModelSpec) -> dict[str, Path]:
+    """Fetch what `spec` needs into the Hugging Face cache (or check its local folders): only the DiT file
+    and CogVideoX's four subfolders, never that repo's own transformer."""
+    return {
+        "dit": dit_checkpoint(spec.sources["dit"], spec.id),
+        "cogvideox": cogvideox_folder(spec.sources["cogvideox"], spec.id),
+    }
 
 
 def load_dit(path: Path, model_id: str):

@@ -97,6 +97,45 @@ def _kd30_defaults(size: int, steps: int) -> dict[str, dict[str, Any]]:
 KD30_DEFAULTS = _kd30_defaults(1024, steps=25)
 TINY_KD30_DEFAULTS = _kd30_defaults(64, steps=4)
 
+# Kandinsky 3.1: our conversion of the authors' checkpoints (kd31_native). The base UNet inpaints too (with
+# its 9-channel twin); Flash is distilled for 4 steps without guidance, with its own sampler.
+KD31_REPO = "ai-forever/Kandinsky3.1"
+KD31_TASKS = ("t2i", "i2i", "inpaint", "outpaint")
+KD31_FLASH_TASKS = ("t2i", "i2i")
+KD31_SCHEDULERS = ("DDPM", "DDIM", "DPM++ 2M", "DPM++ SDE")
+KD31_FLASH_SCHEDULERS = ("Flash",)
+# A folder holding one of these files is laid out like the official repo (the first found decides).
+KD31_OFFICIAL_FILES = {"weights/kandinsky3.pt": "kd31", "weights/kandinsky3_flash.pt": "kd31-flash"}
+
+
+def _kd31(flash: bool, tiny: bool = False) -> ModelSpec:
+    """The authors' settings: 1024x1024, 50 steps, guidance 3 (inpainting 4); Flash: 4 steps, no guidance."""
+    size = 64 if tiny else 1024
+    steps, guidance, inpaint_guidance = (4, 1.0, 1.0) if flash else (4 if tiny else 50, 3.0, 4.0)
+    common = {"steps": steps, "guidance_scale": guidance}
+    defaults = {"t2i": {"width": size, "height": size, **common}, "i2i": {**common, "strength": 0.75}}
+    if not flash:
+        defaults.update(inpaint={**common, "guidance_scale": inpaint_guidance},
+                        outpaint={**common, "guidance_scale": inpaint_guidance})  # fmt: skip
+    name = "kd31-flash" if flash else "kd31"
+    return ModelSpec(
+        id=f"tiny-{name}" if tiny else name,
+        family="kd31",
+        implementation="native",
+        tasks=KD31_FLASH_TASKS if flash else KD31_TASKS,
+        title=("Kandinsky 3.1 Flash" if flash else "Kandinsky 3.1")
+        + (" (tiny, random weights, for tests and demos)" if tiny else ""),
+        module="kd31_native",
+        sources={} if tiny else {"repo": KD31_REPO},  # tiny: built by kubin.models.tiny in the same layout
+        defaults=defaults,
+        schedulers=KD31_FLASH_SCHEDULERS if flash else KD31_SCHEDULERS,
+        features=("flash",) if flash else (),
+        unused_params=KD30_UNUSED,  # no prior, no ControlNet
+        tiny=tiny,
+    )
+
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in [
@@ -182,6 +221,9 @@ MODELS: dict[str, ModelSpec] = {
             unused_params=KD30_UNUSED,
             tiny=True,
         ),
+        _kd31(flash=False),
+        _kd31(flash=True),
+        _kd31(flash=False, tiny=True),
     ]
 }
 
@@ -450,6 +492,11 @@ def _main_pipeline_class(folder: Path) -> str | None:
 
 
 def _spec_for_folder(folder: Path) -> ModelSpec:
+    for name, model_id in KD31_OFFICIAL_FILES.items():
+        if (folder / name).is_file():
+            base = MODELS[model_id]
+            return replace(base, id=str(folder.resolve()), title=f"{base.title} from {folder}",
+                           sources={"repo": str(folder.resolve())})  # fmt: skip
     if (folder / KD20_OFFICIAL_FILE).is_file():
         return _kd20_folder_spec(folder)
     class_name = _main_pipeline_class(folder)
