@@ -67,13 +67,7 @@ class Kandinsky30:
             raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         import torch
 
-        scheduler, name = pick_scheduler(
-            params.scheduler,
-            self.default_scheduler,
-            self.schedulers(task),
-            self._scheduler_config,
-            self.spec.title,
-        )
+        scheduler, name = self._scheduler_for(task, params)
         pipe = self._pipeline_for(task, scheduler)
 
         def hook(pipe, step, timestep, tensors):
@@ -88,14 +82,24 @@ class Kandinsky30:
             "generator": cpu_generators(seeds),
             "callback_on_step_end": hook,
         }
-        if task == "i2i":
-            args.update(image=prepared.image, strength=params.strength)  # the image has the output size
-        else:
-            width, height = prepared.size
-            args.update(width=width, height=height)
+        args.update(self._task_inputs(task, params, prepared))
         with torch.no_grad():
             images = pipe(**self._prompt_inputs(pipe, params), **args).images
         return images, name
+
+    def _scheduler_for(self, task: str, params: ImageTaskParams):
+        """The scheduler this job asked for (or the model's own), and its name."""
+        offered = self.schedulers(task)
+        return pick_scheduler(
+            params.scheduler, self.default_scheduler, offered, self._scheduler_config, self.spec.title
+        )
+
+    def _task_inputs(self, task: str, params: ImageTaskParams, prepared: Prepared) -> dict[str, Any]:
+        """The pipeline arguments of the task itself: the init image (at the output size) or the size."""
+        if task == "i2i":
+            return {"image": prepared.image, "strength": params.strength}
+        width, height = prepared.size
+        return {"width": width, "height": height}
 
     def _pipeline_for(self, task: str, scheduler):
         """The pipeline for a task around the loaded modules (no second load) with this job's scheduler."""

@@ -135,7 +135,6 @@ def _kd31(flash: bool, tiny: bool = False) -> ModelSpec:
     )
 
 
-
 MODELS: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in [
@@ -492,13 +491,13 @@ def _main_pipeline_class(folder: Path) -> str | None:
 
 
 def _spec_for_folder(folder: Path) -> ModelSpec:
+    if (folder / KD20_OFFICIAL_FILE).is_file():
+        return _kd20_folder_spec(folder)
     for name, model_id in KD31_OFFICIAL_FILES.items():
         if (folder / name).is_file():
             base = MODELS[model_id]
             return replace(base, id=str(folder.resolve()), title=f"{base.title} from {folder}",
                            sources={"repo": str(folder.resolve())})  # fmt: skip
-    if (folder / KD20_OFFICIAL_FILE).is_file():
-        return _kd20_folder_spec(folder)
     class_name = _main_pipeline_class(folder)
     if class_name is None:
         raise UnknownModel(
