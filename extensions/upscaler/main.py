@@ -1,0 +1,320 @@
+"""Upscaler: enlarge an image with a Real-ESRGAN checkpoint (RRDBNet, SRVGGNetCompact, or anything else
+spandrel reads) from the models folder or the Hugging Face hub, tile by tile so large images fit in memory.
+
+Settings (`extensions.settings.upscaler`): `models_dir` (default `models/upscalers` in the Kubin folder),
+`tile` (default tile size in pixels), `hub_models` ({label: "owner/repo/file.pth"}, replacing the built-in
+list), `max_output_pixels`. torch and spandrel are imported on first use, never at start.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+SUFFIXES = (".pth", ".safetensors")
+DEFAULT_DIR = "models/upscalers"
+DEFAULT_TILE = 512
+TILE_PAD = 16  # input pixels of context around each tile, cut away after upscaling
+MAX_OUTPUT_PIXELS = 8192 * 8192
+HUB_PREFIX = "hub: "
+# Where the Real-ESRGAN weights are published on the Hugging Face hub: label -> (repo, file).
+HUB_MODELS = {
+    "Real-ESRGAN x2plus": ("dtarnow/UPscaler", "RealESRGAN_x2plus.pth"),
+    "Real-ESRGAN x4plus": ("lllyasviel/Annotators", "RealESRGAN_x4plus.pth"),
+    "Real-ESRGAN x4plus anime 6B": ("ximso/RealESRGAN_x4plus_anime_6B", "RealESRGAN_x4plus_anime_6B.pth"),
+    "Real-ESRGAN x4 (ai-forever)": ("ai-forever/Real-ESRGAN", "RealESRGAN_x4.pth"),
+}
+
+
+def models_dir(settings: dict[str, Any]) -> Path:
+    """The configured models folder; a relative one lies in the Kubin folder."""
+    from kubin.config import REPO_ROOT
+
+    folder = Path(str(settings.get("models_dir") or DEFAULT_DIR)).expanduser()
+    return folder if folder.is_absolute() else REPO_ROOT / folder
+
+
+def hub_models(settings: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    configured = settings.get("hub_models")
+    if not configured:
+        return dict(HUB_MODELS)
+    out = {}
+    for label, spec in dict(configured).items():
+        repo, _, filename = str(spec).rpartition("/")
+        out[str(label)] = (repo, filename)
+    return out
+
+
+def model_choices(folder: Path, hub: dict[str, tuple[str, str]]) -> list[str]:
+    """Checkpoint files in the models folder (by name, sorted), then the hub entries."""
+    local = (
+        sorted(p.name for p in folder.glob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+        if folder.is_dir()
+        else []
+    )
+    return local + [HUB_PREFIX + label for label in hub]
+
+
+def weights_path(choice: str, folder: Path, hub: dict[str, tuple[str, str]]) -> Path:
+    """The checkpoint file for a choice: a file in the models folder, or a hub file (cache, else download)."""
+    if not choice:
+        raise _error("Choose an upscaler model first.")
+    if choice.startswith(HUB_PREFIX):
+        label = choice.removeprefix(HUB_PREFIX)
+        if label not in hub:
+            raise _error(f"Unknown upscaler {label!r}.")
+        repo, filename = hub[label]
+        return hub_file(repo, filename, f"Upscaler {label}", folder)
+    path = (folder / choice).resolve()
+    if not path.is_relative_to(folder.resolve()) or path.suffix.lower() not in SUFFIXES:
+        raise _error(f"{choice!r} is not an upscaler file in the models folder {folder}.")
+    if not path.is_file():
+        raise _missing(f"The upscaler file {path} is gone; press ↻ to list the models folder again.")
+    return path
+
+
+def hub_file(repo: str, filename: str, what: str, folder: Path) -> Path:
+    """One file of a hub repo: from the Hugging Face cache, else downloaded now (unless offline)."""
+    from huggingface_hub import hf_hub_download
+
+    from kubin.models.weights import hub_offline
+
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=True))
+    except Exception:  # not in the cache
+        pass
+    hint = f"download {filename} from https://huggingface.co/{repo} into {folder} on a connected machine"
+    if hub_offline():
+        raise _missing(
+            f"{what} needs {filename} from {repo}, which is not in the Hugging Face cache and downloads are off "
+            f"(HF_HUB_OFFLINE); {hint}."
+        )
+    try:
+        return Path(hf_hub_download(repo, filename))
+    except Exception as exc:  # network, DNS, missing repo: the same to the user
+        reason = _reason(exc)
+        raise _missing(
+            f"{what} needs {filename} from {repo}, which is not in the Hugging Face cache and could not be "
+            f"downloaded ({reason}); {hint}."
+        ) from None
+
+
+@dataclass
+class Upscaler:
+    """A loaded super-resolution model: `scale` times larger output, on `device`."""
+
+    path: Path
+    descriptor: Any  # spandrel.ImageModelDescriptor
+    device: str
+
+    @property
+    def scale(self) -> int:
+        return int(self.descriptor.scale)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.descriptor.architecture.name)
+
+
+def load_upscaler(path: str | Path, device: str = "cpu") -> Upscaler:
+    """Read a checkpoint with spandrel; anything but an RGB image-to-image model is refused."""
+    import spandrel
+
+    try:
+        descriptor = spandrel.ModelLoader(device).load_from_file(str(path))
+    except spandrel.UnsupportedModelError:
+        raise _error(f"{Path(path).name} is not an upscaler checkpoint spandrel recognises.") from None
+    except Exception as exc:  # unreadable or damaged: the file is the user's choice, so say which
+        raise _error(f"Could not read {Path(path).name}: {_reason(exc)}") from None
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.input_channels != 3:
+        raise _error(f"{Path(path).name} is not an RGB upscaler ({descriptor.architecture.name}).")
+    descriptor.eval()
+    return Upscaler(Path(path), descriptor, device)
+
+
+def upscale(upscaler: Upscaler, image: Image.Image, tile: int = DEFAULT_TILE, progress=None) -> Image.Image:
+    """`image` enlarged `upscaler.scale` times. With `tile` > 0, in tiles of at most tile x tile input pixels,
+    each seen with TILE_PAD pixels of context so the seams match the whole-image result; an alpha channel is
+    resized alongside. `progress(done, total)` is called after each tile."""
+    import numpy as np
+    import torch
+
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).to(upscaler.device)
+    with torch.no_grad():  # not inference_mode: its first call is many times slower here
+        y = _tiled(upscaler.descriptor, x, upscaler.scale, tile, progress)
+    out = y[0, :3].permute(1, 2, 0).clamp(0, 1).mul(255).round().byte().cpu().numpy()
+    result = Image.fromarray(out, "RGB")
+    if "A" in image.getbands():
+        result = result.convert("RGBA")
+        result.putalpha(image.getchannel("A").resize(result.size, Image.Resampling.LANCZOS))
+    return result
+
+
+def _tiled(model, x, scale: int, tile: int, progress=None):
+    _, _, height, width = x.shape
+    if tile <= 0 or (height <= tile and width <= tile):
+        y = model(x)
+        if progress:
+            progress(1, 1)
+        return y
+    out = None
+    boxes = [(top, left) for top in range(0, height, tile) for left in range(0, width, tile)]
+    for done, (top, left) in enumerate(boxes, 1):
+        bottom, right = min(top + tile, height), min(left + tile, width)
+        ptop, pleft = max(top - TILE_PAD, 0), max(left - TILE_PAD, 0)
+        pbottom, pright = min(bottom + TILE_PAD, height), min(right + TILE_PAD, width)
+        piece = model(x[:, :, ptop:pbottom, pleft:pright])
+        oy, ox = (top - ptop) * scale, (left - pleft) * scale
+        if out is None:
+            out = piece.new_zeros((1, piece.shape[1], height * scale, width * scale))
+        out[:, :, top * scale : bottom * scale, left * scale : right * scale] = piece[
+            :, :, oy : oy + (bottom - top) * scale, ox : ox + (right - left) * scale
+        ]
+        if progress:
+            progress(done, len(boxes))
+    return out
+
+
+def save_upscaled(image: Image.Image, root: Path, model: str, scale: int, tile: int, source: str) -> Path:
+    """Save under <output>/upscale/<date>/ with its parameters, as every Kubin output."""
+    from kubin import __version__
+    from kubin.outputs import save_image
+
+    meta = {
+        "kubin_version": __version__,
+        "task": "upscale",
+        "model": model,
+        "seed": 0,
+        "width": image.width,
+        "height": image.height,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "params": {"scale": scale, "tile": tile},
+        "inputs": {"image": source},
+    }
+    return save_image(image, root, "upscale", meta)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), kept short."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0][:160] if lines else type(exc).__name__).rstrip(".")
+
+
+def _error(message: str):
+    from kubin.errors import InvalidParams
+
+    return InvalidParams(message)
+
+
+def _missing(message: str):
+    from kubin.errors import WeightsMissing
+
+    return WeightsMissing(message)
+
+
+def setup(api):
+    loaded: dict[str, Upscaler] = {}  # the one model kept between clicks: path -> Upscaler
+
+    def get_upscaler(path: Path, device: str) -> Upscaler:
+        key = f"{path}@{device}"
+        if key not in loaded:
+            loaded.clear()
+            loaded[key] = load_upscaler(path, device)
+        return loaded[key]
+
+    def run(ctx, image_path: str, choice: str, tile: int, progress=None) -> tuple[str, str]:
+        from kubin.runtime.device import resolve_placement
+
+        if not image_path:
+            raise _error("Choose an image to upscale first.")
+        try:
+            image = Image.open(image_path)
+            image.load()
+        except OSError as exc:
+            raise _error(f"Could not read the image: {exc}.") from None
+        folder = models_dir(api.settings)
+        upscaler = get_upscaler(
+            weights_path(choice, folder, hub_models(api.settings)),
+            resolve_placement(ctx.engine.manager.device).device,
+        )
+        limit = int(api.settings.get("max_output_pixels") or MAX_OUTPUT_PIXELS)
+        if image.width * image.height * upscaler.scale**2 > limit:
+            raise _error(
+                f"{image.width}x{image.height} upscaled x{upscaler.scale} would be "
+                f"{image.width * upscaler.scale}x{image.height * upscaler.scale}, over the limit of {limit} pixels."
+            )
+        result = upscale(upscaler, image, int(tile), progress)
+        path = save_upscaled(
+            result, Path(ctx.engine.output_dir), choice, upscaler.scale, int(tile), str(image_path)
+        )
+        info = (
+            f"{image.width}x{image.height} → {result.width}x{result.height} (x{upscaler.scale}, "
+            f"{upscaler.architecture}); saved as {path.name}."
+        )
+        return str(path), info
+
+    def tab(ctx):
+        import gradio as gr
+
+        from kubin.errors import KubinError
+
+        folder = models_dir(api.settings)
+        choices = model_choices(folder, hub_models(api.settings))
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                source = gr.Image(
+                    label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="upscaler-image"
+                )
+                ctx.receive("upscale", source)
+                with gr.Row():
+                    model = gr.Dropdown(choices, value=choices[0] if choices else None, label="Upscaler model",
+                                        elem_id="upscaler-model", scale=4)  # fmt: skip
+                    refresh = gr.Button("↻", elem_id="upscaler-refresh", scale=0, min_width=50)
+                tile = gr.Slider(0, 2048, value=int(api.settings.get("tile", DEFAULT_TILE)), step=32,
+                                 label="Tile size (0 = whole image at once)",
+                                 info="Smaller tiles need less memory; seams are hidden by overlapping context.",
+                                 elem_id="upscaler-tile")  # fmt: skip
+                go = gr.Button("Upscale", variant="primary", elem_id="upscaler-run")
+                with gr.Accordion("Models folder", open=False):
+                    gr.Markdown(
+                        "Put Real-ESRGAN `.pth` / `.safetensors` files here; `hub:` entries download on first use."
+                    )
+                    where = gr.Textbox(str(folder), label="Folder", elem_id="upscaler-folder")
+                    save_where = gr.Button("Save and list", elem_id="upscaler-folder-save")
+            with gr.Column(scale=1, min_width=300):
+                result = gr.Image(label="Upscaled", type="filepath", interactive=False, format="png",
+                                  elem_id="upscaler-result")  # fmt: skip
+                info = gr.Markdown(elem_id="upscaler-info")
+
+        def on_run(image_path, choice, tile_size, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
+            try:
+                return run(ctx, image_path, choice, tile_size, lambda d, t: progress(d / t, desc="tiles"))
+            except KubinError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+
+        def listing(choice=None):
+            options = model_choices(models_dir(api.settings), hub_models(api.settings))
+            return gr.update(
+                choices=options, value=choice if choice in options else (options[0] if options else None)
+            )
+
+        def on_save_folder(text, choice):
+            if not str(text).strip():
+                raise gr.Error("Give a folder.", print_exception=False)
+            api.save_settings({"models_dir": str(text).strip()})
+            return listing(choice), str(models_dir(api.settings))
+
+        go.click(on_run, [source, model, tile], [result, info], api_name="upscale",
+                 concurrency_limit=1, concurrency_id="upscaler")  # fmt: skip
+        refresh.click(listing, model, model, queue=False, api_name="upscaler_models")
+        save_where.click(
+            on_save_folder, [where, model], [model, where], queue=False, api_name="upscaler_folder"
+        )
+
+    api.add_tab("Upscale", tab)
+    api.add_send_target("upscale", "Upscale")
