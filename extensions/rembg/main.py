@@ -1,0 +1,263 @@
+"""Background remover: rembg sessions (U2-Net, ISNet, BiRefNet, BRIA RMBG) or a custom ONNX model cut the
+subject out of an image; the result is an RGBA PNG whose background is transparent.
+
+Settings (`extensions.settings.rembg`): `models_dir` (default `models/rembg` in the Kubin folder). It is
+rembg's model home for this extension: rembg's models are looked up there (`u2netp.onnx` or
+`models/u2netp/u2netp.onnx`) and downloaded there on first use, and custom `.onnx` files must lie in it
+(rembg loads custom models only from its home). rembg takes ~30 s to import the first time after install,
+so it is imported on first use, never at start.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+DEFAULT_DIR = "models/rembg"
+CUSTOM = "custom ONNX file"
+# rembg's single-file local models, smallest first (remote services and SAM's two-file model left out).
+MODELS = (
+    "u2netp",
+    "silueta",
+    "u2net",
+    "u2net_human_seg",
+    "isnet-general-use",
+    "isnet-anime",
+    "birefnet-general-lite",
+    "birefnet-general",
+    "birefnet-portrait",
+    "birefnet-dis",
+    "birefnet-hrsod",
+    "birefnet-cod",
+    "birefnet-massive",
+    "bria-rmbg",
+)
+RELEASES = "https://github.com/danielgatis/rembg/releases"
+
+
+def models_dir(settings: dict[str, Any]) -> Path:
+    """The configured models folder; a relative one lies in the Kubin folder."""
+    from kubin.config import REPO_ROOT
+
+    folder = Path(str(settings.get("models_dir") or DEFAULT_DIR)).expanduser()
+    return folder if folder.is_absolute() else REPO_ROOT / folder
+
+
+def custom_files(folder: Path) -> list[str]:
+    """The .onnx files at the top of the models folder (where custom models go), by name."""
+    return sorted(p.name for p in folder.glob("*.onnx") if p.is_file()) if folder.is_dir() else []
+
+
+def custom_path(folder: Path, name: str) -> Path:
+    """A custom model's file: a name or path inside the models folder, which rembg insists on."""
+    if not (name or "").strip():
+        raise _error(f"Choose a custom .onnx file (put it in {folder}).")
+    candidate = Path(name.strip()).expanduser()
+    path = Path(_abspath(candidate if candidate.is_absolute() else folder / candidate))
+    if not path.is_relative_to(_abspath(folder)):  # symlinks inside the folder are fine, as for rembg
+        raise _error(
+            f"Custom models must lie in the rembg models folder {folder}; copy {candidate.name} there."
+        )
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        raise _missing(f"No ONNX model {path.name} in {path.parent}.")
+    return path
+
+
+def _abspath(path: Path) -> str:
+    return os.path.abspath(path)
+
+
+def new_session(model: str, folder: Path, custom: str = ""):
+    """A rembg session whose model home is `folder` (set on the session class, not in os.environ).
+    A named model missing there downloads on first use, unless downloads are off: then one sentence says
+    which file to put where."""
+    from rembg.sessions import sessions
+
+    from kubin.models.weights import hub_offline
+
+    if model == CUSTOM:
+        path = custom_path(folder, custom)
+        return _at_home(sessions["u2net_custom"], folder)("u2net_custom", _options(), model_path=str(path))
+    if model not in MODELS:
+        raise _error(f"Unknown background remover model {model!r}.")
+    cls = _at_home(sessions[model], folder)
+    file = f"{model}.onnx"
+    if cls.resolve_existing(file) is None:
+        hint = f"download {file} from {RELEASES} into {folder} on a connected machine, or choose {CUSTOM!r}"
+        if hub_offline():
+            raise _missing(
+                f"Background remover {model} needs {file}, which is not in {folder} and downloads are off "
+                f"(HF_HUB_OFFLINE); {hint}."
+            )
+        try:
+            return cls(model, _options())
+        except Exception as exc:  # network, DNS, checksum: the same to the user
+            raise _missing(
+                f"Background remover {model} needs {file}, which is not in {folder} and could not be downloaded "
+                f"({_reason(exc)}); {hint}."
+            ) from None
+    return cls(model, _options())
+
+
+def _at_home(base: type, folder: Path) -> type:
+    """`base` with `folder` as rembg's model home (both the current and the legacy flat layout)."""
+    home = str(folder)
+
+    class AtHome(base):
+        @classmethod
+        def rembg_home(cls, *args, **kwargs):
+            return home
+
+        @classmethod
+        def legacy_home(cls, *args, **kwargs):
+            return home
+
+    AtHome.__name__ = base.__name__
+    return AtHome
+
+
+def _options():
+    import onnxruntime as ort
+
+    return ort.SessionOptions()
+
+
+def remove_background(
+    session, image: Image.Image, mask_only: bool = False, alpha_matting: bool = False
+) -> Image.Image:
+    """The image with its background transparent (RGBA), or just the mask (L, white = subject)."""
+    from rembg import remove
+
+    result = remove(image, session=session, only_mask=mask_only, alpha_matting=alpha_matting)
+    return result.convert("L") if mask_only else result.convert("RGBA")
+
+
+def save_cutout(
+    image: Image.Image, root: Path, model: str, mask_only: bool, alpha_matting: bool, source: str
+) -> Path:
+    """Save under <output>/rembg/<date>/ with its parameters, as every Kubin output."""
+    from kubin import __version__
+    from kubin.outputs import save_image
+
+    meta = {
+        "kubin_version": __version__,
+        "task": "rembg",
+        "model": model,
+        "seed": 0,
+        "width": image.width,
+        "height": image.height,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "params": {"mask_only": mask_only, "alpha_matting": alpha_matting},
+        "inputs": {"image": source},
+    }
+    return save_image(image, root, "rembg", meta)
+
+
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0][:160] if lines else type(exc).__name__).rstrip(".")
+
+
+def _error(message: str):
+    from kubin.errors import InvalidParams
+
+    return InvalidParams(message)
+
+
+def _missing(message: str):
+    from kubin.errors import WeightsMissing
+
+    return WeightsMissing(message)
+
+
+def setup(api):
+    loaded: dict[tuple, Any] = {}  # the one session kept between clicks
+
+    def get_session(model: str, folder: Path, custom: str):
+        key = (model, str(folder), custom if model == CUSTOM else "")
+        if key not in loaded:
+            loaded.clear()
+            loaded[key] = new_session(model, folder, custom)
+        return loaded[key]
+
+    def run(ctx, image_path, model, custom, mask_only, alpha_matting) -> tuple[str, str]:
+        if not image_path:
+            raise _error("Choose an image first.")
+        try:
+            image = Image.open(image_path)
+            image.load()
+        except OSError as exc:
+            raise _error(f"Could not read the image: {exc}.") from None
+        session = get_session(model, models_dir(api.settings), custom or "")
+        result = remove_background(session, image, bool(mask_only), bool(alpha_matting))
+        name = f"{CUSTOM}: {custom}" if model == CUSTOM else model
+        path = save_cutout(result, Path(ctx.engine.output_dir), name, bool(mask_only), bool(alpha_matting),
+                           str(image_path))  # fmt: skip
+        return str(path), f"{'Mask' if mask_only else 'Cut-out'} saved as {path.name}."
+
+    def tab(ctx):
+        import gradio as gr
+
+        from kubin.errors import KubinError
+
+        folder = models_dir(api.settings)
+        files = custom_files(folder)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                source = gr.Image(
+                    label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="rembg-image"
+                )
+                ctx.receive("rembg", source)
+                model = gr.Dropdown([*MODELS, CUSTOM], value=api.settings.get("model", MODELS[0]), label="Model",
+                                    info=f"Models download on first use into the models folder ({folder}).",
+                                    elem_id="rembg-model")  # fmt: skip
+                with gr.Row():
+                    custom = gr.Dropdown(files, value=files[0] if files else None, allow_custom_value=True,
+                                         label="Custom ONNX file (in the models folder)", elem_id="rembg-custom",
+                                         scale=4)  # fmt: skip
+                    refresh = gr.Button("↻", elem_id="rembg-refresh", scale=0, min_width=50)
+                with gr.Row():
+                    mask_only = gr.Checkbox(False, label="Mask only", elem_id="rembg-mask-only")
+                    matting = gr.Checkbox(
+                        False, label="Alpha matting (finer edges, slower)", elem_id="rembg-matting"
+                    )
+                go = gr.Button("Remove background", variant="primary", elem_id="rembg-run")
+                with gr.Accordion("Models folder", open=False):
+                    where = gr.Textbox(str(folder), label="Folder", elem_id="rembg-folder")
+                    save_where = gr.Button("Save and list", elem_id="rembg-folder-save")
+            with gr.Column(scale=1, min_width=300):
+                result = gr.Image(label="Result", type="filepath", interactive=False, format="png", image_mode="RGBA",
+                                  elem_id="rembg-result")  # fmt: skip
+                info = gr.Markdown(elem_id="rembg-info")
+
+        def on_run(image_path, choice, custom_name, only_mask, alpha_matting):
+            try:
+                return run(ctx, image_path, choice, custom_name, only_mask, alpha_matting)
+            except KubinError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+
+        def listing(current=None):
+            names = custom_files(models_dir(api.settings))
+            return gr.update(
+                choices=names, value=current if current in names else (names[0] if names else None)
+            )
+
+        def on_save_folder(text, current):
+            if not str(text).strip():
+                raise gr.Error("Give a folder.", print_exception=False)
+            api.save_settings({"models_dir": str(text).strip()})
+            return listing(current), str(models_dir(api.settings))
+
+        go.click(on_run, [source, model, custom, mask_only, matting], [result, info], api_name="rembg",
+                 concurrency_limit=1, concurrency_id="rembg")  # fmt: skip
+        refresh.click(listing, custom, custom, queue=False, api_name="rembg_models")
+        save_where.click(
+            on_save_folder, [where, custom], [custom, where], queue=False, api_name="rembg_folder"
+        )
+
+    api.add_tab("Remove background", tab)
+    api.add_send_target("rembg", "Remove background")
