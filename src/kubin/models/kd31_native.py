@@ -10,6 +10,7 @@ inpainting with the 9-channel UNet (native/kd3_inpaint.py).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from kubin.errors import InvalidParams, WeightsMissing
@@ -249,3 +250,13 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     null_embedding = convert.load_null_embedding(unet_folder).to(torch.float32)
     log.info("Loaded %s (%s) on %s (%s) from %s", spec.id, variant, placement.device, placement.dtype, repo)
     return Kandinsky31(spec, pipe, placement, repo, null_embedding)
+
+
+def download(spec: ModelSpec) -> dict[str, Path]:
+    """Fetch the files `spec` needs into the Hugging Face cache (or check its local folder): its UNet and
+    projection (the base model also the inpainting pair), the MoVQ and the T5 encoder folder."""
+    repo = spec.sources.get("repo", "")
+    variants = ("flash",) if FLASH in spec.features else ("base", "inpainting")
+    names = [name for variant in variants for name in convert.UNET_FILES[variant]]
+    names += [convert.MOVQ_FILE, convert.ENCODER_DIR + "/"]
+    return {name: convert.native_file(repo, name, spec.id) for name in names}
