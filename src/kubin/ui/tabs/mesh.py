@@ -107,24 +107,24 @@ def build(ctx: UIContext) -> dict[str, Any]:
     defaulted = ["guidance_scale", "steps", "frame_size", "mesh_resolution"]
 
     def on_mode(task: str, model_id: str):
-        """Show the chosen mode's input and button; guidance and the rest follow the task's defaults."""
-        vals = ctx.defaults(model_id, PARAMS[task])
+        """Show the chosen mode's input and button; the guidance follows the task's default (15 from text,
+        3 from an image), the other settings stay as the user left them."""
+        guidance = ctx.defaults(model_id, PARAMS[task])["guidance_scale"]
         return [
             gr.update(visible=task == "t2mesh"),
             gr.update(visible=task == "i2mesh"),
             *(gr.update(visible=t == task) for t in PARAMS),
-            *(gr.update(value=vals[n]) for n in defaulted),
+            gr.update(value=guidance),
         ]
 
-    mode_outputs = [
-        widgets["prompt"],
-        widgets["init_image"],
-        *generate.values(),
-        *(widgets[n] for n in defaulted),
-    ]
-    mode.change(on_mode, [mode, model], mode_outputs, queue=False, show_progress="hidden",
-                api_visibility="private")  # fmt: skip
-    model.change(on_mode, [mode, model], mode_outputs, queue=False, show_progress="hidden",
+    def on_model(task: str, model_id: str):
+        """A model brings its own recommended settings (the tiny one: small sizes and few steps)."""
+        vals = ctx.defaults(model_id, PARAMS[task])
+        return [gr.update(value=vals[n]) for n in defaulted]
+
+    shown = [widgets["prompt"], widgets["init_image"], *generate.values(), widgets["guidance_scale"]]
+    mode.change(on_mode, [mode, model], shown, queue=False, show_progress="hidden", api_visibility="private")
+    model.change(on_model, [mode, model], [widgets[n] for n in defaulted], queue=False, show_progress="hidden",
                  api_visibility="private")  # fmt: skip
     return {
         "model": model,
