@@ -29,7 +29,7 @@ from kubin.models import kd31_native
 from kubin.models.manager import ModelManager
 from kubin.models.native import kd31_convert as convert
 from kubin.models.native.kd3_inpaint import Kandinsky3InpaintUNet
-from kubin.models.registry import resolve_model
+from kubin.models.registry import list_models, resolve_model
 from kubin.models.tiny import tiny_model_folder, tiny_t5_tokenizer
 from kubin.outputs import read_image_metadata
 
@@ -429,6 +429,44 @@ def test_the_registry_knows_kd31_flash_and_the_tiny_twin_with_the_authors_defaul
     )
     assert set(base.unused_params) == set(flash.unused_params) == set(tiny.unused_params) == PRIOR_ONLY
     assert tiny.tiny and tiny.defaults["t2i"]["width"] == 64
+
+
+def test_the_inpaint_tab_lists_kd31_but_not_flash():
+    inpainters = [spec.id for spec in list_models() if spec.supports("inpaint")]
+
+    assert "kd31" in inpainters and MODEL in inpainters and "kd31-flash" not in inpainters
+
+
+def test_a_saved_model_is_an_official_layout_folder_that_loads_back_with_the_same_pixels(
+    manager, engine, tmp_path, photo, mask
+):
+    values = {**SMALL, "seed": 5}
+    before = engine.run(Job("t2i", MODEL, values))
+    inpainted = engine.run(Job("inpaint", MODEL, {**values, "init_image": photo, "mask": mask}))
+    folder = manager.save(MODEL, tmp_path / "saved")
+    spec = resolve_model(str(folder))
+    other = ModelManager(device="cpu", dtype="fp32")
+    again = Engine(other, tmp_path / "again")
+    try:
+        after = again.run(Job("t2i", str(folder), values))
+        inpainted_after = again.run(
+            Job("inpaint", str(folder), {**values, "init_image": photo, "mask": mask})
+        )
+    finally:
+        again.close(wait=True)
+        other.unload()
+
+    saved = [name for variant in ("base", "inpainting") for name in convert.UNET_FILES[variant]]
+    assert all((folder / name).is_file() for name in saved)
+    assert not (folder / convert.UNET_FILES["flash"][0]).exists()  # the base model, not Flash
+    assert (folder / "weights" / "movq.pt").is_file() and (folder / "kubin.json").is_file()
+    assert (spec.module, spec.tasks, spec.defaults) == (
+        "kd31_native",
+        resolve_model(MODEL).tasks,
+        resolve_model(MODEL).defaults,
+    )
+    assert np.array_equal(pixels(before.results[0].path), pixels(after.results[0].path))
+    assert np.array_equal(pixels(inpainted.results[0].path), pixels(inpainted_after.results[0].path))
 
 
 def test_the_flash_sampler_runs_the_authors_timesteps_and_predicts_the_clean_latents():

@@ -9,6 +9,7 @@ inpainting with the 9-channel UNet (native/kd3_inpaint.py).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from kubin.errors import InvalidParams, WeightsMissing
 from kubin.models.kd30_diffusers import Kandinsky30
 from kubin.models.kd30_diffusers import steps_per_batch as kd30_steps_per_batch
 from kubin.models.native import kd31_convert as convert
-from kubin.models.registry import ModelSpec
+from kubin.models.registry import FOLDER_INFO, ModelSpec
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.memory import place_pipeline, release_text_encoders
@@ -117,8 +118,10 @@ class Kandinsky31(Kandinsky30):
         super().__init__(spec, pipe, placement)
         self.repo = repo
         self.flash = FLASH in spec.features
+        self.null_embedding = null_embedding
         attach_null_embedding(pipe.unet, null_embedding)
         self._inpaint_pipe = None
+        self._inpaint_null = None
 
     def schedulers(self, task: str = "t2i") -> list[str]:
         return [FLASH_SCHEDULER] if self.flash else super().schedulers(task)
@@ -197,13 +200,33 @@ class Kandinsky31(Kandinsky30):
                 unet_file, projection_file, convert.unet_arch(self.repo), "kd31-inpainting-unet"
             )
             unet = Kandinsky3InpaintUNet.from_pretrained(folder, torch_dtype=self.placement.torch_dtype())
-            attach_null_embedding(unet, convert.load_null_embedding(folder))
+            self._inpaint_null = convert.load_null_embedding(folder)
+            attach_null_embedding(unet, self._inpaint_null)
             pipe = Kandinsky3InpaintPipeline(**{**self.pipe.components, "unet": unet})
             pipe.set_progress_bar_config(disable=True)
             place_pipeline(pipe, self.placement.device, self.placement.memory)
             self._inpaint_pipe = pipe
             log.info("Loaded the inpainting UNet of %s", self.spec.id)
         return self._inpaint_pipe
+
+    def save(self, folder: str | Path) -> Path:
+        """The model in the official repo's layout (weights/...: the UNet with its null embedding and
+        projection, the inpainting UNet where the model has one, the MoVQ, the T5 encoder) plus kubin.json,
+        so `--model FOLDER` loads it back as this model."""
+        folder = Path(folder)
+        unets = {"flash" if self.flash else "base": (self.pipe.unet, self.null_embedding)}
+        if not self.flash:
+            try:
+                unets["inpainting"] = (self._inpainting().unet, self._inpaint_null)
+            except WeightsMissing as exc:
+                log.warning("Saving %s without its inpainting UNet: %s", self.spec.id, exc)
+        layout = convert.OfficialLayout(
+            unets, self.pipe.movq, self.pipe.text_encoder, self.pipe.tokenizer, convert.unet_arch(self.repo)
+        )
+        layout.save_pretrained(folder)
+        info = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
+        (folder / FOLDER_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        return folder
 
     def release(self) -> None:
         super().release()

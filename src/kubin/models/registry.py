@@ -496,8 +496,12 @@ def _spec_for_folder(folder: Path) -> ModelSpec:
     for name, model_id in KD31_OFFICIAL_FILES.items():
         if (folder / name).is_file():
             base = MODELS[model_id]
+            try:  # saved by `kubin save`: the saved model's defaults (a tiny one's small sizes)
+                defaults = json.loads((folder / FOLDER_INFO).read_text(encoding="utf-8"))["defaults"]
+            except (OSError, ValueError, KeyError):
+                defaults = base.defaults
             return replace(base, id=str(folder.resolve()), title=f"{base.title} from {folder}",
-                           sources={"repo": str(folder.resolve())})  # fmt: skip
+                           sources={"repo": str(folder.resolve())}, defaults=defaults)  # fmt: skip
     class_name = _main_pipeline_class(folder)
     if class_name is None:
         raise UnknownModel(

@@ -498,4 +498,4 @@ class OfficialLayout:
 
 
 def _plain(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.detach().clone().contiguous() for k, v in state.items()}
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
