@@ -53,7 +53,7 @@ def test_models_and_tasks_describe_what_can_be_asked(http):
     assert models["tiny-kd22"]["current"] and "inpaint" in models["tiny-kd22"]["tasks"]
     assert "DDIM" in models["tiny-kd22"]["schedulers"]
     tasks = http.get(f"{API}/tasks").json()
-    assert {"t2i", "i2i", "mix", "inpaint", "outpaint", "t2v", "i2v"} <= set(tasks)
+    assert {"t2i", "i2i", "mix", "inpaint", "outpaint", "t2v", "i2v", "t2mesh", "i2mesh"} <= set(tasks)
     steps = tasks["t2i"]["params"]["steps"]
     assert (steps["type"], steps["minimum"], steps["maximum"]) == ("int", 1, 500)
     assert tasks["mix"]["params"]["images"]["kind"] == "image"
@@ -185,6 +185,14 @@ def test_video_tasks_return_the_video_and_its_preview(http, task):
     video = http.get(result["url"])
     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
     assert http.get(result["preview_url"]).status_code == 200
+
+
+def test_text_to_3d_returns_the_mesh(http):
+    job = run(http, "t2mesh", model="tiny-shap-e", prompt="a chair", steps=2)
+    (result,) = job["results"]
+    assert job["state"] == "done" and result["url"]
+    mesh = http.get(result["url"])
+    assert mesh.status_code == 200 and len(mesh.content) > 0
 
 
 def test_wait_false_then_follow_the_job_to_its_end(http):
