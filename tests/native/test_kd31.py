@@ -514,6 +514,16 @@ def test_the_same_seed_gives_the_same_pixels_and_the_prompts_matter(engine):
     assert not np.array_equal(pixels(first.results[0].path), pixels(other.results[0].path))
 
 
+def test_a_negative_prompt_is_cut_to_the_prompts_token_count_as_the_authors_do(engine):
+    values = {**SMALL, "prompt": "a cat", "seed": 3}  # 5 tokens: a, c, a, t and end-of-text
+    blurry = engine.run(Job("t2i", MODEL, {**values, "negative_prompt": "blurry photo"}))
+    blurry_too = engine.run(Job("t2i", MODEL, {**values, "negative_prompt": "blurry dogs, dark"}))  # same 4
+    sharp = engine.run(Job("t2i", MODEL, {**values, "negative_prompt": "sharp photo"}))
+
+    assert np.array_equal(pixels(blurry.results[0].path), pixels(blurry_too.results[0].path))
+    assert not np.array_equal(pixels(blurry.results[0].path), pixels(sharp.results[0].path))
+
+
 def test_without_a_negative_prompt_the_unconditional_pass_sees_the_null_embedding(manager, engine):
     model = manager.get(MODEL)
     seen = []

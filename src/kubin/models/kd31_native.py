@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 FLASH = "flash"  # the feature of the distilled model: its own sampler, few steps, no guidance
 FLASH_SCHEDULER = "Flash"
 INPAINT_TASKS = ("inpaint", "outpaint")
+TOKENS = 128  # the prompt length the authors' T5 processor pads and cuts to
 
 # The authors' sampler: 1000-step cosine schedule, timesteps 999, 999 - 1000/steps, ... (diffusers'
 # "trailing" spacing), each step's x0 clipped to its 99th (inpainting: 95th) percentile of |x0|, at least 1.
@@ -110,6 +111,24 @@ def attach_null_embedding(unet, null_embedding):
     return unet.encoder_hid_proj.register_forward_hook(hook)
 
 
+def authors_negative(pipe, prompt: str, negative: str, device):
+    """The negative prompt as the authors' T5 processor makes it: its tokens cut to the prompt's count,
+    the last one made end-of-text, read under the prompt's attention mask; then, like the prompt, zero at
+    padding and cut one token past the prompt's length. Returns (embeddings, mask)."""
+    import torch
+
+    tokenizer = pipe.tokenizer
+    prompt_ids = tokenizer(prompt, max_length=TOKENS, truncation=True)["input_ids"]
+    length = len(prompt_ids)
+    ids = tokenizer(negative, max_length=TOKENS, truncation=True)["input_ids"][:length]
+    ids[-1] = tokenizer.eos_token_id
+    ids = torch.tensor([ids + [tokenizer.pad_token_id] * (TOKENS - len(ids))], device=device)
+    mask = torch.tensor([[1] * length + [0] * (TOKENS - length)], device=device)
+    hidden = pipe.text_encoder(ids, attention_mask=mask)[0]
+    cut = min(length + 1, TOKENS)
+    return hidden[:, :cut] * mask[:, :cut, None].to(hidden.dtype), mask[:, :cut]
+
+
 class Kandinsky31(Kandinsky30):
     """A loaded Kandinsky 3.1: the text-to-image pipeline around the converted modules; the inpainting
     UNet is converted and loaded on first use."""
@@ -159,23 +178,22 @@ class Kandinsky31(Kandinsky30):
         return super()._task_inputs(task, params, prepared)
 
     def _prompt_inputs(self, pipe, params: ImageTaskParams) -> dict[str, Any]:
-        """The prompt encoded here (as the pipelines would), so that "no negative prompt" can be the
-        authors' null context: a one-token mask over an all-zero context (see attach_null_embedding)."""
+        """The prompt and the negative prompt encoded here, as the authors do: the prompt as the pipelines
+        would; no negative prompt is their null context, passed as a one-token mask over an all-zero context
+        (see attach_null_embedding); a negative prompt is cut to the prompt's token count."""
         negative = params.negative_prompt or None
         guided = params.guidance_scale > 1  # the pipelines' do_classifier_free_guidance
         memory = self.placement.memory
         free = memory.free_text_encoder and memory.offload == "none"
         if free:
             pipe.text_encoder.to(self.placement.device)  # back from the CPU where the last job left it
+        device = pipe._execution_device
         embeds, negative_embeds, mask, negative_mask = pipe.encode_prompt(
-            params.prompt,
-            guided,
-            num_images_per_prompt=1,
-            device=pipe._execution_device,
-            negative_prompt=negative,
-            _cut_context=True,
+            params.prompt, guided, num_images_per_prompt=1, device=device, _cut_context=True
         )
-        if guided and negative is None:
+        if guided and negative is not None:
+            negative_embeds, negative_mask = authors_negative(pipe, params.prompt, negative, device)
+        elif guided:
             negative_mask = negative_mask.clone()
             negative_mask[:, 0] = 1
         if free:
