@@ -34,6 +34,11 @@ def open_image(source: ImageSource, what: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()  # decode now: a truncated file fails here, not halfway through a job
+    except Image.DecompressionBombError:
+        raise InvalidParams(
+            f"{what} {path.name!r} is too large to open safely (over {Image.MAX_IMAGE_PIXELS * 2} pixels); "
+            "use a smaller image."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidParams(
             f"{what} {path.name!r} could not be read: it is not an image or it is damaged ({exc})."

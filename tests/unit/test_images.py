@@ -288,3 +288,14 @@ def test_a_stored_input_is_one_png_per_distinct_image(tmp_path):
     assert first.parent == tmp_path / "inputs" and first.suffix == ".png"
     assert np.array_equal(rgb(Image.open(first)), rgb(noise(8, 8, seed=1)))
     assert sorted(p.name for p in (tmp_path / "inputs").iterdir()) == sorted([first.name, other.name])
+
+
+def test_an_image_too_large_to_open_safely_gets_a_clear_error(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    path = tmp_path / "huge.png"
+    PILImage.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # 64x64 is over twice that, as a bomb is
+
+    with pytest.raises(InvalidParams, match="too large to open safely"):
+        load_image(str(path), "Init image")

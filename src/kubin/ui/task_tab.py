@@ -24,6 +24,10 @@ from kubin.ui.context import UIContext
 SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
 VIDEO_FIELDS = ["frames", "fps"]
 BATCH_FIELDS = ["batch_count", "batch_size"]
+# How many UI generate events may wait on the engine at once. The engine's queue sets the order; this
+# only has to be high enough that Gradio never holds a UI job back while API jobs overtake it (each
+# waiter is a thread of Gradio's pool of 40).
+GENERATE_WAITERS = 32
 # Tabs a result can be sent to (a video sends one of its frames).
 SEND_TARGETS = ["i2i", "mix", "inpaint", "outpaint", "i2v"]
 
@@ -210,12 +214,12 @@ def build_task_tab(
     )
     generate_btn.click(
         generate, [owner, model, *components], event_outputs,
-        api_name=_api_name(task), concurrency_limit=8, concurrency_id="generate",
+        api_name=_api_name(task), concurrency_limit=GENERATE_WAITERS, concurrency_id="generate",
     )  # fmt: skip
     if has_prompt:
         widgets["prompt"].submit(
             generate, [owner, model, *components], event_outputs,
-            api_name=False, concurrency_limit=8, concurrency_id="generate",
+            api_name=False, concurrency_limit=GENERATE_WAITERS, concurrency_id="generate",
         )  # fmt: skip
 
     def cancel(owner_id: str) -> str:
