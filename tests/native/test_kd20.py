@@ -305,6 +305,110 @@ def test_offline_without_the_weights_is_one_clear_sentence_naming_the_repo_and_f
         kd20_native.load(spec, spec.sources, Placement("cpu", "fp32"))
 
 
+def test_a_vae_checkpoint_with_training_objects_still_loads(official_folder, tmp_path):
+    import argparse
+
+    folder = copy_folder(official_folder, tmp_path / "copy")
+    checkpoint = torch.load(folder / VAE_FILE, weights_only=True)
+    checkpoint["hyper_parameters"] = argparse.Namespace(learning_rate=4.5e-6)  # not a tensor or plain data
+    torch.save(checkpoint, folder / VAE_FILE)
+
+    model = kd20_native.load(resolve_model("kd20"), {"repo": str(folder)}, Placement("cpu", "fp32"))
+
+    reference = torch.load(official_folder / "vae-diffusers.reference", weights_only=True)
+    assert all(torch.equal(model.vae.state_dict()[k], v) for k, v in reference.items())
+
+
+def test_in_half_precision_the_mt5_encoder_stays_in_float32(official_folder):
+    files = kd20_native.ModelFiles(str(official_folder), "kd20")
+
+    parts = kd20_native.load_text_encoders(files, Placement("cpu", "fp16"))
+
+    assert parts["text_encoder1"].LinearTransformation.weight.dtype == torch.float16
+    assert parts["text_encoder2"].dtype == torch.float32  # mT5 overflows in float16
+
+
+SPIECE_WRITER = """
+import sys
+from transformers.utils import sentencepiece_model_pb2_new as spm
+model = spm.ModelProto()
+pieces = [("<pad>", 0, 3), ("</s>", 0, 3), ("<unk>", 0, 2), ("\\u2581", -2, 1)]
+pieces += [(p, -3, 1) for c in "acdert" for p in (c, "\\u2581" + c)]
+for piece, score, kind in pieces:
+    entry = model.pieces.add()
+    entry.piece, entry.score, entry.type = piece, score, kind
+model.trainer_spec.model_type = 1  # unigram
+model.trainer_spec.unk_id, model.trainer_spec.pad_id, model.trainer_spec.eos_id = 2, 0, 1
+model.trainer_spec.bos_id = -1
+model.normalizer_spec.add_dummy_prefix = True
+open(sys.argv[1], "wb").write(model.SerializeToString())
+"""
+
+
+def write_sentencepiece_only_tokenizer(folder: Path) -> None:
+    """A T5 tokenizer as the official text_encoder2/ holds it: spiece.model and its configs, no tokenizer.json.
+
+    The model file is written in another process: importing transformers' copy of the SentencePiece proto
+    here would clash with the sentencepiece package's own copy when the tokenizer is read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", SPIECE_WRITER, str(folder / "spiece.model")], check=True)
+    specials = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer", **specials}))
+
+
+def test_a_sentencepiece_only_tokenizer_loads_or_says_which_package_it_needs(tmp_path):
+    import importlib.util
+
+    from kubin.errors import KubinError
+
+    write_sentencepiece_only_tokenizer(tmp_path / "text_encoder2")
+
+    if importlib.util.find_spec("sentencepiece") is None:
+        with pytest.raises(KubinError, match=r"needs the sentencepiece package: install it with"):
+            kd20_native._tokenizer(tmp_path / "text_encoder2")
+    else:
+        tokenizer = kd20_native._tokenizer(tmp_path / "text_encoder2")
+        assert tokenizer("a red cat").input_ids[-1] == 1  # </s>
+
+
+def fake_hub(monkeypatch, repo_folder: Path, cached: set[str]) -> list[tuple[str, bool]]:
+    """hf_hub_download serving `repo_folder` as sberbank-ai/Kandinsky_2.0: files in `cached` come from the
+    cache, the others only by download (and then they are cached)."""
+    import huggingface_hub
+
+    calls = []
+
+    def hf_hub_download(repo_id, filename, local_files_only=False, **kwargs):
+        assert repo_id == "sberbank-ai/Kandinsky_2.0"
+        calls.append((filename, local_files_only))
+        if local_files_only and filename not in cached:
+            raise huggingface_hub.errors.LocalEntryNotFoundError(f"{filename} is not cached")
+        cached.add(filename)
+        return str(repo_folder / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    return calls
+
+
+def test_the_hub_repo_is_read_from_the_cache_first_and_downloaded_once(official_folder, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    cached = {UNET_FILE}
+    calls = fake_hub(monkeypatch, official_folder, cached)
+    spec = resolve_model("kd20")
+
+    found = kd20_native.download(spec)
+
+    assert found[UNET_FILE] == official_folder / UNET_FILE
+    assert found["text_encoder1"] == official_folder / "text_encoder1"
+    assert calls[0] == (UNET_FILE, True)  # from the cache, no download
+    assert (VAE_FILE, True) in calls and (VAE_FILE, False) in calls  # the cache first, then the download
+    assert ("text_encoder2/spiece.model", False) in calls  # what the authors fetch of each text encoder
+    calls.clear()
+    kd20_native.download(spec)
+    assert all(local for _name, local in calls)  # the second time everything comes from the cache
+
+
 def test_an_official_folder_is_a_model_id(official_folder):
     spec = resolve_model(str(official_folder))
 
@@ -600,6 +704,77 @@ def test_every_offered_scheduler_paints(engine, manager, photo, right_half, task
         assert pixels(result.path).std() > 1.0, f"{name} gave a flat image"
 
 
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_half_precision_paints_nearly_the_full_precision_picture(dtype):
+    """On a GPU Kubin runs in half precision: norms compute in float32 and mT5 stays in float32 (it overflows
+    in float16). Checked here on the CPU, which runs the same modules in those dtypes."""
+    from kubin.models.tiny import tiny_model_folder
+    from kubin.params import Text2ImageParams
+    from kubin.tasks import prepare
+
+    sources = {"repo": str(tiny_model_folder(MODEL) / "repo")}
+    params = Text2ImageParams(prompt="a red cat", width=64, height=64, steps=3, seed=1)
+    images = {}
+    for precision in ("fp32", dtype):
+        model = kd20_native.load(resolve_model(MODEL), sources, Placement("cpu", precision))
+        [images[precision]], _ = model.generate("t2i", params, prepare(params), [1], lambda phase, step: None)
+
+    full, half = (np.asarray(images[p]).astype(int) for p in ("fp32", dtype))
+    assert full.std() > 10  # a picture, not one colour
+    assert np.abs(full - half).mean() < 2
+
+
+def test_memory_options_apply_and_leave_the_picture_unchanged(engine, tmp_path):
+    from kubin.runtime.memory import MemoryOptions
+
+    expected = pixels(engine.run(job("t2i", seed=11)).results[0].path)
+    options = MemoryOptions(offload="model", vae_tiling=True, vae_slicing=True, free_text_encoder=True)
+    low = ModelManager(device="cpu", dtype="fp32", memory=options)
+    low_engine = Engine(low, tmp_path / "low")
+    try:
+        handle = low_engine.run(job("t2i", seed=11))
+        model = low.get(MODEL)
+        assert model.vae.use_tiling and model.vae.use_slicing
+    finally:
+        low_engine.close(wait=True)
+        low.unload()
+    assert np.array_equal(pixels(handle.results[0].path), expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "task", "expected"),
+    [
+        # offload=model: every part rests on the CPU and visits the device for its phase.
+        ({"offload": "model"}, "t2i", ["text_encoder1", "text_encoder2", "unet", "vae"]),
+        ({"offload": "model"}, "i2i", ["text_encoder1", "text_encoder2", "vae", "unet", "vae"]),
+        # free_text_encoder: the text encoders go back to the CPU once the prompt is read.
+        ({"free_text_encoder": True}, "t2i", ["text_encoder1", "text_encoder2"]),
+    ],
+)
+def test_parts_visit_the_device_only_while_they_run(manager, monkeypatch, photo, options, task, expected):
+    """Recorded on the CPU, with "cpu:0" standing in for the GPU ("cpu" is where parts rest)."""
+    from kubin.params import Image2ImageParams, Text2ImageParams
+    from kubin.runtime.memory import MemoryOptions
+    from kubin.tasks import prepare
+
+    model = manager.get(MODEL)
+    moves = []
+    for name in ("text_encoder1", "text_encoder2", "unet", "vae"):
+        part = getattr(model, name)
+        monkeypatch.setattr(
+            part, "to", lambda where, _name=name, _part=part: moves.append((_name, where)) or _part
+        )
+    monkeypatch.setattr(model, "placement", Placement("cpu:0", "fp32", MemoryOptions(**options)))
+    if task == "i2i":
+        params = Image2ImageParams(prompt="a cat", init_image=photo, steps=2, strength=1.0).validate()
+    else:
+        params = Text2ImageParams(prompt="a cat", width=64, height=64, steps=2).validate()
+
+    model.generate(task, params, prepare(params), [1], lambda phase, i: None)
+
+    assert moves == [move for name in expected for move in ((name, "cpu:0"), (name, "cpu"))]
+
+
 def test_cancelling_stops_within_a_step_and_keeps_the_finished_images(engine, output_dir):
     handle = engine.submit(job("t2i", batch_count=3, steps=SLOW_STEPS))
     wait_until(lambda: handle.results, timeout=300)
@@ -635,35 +810,94 @@ def test_a_saved_model_folder_is_the_official_layout_and_gives_the_same_pixels(e
 
 
 # --- the command line ------------------------------------------------------------------------------------
-def kubin_generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+CLI_CASES = {  # task -> (arguments, the PNG's size)
+    "t2i": (["--width", "128", "--height", "64"], (128, 64)),
+    "i2i": (["--init-image", "PHOTO", "--strength", "0.5"], (128, 64)),
+    "inpaint": (["--init-image", "PHOTO", "--mask", "MASK"], (100, 70)),
+}
+
+
+def test_the_command_line_paints_each_task(tmp_path, photo, right_half):
+    """`python -m kubin generate` for text to image, image to image and inpainting (run side by side: most
+    of each run is Python starting up)."""
     (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the test
-    return subprocess.run(
-        [sys.executable, "-m", "kubin", "generate", "--config", str(tmp_path / "user.yaml"),
-         "--model", MODEL, "--prompt", "a red cat", "--steps", "4", "--seed", "42", *args],
-        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("task", "args", "size"),
-    [
-        ("t2i", ["--width", "128", "--height", "64"], (128, 64)),
-        ("i2i", ["--init-image", "PHOTO", "--strength", "0.5"], (128, 64)),
-        ("inpaint", ["--init-image", "PHOTO", "--mask", "MASK"], (100, 70)),
-    ],
-)
-def test_the_command_line_paints_each_task(tmp_path, photo, right_half, task, args, size):
     out = tmp_path / "out"
-    args = [photo if a == "PHOTO" else right_half if a == "MASK" else a for a in args]
+    runs = {}
+    for task, (args, _size) in CLI_CASES.items():
+        args = [photo if a == "PHOTO" else right_half if a == "MASK" else a for a in args]
+        runs[task] = subprocess.Popen(
+            [sys.executable, "-m", "kubin", "generate", "--config", str(tmp_path / "user.yaml"), "--model", MODEL,
+             "--prompt", "a red cat", "--steps", "4", "--seed", "42", "--task", task, "--output-dir", str(out),
+             *args],
+            cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
 
-    done = kubin_generate(tmp_path, "--task", task, "--output-dir", str(out), *args)
+    for task, run in runs.items():
+        stdout, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+        [line] = [json.loads(text) for text in stdout.splitlines() if text.strip()]
+        assert (line["seed"], line["model"], line["task"]) == (42, MODEL, task)
+        path = Path(line["path"])
+        assert path.is_file() and path.is_relative_to(out / task)
+        assert Image.open(path).size == CLI_CASES[task][1]
+        saved = read_image_metadata(path)
+        assert saved["family"] == "kd20" and saved["params"]["steps"] == 4
+        assert not PRIOR_ONLY & set(saved["params"])
 
-    assert done.returncode == 0, done.stderr
-    [line] = [json.loads(text) for text in done.stdout.splitlines() if text.strip()]
-    assert (line["seed"], line["model"], line["task"]) == (42, MODEL, task)
-    path = Path(line["path"])
-    assert path.is_file() and path.is_relative_to(out / task)
-    assert Image.open(path).size == size
-    saved = read_image_metadata(path)
-    assert saved["family"] == "kd20" and saved["params"]["steps"] == 4
-    assert not PRIOR_ONLY & set(saved["params"])
+
+# --- the web UI's server ---------------------------------------------------------------------------------
+def test_the_web_ui_server_offers_tiny_kd20_and_paints_through_its_apis(tmp_path, photo):
+    """`python -m kubin --model tiny-kd20` as a user starts it: the page comes up, the model is listed
+    with its tasks, and the REST routes the UI shares its queue with paint text to image and inpainting."""
+    import base64
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "user.yaml").write_text("")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}  # fmt: skip
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kubin", "--model", MODEL, "--port", str(port), "--config",
+             str(tmp_path / "user.yaml"), "--output-dir", str(tmp_path / "out")],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: server.poll() is not None or "Kubin is running at" in log.read_text(errors="replace"), 120
+        )
+        assert server.poll() is None, log.read_text()
+        assert httpx.get(url, timeout=10).status_code == 200
+
+        [listed] = [m for m in httpx.get(f"{url}/kubin/api/v1/models", timeout=10).json() if m["id"] == MODEL]
+        assert listed["tasks"] == ["t2i", "i2i", "inpaint", "outpaint"] and listed["current"]
+        assert listed["implementation"] == "native" and listed["schedulers"][0] == "DDIM"
+
+        t2i = httpx.post(f"{url}/kubin/api/v1/tasks/t2i", json={"prompt": "a red cat", "steps": 2, "seed": 5,
+                         "width": 128, "height": 64}, timeout=300).json()  # fmt: skip
+        assert t2i["state"] == "done", t2i
+        [result] = t2i["results"]
+        assert (result["width"], result["height"], result["model"]) == (128, 64, MODEL)
+
+        mask = Image.new("L", (100, 70), 0)
+        mask.paste(255, (50, 0, 100, 70))
+        mask_path = tmp_path / "mask.png"
+        mask.save(mask_path)
+
+        def encoded(path) -> str:
+            return base64.b64encode(Path(path).read_bytes()).decode()
+
+        inpaint = httpx.post(f"{url}/kubin/api/v1/tasks/inpaint", json={"prompt": "a red cat", "steps": 2,
+                             "init_image": encoded(photo), "mask": encoded(mask_path)}, timeout=300).json()  # fmt: skip
+        assert inpaint["state"] == "done", inpaint
+        assert (inpaint["results"][0]["width"], inpaint["results"][0]["height"]) == (100, 70)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

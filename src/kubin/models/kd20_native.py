@@ -33,7 +33,7 @@ from typing import Any
 
 from PIL import Image
 
-from kubin.errors import InvalidParams, UnsupportedTask, WeightsMissing
+from kubin.errors import InvalidParams, KubinError, UnsupportedTask, WeightsMissing
 from kubin.models.native.kd20_unet import Kandinsky20UNet, MultilingualCLIPText, UNetConfig
 from kubin.models.prior_decoder import cpu_generators
 from kubin.models.registry import FOLDER_INFO, ModelSpec
@@ -256,7 +256,7 @@ class _on:
         self.module, self.device = module, placement.device
         memory = placement.memory
         self.visits = _home(placement) != self.device or (
-            text_encoder and memory.free_text_encoder and not self.device.startswith("cpu")
+            text_encoder and memory.free_text_encoder and self.device != "cpu"
         )
 
     def __enter__(self):
@@ -386,19 +386,35 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     return Kandinsky20(spec, parts, files, placement)
 
 
+def download(spec: ModelSpec) -> dict[str, Path]:
+    """Fetch into the Hugging Face cache (or find in a local folder) every file of the model: both UNets,
+    the autoencoder and both text encoder folders. Returns where each is."""
+    files = ModelFiles(spec.sources["repo"], spec.id)
+    return {name: files.path(name) for name in (UNET_FILE, INPAINT_UNET_FILE, VAE_FILE, *TEXT_ENCODER_FILES)}
+
+
 def _home(placement: Placement) -> str:
     """Where modules rest: on the device, or on the CPU when they only visit it (offload)."""
-    return (
-        "cpu"
-        if placement.memory.offload != "none" and not placement.device.startswith("cpu")
-        else placement.device
-    )
+    return "cpu" if placement.memory.offload != "none" and placement.device != "cpu" else placement.device
 
 
 def _torch_load(path: Path) -> dict:
+    """A checkpoint's tensors: memory-mapped where the file allows it, and unpickling only tensors and plain
+    data where it holds nothing else (a Lightning checkpoint may also hold training objects; the authors'
+    code unpickles those files in full, and so do we, from the repo or folder the user chose)."""
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):  # a file in the legacy (pre-zip) format cannot be memory-mapped
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        log.warning("%s holds more than tensors; loading it with full unpickling, as the authors do", path)
+        return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def load_unet(path: Path, config: UNetConfig, placement: Placement) -> Kandinsky20UNet:
@@ -484,7 +500,7 @@ def load_text_encoders(files: ModelFiles, placement: Placement) -> dict:
     """text_encoder1/ (multilingual CLIP: XLM-R + linear, one state dict) and text_encoder2/ (mT5 encoder),
     each with the tokenizer saved beside it."""
     import torch
-    from transformers import AutoConfig, AutoTokenizer, MT5EncoderModel
+    from transformers import AutoConfig, MT5EncoderModel
 
     folder1, folder2 = files.path("text_encoder1"), files.path("text_encoder2")
     state = _torch_load(folder1 / "pytorch_model.bin")
@@ -499,12 +515,32 @@ def load_text_encoders(files: ModelFiles, placement: Placement) -> dict:
     encoder1.load_state_dict({k: v for k, v in state.items() if k in encoder1.state_dict()})
     encoder2 = MT5EncoderModel.from_pretrained(folder2, dtype=torch.float32)
     home, dtype = _home(placement), placement.torch_dtype()
+    # mT5 overflows in float16 (its activations pass 65504): it stays in float32 then (bf16 is safe).
+    dtype2 = torch.float32 if placement.dtype == "fp16" else dtype
     return {
-        "tokenizer1": AutoTokenizer.from_pretrained(folder1),
+        "tokenizer1": _tokenizer(folder1),
         "text_encoder1": encoder1.to(home, dtype).eval(),
-        "tokenizer2": AutoTokenizer.from_pretrained(folder2),
-        "text_encoder2": encoder2.to(home, dtype).eval(),
+        "tokenizer2": _tokenizer(folder2),
+        "text_encoder2": encoder2.to(home, dtype2).eval(),
     }
+
+
+def _tokenizer(folder: Path):
+    """The tokenizer saved in a text encoder folder. The official mT5 folder holds only its SentencePiece
+    model (spiece.model), which transformers reads only with the sentencepiece package."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (ValueError, ImportError, OSError):
+        if (folder / "tokenizer.json").is_file() or importlib.util.find_spec("sentencepiece") is not None:
+            raise
+        raise KubinError(
+            f"The tokenizer in {folder} is a SentencePiece model without a tokenizer.json, and reading it needs "
+            "the sentencepiece package: install it with `pip install sentencepiece` (in Kubin's venv)."
+        ) from None
 
 
 def write_official_layout(folder: Path, *, unet, inpaint_unet, vae, text_encoder1, tokenizer1, text_encoder2,

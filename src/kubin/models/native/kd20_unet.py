@@ -91,7 +91,8 @@ class GroupNorm(nn.GroupNorm):
         self.silu = silu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = super().forward(x.float()).to(x.dtype)
+        weight, bias = self.weight.float(), self.bias.float()  # float32 whatever the module's dtype
+        y = F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).to(x.dtype)
         return F.silu(y) if self.silu else y
 
 
