@@ -230,6 +230,27 @@ def test_an_output_sent_from_the_outputs_tab_lands_in_image_to_image(new_page, a
     assert path.exists(), "sending keeps the output"
 
 
+@pytest.mark.browser
+@pytest.mark.xfail(
+    strict=True,
+    reason=SELECT_BUG
+    + "; and once it does, on_select maps the clicked index onto a fresh listing of the folder, "
+    "so after a new output is saved, clicking a thumbnail of the shown (older) listing selects a different file, "
+    "the one Delete and the send buttons then act on",
+)
+def test_selecting_in_a_listing_shown_before_a_new_output_selects_the_clicked_output(new_page, api_client):
+    shown = saved_output(api_client, "a quiet harbour", seed=781)
+    page = new_page("/")
+    show_newest_t2i(page, shown.parent.name)
+    first = page.locator("#browser-gallery button.thumbnail-item img").first
+    expect(first).to_have_attribute("src", re.compile(re.escape(shown.name)), timeout=15_000)
+
+    newer = saved_output(api_client, "a busy harbour", seed=782)  # saved while the listing is on screen
+    select_first(page, str(shown))
+
+    assert newer.exists() and shown.exists()
+
+
 # --- the Styles tab in Chromium -----------------------------------------------------------------------
 def open_styles_tab(page: Page) -> None:
     button = page.get_by_role("tab", name="Styles", exact=True)
