@@ -47,6 +47,19 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         ("free-text-encoder", "move the text encoder off the GPU once the prompt is encoded"),
     ):
         parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=d, help=what)
+    presets = parser.add_mutually_exclusive_group()
+    presets.add_argument(
+        "--medvram", dest="memory_preset", action="store_const", const="medvram", default=d,
+        help="model offload plus the VAE/attention options that suit the model (see the README)",
+    )  # fmt: skip
+    presets.add_argument(
+        "--lowvram", dest="memory_preset", action="store_const", const="lowvram", default=d,
+        help="sequential offload plus the VAE/attention options that suit the model: least VRAM, slow",
+    )  # fmt: skip
+    presets.add_argument(
+        "--memory-preset", dest="memory_preset", choices=["none", "medvram", "lowvram"], default=d,
+        help="the same as a preset flag; none turns off a preset set in the config",
+    )  # fmt: skip
     parser.add_argument("--verbose", "-v", action="store_true", default=d or False, help="debug logging")
 
 
@@ -185,6 +198,7 @@ def load_settings(args: argparse.Namespace):
         "memory.vae_slicing": getattr(args, "vae_slicing", None),
         "memory.attention_slicing": getattr(args, "attention_slicing", None),
         "memory.free_text_encoder": getattr(args, "free_text_encoder", None),
+        "memory.preset": getattr(args, "memory_preset", None),
     }
     loaded = load_config(getattr(args, "config", None), overrides)
     for warning in loaded.warnings:

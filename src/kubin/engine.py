@@ -14,6 +14,7 @@ import logging
 import secrets
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -323,14 +324,10 @@ class Engine:
             self._finish(handle, FAILED, exc)
         except Exception as exc:
             if _is_out_of_memory(exc):
+                # The traceback's frames hold the job's tensors: clear them, so that they are freed now.
+                traceback.clear_frames(exc.__traceback__)
                 free_memory()
-                self._finish(
-                    handle,
-                    FAILED,
-                    OutOfMemory(
-                        "Out of memory: try a smaller size or batch size, fewer images at once, or a lower-memory dtype."
-                    ),
-                )
+                self._finish(handle, FAILED, OutOfMemory(_out_of_memory_message(self.manager, job)))
             else:
                 log.exception("Job %s failed", handle.id)
                 self._finish(
@@ -413,6 +410,16 @@ def _check_limits(spec, params) -> None:
 
 def _output_kind(task: str) -> str:
     return "video" if task in VIDEO_TASKS else "3D object" if task in MESH_TASKS else "image"
+
+
+def _out_of_memory_message(manager: ModelManager, job: Job) -> str:
+    """What to try next, given the model's family and the memory options it ran with."""
+    from kubin.runtime.presets import apply_preset, out_of_memory_advice
+
+    spec = manager.spec(job.model_id)
+    options = apply_preset(manager.memory, spec.family)
+    advice = out_of_memory_advice(spec.family, options, video=job.task in VIDEO_TASKS)
+    return f"Out of memory: try {advice}. The memory it held is freed; the next job can run."
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

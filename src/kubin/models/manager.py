@@ -15,6 +15,7 @@ from kubin.models.registry import ModelSpec, resolve_model
 from kubin.models.tiny import tiny_model_folder
 from kubin.runtime.device import Placement, resolve_placement
 from kubin.runtime.memory import MemoryOptions
+from kubin.runtime.presets import apply_preset
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class ModelManager:
 
     def placement_for(self, spec: ModelSpec) -> Placement:
         """The placement for a model: "auto" gives a model published in bf16 bf16 on a GPU that has it."""
-        return resolve_placement(self.device, self.dtype, self.memory, spec.dtype)
+        # --medvram / --lowvram switch on the options that suit this model's family.
+        return resolve_placement(self.device, self.dtype, apply_preset(self.memory, spec.family), spec.dtype)
 
     def get(self, model_id: str, task: str | None = None):
         """The loaded model for `model_id`, loading it (and unloading another) if needed."""

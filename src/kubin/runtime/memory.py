@@ -16,6 +16,7 @@ from kubin.errors import InvalidParams
 log = logging.getLogger(__name__)
 
 OFFLOAD_MODES = ("none", "model", "sequential")
+PRESET_NAMES = ("none", "medvram", "lowvram")  # what each switches on per family: runtime/presets.py
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,17 @@ class MemoryOptions:
     vae_slicing: bool = False  # decode a batch one item at a time
     attention_slicing: bool = False  # attention in slices (2.x UNets): less VRAM, a little slower
     free_text_encoder: bool = False  # encode the prompt, then move the text encoder(s) off the GPU
+    # medvram / lowvram: switch on the options that suit the loaded model's family (runtime/presets.py).
+    preset: str = "none"
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_MODES:
             raise InvalidParams(
                 f"Unknown offload mode {self.offload!r}; use one of {', '.join(OFFLOAD_MODES)}."
+            )
+        if self.preset not in PRESET_NAMES:
+            raise InvalidParams(
+                f"Unknown memory preset {self.preset!r}; use one of {', '.join(PRESET_NAMES)}."
             )
 
     @classmethod
@@ -46,9 +53,10 @@ class MemoryOptions:
                 f"Unknown memory option(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}."
             )
         kept = {k: v for k, v in values.items() if v is not None}
-        if "offload" in kept:
-            kept["offload"] = str(kept["offload"] or "none").lower()
-        for name in names - {"offload"}:
+        for name in ("offload", "preset"):
+            if name in kept:
+                kept[name] = str(kept[name] or "none").lower()
+        for name in names - {"offload", "preset"}:
             if name in kept:
                 kept[name] = (
                     kept[name]
