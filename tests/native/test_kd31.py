@@ -351,6 +351,28 @@ def test_the_inpainting_unet_is_looked_for_only_when_inpainting(official_folder,
     assert painted.state == DONE, painted.error
 
 
+def test_the_official_repo_is_found_in_the_hugging_face_cache_offline(official_folder, tmp_path, monkeypatch):
+    """A snapshot of ai-forever/Kandinsky3.1 in the hub cache (as `hf download` leaves it) loads offline."""
+    from huggingface_hub import constants
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--ai-forever--Kandinsky3.1"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(official_folder / "weights", repo / "snapshots" / commit / "weights")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    manager = ModelManager(device="cpu", dtype="fp32")
+    try:
+        model = manager.get("kd31")
+        files = kd31_native.download(resolve_model("kd31"))
+    finally:
+        manager.unload()
+
+    assert model.repo == "ai-forever/Kandinsky3.1"
+    assert files["weights/flan_ul2_encoder/"] == repo / "snapshots" / commit / "weights" / "flan_ul2_encoder"
+    assert files["weights/movq.pt"] == repo / "snapshots" / commit / "weights" / "movq.pt"
+
+
 def test_offline_without_the_weights_names_the_repo_file_and_the_download_command():
     manager = ModelManager(device="cpu", dtype="fp32")
 

@@ -9,6 +9,7 @@ inpainting with the 9-channel UNet (native/kd3_inpaint.py).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -51,6 +52,7 @@ def steps_per_batch(task: str, params: ImageTaskParams) -> int:
     return kd30_steps_per_batch(task, params)
 
 
+@functools.cache
 def flash_scheduler_class():
     from diffusers import DDPMScheduler
     from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput

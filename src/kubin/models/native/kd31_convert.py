@@ -362,7 +362,10 @@ def native_file(source: str, name: str, model_id: str) -> Path:
     args = {"allow_patterns": f"{name}*"} if name.endswith("/") else {"filename": name}
     try:  # the cache first, without touching the network
         found = Path(fetch(source, local_files_only=True, **args))
-        return found / name if name.endswith("/") else found
+        if not name.endswith("/"):
+            return found
+        if (found / name / "config.json").is_file():  # a cached snapshot may lack the folder
+            return found / name
     except Exception:
         pass
     hint = (
@@ -386,11 +389,18 @@ def native_file(source: str, name: str, model_id: str) -> Path:
 
 
 def unet_arch(source: str) -> UNetArch:
-    """The official values, or those a local folder's weights/kubin_arch.json gives."""
+    """The official values, or those the folder's (or cached snapshot's) weights/kubin_arch.json gives."""
     if is_local(source):
         path = Path(source).expanduser() / ARCH_FILE
-        if path.is_file():
-            return UNetArch(**json.loads(path.read_text(encoding="utf-8")))
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:  # never downloaded: the official repo has no such file
+            path = Path(hf_hub_download(source, ARCH_FILE, local_files_only=True))
+        except Exception:
+            return UNetArch()
+    if path.is_file():
+        return UNetArch(**json.loads(path.read_text(encoding="utf-8")))
     return UNetArch()
 
 

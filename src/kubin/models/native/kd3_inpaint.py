@@ -92,9 +92,7 @@ class Kandinsky3InpaintPipeline(Kandinsky3Img2ImgPipeline):
             embeds = torch.cat([negative_embeds, embeds])
             mask = torch.cat([negative_mask, mask])
         mask = mask.bool()
-        batch = num_images_per_prompt * (1 if prompt is None or isinstance(prompt, str) else len(prompt))
-        if prompt is None:
-            batch = embeds.shape[0] // (2 if self.do_classifier_free_guidance else 1)
+        batch = embeds.shape[0] // (2 if self.do_classifier_free_guidance else 1)
 
         # The authors' conditioning: keep = 1 outside the area to repaint; the image there, zeros elsewhere
         # (any pixel the mask touches at all is blanked); the mask itself at latent size.
