@@ -499,6 +499,36 @@ def test_download_finds_both_sources_and_loading_uses_the_same_lookup(official_l
     }
 
 
+def test_a_saved_model_is_written_in_the_official_layouts_and_loads_back_to_the_same_video(manager, tmp_path):
+    folder = manager.save("tiny-kd40", tmp_path / "saved")
+    assert (folder / "dit" / "kandinsky4_distil_512.pt").is_file()
+    assert sorted(p.name for p in (folder / "cogvideox").iterdir()) == [
+        "scheduler",
+        "text_encoder",
+        "tokenizer",
+        "vae",
+    ]
+    assert json.loads((folder / "kubin.json").read_text())["saved_from"] == "tiny-kd40"
+
+    engine = Engine(manager, tmp_path / "tiny")
+    try:
+        expected = frames_of(engine.run(job(seed=5)).results[0].path)
+    finally:
+        engine.close(wait=True)
+    again = ModelManager(
+        device="cpu",
+        dtype="fp32",
+        sources={"kd40": {"dit": str(folder / "dit"), "cogvideox": str(folder / "cogvideox")}},
+    )
+    engine = Engine(again, tmp_path / "again")
+    try:
+        handle = engine.run(Job("t2v", "kd40", {**SMALL, "seed": 5, "width": 64, "height": 64}))
+    finally:
+        engine.close(wait=True)
+        again.unload()
+    assert np.array_equal(frames_of(handle.results[0].path), expected)
+
+
 def test_the_command_line_makes_a_video_and_prints_its_path(tmp_path):
     (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the tests
     out = tmp_path / "out"

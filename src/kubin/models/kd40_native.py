@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ class Kandinsky4:
         text_cu_seqlens = torch.tensor([0, text_embed.shape[0]], dtype=torch.int32, device=self.device)
         text_embed = text_embed.to(self.device, self.dtype)
         latents = noise()
-        with self._running(self.dit):
+        with self._running(self.dit), self._autocast():
             for i, t in enumerate(self.scheduler.timesteps.tolist()):
                 alpha = float(alphas[t])
                 latents = alpha**0.5 * latents + (1 - alpha) ** 0.5 * noise()
@@ -205,6 +205,15 @@ class Kandinsky4:
                 latents = alpha**0.5 * latents - (1 - alpha) ** 0.5 * velocity.float()
                 on_step("denoise", i)
         return latents
+
+    def _autocast(self):
+        """The authors run the DiT under CUDA autocast (LayerNorms in float32 inside a bf16 model)."""
+        import torch
+
+        half = self.dtype in (torch.float16, torch.bfloat16)
+        if self.device.startswith("cuda") and half:
+            return torch.autocast(device_type="cuda", dtype=self.dtype)
+        return nullcontext()
 
     def decode(self, latents) -> list:
         """Latent video [frames, rows, columns, channels] -> RGB frames through the CogVideoX VAE."""
