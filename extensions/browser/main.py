@@ -2,8 +2,7 @@
 any tab, and deleting it (after a confirmation). Only files inside the output folder are ever listed,
 sent or deleted."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Gradio reads the `gr.SelectData` hint of event functions.
 from pathlib import Path
 
 SHOWN = (".png", ".mp4", ".glb")
@@ -77,10 +76,14 @@ def setup(api):
             refresh = gr.Button("↻ Refresh", elem_id="browser-refresh", scale=0, min_width=120)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):
+                first = [str(p) for p in outputs(root, first_task, first_date)]
                 gallery = gr.Gallery(
-                    [str(p) for p in outputs(root, first_task, first_date)], label="Outputs", columns=4,
+                    first, label="Outputs", columns=4,
                     height="auto", object_fit="contain", interactive=False, elem_id="browser-gallery",
                 )  # fmt: skip
+                # The files the gallery shows, in its order: a click picks from these, not from a fresh
+                # listing (which may have grown since).
+                shown = gr.State(first)
             with gr.Column(scale=1):
                 chosen = gr.Textbox(label="Selected output", interactive=False, elem_id="browser-selected")
                 params = gr.JSON(label="Parameters", elem_id="browser-params")
@@ -96,24 +99,24 @@ def setup(api):
                 status = gr.Markdown(elem_id="browser-status")
 
         def listing(t, d):
-            return [str(p) for p in outputs(root, t, d)]
+            files = [str(p) for p in outputs(root, t, d)]
+            return files, files  # the gallery, and what it shows
 
         def on_task(t):
             ds = dates(root, t)
-            return gr.update(choices=ds, value=ds[0] if ds else None), listing(t, ds[0] if ds else None)
+            return gr.update(choices=ds, value=ds[0] if ds else None), *listing(t, ds[0] if ds else None)
 
         def on_refresh(t, d):
             ts = tasks(root)
             t = t if t in ts else next(iter(ts), None)
             ds = dates(root, t)
             d = d if d in ds else next(iter(ds), None)
-            return gr.update(choices=ts, value=t), gr.update(choices=ds, value=d), listing(t, d)
+            return gr.update(choices=ts, value=t), gr.update(choices=ds, value=d), *listing(t, d)
 
-        def on_select(evt: gr.SelectData, t, d):
-            files = outputs(root, t, d)
-            if evt.index >= len(files):
+        def on_select(evt: gr.SelectData, files):
+            if not files or evt.index >= len(files):
                 return "", None, ""
-            path = files[evt.index]
+            path = Path(files[evt.index])
             try:
                 meta = read_output_metadata(path)
             except KubinError as exc:
@@ -146,22 +149,22 @@ def setup(api):
             try:
                 removed = delete_output(root, path)
             except ValueError as exc:
-                return (*hidden, f"⚠️ {exc}", listing(t, d), path, gr.update())
-            return (*hidden, f"Deleted {', '.join(p.name for p in removed)}.", listing(t, d), "", None)
+                return (*hidden, f"⚠️ {exc}", *listing(t, d), path, gr.update())
+            return (*hidden, f"Deleted {', '.join(p.name for p in removed)}.", *listing(t, d), "", None)
 
         def on_keep():
             return gr.update(visible=True), gr.update(visible=False), gr.update(visible=False), "Kept."
 
         private = {"queue": False, "api_visibility": "private"}
-        task.change(on_task, task, [date, gallery], **private)
-        date.change(listing, [task, date], gallery, **private)
-        refresh.click(on_refresh, [task, date], [task, date, gallery], **private)
-        gallery.select(on_select, [task, date], [chosen, params, status], **private)
+        task.change(on_task, task, [date, gallery, shown], **private)
+        date.change(listing, [task, date], [gallery, shown], **private)
+        refresh.click(on_refresh, [task, date], [task, date, gallery, shown], **private)
+        gallery.select(on_select, shown, [chosen, params, status], **private)
         for t, button in send.items():
             button.click(lambda p, _t=t: on_send(p, _t), chosen, ctx.send_outputs(t), **private)
         delete.click(ask, chosen, [delete, confirm, keep, status], **private)
         keep.click(on_keep, None, [delete, confirm, keep, status], **private)
-        confirm.click(on_confirm, [chosen, task, date], [delete, confirm, keep, status, gallery, chosen, params],
+        confirm.click(on_confirm, [chosen, task, date], [delete, confirm, keep, status, gallery, shown, chosen, params],
                       **private)  # fmt: skip
 
     api.add_tab("Outputs", tab)

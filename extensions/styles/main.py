@@ -5,8 +5,7 @@ The styles shipped in styles.yaml are read-only; user styles live in this extens
 (`extensions.settings.styles.user_styles` in configs/kubin.user.yaml) and win when names match.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Gradio reads the `gr.SelectData` hint of event functions.
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +79,18 @@ def setup(api):
         if not name or name == NONE:
             return None
         style = styles.all().get(name)
-        if style is None:
-            raise ValueError(f"Unknown style {name!r}.")
+        if style is None:  # deleted in another session since this page was loaded: the user's mistake
+            from kubin.errors import InvalidParams
+
+            raise InvalidParams(f"There is no style named {name!r} (any more); pick another or none.")
         return apply_style(style, params)
 
     def controls(ctx, task):
         import gradio as gr
 
+        # Custom values allowed: a style saved after this page was built is valid by its name.
         picker = gr.Dropdown(
-            [NONE, *styles.names()], value=NONE, label="Style", filterable=True,
+            [NONE, *styles.names()], value=NONE, label="Style", filterable=True, allow_custom_value=True,
             info="wraps the prompt in the style's template and adds its negative prompt",
             elem_id=f"{task}-style",
         )  # fmt: skip
@@ -127,7 +129,8 @@ def setup(api):
 
         def pick(evt: gr.SelectData, rows):
             row = rows.iloc[evt.index[0]] if hasattr(rows, "iloc") else rows[evt.index[0]]
-            return row[0], row[1], row[2]
+            values = list(row.iloc[:3]) if hasattr(row, "iloc") else list(row[:3])
+            return values[0], values[1], values[2]
 
         def refreshed(message: str, query: str):
             choices = [NONE, *styles.names()]

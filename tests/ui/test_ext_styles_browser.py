@@ -94,11 +94,6 @@ def test_a_style_saved_through_the_api_is_written_and_usable_by_name(api_client,
     assert meta["params"]["negative_prompt"] == "sunny"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Style pickers' choices are fixed when the UI is built: a style saved in one session is "
-    "refused by Gradio's choice check in every other session (another client, a reloaded page) until restart",
-)
 def test_a_style_saved_through_the_api_is_usable_from_a_new_session(kubin_server, moody, tmp_path):
     fresh = Client(kubin_server.url, verbose=False, download_files=tmp_path, analytics_enabled=False)
 
@@ -155,13 +150,6 @@ def select_first(page: Page, expected_path: str) -> None:
     expect(page.locator("#browser-selected textarea")).to_have_value(expected_path, timeout=10_000)
 
 
-SELECT_BUG = (
-    "gallery/table select handlers never get their gr.SelectData: the extension modules use `from __future__ "
-    "import annotations` and import gradio inside tab(), so Gradio cannot resolve the 'gr.SelectData' hint "
-    "(typing.get_type_hints raises NameError) and passes the first input in its place"
-)
-
-
 @pytest.mark.browser
 def test_the_outputs_tab_lists_a_new_output_newest_first_after_refresh(new_page, api_client):
     older = saved_output(api_client, "an older lighthouse", seed=775)
@@ -177,7 +165,6 @@ def test_the_outputs_tab_lists_a_new_output_newest_first_after_refresh(new_page,
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(strict=True, reason=SELECT_BUG)
 def test_the_outputs_tab_shows_an_outputs_parameters_and_deletes_it_after_asking(
     new_page, api_client, artifacts_dir
 ):
@@ -211,7 +198,6 @@ def test_the_outputs_tab_shows_an_outputs_parameters_and_deletes_it_after_asking
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(strict=True, reason=SELECT_BUG)
 def test_an_output_sent_from_the_outputs_tab_lands_in_image_to_image(new_page, api_client):
     path = saved_output(api_client, "a teapot on a shelf", seed=778)
     page = new_page("/")
@@ -231,13 +217,6 @@ def test_an_output_sent_from_the_outputs_tab_lands_in_image_to_image(new_page, a
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    strict=True,
-    reason=SELECT_BUG
-    + "; and once it does, on_select maps the clicked index onto a fresh listing of the folder, "
-    "so after a new output is saved, clicking a thumbnail of the shown (older) listing selects a different file, "
-    "the one Delete and the send buttons then act on",
-)
 def test_selecting_in_a_listing_shown_before_a_new_output_selects_the_clicked_output(new_page, api_client):
     shown = saved_output(api_client, "a quiet harbour", seed=781)
     page = new_page("/")
@@ -276,11 +255,6 @@ def test_the_styles_tab_lists_the_shipped_styles_and_searches_them(new_page):
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    strict=True,
-    reason=SELECT_BUG + "; and once it does, pick() reads row[0] of a pandas Series labelled by the column "
-    "names: KeyError 0 with pandas 3 (row.iloc[0] is meant)",
-)
 def test_clicking_a_style_puts_it_into_the_editor(new_page):
     page = new_page("/")
     open_styles_tab(page)

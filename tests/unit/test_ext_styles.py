@@ -244,16 +244,11 @@ def test_a_user_style_from_the_config_is_applied(engine, user_config):
     assert meta["params"]["negative_prompt"] == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unknown style name makes before_job raise ValueError, which run_hooks treats as a crash: the "
-    "styles extension is marked failed for the rest of the session and the job runs unstyled, silently",
-)
 def test_an_unknown_style_is_refused_and_styles_keep_working(engine):
     styles_ext = load_styles()
     engine.extensions = [styles_ext]
 
-    with pytest.raises(KubinError, match="Unknown style 'Gone'"):
+    with pytest.raises(KubinError, match="no style named 'Gone'"):
         run(engine, "Gone")
 
     assert styles_ext.status == "ok"

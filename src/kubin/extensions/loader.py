@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kubin import __version__
+from kubin.errors import KubinError
 from kubin.extensions.api import ExtensionAPI
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,10 @@ def run_hooks(
             try:
                 extra = (values or {}).get(ext.name, {})
                 answers.append(fn(*args, extra) if _takes(fn, len(args) + 1) else fn(*args))
+            except (
+                KubinError
+            ):  # the user's mistake (an unknown style...): theirs to fix, the extension is fine
+                raise
             except Exception as exc:
                 fail(ext, exc)
                 break
@@ -208,5 +213,6 @@ def install_requirements(ext: Extension, emit=print) -> bool:
     if proc.returncode != 0:
         emit(f"pip failed with exit code {proc.returncode}.")
         return False
+    importlib.invalidate_caches()  # so packages in folders created by this install import at once
     ext.missing = missing_requirements(ext.manifest.get("requirements") or [])
     return not ext.missing
