@@ -44,8 +44,8 @@ def hub_models(settings: dict[str, Any]) -> dict[str, tuple[str, str]]:
         return dict(HUB_MODELS)
     out = {}
     for label, spec in dict(configured).items():
-        repo, _, filename = str(spec).rpartition("/")
-        out[str(label)] = (repo, filename)
+        owner, name, filename = (str(spec).split("/", 2) + ["", ""])[:3]  # owner/repo/path/in/repo.pth
+        out[str(label)] = (f"{owner}/{name}", filename)
     return out
 
 

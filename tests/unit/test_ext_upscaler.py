@@ -103,6 +103,8 @@ def test_the_models_folder_lists_checkpoints_then_hub_entries_and_resolves_them(
     assert mod.weights_path("b.pth", tmp_path, hub) == (tmp_path / "b.pth").resolve()
     with pytest.raises(InvalidParams, match="not an upscaler file"):
         mod.weights_path("../escape.pth", tmp_path / "sub", hub)
+    configured = mod.hub_models({"hub_models": {"Mine": "me/upscalers/x4/mine.safetensors"}})
+    assert configured == {"Mine": ("me/upscalers", "x4/mine.safetensors")}
     assert mod.models_dir({}) == REPO_ROOT / "models" / "upscalers"
     assert mod.models_dir({"models_dir": str(tmp_path)}) == tmp_path
 
