@@ -271,6 +271,22 @@ def test_a_missing_file_is_a_clear_error_naming_it(official_layout, tmp_path, pa
     assert manager.loaded_id is None
 
 
+def test_a_tokenizer_folder_with_only_spiece_model_names_what_reads_it(official_layout, tmp_path):
+    """CogVideoX ships its T5 tokenizer as spiece.model, which needs sentencepiece (not installed here)."""
+    copies = {name: tmp_path / name for name in official_layout}
+    for name, folder in official_layout.items():
+        shutil.copytree(folder, copies[name])
+    tokenizer = copies["cogvideox"] / "tokenizer"
+    (tokenizer / "tokenizer.json").unlink()
+    (tokenizer / "spiece.model").write_bytes(b"not read here")
+    manager = ModelManager(
+        device="cpu", dtype="fp32", sources={"kd40": {k: str(v) for k, v in copies.items()}}
+    )
+
+    with pytest.raises(WeightsMissing, match="could not be read .*install sentencepiece"):
+        manager.get("kd40")
+
+
 def test_offline_without_the_weights_the_job_fails_with_the_repo_and_how_to_fetch_it(tmp_path):
     manager = ModelManager(device="cpu", dtype="fp32")
     engine = Engine(manager, tmp_path / "output")
