@@ -346,6 +346,7 @@ def step(args) -> int:
                     rows.append({"part": part, "dtype": dtype, "options": options, "error": tail})
                     continue
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # each result as soon as it is in
     print(machine_line(args.device, args.threads))
     print(f"Load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print()
