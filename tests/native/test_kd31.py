@@ -653,3 +653,59 @@ def test_the_command_line_paints_inpaints_and_repaints(tmp_path, photo, mask):
             assert image.size == ((100, 70) if task == "inpaint" else (128, 64))
         saved = read_image_metadata(Path(line["path"]))
         assert saved["family"] == "kd31" and saved["params"]["steps"] == 3
+
+
+# --- the web UI's server ---------------------------------------------------------------------------------
+def test_the_web_ui_server_offers_tiny_kd31_and_paints_and_inpaints_through_its_apis(tmp_path, photo, mask):
+    """`python -m kubin --model tiny-kd31` as a user starts it: the page comes up, the model is listed with
+    its tasks and schedulers, and the REST routes that share the UI's queue paint and inpaint."""
+    import base64
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "user.yaml").write_text("")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}  # fmt: skip
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kubin", "--model", MODEL, "--port", str(port), "--config",
+             str(tmp_path / "user.yaml"), "--output-dir", str(tmp_path / "out")],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def encoded(path) -> str:
+        return base64.b64encode(Path(path).read_bytes()).decode()
+
+    try:
+        deadline = time.monotonic() + 180
+        while server.poll() is None and "Kubin is running at" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        assert server.poll() is None, log.read_text()
+        assert httpx.get(url, timeout=10).status_code == 200
+
+        models = httpx.get(f"{url}/kubin/api/v1/models", timeout=10).json()
+        [listed] = [m for m in models if m["id"] == MODEL]
+        assert listed["tasks"] == ["t2i", "i2i", "inpaint", "outpaint"] and listed["current"]
+        assert listed["implementation"] == "native" and listed["schedulers"][0] == "DDPM"
+        [flash] = [m for m in models if m["id"] == "kd31-flash"]
+        assert flash["tasks"] == ["t2i", "i2i"] and flash["schedulers"] == ["Flash"]
+
+        t2i = httpx.post(f"{url}/kubin/api/v1/tasks/t2i", json={"prompt": "a red cat", "steps": 2, "seed": 5,
+                         "width": 128, "height": 64}, timeout=300).json()  # fmt: skip
+        assert t2i["state"] == "done", t2i
+        assert (t2i["results"][0]["width"], t2i["results"][0]["height"]) == (128, 64)
+        inpaint = httpx.post(f"{url}/kubin/api/v1/tasks/inpaint", json={"prompt": "a red cat", "steps": 2,
+                             "init_image": encoded(photo), "mask": encoded(mask)}, timeout=300).json()  # fmt: skip
+        assert inpaint["state"] == "done", inpaint
+        assert (inpaint["results"][0]["width"], inpaint["results"][0]["height"]) == (100, 70)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
