@@ -6,8 +6,7 @@ SAM checkpoint such as `sam_vit_b_01ec64.pth` is used before the hub copy (downl
 torch and segment_anything are imported on first use, never at start.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Gradio reads the `gr.SelectData` hint of event functions.
 import datetime as _dt
 import re
 from dataclasses import dataclass, field

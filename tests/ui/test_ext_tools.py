@@ -4,6 +4,7 @@ clear sentence) and Remove background (a tiny custom ONNX model), plus their sen
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from playwright.sync_api import expect
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,32 @@ def test_segment_without_sam_weights_offline_says_what_to_fetch(api_client, phot
     message = str(raised.value)
     assert "sam_vit_b_01ec64.pth" in message and "ybelkada/segment-anything" in message
     assert "HF_HUB_OFFLINE" in message
+
+
+@pytest.mark.browser
+def test_clicks_on_the_segment_image_become_include_and_exclude_points(new_page, photo):
+    page = new_page("/")
+    button = page.get_by_role("tab", name="Segment", exact=True)
+    if not button.is_visible():  # the tab bar overflows into its "More tabs" menu
+        page.get_by_role("button", name="More tabs").click()
+        button = page.locator(".overflow-dropdown button").filter(has_text=re.compile("^Segment$"))
+    button.click()
+    page.locator("#segment-image input[type=file]").set_input_files(str(photo))
+    picture = page.locator("#segment-image img").first
+    picture.wait_for()
+    box = picture.bounding_box()
+
+    picture.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    points = page.locator("#segment-points textarea")
+    expect(points).not_to_have_value("")
+    page.locator("#segment-click-mode").get_by_role("radio", name="Exclude").check()
+    picture.click(position={"x": 2, "y": 2})
+    expect(points).to_have_value(re.compile(r"\n\d+,\d+,0$"))
+
+    first, second = points.input_value().splitlines()
+    x, y = (int(v) for v in first.split(","))
+    assert abs(x - 20) <= 3 and abs(y - 24) <= 3, "image pixels, not screen pixels (the photo is 40x48)"
+    assert [int(v) for v in second.split(",")][:2] <= [3, 3]
 
 
 def test_remove_background_with_a_custom_onnx_model(api_client, kubin_server, photo, tmp_path):
