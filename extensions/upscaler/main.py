@@ -23,9 +23,9 @@ MAX_OUTPUT_PIXELS = 8192 * 8192
 HUB_PREFIX = "hub: "
 # Where the Real-ESRGAN weights are published on the Hugging Face hub: label -> (repo, file).
 HUB_MODELS = {
-    "Real-ESRGAN x2plus": ("dtarnow/UPscaler", "RealESRGAN_x2plus.pth"),
     "Real-ESRGAN x4plus": ("lllyasviel/Annotators", "RealESRGAN_x4plus.pth"),
     "Real-ESRGAN x4plus anime 6B": ("ximso/RealESRGAN_x4plus_anime_6B", "RealESRGAN_x4plus_anime_6B.pth"),
+    "Real-ESRGAN x2plus": ("dtarnow/UPscaler", "RealESRGAN_x2plus.pth"),
     "Real-ESRGAN x4 (ai-forever)": ("ai-forever/Real-ESRGAN", "RealESRGAN_x4.pth"),
 }
 
