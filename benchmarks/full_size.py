@@ -304,11 +304,12 @@ def one_step(part: str, dtype_name: str, options: str, size: int, device: str, s
     start = time.perf_counter()
     run()  # warm-up (and compilation)
     warmup = time.perf_counter() - start
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)  # all threads: hardly moved by other programs' load
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     peak_gpu = torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
     return {
@@ -319,6 +320,7 @@ def one_step(part: str, dtype_name: str, options: str, size: int, device: str, s
         "build_s": built,
         "warmup_s": warmup,
         "step_s": statistics.median(times),
+        "step_cpu_s": statistics.median(cpu),
         "steps": steps,
         "peak_rss_gb": peak_rss / 1e9,
         "peak_gpu_gb": peak_gpu / 1e9,
@@ -352,17 +354,17 @@ def step(args) -> int:
     print()
     gpu = args.device.startswith("cuda")
     print(
-        "| part | size | precision | options | s / step | warm-up s | build s | peak RSS GB"
+        "| part | size | precision | options | s / step | CPU s / step | warm-up s | build s | peak RSS GB"
         + (" | peak GPU GB |" if gpu else " |")
     )
-    print("|---|---|---|---|---|---|---|---|" + ("---|" if gpu else ""))
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if gpu else ""))
     for r in rows:
         if "error" in r:
-            print(f"| {r['part']} | | {r['dtype']} | {r['options']} | failed: {r['error'][:80]} | | | |")
+            print(f"| {r['part']} | | {r['dtype']} | {r['options']} | failed: {r['error'][:80]} | | | | |")
             continue
         line = (
             f"| {PARTS[r['part']][1]} | {r['size']}x{r['size']} | {r['dtype']} | {r['options']} | "
-            f"{r['step_s']:.2f} | {r['warmup_s']:.2f} | {r['build_s']:.1f} | {r['peak_rss_gb']:.1f} |"
+            f"{r['step_s']:.2f} | {r['step_cpu_s']:.2f} | {r['warmup_s']:.2f} | {r['build_s']:.1f} | {r['peak_rss_gb']:.1f} |"
         )
         if gpu:
             line += f" {r['peak_gpu_gb']:.1f} |"

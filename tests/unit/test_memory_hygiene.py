@@ -158,7 +158,9 @@ def test_a_job_out_of_memory_fails_with_advice_frees_what_it_held_and_the_next_j
 
     assert failed.state == FAILED and isinstance(failed.error, OutOfMemory)
     message = str(failed.error)
-    assert message.startswith("Out of memory: try --offload model, --vae-tiling, --attention-slicing")
+    assert message.startswith(
+        "Out of memory: try --offload model, --attention-slicing, --medvram or --lowvram"
+    )
     assert "--medvram or --lowvram" in message and "a smaller size or batch size" in message
     assert freed_when_told == [True]  # freed before the user is told, not whenever the traceback goes
     assert after_failure - before < 0.25 * BIG

@@ -114,7 +114,7 @@ def test_the_manager_applies_the_preset_of_each_models_family():
     kd22 = manager.placement_for(manager.spec("kd22")).memory
     kd50 = manager.placement_for(manager.spec("kd50-t2v-lite-sft-5s")).memory
 
-    assert kd22.attention_slicing and kd22.vae_slicing and not kd50.attention_slicing
+    assert kd22.attention_slicing and kd50.vae_tiling and not kd50.attention_slicing
     assert kd22.offload == kd50.offload == "sequential"
 
 
@@ -139,8 +139,9 @@ def test_out_of_memory_advice_steps_up_from_what_is_on():
     model = out_of_memory_advice("kd30", MemoryOptions(offload="model", preset="medvram"))
     video = out_of_memory_advice("kd50", apply_preset(MemoryOptions(preset="lowvram"), "kd50"), video=True)
 
-    assert none == (
-        "--offload model, --vae-tiling, --attention-slicing, --medvram or --lowvram, or a smaller size or batch size"
+    assert (
+        none
+        == "--offload model, --attention-slicing, --medvram or --lowvram, or a smaller size or batch size"
     )
     assert model == "--offload sequential, --attention-slicing, --lowvram, or a smaller size or batch size"
     assert video == "fewer frames or a smaller size"

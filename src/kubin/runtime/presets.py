@@ -2,7 +2,8 @@
 
 As in AUTOMATIC1111's web UI, medvram keeps whole parts off the GPU until they run (model offload)
 and lowvram goes layer by layer (sequential offload, the least VRAM and much slower); each family adds
-the VAE and attention options that help it. A preset only switches options on: what the user switched
+the VAE and attention options that help it (VAE tiling and slicing only where the VAE has them: in
+diffusers 0.42 the MoVQ of 2.x and 3.0, a VQModel, has neither). A preset only switches options on: what the user switched
 on stays on, and the stronger offload of the two wins. The VRAM each preset aims at comes from the
 size of the model's largest part in fp16/bf16 (see benchmarks/RESULTS.md); it is an aim, not a figure
 measured on a GPU.
@@ -28,12 +29,12 @@ class Preset:
 PRESETS: dict[str, dict[str, Preset]] = {
     "medvram": {
         "kd21": Preset(
-            {"offload": "model", "vae_slicing": True},
-            "about 4 GB: one part on the GPU at a time, the largest the 1.2 B UNet (2.5 GB in fp16)",
+            {"offload": "model"},
+            "about 4 GB: one part on the GPU at a time, the largest the 1.25 B UNet (2.5 GB in fp16)",
         ),
         "kd22": Preset(
-            {"offload": "model", "vae_slicing": True},
-            "about 4 GB: one part on the GPU at a time, the largest the 1.2 B UNet (2.5 GB in fp16)",
+            {"offload": "model"},
+            "about 4 GB: one part on the GPU at a time, the largest the 1.25 B UNet (2.5 GB in fp16)",
         ),
         "kd30": Preset(
             {"offload": "model", "attention_slicing": True},
@@ -47,12 +48,12 @@ PRESETS: dict[str, dict[str, Preset]] = {
     },
     "lowvram": {
         "kd21": Preset(
-            {"offload": "sequential", "attention_slicing": True, "vae_slicing": True, "vae_tiling": True},
-            "2 GB or less: layer by layer, attention and decoding in slices and tiles; much slower",
+            {"offload": "sequential", "attention_slicing": True},
+            "2 GB or less: layer by layer, attention in slices; much slower",
         ),
         "kd22": Preset(
-            {"offload": "sequential", "attention_slicing": True, "vae_slicing": True, "vae_tiling": True},
-            "2 GB or less: layer by layer, attention and decoding in slices and tiles; much slower",
+            {"offload": "sequential", "attention_slicing": True},
+            "2 GB or less: layer by layer, attention in slices; much slower",
         ),
         "kd30": Preset(
             {"offload": "sequential", "attention_slicing": True},
@@ -110,7 +111,7 @@ def out_of_memory_advice(family: str, options: MemoryOptions, video: bool = Fals
         tries.append("--offload model")
     elif options.offload == "model":
         tries.append("--offload sequential")
-    tiling = family in ("kd21", "kd22", "kd50")  # the Kandinsky 3 MoVQ has neither tiling nor slicing
+    tiling = family == "kd50"  # diffusers' VQModel (the MoVQ of 2.x and 3.0) has neither tiling nor slicing
     if tiling and not options.vae_tiling:
         tries.append("--vae-tiling")
     if family in ("kd21", "kd22", "kd30") and not options.attention_slicing:
