@@ -334,6 +334,20 @@ def test_a_missing_file_is_a_clear_error_naming_it(official_folder, tmp_path, mi
         manager.get("kd31")
 
 
+def test_a_tokenizer_given_only_as_spiece_model_names_what_reads_it(official_folder, tmp_path):
+    """The official encoder folder may hold its T5 tokenizer as spiece.model only, which transformers reads
+    with the sentencepiece package (not installed here)."""
+    broken = tmp_path / "Kandinsky3.1"
+    shutil.copytree(official_folder, broken)
+    encoder = broken / "weights" / "flan_ul2_encoder"
+    (encoder / "tokenizer.json").unlink()
+    (encoder / "spiece.model").write_bytes(b"not read here")
+    manager = ModelManager(device="cpu", dtype="fp32", sources={"kd31": {"repo": str(broken)}})
+
+    with pytest.raises(WeightsMissing, match="T5 tokenizer .* could not be read .*sentencepiece"):
+        manager.get("kd31")
+
+
 def test_the_inpainting_unet_is_looked_for_only_when_inpainting(official_folder, tmp_path, photo, mask):
     broken = tmp_path / "Kandinsky3.1"
     shutil.copytree(official_folder, broken)

@@ -274,12 +274,18 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     )
     movq_folder = convert.converted_movq(movq_file)
     dtype = placement.torch_dtype()
+    try:  # the tokenizer first: it is quick to read, and spiece.model alone needs sentencepiece
+        tokenizer = T5Tokenizer.from_pretrained(encoder)
+    except (OSError, ImportError, ValueError) as exc:
+        raise WeightsMissing(
+            f"Model {spec.id}: the T5 tokenizer in {encoder} could not be read ({_first_line(exc)}); "
+            "a tokenizer given only as spiece.model needs the sentencepiece package (pip install sentencepiece)."
+        ) from None
     try:
         text_encoder = T5EncoderModel.from_pretrained(encoder, dtype=dtype)
-        tokenizer = T5Tokenizer.from_pretrained(encoder)
     except OSError as exc:
         raise WeightsMissing(
-            f"Model {spec.id}: the T5 encoder folder {encoder} is incomplete ({str(exc).splitlines()[0][:160]})."
+            f"Model {spec.id}: the T5 encoder in {encoder} is incomplete ({_first_line(exc)})."
         ) from None
     pipe = Kandinsky3Pipeline(
         tokenizer=tokenizer,
@@ -303,3 +309,7 @@ def download(spec: ModelSpec) -> dict[str, Path]:
     names = [name for variant in variants for name in convert.UNET_FILES[variant]]
     names += [convert.MOVQ_FILE, convert.ENCODER_DIR + "/"]
     return {name: convert.native_file(repo, name, spec.id) for name in names}
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160].rstrip(".")
