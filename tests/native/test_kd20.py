@@ -102,6 +102,15 @@ def test_the_official_autoencoder_maps_onto_diffusers_and_back_with_nothing_miss
     assert shapes(vae_to_ldm(vae.state_dict())) == theirs  # our writer gives the official names back
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"resblock_updown": False}, {"use_scale_shift_norm": False}, {"pooling_type": "attention_pooling"}],
+)
+def test_a_configuration_we_have_not_written_is_refused_rather_than_built_wrong(change):
+    with pytest.raises(ValueError, match="the published configuration"):
+        Kandinsky20UNet(UNetConfig(num_channels=32, model_dim=32, **change))
+
+
 # --- arithmetic: the test vectors ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vectors():

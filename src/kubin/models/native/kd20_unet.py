@@ -65,10 +65,11 @@ class UNetConfig:
 
     def check(self) -> None:
         # Only the variant the published checkpoints use is written; the others would load silently wrong.
-        if not (self.use_scale_shift_norm and self.resblock_updown and self.pooling_type == "from_model"):
+        published = self.use_scale_shift_norm and self.resblock_updown and self.pooling_type == "from_model"
+        if not published or self.num_head_channels <= 0:
             raise ValueError(
-                "Kandinsky 2.0 UNet: only use_scale_shift_norm, resblock_updown and pooling_type 'from_model' "
-                "(the published configuration) are implemented."
+                "Kandinsky 2.0 UNet: only use_scale_shift_norm, resblock_updown, pooling_type 'from_model' and "
+                "heads of num_head_channels channels (the published configuration) are implemented."
             )
 
 
