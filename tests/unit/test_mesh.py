@@ -8,6 +8,7 @@ objects are made once per module and every test reads them.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +74,14 @@ def from_image(engine, picture):
 
 
 @pytest.fixture(scope="module")
-def cli(tmp_path_factory) -> SimpleNamespace:
-    """The command from the README, run once: `python -m kubin generate --model tiny-shap-e --task t2mesh ...`."""
+def cli(tmp_path_factory, from_text) -> SimpleNamespace:
+    """The command from the README, run once: `python -m kubin generate --model tiny-shap-e --task t2mesh ...`.
+
+    After `from_text`, so that the tiny model is already built in the shared cache: a command that built it
+    itself was seen to abort at exit now and then (SIGABRT, "terminate called without an active exception")
+    after writing its outputs, which looks like PyTorch's crash when a daemon thread is inside an op while
+    Python exits (pytorch/pytorch#38228); the engine's worker is such a thread.
+    """
     workdir = tmp_path_factory.mktemp("cli")
     (workdir / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the tests
     out = workdir / "out"
@@ -239,6 +246,19 @@ def test_real_shap_e_offline_without_weights_names_the_repo_to_download(engine):
 
     assert handle.state == FAILED and isinstance(handle.error, WeightsMissing)
     assert "openai/shap-e" in str(handle.error) and "kubin download shap-e" in str(handle.error)
+
+
+def test_a_saved_shap_e_folder_is_a_model_with_the_tasks_whose_pipelines_it_holds(manager, tmp_path):
+    folder = manager.save("tiny-shap-e", tmp_path / "my-shap-e")
+
+    assert {p.name for p in folder.iterdir()} == {"t2mesh", "i2mesh", "kubin.json"}
+    spec = resolve_model(str(folder))
+    assert (spec.module, spec.tasks, spec.tiny) == ("shape_diffusers", ("t2mesh", "i2mesh"), False)
+    assert spec.sources == {"t2mesh": str(folder / "t2mesh"), "i2mesh": str(folder / "i2mesh")}
+    assert spec.defaults["t2mesh"]["frame_size"] == 32  # the tiny model's own settings came along
+
+    shutil.rmtree(folder / "i2mesh")
+    assert resolve_model(str(folder)).tasks == ("t2mesh",)
 
 
 # --- saving ----------------------------------------------------------------------------------------
