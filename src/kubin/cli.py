@@ -95,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the REST API (/sdapi/v1, /kubin/api/v1, docs at /docs); on by default",
     )  # fmt: skip
     parser.add_argument("--extensions-path", metavar="DIR", help="folder of extensions (default extensions/)")
+    parser.add_argument(
+        "--colab", action=argparse.BooleanOptionalAction, default=None,
+        help="Google Colab defaults (found by itself on Colab): share link, outputs and caches on Drive "
+        "when mounted, the low-VRAM preset",
+    )  # fmt: skip
+    parser.add_argument(
+        "--install-extension-deps", action="store_true", default=None,
+        help="pip-install the requirements of enabled extensions that need them, then load them",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="generate outputs headless; prints one JSON line per output")
@@ -115,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     exts.add_argument(
         "--extensions-path", metavar="DIR", default=argparse.SUPPRESS, help="folder of extensions"
     )
+    exts.add_argument(
+        "--install-extension-deps", action="store_true", default=argparse.SUPPRESS,
+        help="pip-install missing requirements of the enabled extensions first",
+    )  # fmt: skip
 
     models = sub.add_parser("models", help="list the models Kubin knows")
     models.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -193,6 +206,7 @@ def load_settings(args: argparse.Namespace):
         "server.auth_file": getattr(args, "auth_file", None),
         "server.api": getattr(args, "api", None),
         "extensions.path": getattr(args, "extensions_path", None),
+        "extensions.install_deps": getattr(args, "install_extension_deps", None),
         "memory.offload": getattr(args, "offload", None),
         "memory.vae_tiling": getattr(args, "vae_tiling", None),
         "memory.vae_slicing": getattr(args, "vae_slicing", None),
@@ -200,7 +214,24 @@ def load_settings(args: argparse.Namespace):
         "memory.free_text_encoder": getattr(args, "free_text_encoder", None),
         "memory.preset": getattr(args, "memory_preset", None),
     }
-    loaded = load_config(getattr(args, "config", None), overrides)
+    defaults: dict[str, Any] = {}
+    colab = getattr(args, "colab", None)
+    if colab is None:
+        from kubin.runtime.colab import on_colab
+
+        colab = on_colab()
+    if colab:
+        import os
+
+        from kubin.runtime.colab import colab_defaults
+
+        found = colab_defaults()
+        defaults = found.config
+        for name, value in found.environ.items():
+            os.environ.setdefault(name, value)
+        for note in found.notes:
+            logging.getLogger("kubin").info("Colab: %s", note)
+    loaded = load_config(getattr(args, "config", None), overrides, defaults=defaults)
     for warning in loaded.warnings:
         logging.getLogger("kubin").warning(warning)
     return loaded
@@ -220,21 +251,31 @@ def make_engine(settings):
     return Engine(manager, settings.get("output_dir"), max_pixels=int(settings.get("max_image_pixels")))
 
 
-def load_extensions(settings):
-    """Discover and load the configured extensions; failures are recorded, never raised."""
+def load_extensions(settings, install_deps: bool = False):
+    """Discover and load the configured extensions; failures are recorded, never raised. With
+    install_deps (the user's --install-extension-deps), missing requirements are pip-installed first."""
     from pathlib import Path
 
     from kubin.config import REPO_ROOT
-    from kubin.extensions.loader import discover, load_all
+    from kubin.extensions.loader import discover, install_requirements, load_all, missing_requirements
 
     root = Path(settings.get("extensions.path") or "extensions")
     root = root if root.is_absolute() or root.exists() else REPO_ROOT / root
     found = discover(root, settings.get("extensions.disabled") or [], settings.get("extensions.order") or [])
-    return load_all(found, settings.get("extensions.settings") or {})
+    if install_deps:
+        for ext in found:
+            if ext.status == "ok":
+                ext.missing = missing_requirements(ext.manifest.get("requirements") or [])
+                if ext.missing and not install_requirements(ext, emit=lambda line: print(line, flush=True)):
+                    print(
+                        f"Installing the requirements of {ext.name} failed; it stays needs-install.",
+                        flush=True,
+                    )
+    return load_all(found, settings.get("extensions.settings") or {}, settings.user_path)
 
 
 def cmd_extensions(args: argparse.Namespace) -> int:
-    for ext in load_extensions(load_settings(args)):
+    for ext in load_extensions(load_settings(args), bool(getattr(args, "install_extension_deps", False))):
         print(ext.status_line())
     return 0  # a failed extension is reported, not an error of this command
 
@@ -306,8 +347,12 @@ def cmd_download(args: argparse.Namespace) -> int:
     if spec.tiny:
         print(f"{spec.id} is built in code and needs no download.")
         return 0
-    for component, source in spec.sources.items():
-        path = ensure_weights(source, spec.id)
+    import importlib
+
+    # Native families fetch their own files (single checkpoints, official layouts); the rest are diffusers repos.
+    own = getattr(importlib.import_module(f"kubin.models.{spec.module}"), "download", None)
+    found = own(spec) if own is not None else {c: ensure_weights(s, spec.id) for c, s in spec.sources.items()}
+    for component, path in found.items():
         print(f"{spec.id} {component}: {path}")
     return 0
 

@@ -42,6 +42,8 @@ class Job:
     model_id: str
     params: ImageTaskParams | dict[str, Any]
     owner: str = ""  # who may cancel it without knowing its id (a browser session)
+    # Values of the extensions' own widgets in the tab, by extension folder: passed to their before_job.
+    extension_values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -173,10 +175,13 @@ class Engine:
             raise UnsupportedTask(f"{spec.title} cannot do {job.task}; it supports: {', '.join(spec.tasks)}.")
         if not isinstance(job.params, ImageTaskParams):
             # Extensions may rewrite the parameters (prompt styles, ...): each before_job hook gets the
-            # task and a copy of the dict and may return a changed one.
-            for changed in run_hooks(self.extensions, "before_job", job.task, dict(job.params)):
-                if isinstance(changed, dict):
-                    job = replace(job, params=changed)
+            # task and a copy of the dict as the extensions before it left it, and may return a changed one.
+            for ext in self.extensions:
+                for changed in run_hooks(
+                    [ext], "before_job", job.task, dict(job.params), values=job.extension_values
+                ):
+                    if isinstance(changed, dict):
+                        job = replace(job, params=changed)
         cls = params_class(job.task)
         # A dict fills what it leaves out from the model's recommended defaults for the task.
         if isinstance(job.params, cls):
@@ -371,6 +376,8 @@ class Engine:
         extra = {"inputs": inputs} if inputs else {}
         if handle.notices:
             extra["notices"] = handle.notices
+        if handle.job.extension_values:
+            extra["extensions"] = handle.job.extension_values
         return extra | {
             "kubin_version": __version__,
             "task": handle.job.task,

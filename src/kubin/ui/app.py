@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -33,10 +35,11 @@ def build_app(ctx: UIContext) -> gr.Blocks:
         with gr.Tabs() as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
+            ctx.tabs, ctx.task_tabs = tabs, {t.task: t for t in built}  # for extension tabs that send
             settings_tab.build(ctx)
             build_extension_tabs(ctx)
             extensions_tab.build(ctx)
-        wire_send_to(tabs, {t.task: t for t in built})
+        wire_send_to(tabs, {t.task: t for t in built}, ctx)
     return demo
 
 
@@ -45,8 +48,9 @@ def build_extension_tabs(ctx: UIContext) -> None:
     for ext in ctx.extensions:
         if ext.status != "ok" or ext.api is None:
             continue
-        for title, build in ext.api.tabs:
-            with gr.Tab(title, elem_id=f"tab-ext-{ext.name}"):
+        for i, (title, build) in enumerate(ext.api.tabs):
+            ctx.building_tab = f"ext-{ext.name}" + (f"-{i}" if i else "")
+            with gr.Tab(title, id=ctx.building_tab, elem_id=f"tab-ext-{ext.name}" + (f"-{i}" if i else "")):
                 try:
                     build(ctx)
                 except Exception as exc:
@@ -54,13 +58,27 @@ def build_extension_tabs(ctx: UIContext) -> None:
                     gr.Markdown(f"❌ The extension {ext.name} failed to build this tab: {ext.error}")
 
 
-def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab]) -> None:
+@dataclass
+class _ExtensionTarget:
+    """An extension tab as a send target, shaped like the TaskTab fields wire_send_to reads."""
+
+    task: str  # the tab id
+    receive_image: Any
+    prompt: Any = None
+    receive_value: Any = None
+
+
+def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab], ctx: UIContext | None = None) -> None:
     """Every gallery's "→ tab" buttons put the selected image (and its prompt) into that tab and open it;
     from a video, the frame chosen in "Frame to send" goes (saved as a PNG beside the video)."""
     for source in by_task.values():
         for target_task, button in source.send_buttons.items():
             target = by_task.get(target_task)
-            if target is None:  # a tab that is not built
+            if target_task.startswith("ext:") and ctx is not None and target_task[4:] in ctx.receivers:
+                component, tab_id = ctx.receivers[target_task[4:]]
+                target = _ExtensionTarget(tab_id, component)
+            if target is None:  # a tab that is not built (an extension's that failed): no button
+                button.visible = False
                 continue
             outputs = [target.receive_image, tabs] + ([target.prompt] if target.prompt is not None else [])
             frame = [source.send_frame] if source.send_frame is not None else []
@@ -118,7 +136,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
             )
             return EXIT_USER_ERROR
     engine = make_engine(settings)
-    engine.extensions = load_extensions(settings)
+    engine.extensions = load_extensions(settings, bool(settings.get("extensions.install_deps")))
     ctx = UIContext(engine, settings, str(settings.get("model")), extensions=engine.extensions)
     try:
         ctx.spec(ctx.model_id)
