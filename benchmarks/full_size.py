@@ -262,13 +262,13 @@ def fill_random(module, dtype, device: str) -> None:
     """Random weights, fast: build on meta, allocate, fill each tensor from a normal distribution."""
     import torch
 
+    module.to(dtype=dtype)  # still on meta: allocated below in the precision measured, never in fp32 first
     module.to_empty(device=device)
     g = torch.Generator("cpu").manual_seed(0)
     with torch.no_grad():
         for tensor in list(module.parameters()) + list(module.buffers()):
             if tensor.is_floating_point():
                 tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.02)
-    module.to(dtype=dtype)
 
 
 def one_step(part: str, dtype_name: str, options: str, size: int, device: str, steps: int) -> dict:

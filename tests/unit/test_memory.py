@@ -133,3 +133,51 @@ def test_the_presets_on_the_cpu_give_the_same_picture_within_rounding(preset, tm
     with_preset = images("tiny-kd22", MemoryOptions(preset=preset), tmp_path / "preset")
 
     assert differs(plain, with_preset) <= 2
+
+
+def test_the_settings_tab_saves_memory_options_for_the_next_load(tmp_path):
+    """Settings tab -> user config `memory:` and the manager's options (the model reloads before the next job)."""
+    import socket
+
+    import gradio as gr
+    import yaml
+    from gradio_client import Client
+
+    from kubin.config import load_config
+    from kubin.ui.context import UIContext
+    from kubin.ui.tabs import settings as settings_tab
+
+    user = tmp_path / "user.yaml"
+    settings = load_config(user, {"output_dir": str(tmp_path / "out"), "device": "cpu", "dtype": "fp32"})
+    manager = ModelManager(device="cpu", dtype="fp32")
+    engine = Engine(manager, tmp_path / "out")
+    with gr.Blocks() as demo:
+        settings_tab.build(UIContext(engine, settings, "tiny-kd22"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        defaults = [None] * len(settings_tab.UI_DEFAULT_FIELDS)
+        memory = ["lowvram", "model", False, False, True, True]
+
+        client.predict(
+            "tiny-kd22", "cpu", "fp32", str(tmp_path / "out"), *defaults, *memory, api_name="/save_settings"
+        )
+    finally:
+        demo.close()
+        engine.close(wait=True)
+
+    saved = yaml.safe_load(user.read_text(encoding="utf-8"))["memory"]
+    assert saved == {
+        "offload": "model",
+        "vae_tiling": False,
+        "vae_slicing": False,
+        "attention_slicing": True,
+        "free_text_encoder": True,
+        "preset": "lowvram",
+    }
+    assert manager.memory == MemoryOptions(
+        offload="model", attention_slicing=True, free_text_encoder=True, preset="lowvram"
+    )

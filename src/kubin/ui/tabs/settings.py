@@ -8,9 +8,18 @@ from kubin.config import save_user_settings
 from kubin.errors import KubinError
 from kubin.params import Text2ImageParams
 from kubin.runtime.device import choose_device, choose_dtype
+from kubin.runtime.memory import OFFLOAD_MODES, PRESET_NAMES, MemoryOptions
 from kubin.ui.context import UIContext
 
 UI_DEFAULT_FIELDS = ["width", "height", "steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
+# The memory options, in the order of their inputs (after the defaults): see runtime/memory.py.
+MEMORY_FIELDS = ["preset", "offload", "vae_tiling", "vae_slicing", "attention_slicing", "free_text_encoder"]
+MEMORY_LABELS = {
+    "vae_tiling": "VAE tiling (Kandinsky 5: big images, long videos)",
+    "vae_slicing": "VAE slicing (Kandinsky 5: a batch decoded one at a time)",
+    "attention_slicing": "Attention slicing (2.x, 3.0)",
+    "free_text_encoder": "Free the text encoder after encoding",
+}
 
 
 def build(ctx: UIContext) -> None:
@@ -50,6 +59,38 @@ def build(ctx: UIContext) -> None:
         output_dir = gr.Textbox(
             value=str(s.get("output_dir")), label="Output folder", elem_id="settings-output-dir"
         )
+        gr.Markdown(
+            "**Memory** — applies on the next model load (the loaded model is reloaded before the next job). "
+            "medvram and lowvram switch on what suits each model family on top of the options below; "
+            "offload needs a GPU."
+        )
+        memory = MemoryOptions.from_dict(s.get("memory"))
+        with gr.Row():
+            memory_inputs = [
+                gr.Dropdown(
+                    list(PRESET_NAMES),
+                    value=memory.preset,
+                    label="Preset (--medvram / --lowvram)",
+                    elem_id="settings-memory-preset",
+                    min_width=160,
+                ),
+                gr.Dropdown(
+                    list(OFFLOAD_MODES),
+                    value=memory.offload,
+                    label="CPU offload (model: parts; sequential: layers, least VRAM)",
+                    elem_id="settings-offload",
+                    min_width=160,
+                ),
+            ]
+            memory_inputs += [
+                gr.Checkbox(
+                    value=getattr(memory, name),
+                    label=MEMORY_LABELS[name],
+                    elem_id="settings-" + name.replace("_", "-"),
+                    min_width=160,
+                )
+                for name in MEMORY_FIELDS[2:]
+            ]
         gr.Markdown("**Text to image defaults** (empty keeps the model's own)")
         current = s.get("ui.defaults.t2i") or {}
         with gr.Row():
@@ -66,8 +107,11 @@ def build(ctx: UIContext) -> None:
         save = gr.Button("Save settings", variant="primary", elem_id="settings-save")
         status = gr.Markdown(elem_id="settings-status")
 
-        def save_settings(model_id, device_name, dtype_name, out_dir, *default_values):
+        def save_settings(model_id, device_name, dtype_name, out_dir, *values):
+            default_values = values[: len(UI_DEFAULT_FIELDS)]
+            memory_values = dict(zip(MEMORY_FIELDS, values[len(UI_DEFAULT_FIELDS) :], strict=False))
             try:
+                memory_options = MemoryOptions.from_dict({**(s.get("memory") or {}), **memory_values})
                 ctx.spec(model_id)
                 choose_device(
                     device_name, cuda_available=True, cuda_count=16, mps_available=True
@@ -88,17 +132,18 @@ def build(ctx: UIContext) -> None:
                 "dtype": dtype_name,
                 "output_dir": out_dir,
                 "ui.defaults.t2i": ui_defaults,
+                "memory": memory_options.to_dict(),
             }
             path = save_user_settings(s.user_path, updates)
             for key, value in updates.items():
                 s.set(key, value)
             ctx.engine.output_dir = Path(out_dir)
-            ctx.engine.manager.configure(device_name, dtype_name)
+            ctx.engine.manager.configure(device_name, dtype_name, memory_options)
             return f"✅ Saved to `{path}`."
 
         save.click(
             save_settings,
-            [model, device, dtype, output_dir, *defaults],
+            [model, device, dtype, output_dir, *defaults, *memory_inputs],
             status,
             api_name="save_settings",
             concurrency_limit=1,
