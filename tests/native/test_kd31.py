@@ -505,6 +505,62 @@ def test_a_saved_model_is_an_official_layout_folder_that_loads_back_with_the_sam
     assert np.array_equal(pixels(inpainted.results[0].path), pixels(inpainted_after.results[0].path))
 
 
+def authors_cosine_alphas_cumprod() -> torch.Tensor:
+    """The authors' get_named_beta_schedule("cosine", 1000), written out."""
+    import math
+
+    def alpha_bar(t):
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = [min(1 - alpha_bar((i + 1) / 1000) / alpha_bar(i / 1000), 0.999) for i in range(1000)]
+    return torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), dim=0)
+
+
+def test_the_default_sampler_steps_as_the_authors_ddim_with_eta_1_and_percentile_clipping():
+    """The authors' p_sample_loop (timesteps 999, 899, ..., 99; x0 clipped to its 99th percentile of |x0|,
+    at least 1; eta 1) and DDPM as kd31 configures it, on the same noise predictor and the same noise: every
+    step lands on the same latents, except that the authors' last step ends at the first noise level
+    (alphas_cumprod[0]) where diffusers ends at 1, a difference of about 1e-3."""
+    from diffusers import DDPMScheduler
+
+    steps, shape = 10, (1, 4, 8, 8)
+    alphas = authors_cosine_alphas_cumprod()
+
+    def predictor(x, t):
+        return torch.tanh(1.5 * x + t / 1000.0)  # a stand-in for the UNet, with x0 that needs clipping
+
+    seed = torch.Generator().manual_seed(0)
+    start = torch.randn(shape, generator=seed, dtype=torch.float64)
+    noises = [torch.randn(shape, generator=seed, dtype=torch.float64) for _ in range(steps)]
+    times = list(range(999, 0, -1000 // steps)) + [0]
+    authors_path, x = [], start
+    for i, (t, prev) in enumerate(zip(times[:-1], times[1:], strict=True)):
+        eps, a, a_prev = predictor(x, t), alphas[t], alphas[prev]
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        q = torch.quantile(x0.abs().flatten(1), 0.99, dim=-1).clamp(min=1).reshape(-1, 1, 1, 1)
+        x0 = x0.clamp(-q, q) / q
+        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        sigma = ((1 - a / a_prev) * (1 - a_prev) / (1 - a)).sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).sqrt() * eps + (prev != 0) * sigma * noises[i]
+        authors_path.append(x)
+
+    scheduler = DDPMScheduler(**kd31_native.SCHEDULER_CONFIG)
+    scheduler.alphas_cumprod = scheduler.alphas_cumprod.double()
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    our_path = []
+    for t in scheduler.timesteps:
+        x = scheduler.step(predictor(x, int(t)), t, x, generator=generator).prev_sample
+        our_path.append(x)
+
+    assert scheduler.timesteps.tolist() == times[:-1]
+    assert torch.allclose(scheduler.alphas_cumprod, alphas, atol=1e-6)  # the same cosine schedule
+    for ours, theirs in zip(our_path[:-1], authors_path[:-1], strict=True):
+        assert (ours - theirs).abs().max() < 1e-6
+    assert 1e-5 < (our_path[-1] - authors_path[-1]).abs().max() < 5e-3
+
+
 def test_the_flash_sampler_runs_the_authors_timesteps_and_predicts_the_clean_latents():
     scheduler = kd31_native.flash_scheduler_class()(**kd31_native.SCHEDULER_CONFIG)
     scheduler.set_timesteps(4)
@@ -537,6 +593,15 @@ def test_a_batch_gives_pngs_of_the_asked_size_with_their_parameters(engine, phot
         )
         assert saved["params"]["negative_prompt"] == "blurry" and not PRIOR_ONLY & set(saved["params"])
     assert not np.array_equal(pixels(handle.results[0].path), pixels(handle.results[1].path))
+
+
+@pytest.mark.parametrize("scheduler", resolve_model(MODEL).schedulers)
+def test_every_offered_scheduler_paints(engine, manager, scheduler):
+    handle = engine.run(Job("t2i", MODEL, {**SMALL, "scheduler": scheduler}))
+
+    assert handle.state == DONE, handle.error
+    assert read_image_metadata(handle.results[0].path)["scheduler"] == scheduler
+    assert manager.get(MODEL).schedulers() == list(resolve_model(MODEL).schedulers)
 
 
 def test_the_same_seed_gives_the_same_pixels_and_the_prompts_matter(engine):

@@ -43,7 +43,7 @@ SCHEDULER_CONFIG = {
     "clip_sample": False,
     "thresholding": True,
     "dynamic_thresholding_ratio": 0.99,
-    "sample_max_value": 1e4,  # the authors do not cap the percentile
+    "sample_max_value": float("inf"),  # the authors do not cap the percentile (it passes 1e4 at t = 999)
 }
 INPAINT_THRESHOLD = 0.95
 
