@@ -561,6 +561,35 @@ def test_the_default_sampler_steps_as_the_authors_ddim_with_eta_1_and_percentile
     assert 1e-5 < (our_path[-1] - authors_path[-1]).abs().max() < 5e-3
 
 
+def test_the_flash_sampler_steps_as_the_authors_gan_loop():
+    """The authors' Flash loop (times 979, 729, 479, 229; at each, noise the current clean estimate to that
+    time, predict, take the clean estimate) on the same predictor and noise. Their first noising of pure
+    noise is itself pure noise, so both start from the same sample at 979."""
+    shape = (1, 4, 8, 8)
+    alphas = authors_cosine_alphas_cumprod()
+
+    def predictor(x, t):
+        return torch.tanh(1.5 * x + t / 1000.0)
+
+    seed = torch.Generator().manual_seed(0)
+    start = torch.randn(shape, generator=seed, dtype=torch.float64)
+    noises = [torch.randn(shape, generator=seed, dtype=torch.float64) for _ in range(3)]
+    image = None
+    for i, t in enumerate(range(979, 0, -250)):
+        x_t = start if i == 0 else alphas[t].sqrt() * image + (1 - alphas[t]).sqrt() * noises[i - 1]
+        image = (x_t - (1 - alphas[t]).sqrt() * predictor(x_t, t)) / alphas[t].sqrt()
+
+    scheduler = kd31_native.flash_scheduler_class()(**kd31_native.SCHEDULER_CONFIG)
+    scheduler.alphas_cumprod = scheduler.alphas_cumprod.double()
+    scheduler.set_timesteps(4)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    for t in scheduler.timesteps:
+        x = scheduler.step(predictor(x, int(t)), t, x, generator=generator).prev_sample
+
+    assert torch.allclose(x, image, rtol=1e-5, atol=1e-6)  # float32 noise table vs their float64
+
+
 def test_the_flash_sampler_runs_the_authors_timesteps_and_predicts_the_clean_latents():
     scheduler = kd31_native.flash_scheduler_class()(**kd31_native.SCHEDULER_CONFIG)
     scheduler.set_timesteps(4)
