@@ -139,6 +139,8 @@ PARTS = {
     "kd50-clip-text": ("kd50", "CLIP ViT-L text encoder"),
 }
 STEP_PARTS = ("kd22-unet", "kd50-lite-dit", "kd30-unet")
+# Parts that keep plain tensors (not buffers) made in __init__, which a meta build cannot fill in.
+BUILT_IN_PLACE = ("kd50-lite-dit",)
 
 
 def build(part: str):
@@ -279,9 +281,18 @@ def one_step(part: str, dtype_name: str, options: str, size: int, device: str, s
 
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
     start = time.perf_counter()
-    with torch.device("meta"):
-        module = build(part)
-    fill_random(module, dtype, device)
+    if part in BUILT_IN_PLACE:
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # weights made in the measured precision, never in fp32 first
+        try:
+            with torch.device(device):
+                module = build(part)
+        finally:
+            torch.set_default_dtype(previous)
+    else:
+        with torch.device("meta"):
+            module = build(part)
+        fill_random(module, dtype, device)
     module.eval()
     if options == "attention-slicing":
         module.set_attention_slice("auto")
