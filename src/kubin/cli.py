@@ -323,6 +323,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         engine.cancel(handle)
         handle.wait()
     _print_results(handle, printed)
+    # Let the worker thread end before Python does: torch aborts ("terminate called without an active
+    # exception") when a thread is still in native code at interpreter exit.
+    engine.close(wait=True)
     if handle.state == FAILED:
         print(f"error: {handle.error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -66,6 +66,10 @@ PRESETS: dict[str, dict[str, Preset]] = {
         ),
     },
 }
+# Kandinsky 3.1 is 3.0's architecture (the same T5 encoder, UNet and MoVQ): the same presets.
+for _family_presets in PRESETS.values():
+    _family_presets["kd31"] = _family_presets["kd30"]
+
 # Families without an entry of their own (a model added later) get the options every pipeline has.
 GENERIC = {
     "medvram": Preset({"offload": "model", "vae_tiling": True}, "not estimated for this family"),

@@ -159,7 +159,9 @@ def model_picker(ctx, task: str, elem_id: str) -> gr.Dropdown:
     if ctx.model_id not in ids:  # prefer the start model's family (a tiny one for a tiny one)
         try:
             start = ctx.spec(ctx.model_id)
-            value = next((s.id for s in specs if (s.family, s.tiny) == (start.family, start.tiny)), value)
+            value = next(
+                (s.id for s in specs if (s.family, s.tiny) == (start.family, start.tiny)), None
+            ) or next((s.id for s in specs if s.tiny == start.tiny), value)
         except Exception:
             pass
     return gr.Dropdown(
