@@ -293,6 +293,13 @@ def one_step(part: str, dtype_name: str, options: str, size: int, device: str, s
         with torch.device("meta"):
             module = build(part)
         fill_random(module, dtype, device)
+    # As from_pretrained does: the parts a model keeps in fp32 whatever the precision (Kandinsky 5's
+    # time embeddings and modulations) go back to fp32.
+    keep = getattr(module, "_keep_in_fp32_modules", None) or []
+    if dtype != torch.float32:
+        for name, sub in module.named_modules():
+            if any(k in name.split(".") for k in keep):
+                sub.to(torch.float32)
     module.eval()
     if options == "attention-slicing":
         module.set_attention_slice("auto")
