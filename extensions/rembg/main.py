@@ -10,12 +10,13 @@ so it is imported on first use, never at start.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from kubin.errors import InvalidParams, WeightsMissing, first_line
 
 DEFAULT_DIR = "models/rembg"
 CUSTOM = "custom ONNX file"
@@ -55,15 +56,15 @@ def custom_files(folder: Path) -> list[str]:
 def custom_path(folder: Path, name: str) -> Path:
     """A custom model's file: a name or path inside the models folder, which rembg insists on."""
     if not (name or "").strip():
-        raise _error(f"Choose a custom .onnx file (put it in {folder}).")
+        raise InvalidParams(f"Choose a custom .onnx file (put it in {folder}).")
     candidate = Path(name.strip()).expanduser()
     path = Path(_abspath(candidate if candidate.is_absolute() else folder / candidate))
     if not path.is_relative_to(_abspath(folder)):  # symlinks inside the folder are fine, as for rembg
-        raise _error(
+        raise InvalidParams(
             f"Custom models must lie in the rembg models folder {folder}; copy {candidate.name} there."
         )
     if path.suffix.lower() != ".onnx" or not path.is_file():
-        raise _missing(f"No ONNX model {path.name} in {path.parent}.")
+        raise WeightsMissing(f"No ONNX model {path.name} in {path.parent}.")
     return path
 
 
@@ -83,22 +84,22 @@ def new_session(model: str, folder: Path, custom: str = ""):
         path = custom_path(folder, custom)
         return _at_home(sessions["u2net_custom"], folder)("u2net_custom", _options(), model_path=str(path))
     if model not in MODELS:
-        raise _error(f"Unknown background remover model {model!r}.")
+        raise InvalidParams(f"Unknown background remover model {model!r}.")
     cls = _at_home(sessions[model], folder)
     file = f"{model}.onnx"
     if cls.resolve_existing(file) is None:
         hint = f"download {file} from {RELEASES} into {folder} on a connected machine, or choose {CUSTOM!r}"
         if hub_offline():
-            raise _missing(
+            raise WeightsMissing(
                 f"Background remover {model} needs {file}, which is not in {folder} and downloads are off "
                 f"(HF_HUB_OFFLINE); {hint}."
             )
         try:
             return cls(model, _options())
         except Exception as exc:  # network, DNS, checksum: the same to the user
-            raise _missing(
+            raise WeightsMissing(
                 f"Background remover {model} needs {file}, which is not in {folder} and could not be downloaded "
-                f"({_reason(exc)}); {hint}."
+                f"({first_line(exc)}); {hint}."
             ) from None
     return cls(model, _options())
 
@@ -140,38 +141,16 @@ def save_cutout(
     image: Image.Image, root: Path, model: str, mask_only: bool, alpha_matting: bool, source: str
 ) -> Path:
     """Save under <output>/rembg/<date>/ with its parameters, as every Kubin output."""
-    from kubin import __version__
-    from kubin.outputs import save_image
+    from kubin.outputs import save_tool_output
 
-    meta = {
-        "kubin_version": __version__,
-        "task": "rembg",
-        "model": model,
-        "seed": 0,
-        "width": image.width,
-        "height": image.height,
-        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "params": {"mask_only": mask_only, "alpha_matting": alpha_matting},
-        "inputs": {"image": source},
-    }
-    return save_image(image, root, "rembg", meta)
-
-
-def _reason(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0][:160] if lines else type(exc).__name__).rstrip(".")
-
-
-def _error(message: str):
-    from kubin.errors import InvalidParams
-
-    return InvalidParams(message)
-
-
-def _missing(message: str):
-    from kubin.errors import WeightsMissing
-
-    return WeightsMissing(message)
+    return save_tool_output(
+        image,
+        root,
+        "rembg",
+        model,
+        {"mask_only": mask_only, "alpha_matting": alpha_matting},
+        {"image": source},
+    )
 
 
 def setup(api):
@@ -186,12 +165,12 @@ def setup(api):
 
     def run(ctx, image_path, model, custom, mask_only, alpha_matting) -> tuple[str, str]:
         if not image_path:
-            raise _error("Choose an image first.")
+            raise InvalidParams("Choose an image first.")
         try:
             image = Image.open(image_path)
             image.load()
         except OSError as exc:
-            raise _error(f"Could not read the image: {exc}.") from None
+            raise InvalidParams(f"Could not read the image: {exc}.") from None
         session = get_session(model, models_dir(api.settings), custom or "")
         result = remove_background(session, image, bool(mask_only), bool(alpha_matting))
         name = f"{CUSTOM}: {custom}" if model == CUSTOM else model

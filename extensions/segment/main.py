@@ -7,13 +7,15 @@ torch and segment_anything are imported on first use, never at start.
 """
 
 # No `from __future__ import annotations`: Gradio reads the `gr.SelectData` hint of event functions.
-import datetime as _dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageFilter
+
+from kubin.errors import InvalidParams, WeightsMissing, first_line
+from kubin.models.weights import hub_file
 
 DEFAULT_DIR = "models/sam"
 HUB_PREFIX = "hub: "
@@ -37,7 +39,7 @@ def model_kind(path: str | Path) -> str:
     for kind in KINDS:
         if kind in name or kind.replace("_", "-") in name:
             return kind
-    raise _error(
+    raise InvalidParams(
         f"{Path(path).name}: name a SAM checkpoint after its size (vit_b, vit_l or vit_h in the file name)."
     )
 
@@ -49,46 +51,19 @@ def model_choices(folder: Path) -> list[str]:
 
 def weights_path(choice: str, folder: Path) -> Path:
     if not choice:
-        raise _error("Choose a Segment Anything model first.")
+        raise InvalidParams("Choose a Segment Anything model first.")
     if choice.startswith(HUB_PREFIX):
         label = choice.removeprefix(HUB_PREFIX)
         if label not in HUB_MODELS:
-            raise _error(f"Unknown model {label!r}.")
+            raise InvalidParams(f"Unknown model {label!r}.")
         repo, filename = HUB_MODELS[label]
         return hub_file(repo, filename, f"Segment Anything ({label})", folder)
     path = (folder / choice).resolve()
     if not path.is_relative_to(folder.resolve()) or path.suffix != ".pth":
-        raise _error(f"{choice!r} is not a SAM checkpoint in the models folder {folder}.")
+        raise InvalidParams(f"{choice!r} is not a SAM checkpoint in the models folder {folder}.")
     if not path.is_file():
-        raise _missing(f"The checkpoint {path} is gone; press ↻ to list the models folder again.")
+        raise WeightsMissing(f"The checkpoint {path} is gone; press ↻ to list the models folder again.")
     return path
-
-
-def hub_file(repo: str, filename: str, what: str, folder: Path) -> Path:
-    """One file of a hub repo: from the Hugging Face cache, else downloaded now (unless offline)."""
-    from huggingface_hub import hf_hub_download
-
-    from kubin.models.weights import hub_offline
-
-    try:
-        return Path(hf_hub_download(repo, filename, local_files_only=True))
-    except Exception:  # not in the cache
-        pass
-    name = Path(filename).name
-    hint = f"download {name} from https://huggingface.co/{repo} into {folder} on a connected machine"
-    if hub_offline():
-        raise _missing(
-            f"{what} needs {filename} from {repo}, which is not in the Hugging Face cache and downloads are off "
-            f"(HF_HUB_OFFLINE); {hint}."
-        )
-    try:
-        return Path(hf_hub_download(repo, filename))
-    except Exception as exc:  # network, DNS, missing repo: the same to the user
-        reason = _reason(exc)
-        raise _missing(
-            f"{what} needs {filename} from {repo}, which is not in the Hugging Face cache and could not be "
-            f"downloaded ({reason}); {hint}."
-        ) from None
 
 
 def load_sam(path: str | Path, device: str = "cpu"):
@@ -102,7 +77,7 @@ def load_sam(path: str | Path, device: str = "cpu"):
         sam = sam_model_registry[kind]()
         sam.load_state_dict(state)
     except Exception as exc:  # unreadable, not a checkpoint, or another size than its name says
-        raise _error(f"Could not load {Path(path).name} as SAM {kind}: {_reason(exc)}") from None
+        raise InvalidParams(f"Could not load {Path(path).name} as SAM {kind}: {first_line(exc)}") from None
     return sam.to(device).eval()
 
 
@@ -130,13 +105,13 @@ def parse_prompt(points_text: str, box_text: str) -> Prompt:
             continue
         numbers = re.findall(_NUMBER, item)
         if len(numbers) not in (2, 3):
-            raise _error(f"A point is x,y or x,y,0 (to exclude); got {item.strip()!r}.")
+            raise InvalidParams(f"A point is x,y or x,y,0 (to exclude); got {item.strip()!r}.")
         prompt.points.append((float(numbers[0]), float(numbers[1])))
         prompt.labels.append(int(float(numbers[2])) if len(numbers) == 3 else 1)
     if (box_text or "").strip():
         numbers = re.findall(_NUMBER, box_text)
         if len(numbers) != 4:
-            raise _error(f"A box is x0,y0,x1,y1; got {box_text.strip()!r}.")
+            raise InvalidParams(f"A box is x0,y0,x1,y1; got {box_text.strip()!r}.")
         x0, y0, x1, y1 = (float(n) for n in numbers)
         prompt.box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
     return prompt
@@ -157,7 +132,7 @@ class Segmenter:
         import torch
 
         if prompt.empty:
-            raise _error("Mark the object first: click on it, or give a box.")
+            raise InvalidParams("Mark the object first: click on it, or give a box.")
         with torch.no_grad():
             if key is None or key != self.image_key:
                 self.predictor.set_image(np.asarray(image.convert("RGB")))
@@ -189,45 +164,22 @@ def save_mask(
     mask: Image.Image, root: Path, model: str, prompt: Prompt, grown: int, score: float, source: str
 ) -> Path:
     """Save the mask under <output>/segment/<date>/ with its prompt, as every Kubin output."""
-    from kubin import __version__
-    from kubin.outputs import save_image
+    from kubin.outputs import save_tool_output
 
-    meta = {
-        "kubin_version": __version__,
-        "task": "segment",
-        "model": model,
-        "seed": 0,
-        "width": mask.width,
-        "height": mask.height,
-        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "params": {
+    return save_tool_output(
+        mask,
+        root,
+        "segment",
+        model,
+        {
             "points": [list(p) for p in prompt.points],
             "labels": prompt.labels,
             "box": list(prompt.box) if prompt.box else None,
             "grow": grown,
             "score": round(score, 4),
         },
-        "inputs": {"image": source},
-    }
-    return save_image(mask, root, "segment", meta)
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of an exception's message (its type when it has none), kept short."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0][:160] if lines else type(exc).__name__).rstrip(".")
-
-
-def _error(message: str):
-    from kubin.errors import InvalidParams
-
-    return InvalidParams(message)
-
-
-def _missing(message: str):
-    from kubin.errors import WeightsMissing
-
-    return WeightsMissing(message)
+        {"image": source},
+    )
 
 
 def setup(api):
@@ -244,15 +196,15 @@ def setup(api):
         from kubin.runtime.device import resolve_placement
 
         if not image_path:
-            raise _error("Choose an image first.")
+            raise InvalidParams("Choose an image first.")
         prompt = parse_prompt(points_text, box_text)
         if prompt.empty:
-            raise _error("Mark the object first: click on it, or give a box.")
+            raise InvalidParams("Mark the object first: click on it, or give a box.")
         try:
             image = Image.open(image_path)
             image.load()
         except OSError as exc:
-            raise _error(f"Could not read the image: {exc}.") from None
+            raise InvalidParams(f"Could not read the image: {exc}.") from None
         folder = models_dir(api.settings)
         device = resolve_placement(ctx.engine.manager.device).device
         segmenter = get_segmenter(weights_path(choice, folder), device)

@@ -8,12 +8,14 @@ list), `max_output_pixels`. torch and spandrel are imported on first use, never 
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from kubin.errors import InvalidParams, WeightsMissing, first_line
+from kubin.models.weights import hub_file
 
 SUFFIXES = (".pth", ".safetensors")
 DEFAULT_DIR = "models/upscalers"
@@ -62,45 +64,19 @@ def model_choices(folder: Path, hub: dict[str, tuple[str, str]]) -> list[str]:
 def weights_path(choice: str, folder: Path, hub: dict[str, tuple[str, str]]) -> Path:
     """The checkpoint file for a choice: a file in the models folder, or a hub file (cache, else download)."""
     if not choice:
-        raise _error("Choose an upscaler model first.")
+        raise InvalidParams("Choose an upscaler model first.")
     if choice.startswith(HUB_PREFIX):
         label = choice.removeprefix(HUB_PREFIX)
         if label not in hub:
-            raise _error(f"Unknown upscaler {label!r}.")
+            raise InvalidParams(f"Unknown upscaler {label!r}.")
         repo, filename = hub[label]
         return hub_file(repo, filename, f"Upscaler {label}", folder)
     path = (folder / choice).resolve()
     if not path.is_relative_to(folder.resolve()) or path.suffix.lower() not in SUFFIXES:
-        raise _error(f"{choice!r} is not an upscaler file in the models folder {folder}.")
+        raise InvalidParams(f"{choice!r} is not an upscaler file in the models folder {folder}.")
     if not path.is_file():
-        raise _missing(f"The upscaler file {path} is gone; press ↻ to list the models folder again.")
+        raise WeightsMissing(f"The upscaler file {path} is gone; press ↻ to list the models folder again.")
     return path
-
-
-def hub_file(repo: str, filename: str, what: str, folder: Path) -> Path:
-    """One file of a hub repo: from the Hugging Face cache, else downloaded now (unless offline)."""
-    from huggingface_hub import hf_hub_download
-
-    from kubin.models.weights import hub_offline
-
-    try:
-        return Path(hf_hub_download(repo, filename, local_files_only=True))
-    except Exception:  # not in the cache
-        pass
-    hint = f"download {filename} from https://huggingface.co/{repo} into {folder} on a connected machine"
-    if hub_offline():
-        raise _missing(
-            f"{what} needs {filename} from {repo}, which is not in the Hugging Face cache and downloads are off "
-            f"(HF_HUB_OFFLINE); {hint}."
-        )
-    try:
-        return Path(hf_hub_download(repo, filename))
-    except Exception as exc:  # network, DNS, missing repo: the same to the user
-        reason = _reason(exc)
-        raise _missing(
-            f"{what} needs {filename} from {repo}, which is not in the Hugging Face cache and could not be "
-            f"downloaded ({reason}); {hint}."
-        ) from None
 
 
 @dataclass
@@ -127,11 +103,11 @@ def load_upscaler(path: str | Path, device: str = "cpu") -> Upscaler:
     try:
         descriptor = spandrel.ModelLoader(device).load_from_file(str(path))
     except spandrel.UnsupportedModelError:
-        raise _error(f"{Path(path).name} is not an upscaler checkpoint spandrel recognises.") from None
+        raise InvalidParams(f"{Path(path).name} is not an upscaler checkpoint spandrel recognises.") from None
     except Exception as exc:  # unreadable or damaged: the file is the user's choice, so say which
-        raise _error(f"Could not read {Path(path).name}: {_reason(exc)}") from None
+        raise InvalidParams(f"Could not read {Path(path).name}: {first_line(exc)}") from None
     if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.input_channels != 3:
-        raise _error(f"{Path(path).name} is not an RGB upscaler ({descriptor.architecture.name}).")
+        raise InvalidParams(f"{Path(path).name} is not an RGB upscaler ({descriptor.architecture.name}).")
     descriptor.eval()
     return Upscaler(Path(path), descriptor, device)
 
@@ -182,39 +158,16 @@ def _tiled(model, x, scale: int, tile: int, progress=None):
 
 def save_upscaled(image: Image.Image, root: Path, model: str, scale: int, tile: int, source: str) -> Path:
     """Save under <output>/upscale/<date>/ with its parameters, as every Kubin output."""
-    from kubin import __version__
-    from kubin.outputs import save_image
+    from kubin.outputs import save_tool_output
 
-    meta = {
-        "kubin_version": __version__,
-        "task": "upscale",
-        "model": model,
-        "seed": 0,
-        "width": image.width,
-        "height": image.height,
-        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "params": {"scale": scale, "tile": tile},
-        "inputs": {"image": source},
-    }
-    return save_image(image, root, "upscale", meta)
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of an exception's message (its type when it has none), kept short."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0][:160] if lines else type(exc).__name__).rstrip(".")
-
-
-def _error(message: str):
-    from kubin.errors import InvalidParams
-
-    return InvalidParams(message)
-
-
-def _missing(message: str):
-    from kubin.errors import WeightsMissing
-
-    return WeightsMissing(message)
+    return save_tool_output(
+        image,
+        root,
+        "upscale",
+        model,
+        {"scale": scale, "tile": tile},
+        {"image": source},
+    )
 
 
 def setup(api):
@@ -231,12 +184,12 @@ def setup(api):
         from kubin.runtime.device import resolve_placement
 
         if not image_path:
-            raise _error("Choose an image to upscale first.")
+            raise InvalidParams("Choose an image to upscale first.")
         try:
             image = Image.open(image_path)
             image.load()
         except OSError as exc:
-            raise _error(f"Could not read the image: {exc}.") from None
+            raise InvalidParams(f"Could not read the image: {exc}.") from None
         folder = models_dir(api.settings)
         upscaler = get_upscaler(
             weights_path(choice, folder, hub_models(api.settings)),
@@ -244,7 +197,7 @@ def setup(api):
         )
         limit = int(api.settings.get("max_output_pixels") or MAX_OUTPUT_PIXELS)
         if image.width * image.height * upscaler.scale**2 > limit:
-            raise _error(
+            raise InvalidParams(
                 f"{image.width}x{image.height} upscaled x{upscaler.scale} would be "
                 f"{image.width * upscaler.scale}x{image.height * upscaler.scale}, over the limit of {limit} pixels."
             )

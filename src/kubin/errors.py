@@ -34,3 +34,10 @@ class JobCancelled(KubinError):
 
 class ConfigError(KubinError):
     """A configuration file could not be read."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type when it has none), kept short: the "why" in a
+    sentence for the user."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0][:limit] if lines else type(exc).__name__).rstrip(".")

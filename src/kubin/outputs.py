@@ -103,6 +103,27 @@ def save_image(image: Image.Image, root: Path, task: str, meta: dict[str, Any]) 
     return path
 
 
+def save_tool_output(
+    image: Image.Image, root: Path, task: str, model: str, params: dict[str, Any], inputs: dict[str, Any]
+) -> Path:
+    """Save what a tool made from an image (an upscale, a mask, a cut-out) under root/task/ like every
+    output, with the tool's model and parameters and the input it came from."""
+    from kubin import __version__
+
+    meta = {
+        "kubin_version": __version__,
+        "task": task,
+        "model": model,
+        "seed": 0,
+        "width": image.width,
+        "height": image.height,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "params": params,
+        "inputs": inputs,
+    }
+    return save_image(image, root, task, meta)
+
+
 def read_image_metadata(source: str | os.PathLike | Image.Image) -> dict[str, Any]:
     """The `kubin` metadata of a Kubin PNG, or {"parameters": text} for other A1111-style PNGs."""
     try:

@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from kubin.errors import WeightsMissing
+from kubin.errors import WeightsMissing, first_line
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,30 @@ def ensure_weights(source: str, model_id: str) -> str:
     except Exception as exc:  # network, DNS, auth, missing repo: all mean the same to the user
         raise WeightsMissing(
             f"Model {model_id} needs {source}, which is not in the Hugging Face cache and could not be "
-            f"downloaded ({_reason(exc)}); {hint}."
+            f"downloaded ({first_line(exc)}); {hint}."
         ) from None
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0][:160] if text else type(exc).__name__).rstrip(".")
+def hub_file(repo: str, filename: str, what: str, folder: str | Path) -> Path:
+    """One file of a hub repo (a tool's checkpoint): from the Hugging Face cache, else downloaded now unless
+    offline; missing is one sentence naming the file, the repo and the folder to put it in."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=True))
+    except Exception:  # not in the cache
+        pass
+    name = Path(filename).name
+    hint = f"download {name} from https://huggingface.co/{repo} into {folder} on a connected machine"
+    if hub_offline():
+        raise WeightsMissing(
+            f"{what} needs {filename} from {repo}, which is not in the Hugging Face cache and downloads are off "
+            f"(HF_HUB_OFFLINE); {hint}."
+        )
+    try:
+        return Path(hf_hub_download(repo, filename))
+    except Exception as exc:  # network, DNS, missing repo: the same to the user
+        raise WeightsMissing(
+            f"{what} needs {filename} from {repo}, which is not in the Hugging Face cache and could not be "
+            f"downloaded ({first_line(exc)}); {hint}."
+        ) from None
