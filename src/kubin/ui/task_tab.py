@@ -182,21 +182,7 @@ def build_task_tab(
             )
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        for notice in handle.notices:
-            gr.Info(notice)
-        shown = 0
-        while not handle.wait(0.1):
-            report_progress(ctx, handle, progress)
-            if len(handle.results) > shown:
-                shown = len(handle.results)
-                yield outputs(handle)
-        if handle.state == FAILED:
-            if handle.results:
-                yield outputs(handle)
-            raise gr.Error(str(handle.error), print_exception=False)
-        if handle.state == CANCELLED:
-            gr.Warning(str(handle.error))
-        yield outputs(handle)
+        yield from follow_job(ctx, handle, progress, outputs)
 
     # Name the API's parameters after the widgets (gradio_client shows them) instead of *widget_values.
     # Inputs after the scheduler (negative prior prompt, ControlNet hint) are optional for API clients,
@@ -326,6 +312,26 @@ def _new_owner() -> str:
     import uuid
 
     return uuid.uuid4().hex
+
+
+def follow_job(ctx: UIContext, handle: JobHandle, progress: gr.Progress, render: Callable[[JobHandle], Any]):
+    """Show a submitted job in a tab until it ends: its notices, progress, `render(handle)` each time an
+    output is saved; a failure as the error (after what was finished), a cancel as a warning."""
+    for notice in handle.notices:
+        gr.Info(notice)
+    shown = 0
+    while not handle.wait(0.1):
+        report_progress(ctx, handle, progress)
+        if len(handle.results) > shown:
+            shown = len(handle.results)
+            yield render(handle)
+    if handle.state == FAILED:
+        if handle.results:
+            yield render(handle)
+        raise gr.Error(str(handle.error), print_exception=False)
+    if handle.state == CANCELLED:
+        gr.Warning(str(handle.error))
+    yield render(handle)
 
 
 def report_progress(ctx: UIContext, handle: JobHandle, progress: gr.Progress) -> None:

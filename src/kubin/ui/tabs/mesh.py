@@ -11,12 +11,12 @@ from typing import Any
 
 import gradio as gr
 
-from kubin.engine import CANCELLED, FAILED, Job, JobHandle
+from kubin.engine import CANCELLED, Job, JobHandle
 from kubin.errors import KubinError
 from kubin.params import TASK_LABELS, Image2MeshParams, Text2MeshParams
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
-from kubin.ui.task_tab import report_progress
+from kubin.ui.task_tab import follow_job
 
 TAB_ID = "mesh"
 PARAMS = {"t2mesh": Text2MeshParams, "i2mesh": Image2MeshParams}
@@ -149,21 +149,7 @@ def _generate_fn(ctx: UIContext, task: str, names: list[str]):
             handle = ctx.engine.submit(Job(task, model_id, params, owner=owner_id))
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        for notice in handle.notices:
-            gr.Info(notice)
-        shown = 0
-        while not handle.wait(0.1):
-            report_progress(ctx, handle, progress)
-            if len(handle.results) > shown:
-                shown = len(handle.results)
-                yield outputs(handle)
-        if handle.state == FAILED:
-            if handle.results:
-                yield outputs(handle)
-            raise gr.Error(str(handle.error), print_exception=False)
-        if handle.state == CANCELLED:
-            gr.Warning(str(handle.error))
-        yield outputs(handle)
+        yield from follow_job(ctx, handle, progress, outputs)
 
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
     generate.__signature__ = inspect.Signature(
