@@ -61,3 +61,44 @@ def test_a_model_without_a_prior_hides_the_prior_controls(new_page):
     expect(page.locator("#t2i-negative-prior-prompt")).to_be_hidden()
     choose_model(page, "t2i-model", "tiny-kd22")
     expect(page.locator("#prior-steps")).to_be_visible()
+
+
+def test_started_on_a_video_model_the_page_opens_on_text_to_video(browser, tmp_path):
+    """A new install starts on Kandinsky 5 Lite T2V: the first thing the user sees is its tab."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kubin", "--model", "tiny-kd50-t2v", "--port", str(port),
+         "--output-dir", str(tmp_path / "out"), "--config", str(tmp_path / "user.yaml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+            time.sleep(0.5)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"http://127.0.0.1:{port}/")
+
+        expect(page.locator("#t2v-prompt textarea")).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("tab", name="Text to video", exact=True)).to_have_attribute(
+            "aria-selected", "true"
+        )
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -32,7 +32,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             gr.Markdown(f"# Kubin\nKandinsky models on your own machine · v{__version__}")
             for notice in ctx.notices + ctx.settings.warnings:
                 gr.Markdown(f"⚠️ {notice}", elem_classes=["kubin-warning"])
-        with gr.Tabs() as tabs:
+        with gr.Tabs(selected=start_tab(ctx)) as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
             ctx.tabs, ctx.task_tabs = tabs, {t.task: t for t in built}  # for extension tabs that send
@@ -41,6 +41,21 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             extensions_tab.build(ctx)
         wire_send_to(tabs, {t.task: t for t in built}, ctx)
     return demo
+
+
+# Tab ids in the order the tabs stand; the 3D tab serves both 3D tasks.
+TASK_TABS = {"t2i": "t2i", "i2i": "i2i", "mix": "mix", "inpaint": "inpaint", "outpaint": "outpaint",
+             "t2v": "t2v", "i2v": "i2v", "t2mesh": mesh.TAB_ID, "i2mesh": mesh.TAB_ID}  # fmt: skip
+
+
+def start_tab(ctx: UIContext) -> str:
+    """The page opens on the first tab the model selected at start can run (text to video for the
+    default Kandinsky 5 Lite T2V), text to image when it cannot be resolved."""
+    try:
+        spec = ctx.spec(ctx.model_id)
+    except Exception:
+        return "t2i"
+    return next((tab for task, tab in TASK_TABS.items() if spec.supports(task)), "t2i")
 
 
 def build_extension_tabs(ctx: UIContext) -> None:
