@@ -1,13 +1,21 @@
-"""Low-VRAM options and the one place that applies them to a loaded diffusers pipeline.
+"""Memory and speed options, and the one place that applies them to a loaded diffusers pipeline.
 
-Family modules call `place_pipeline` instead of `pipe.to(device)`: it moves the pipeline to its
-device, or hands it to accelerate's CPU offload, and switches on VAE slicing/tiling and attention
-slicing where the pipeline has them. What could not be applied is returned as notices, never raised.
+Family modules call `place_pipeline` instead of `pipe.to(device)`: it quantises the big parts
+(runtime/quantize.py), moves the pipeline to its device or hands it to accelerate's CPU offload,
+switches on VAE slicing/tiling, attention slicing and channels-last where the pipeline has them, then
+compiles the denoiser or switches on a step cache (runtime/speed.py). What could not be applied is
+returned as notices (and kept for the next job's notices, see `collect_load_notices`), never raised.
+
+The speed options live here beside the memory ones because they are applied at the same moment (a
+model load) and travel together through the config's `memory:` section, the CLI and the Settings tab.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -17,6 +25,25 @@ log = logging.getLogger(__name__)
 
 OFFLOAD_MODES = ("none", "model", "sequential")
 PRESET_NAMES = ("none", "medvram", "lowvram")  # what each switches on per family: runtime/presets.py
+# diffusers' step caches (Kandinsky 5's transformer): reuse the blocks' output while it changes little.
+CACHE_MODES = ("none", "first_block", "taylorseer")
+# Weights of the big parts in 8 or 4 bits: torchao and optimum-quanto (CUDA and CPU), bitsandbytes (CUDA).
+QUANTIZE_MODES = ("none", "torchao-int8", "quanto-int8", "bnb-int8", "bnb-nf4")
+QUANTIZE_PARTS = ("all", "denoiser", "text_encoder")
+CHOICES = {
+    "offload": OFFLOAD_MODES,
+    "preset": PRESET_NAMES,
+    "cache": CACHE_MODES,
+    "quantize": QUANTIZE_MODES,
+    "quantize_parts": QUANTIZE_PARTS,
+}
+WHAT = {
+    "offload": "offload mode",
+    "preset": "memory preset",
+    "cache": "step cache",
+    "quantize": "quantisation",
+    "quantize_parts": "part to quantise",
+}
 
 
 @dataclass(frozen=True)
@@ -32,16 +59,30 @@ class MemoryOptions:
     free_text_encoder: bool = False  # encode the prompt, then move the text encoder(s) off the GPU
     # medvram / lowvram: switch on the options that suit the loaded model's family (runtime/presets.py).
     preset: str = "none"
+    # UNet models (2.x, 3.x): convolutions in channels-last memory layout; faster on most GPUs and CPUs.
+    channels_last: bool = False
+    # Kandinsky 2.x: the prior (prompt -> image embedding, 1 B parameters) stays on the CPU in fp32, so
+    # only the decoder takes VRAM; the prior's few steps are slower there.
+    prior_on_cpu: bool = False
+    # torch.compile the denoiser: the first job compiles it (its warm-up is reported), later jobs of the
+    # same size run faster. Needs a C/C++ compiler on the CPU.
+    compile: bool = False
+    # Kandinsky 5: reuse the transformer's output between steps that change little (faster, slightly
+    # different pixels); cache_threshold 0 means the mode's own default.
+    cache: str = "none"
+    cache_threshold: float = 0.0
+    # The big parts' weights in 8 or 4 bits (see QUANTIZE_MODES), the denoiser, the text encoder(s) or both.
+    quantize: str = "none"
+    quantize_parts: str = "all"
 
     def __post_init__(self) -> None:
-        if self.offload not in OFFLOAD_MODES:
-            raise InvalidParams(
-                f"Unknown offload mode {self.offload!r}; use one of {', '.join(OFFLOAD_MODES)}."
-            )
-        if self.preset not in PRESET_NAMES:
-            raise InvalidParams(
-                f"Unknown memory preset {self.preset!r}; use one of {', '.join(PRESET_NAMES)}."
-            )
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise InvalidParams(
+                    f"Unknown {WHAT[name]} {getattr(self, name)!r}; use one of {', '.join(choices)}."
+                )
+        if not 0 <= self.cache_threshold < 10:
+            raise InvalidParams(f"cache_threshold must be between 0 and 10, not {self.cache_threshold}.")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> MemoryOptions:
@@ -53,10 +94,17 @@ class MemoryOptions:
                 f"Unknown memory option(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}."
             )
         kept = {k: v for k, v in values.items() if v is not None}
-        for name in ("offload", "preset"):
+        for name in CHOICES:
             if name in kept:
-                kept[name] = str(kept[name] or "none").lower()
-        for name in names - {"offload", "preset"}:
+                kept[name] = str(kept[name] or CHOICES[name][0]).lower().replace("_", "-")
+                if name in ("cache", "quantize_parts"):  # their values are spelt with underscores
+                    kept[name] = kept[name].replace("-", "_")
+        if "cache_threshold" in kept:
+            try:
+                kept["cache_threshold"] = float(kept["cache_threshold"])
+            except (TypeError, ValueError):
+                raise InvalidParams(f"cache_threshold must be a number, not {kept['cache_threshold']!r}.") from None
+        for name in names - set(CHOICES) - {"cache_threshold"}:
             if name in kept:
                 kept[name] = (
                     kept[name]
@@ -77,9 +125,38 @@ def offload_supported(device: str) -> bool:
     return not device.startswith("cpu")
 
 
+_load = threading.local()
+
+
+@contextmanager
+def collect_load_notices() -> Iterator[list[str]]:
+    """Gathers the notices of every `place_pipeline` (and `load_notice`) call inside the block, i.e. of
+    one model load, so the model manager can hand them to the next job."""
+    collected: list[str] = []
+    previous = getattr(_load, "notices", None)
+    _load.notices = collected
+    try:
+        yield collected
+    finally:
+        _load.notices = previous
+
+
+def load_notice(text: str) -> None:
+    """Say something about the model being loaded (logged, and shown with the next job)."""
+    log.info(text)
+    collected = getattr(_load, "notices", None)
+    if collected is not None and text not in collected:
+        collected.append(text)
+
+
 def place_pipeline(pipe, device: str, options: MemoryOptions) -> list[str]:
     """Put `pipe` on `device` as `options` say; returns notices for what was skipped and why."""
     notices: list[str] = []
+    if options.quantize != "none":
+        from kubin.runtime.quantize import quantize_components
+
+        # Before the move: the weights are quantised on the CPU, and move to the GPU already small.
+        notices += quantize_components(pipe.components, options, device)
     offload = options.offload
     if offload != "none" and not offload_supported(device):
         notices.append(f"CPU offload ({offload}) needs a GPU; the model runs on the {device} as it is.")
@@ -110,9 +187,33 @@ def place_pipeline(pipe, device: str, options: MemoryOptions) -> list[str]:
         )
     if options.attention_slicing:
         _switch_on(pipe, "attention slicing", ("enable_attention_slicing",), notices=notices)
+    if options.channels_last:
+        notices += use_channels_last(pipe.components)
+    if options.compile or options.cache != "none":
+        from kubin.runtime.speed import speed_up
+
+        notices += speed_up(pipe.components, options)
     for notice in notices:
-        log.info(notice)
+        load_notice(notice)
     return notices
+
+
+def use_channels_last(components: dict[str, Any]) -> list[str]:
+    """The UNet's (and the image decoder's) convolution weights in channels-last layout; the same
+    arithmetic in another memory order. Transformers (Kandinsky 5, the 2.x prior) have no 4-D weights."""
+    import torch
+
+    if "prior" in components:  # a 2.x prior pipeline: the decoder beside it holds the UNet
+        return []
+    converted = []
+    for name in ("unet", "movq", "vae"):
+        module = components.get(name)
+        if isinstance(module, torch.nn.Module) and any(p.dim() == 4 for p in module.parameters()):
+            module.to(memory_format=torch.channels_last)
+            converted.append(name)
+    if not converted:
+        return ["Channels-last applies to convolutional models (the 2.x and 3.x UNets); this model has none."]
+    return []
 
 
 def _switch_on(pipe, what: str, *paths: tuple[str, ...], notices: list[str]) -> None:
