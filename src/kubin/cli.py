@@ -45,8 +45,30 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         ("vae-slicing", "decode a batch one item at a time"),
         ("attention-slicing", "attention in slices (less VRAM, slower)"),
         ("free-text-encoder", "move the text encoder off the GPU once the prompt is encoded"),
+        (
+            "channels-last",
+            "UNet models (2.x, 3.x): convolutions in channels-last layout (faster on most GPUs)",
+        ),
+        ("prior-on-cpu", "Kandinsky 2.x: run the prior on the CPU in fp32, only the decoder on the GPU"),
+        ("compile", "torch.compile the denoiser: the first job compiles it (slow), later ones run faster"),
     ):
         parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=d, help=what)
+    parser.add_argument(
+        "--cache", default=d, choices=["none", "first_block", "taylorseer"],
+        help="Kandinsky 5: reuse the transformer's output between similar steps (faster, pixels differ a little)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache-threshold", type=float, default=d, metavar="X",
+        help="how much change the step cache tolerates (0: the mode's default; higher: faster, less exact)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quantize", default=d, choices=["none", "torchao-int8", "quanto-int8", "bnb-int8", "bnb-nf4"],
+        help="weights of the big parts in 8/4 bits: torchao/quanto (GPU and CPU), bitsandbytes (CUDA)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quantize-parts", default=d, choices=["all", "denoiser", "text_encoder"],
+        help="which parts --quantize applies to (default all: the denoiser and the text encoders)",
+    )  # fmt: skip
     presets = parser.add_mutually_exclusive_group()
     presets.add_argument(
         "--medvram", dest="memory_preset", action="store_const", const="medvram", default=d,
@@ -213,6 +235,13 @@ def load_settings(args: argparse.Namespace):
         "memory.attention_slicing": getattr(args, "attention_slicing", None),
         "memory.free_text_encoder": getattr(args, "free_text_encoder", None),
         "memory.preset": getattr(args, "memory_preset", None),
+        "memory.channels_last": getattr(args, "channels_last", None),
+        "memory.prior_on_cpu": getattr(args, "prior_on_cpu", None),
+        "memory.compile": getattr(args, "compile", None),
+        "memory.cache": getattr(args, "cache", None),
+        "memory.cache_threshold": getattr(args, "cache_threshold", None),
+        "memory.quantize": getattr(args, "quantize", None),
+        "memory.quantize_parts": getattr(args, "quantize_parts", None),
     }
     defaults: dict[str, Any] = {}
     colab = getattr(args, "colab", None)
@@ -315,6 +344,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     handle = engine.submit(Job(task, settings.get("model"), params))
     for notice in handle.notices:  # what was adjusted in the input: resized mask, flattened transparency...
         print(f"notice: {notice}", file=sys.stderr, flush=True)
+    told = len(handle.notices)
     printed = 0
     try:  # print each output as soon as it is saved, so a script sees progress
         while not handle.wait(0.05):
@@ -323,6 +353,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         engine.cancel(handle)
         handle.wait()
     _print_results(handle, printed)
+    for notice in handle.notices[told:]:  # said during the job: the model load's, torch.compile's warm-up
+        print(f"notice: {notice}", file=sys.stderr, flush=True)
     # Let the worker thread end before Python does: torch aborts ("terminate called without an active
     # exception") when a thread is still in native code at interpreter exit.
     engine.close(wait=True)

@@ -12,6 +12,7 @@ import importlib
 import itertools
 import logging
 import secrets
+import statistics
 import threading
 import time
 import traceback
@@ -29,6 +30,7 @@ from kubin.models.manager import ModelManager, free_memory
 from kubin.models.registry import list_models
 from kubin.outputs import save_image, save_mesh, save_video
 from kubin.params import MESH_TASKS, SEED_MAX, VIDEO_TASKS, ImageTaskParams, params_class
+from kubin.runtime.memory import MemoryOptions
 from kubin.tasks import Prepared, prepare
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class JobHandle:
     results: list[Result] = field(default_factory=list)
     error: KubinError | None = None
     started_at: float | None = None
+    step_marks: list[tuple[str, float]] = field(default_factory=list, repr=False)  # (phase, time) per step
     prepared: Prepared = field(default_factory=Prepared, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -296,10 +299,13 @@ class Engine:
         job, params = handle.job, handle.params
         try:
             model = self.manager.get(job.model_id, job.task)
+            loaded = self.manager.take_load_notices()  # a list when this job loaded the model
+            handle.notices.extend(loaded or [])
 
             def on_step(phase: str, step: int) -> None:
                 handle.phase = phase
                 handle.step += 1
+                handle.step_marks.append((phase, time.monotonic()))
                 if handle.cancel_requested:
                     raise JobCancelled("cancelled")
 
@@ -311,6 +317,8 @@ class Engine:
                 first = batch * params.batch_size
                 seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
                 outputs, scheduler = model.generate(job.task, params, prepared, seeds, on_step)
+                if batch == 0 and loaded is not None and model.placement.memory.compile:
+                    handle.notices.extend(compile_warmup_notice(handle))
                 for i, (raw, seed) in enumerate(zip(outputs, seeds, strict=True)):
                     handle.results.append(self._save(handle, model, scheduler, seed, first + i, raw, inputs))
             run_hooks(self.extensions, "after_job", job.task, list(handle.results))
@@ -378,6 +386,7 @@ class Engine:
             extra["notices"] = handle.notices
         if handle.job.extension_values:
             extra["extensions"] = handle.job.extension_values
+        extra["runtime"] = runtime_metadata(model.placement)
         return extra | {
             "kubin_version": __version__,
             "task": handle.job.task,
@@ -397,6 +406,34 @@ class Engine:
         handle.state = state
         handle.error = error
         handle._done.set()
+
+
+def runtime_metadata(placement) -> dict[str, Any]:
+    """Where and how the model ran: the device, the precision and every memory or speed option not at
+    its default (quantisation and step caches change pixels; the rest says how it was run)."""
+    defaults = MemoryOptions().to_dict()
+    changed = {k: v for k, v in placement.memory.to_dict().items() if v != defaults[k]}
+    return {"device": placement.device, "dtype": placement.dtype} | changed
+
+
+def compile_warmup_notice(handle: JobHandle) -> list[str]:
+    """torch.compile's warm-up, from the step times of the first batch after a load: the first step
+    of the denoising phase (it compiled the denoiser) against the median of the steps after it."""
+    marks = handle.step_marks
+    if not marks:
+        return []
+    phase = marks[-1][0]  # the denoiser's phase runs last (a 2.x prior runs before it)
+    first = next(i for i, (p, _) in enumerate(marks) if p == phase)
+    start = marks[first - 1][1] if first else handle.started_at or marks[0][1]
+    warmup = marks[first][1] - start
+    later = [b[1] - a[1] for a, b in zip(marks[first:], marks[first + 1 :], strict=False)]
+    if not later:
+        return [f"torch.compile warm-up: the first step took {warmup:.1f} s (compiling the denoiser)."]
+    step = statistics.median(later)
+    return [
+        f"torch.compile warm-up: the first step took {warmup:.1f} s (compiling the denoiser), the next ones "
+        f"{step:.2f} s each. A new size or batch compiles again once."
+    ]
 
 
 def _check_limits(spec, params) -> None:

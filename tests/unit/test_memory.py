@@ -109,6 +109,8 @@ def differs(a: list[np.ndarray], b: list[np.ndarray]) -> int:
         ("tiny-kd50-t2i", {"vae_slicing": True}, "close"),  # the batch decoded one image at a time
         ("tiny-kd30", {"free_text_encoder": True}, "exact"),  # encode, then move the encoder away
         ("tiny-kd30", {"attention_slicing": True}, "close"),
+        ("tiny-kd22", {"channels_last": True}, "close"),  # the same arithmetic in another memory order
+        ("tiny-kd31", {"channels_last": True}, "close"),
     ],
 )
 def test_each_option_still_makes_valid_images_and_the_same_pixels_where_it_should(
@@ -160,9 +162,24 @@ def test_the_settings_tab_saves_memory_options_for_the_next_load(tmp_path):
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         defaults = [None] * len(settings_tab.UI_DEFAULT_FIELDS)
-        memory = ["lowvram", "model", False, False, True, True]
+        # preset, offload, 7 checkboxes, cache, cache threshold, quantize, quantize parts
+        memory = [
+            "lowvram",
+            "model",
+            False,
+            False,
+            True,
+            True,
+            True,
+            False,
+            False,
+            "first_block",
+            0.2,
+            "none",
+            "all",
+        ]
 
-        client.predict(
+        status = client.predict(
             "tiny-kd22", "cpu", "fp32", str(tmp_path / "out"), *defaults, *memory, api_name="/save_settings"
         )
     finally:
@@ -170,14 +187,19 @@ def test_the_settings_tab_saves_memory_options_for_the_next_load(tmp_path):
         engine.close(wait=True)
 
     saved = yaml.safe_load(user.read_text(encoding="utf-8"))["memory"]
-    assert saved == {
-        "offload": "model",
-        "vae_tiling": False,
-        "vae_slicing": False,
-        "attention_slicing": True,
-        "free_text_encoder": True,
-        "preset": "lowvram",
-    }
-    assert manager.memory == MemoryOptions(
-        offload="model", attention_slicing=True, free_text_encoder=True, preset="lowvram"
+    expected = MemoryOptions(
+        offload="model",
+        attention_slicing=True,
+        free_text_encoder=True,
+        preset="lowvram",
+        channels_last=True,
+        cache="first_block",
+        cache_threshold=0.2,
     )
+    assert saved == expected.to_dict()
+    assert manager.memory == expected
+    # No model was loaded: the status names what the next load applies.
+    assert status.endswith(
+        "Applies when the next model loads: Preset, CPU offload, Attention slicing, "
+        "Free the text encoder after encoding, Channels-last, Step cache, Cache threshold."
+    ), status

@@ -12,7 +12,12 @@ from pathlib import Path
 from PIL import Image
 
 from kubin.errors import UnsupportedTask, WeightsMissing
-from kubin.models.prior_decoder import cpu_generators, load_prior_and_decoder, save_prior_and_decoder
+from kubin.models.prior_decoder import (
+    cpu_generators,
+    for_decoder,
+    load_prior_and_decoder,
+    save_prior_and_decoder,
+)
 from kubin.models.registry import ModelSpec
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.weights import ensure_weights
@@ -101,8 +106,8 @@ class Kandinsky21:
             images = decoder(
                 prompt=[prompt] * len(seeds),
                 negative_prompt=[params.negative_prompt] * len(seeds),
-                image_embeds=embeds,
-                negative_image_embeds=negative_embeds,
+                image_embeds=for_decoder(embeds, decoder),
+                negative_image_embeds=for_decoder(negative_embeds, decoder),
                 width=width,
                 height=height,
                 num_inference_steps=params.steps,

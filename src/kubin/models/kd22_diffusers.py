@@ -12,7 +12,12 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from kubin.errors import UnsupportedTask, WeightsMissing
-from kubin.models.prior_decoder import cpu_generators, load_prior_and_decoder, save_prior_and_decoder
+from kubin.models.prior_decoder import (
+    cpu_generators,
+    for_decoder,
+    load_prior_and_decoder,
+    save_prior_and_decoder,
+)
 from kubin.models.registry import ModelSpec
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.weights import ensure_weights
@@ -133,8 +138,8 @@ class Kandinsky22:
                     )
             width, height = prepared.size
             images = decoder(
-                image_embeds=embeds.image_embeds,
-                negative_image_embeds=embeds.negative_image_embeds,
+                image_embeds=for_decoder(embeds.image_embeds, decoder),
+                negative_image_embeds=for_decoder(embeds.negative_image_embeds, decoder),
                 width=width,
                 height=height,
                 num_inference_steps=params.steps,

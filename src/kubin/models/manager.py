@@ -14,7 +14,7 @@ from kubin.errors import UnsupportedTask
 from kubin.models.registry import ModelSpec, resolve_model
 from kubin.models.tiny import tiny_model_folder
 from kubin.runtime.device import Placement, resolve_placement
-from kubin.runtime.memory import MemoryOptions
+from kubin.runtime.memory import MemoryOptions, collect_load_notices
 from kubin.runtime.presets import apply_preset
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class ModelManager:
         self._loaded: Any = None
         self._loaded_id: str | None = None
         self._stale = False
+        self._load_notices: list[str] | None = None
         self._lock = threading.RLock()
         # Called as listener(event, model_id) with event "model_loaded" or "model_unloaded" (extension hooks).
         self.listeners: list[Callable[[str, str], None]] = []
@@ -79,11 +80,20 @@ class ModelManager:
                 sources = {sub.name: str(sub) for sub in folder.iterdir() if sub.is_dir()}
             module = importlib.import_module(f"kubin.models.{spec.module}")
             log.info("Loading %s ...", spec.id)
-            self._loaded = module.load(spec, sources, placement)
+            with collect_load_notices() as notices:
+                self._loaded = module.load(spec, sources, placement)
+            self._load_notices = notices
             self._stale = False
             self._loaded_id = spec.id
             self._notify("model_loaded", spec.id)
             return self._loaded
+
+    def take_load_notices(self) -> list[str] | None:
+        """What the last load said (options skipped, parts quantised, ...) for the job that caused it:
+        a list once after each load, None otherwise."""
+        with self._lock:
+            notices, self._load_notices = self._load_notices, None
+            return notices
 
     def unload(self) -> None:
         """Drop the loaded model and give its memory back to the system and the GPU."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from kubin.models.registry import FOLDER_INFO, ModelSpec
 from kubin.models.weights import ensure_weights
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import place_pipeline
+from kubin.runtime.memory import load_notice, place_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,35 @@ def load_prior_and_decoder(
     """Both pipelines from their sources (downloaded if needed), on the device, with their own bars off."""
     prior_path = ensure_weights(sources["prior"], spec.id)
     decoder_path = ensure_weights(sources["decoder"], spec.id)
-    dtype = placement.torch_dtype()
+    prior_placement = prior_placement_for(placement)
     pipes = (
-        prior_cls.from_pretrained(prior_path, dtype=dtype),
-        decoder_cls.from_pretrained(decoder_path, dtype=dtype),
+        prior_cls.from_pretrained(prior_path, dtype=prior_placement.torch_dtype()),
+        decoder_cls.from_pretrained(decoder_path, dtype=placement.torch_dtype()),
     )
-    for pipe in pipes:
-        place_pipeline(pipe, placement.device, placement.memory)
+    for pipe, where in zip(pipes, (prior_placement, placement), strict=True):
+        place_pipeline(pipe, where.device, where.memory)
         pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
+    if prior_placement != placement:
+        load_notice(
+            f"The prior runs on the CPU in fp32 (prior on CPU); the decoder on the {placement.device} "
+            f"in {placement.dtype}."
+        )
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return pipes
+
+
+def prior_placement_for(placement: Placement) -> Placement:
+    """Where the prior runs: with prior_on_cpu on the CPU in fp32 (half precision is slow or missing
+    there), held whole (there is nothing to offload to); otherwise beside the decoder."""
+    if not placement.memory.prior_on_cpu:
+        return placement
+    return Placement("cpu", "fp32", placement.memory.with_(offload="none"))
+
+
+def for_decoder(embeds, decoder):
+    """The prior's image embeddings on the decoder's device and in its dtype (they differ with
+    prior_on_cpu; the decoders move them only when guidance is on)."""
+    return embeds.to(device=decoder._execution_device, dtype=decoder.unet.dtype)
 
 
 def save_prior_and_decoder(

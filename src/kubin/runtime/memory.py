@@ -103,7 +103,9 @@ class MemoryOptions:
             try:
                 kept["cache_threshold"] = float(kept["cache_threshold"])
             except (TypeError, ValueError):
-                raise InvalidParams(f"cache_threshold must be a number, not {kept['cache_threshold']!r}.") from None
+                raise InvalidParams(
+                    f"cache_threshold must be a number, not {kept['cache_threshold']!r}."
+                ) from None
         for name in names - set(CHOICES) - {"cache_threshold"}:
             if name in kept:
                 kept[name] = (

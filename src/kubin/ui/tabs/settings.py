@@ -8,18 +8,50 @@ from kubin.config import save_user_settings
 from kubin.errors import KubinError
 from kubin.params import Text2ImageParams
 from kubin.runtime.device import choose_device, choose_dtype
-from kubin.runtime.memory import OFFLOAD_MODES, PRESET_NAMES, MemoryOptions
+from kubin.runtime.memory import CACHE_MODES, CHOICES, QUANTIZE_MODES, QUANTIZE_PARTS, MemoryOptions
 from kubin.ui.context import UIContext
 
 UI_DEFAULT_FIELDS = ["width", "height", "steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
-# The memory options, in the order of their inputs (after the defaults): see runtime/memory.py.
-MEMORY_FIELDS = ["preset", "offload", "vae_tiling", "vae_slicing", "attention_slicing", "free_text_encoder"]
+# The memory and speed options, in the order of their inputs (after the defaults): see runtime/memory.py.
+MEMORY_CHOICES = ["preset", "offload"]
+MEMORY_CHECKBOXES = [
+    "vae_tiling",
+    "vae_slicing",
+    "attention_slicing",
+    "free_text_encoder",
+    "channels_last",
+    "prior_on_cpu",
+    "compile",
+]
+SPEED_FIELDS = ["cache", "cache_threshold", "quantize", "quantize_parts"]
+MEMORY_FIELDS = MEMORY_CHOICES + MEMORY_CHECKBOXES + SPEED_FIELDS
 MEMORY_LABELS = {
+    "preset": "Preset (--medvram / --lowvram)",
+    "offload": "CPU offload (model: parts; sequential: layers, least VRAM)",
     "vae_tiling": "VAE tiling (Kandinsky 5: big images, long videos)",
     "vae_slicing": "VAE slicing (Kandinsky 5: a batch decoded one at a time)",
     "attention_slicing": "Attention slicing (2.x, 3.0)",
     "free_text_encoder": "Free the text encoder after encoding",
+    "channels_last": "Channels-last (2.x, 3.x UNets: faster on most GPUs)",
+    "prior_on_cpu": "Run the prior on the CPU (2.x: less VRAM)",
+    "compile": "torch.compile the denoiser (the first job compiles: slow)",
+    "cache": "Step cache (Kandinsky 5: faster, pixels differ a little)",
+    "cache_threshold": "Cache threshold (0: the mode's default)",
+    "quantize": "Quantise weights (torchao/quanto: GPU and CPU; bnb: CUDA)",
+    "quantize_parts": "Quantise which parts",
 }
+
+
+def reload_reasons(
+    before: MemoryOptions, after: MemoryOptions, device: tuple, new_device: tuple
+) -> list[str]:
+    """The settings whose change reloads the model before the next job, in words."""
+    reasons = [
+        MEMORY_LABELS[n].split(" (")[0] for n in MEMORY_FIELDS if getattr(before, n) != getattr(after, n)
+    ]
+    if device != new_device:
+        reasons.insert(0, "device/precision")
+    return reasons
 
 
 def build(ctx: UIContext) -> None:
@@ -60,27 +92,22 @@ def build(ctx: UIContext) -> None:
             value=str(s.get("output_dir")), label="Output folder", elem_id="settings-output-dir"
         )
         gr.Markdown(
-            "**Memory** — applies on the next model load (the loaded model is reloaded before the next job). "
+            "**Memory and speed** — every option here applies on the next model load: saving a change "
+            "reloads the loaded model before the next job (the status below names what changed). "
             "medvram and lowvram switch on what suits each model family on top of the options below; "
-            "offload needs a GPU."
+            "offload and bitsandbytes need a GPU."
         )
         memory = MemoryOptions.from_dict(s.get("memory"))
         with gr.Row():
             memory_inputs = [
                 gr.Dropdown(
-                    list(PRESET_NAMES),
-                    value=memory.preset,
-                    label="Preset (--medvram / --lowvram)",
-                    elem_id="settings-memory-preset",
+                    list(CHOICES[name]),
+                    value=getattr(memory, name),
+                    label=MEMORY_LABELS[name],
+                    elem_id="settings-memory-preset" if name == "preset" else "settings-offload",
                     min_width=160,
-                ),
-                gr.Dropdown(
-                    list(OFFLOAD_MODES),
-                    value=memory.offload,
-                    label="CPU offload (model: parts; sequential: layers, least VRAM)",
-                    elem_id="settings-offload",
-                    min_width=160,
-                ),
+                )
+                for name in MEMORY_CHOICES
             ]
             memory_inputs += [
                 gr.Checkbox(
@@ -89,7 +116,40 @@ def build(ctx: UIContext) -> None:
                     elem_id="settings-" + name.replace("_", "-"),
                     min_width=160,
                 )
-                for name in MEMORY_FIELDS[2:]
+                for name in MEMORY_CHECKBOXES
+            ]
+        with gr.Row():
+            memory_inputs += [
+                gr.Dropdown(
+                    list(CACHE_MODES),
+                    value=memory.cache,
+                    label=MEMORY_LABELS["cache"],
+                    elem_id="settings-cache",
+                    min_width=160,
+                ),
+                gr.Number(
+                    value=memory.cache_threshold,
+                    label=MEMORY_LABELS["cache_threshold"],
+                    minimum=0,
+                    maximum=10,
+                    step=0.01,
+                    elem_id="settings-cache-threshold",
+                    min_width=160,
+                ),
+                gr.Dropdown(
+                    list(QUANTIZE_MODES),
+                    value=memory.quantize,
+                    label=MEMORY_LABELS["quantize"],
+                    elem_id="settings-quantize",
+                    min_width=160,
+                ),
+                gr.Dropdown(
+                    list(QUANTIZE_PARTS),
+                    value=memory.quantize_parts,
+                    label=MEMORY_LABELS["quantize_parts"],
+                    elem_id="settings-quantize-parts",
+                    min_width=160,
+                ),
             ]
         gr.Markdown("**Text to image defaults** (empty keeps the model's own)")
         current = s.get("ui.defaults.t2i") or {}
@@ -138,7 +198,18 @@ def build(ctx: UIContext) -> None:
             for key, value in updates.items():
                 s.set(key, value)
             ctx.engine.output_dir = Path(out_dir)
-            ctx.engine.manager.configure(device_name, dtype_name, memory_options)
+            manager = ctx.engine.manager
+            reasons = reload_reasons(
+                manager.memory, memory_options, (manager.device, manager.dtype), (device_name, dtype_name)
+            )
+            loaded = manager.loaded_id
+            manager.configure(device_name, dtype_name, memory_options)
+            if reasons and loaded:
+                return (
+                    f"✅ Saved to `{path}`. {loaded} reloads before the next job for: {', '.join(reasons)}."
+                )
+            if reasons:
+                return f"✅ Saved to `{path}`. Applies when the next model loads: {', '.join(reasons)}."
             return f"✅ Saved to `{path}`."
 
         save.click(
