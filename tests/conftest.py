@@ -47,14 +47,42 @@ def output_dir(tmp_path: Path) -> Path:
     return tmp_path / "output"
 
 
+@pytest.fixture(scope="module")
+def manager(model_manager):
+    """The manager `engine` uses: the session's, with tiny-kd22 loaded once. A module testing another
+    model overrides it with `fresh_manager` (its own model loads there and the session's stays loaded)."""
+    return model_manager
+
+
+@pytest.fixture(scope="module")
+def fresh_manager():
+    """A CPU ModelManager of the test module's own, unloaded when the module is done."""
+    from kubin.models.manager import ModelManager
+
+    manager = ModelManager(device="cpu", dtype="fp32")
+    yield manager
+    manager.unload()
+
+
 @pytest.fixture
-def engine(model_manager, output_dir: Path):
-    """An Engine saving into this test's own output folder, sharing the session's loaded model."""
+def engine(manager, output_dir: Path):
+    """An Engine saving into this test's own output folder, on the module's manager (see `manager`)."""
     from kubin.engine import Engine
 
-    engine = Engine(model_manager, output_dir)
+    engine = Engine(manager, output_dir)
     yield engine
     engine.close(wait=True)  # let a cancelled job finish its step before the next test uses the model
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> str:
+    """A 100x70 photo (no side a multiple of 64)."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("pictures") / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (70, 100, 3), dtype=np.uint8)).save(path)
+    return str(path)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import kubin_generate
 from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Engine, Job
@@ -532,25 +533,9 @@ def test_the_inpainting_mask_grows_the_repainted_area_as_the_authors_do():
 
 # --- tiny-kd20 through the engine ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def manager():
-    manager = ModelManager(device="cpu", dtype="fp32")
-    yield manager
-    manager.unload()
-
-
-@pytest.fixture
-def engine(manager, output_dir: Path):
-    engine = Engine(manager, output_dir)
-    yield engine
-    engine.close(wait=True)
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory) -> str:
-    """A 100x70 photo (no side a multiple of 64)."""
-    path = tmp_path_factory.mktemp("pictures") / "photo.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (70, 100, 3), dtype=np.uint8)).save(path)
-    return str(path)
+def manager(fresh_manager):
+    """This module's model in a manager of its own, so the session's tiny-kd22 stays loaded."""
+    return fresh_manager
 
 
 @pytest.fixture(scope="module")
@@ -829,17 +814,13 @@ CLI_CASES = {  # task -> (arguments, the PNG's size)
 def test_the_command_line_paints_each_task(tmp_path, photo, right_half):
     """`python -m kubin generate` for text to image, image to image and inpainting (run side by side: most
     of each run is Python starting up)."""
-    (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the test
     out = tmp_path / "out"
     runs = {}
     for task, (args, _size) in CLI_CASES.items():
         args = [photo if a == "PHOTO" else right_half if a == "MASK" else a for a in args]
-        runs[task] = subprocess.Popen(
-            [sys.executable, "-m", "kubin", "generate", "--config", str(tmp_path / "user.yaml"), "--model", MODEL,
-             "--prompt", "a red cat", "--steps", "4", "--seed", "42", "--task", task, "--output-dir", str(out),
-             *args],
-            cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+        runs[task] = kubin_generate(
+            tmp_path, "--model", MODEL, "--prompt", "a red cat", "--steps", "4", "--seed", "42", "--task", task,
+            "--output-dir", str(out), *args, wait=False,
         )  # fmt: skip
 
     for task, run in runs.items():

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import kubin_generate
 from PIL import Image
 from safetensors import safe_open
 
@@ -413,25 +414,9 @@ def test_download_lists_every_file_a_variant_needs(official_folder):
 
 # --- tiny-kd31 through the engine and the command line ---------------------------------------------
 @pytest.fixture(scope="module")
-def manager():
-    manager = ModelManager(device="cpu", dtype="fp32")
-    yield manager
-    manager.unload()
-
-
-@pytest.fixture
-def engine(manager, tmp_path):
-    engine = Engine(manager, tmp_path / "out")
-    yield engine
-    engine.close(wait=True)
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory) -> str:
-    """A 100x70 photo (no side a multiple of 64)."""
-    path = tmp_path_factory.mktemp("pictures") / "photo.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (70, 100, 3), dtype=np.uint8)).save(path)
-    return str(path)
+def manager(fresh_manager):
+    """This module's model in a manager of its own, so the session's tiny-kd22 stays loaded."""
+    return fresh_manager
 
 
 @pytest.fixture(scope="module")
@@ -735,21 +720,18 @@ def test_flash_paints_with_its_sampler_without_guidance(tmp_path):
     assert model.flash and model.schedulers() == ["Flash"]
 
 
-def kubin_generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the test
-    return subprocess.run(
-        [sys.executable, "-m", "kubin", "generate", "--config", str(tmp_path / "user.yaml"),
-         "--model", MODEL, "--prompt", "a red cat", "--steps", "3", "--seed", "42", *args],
-        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return kubin_generate(
+        tmp_path, "--model", MODEL, "--prompt", "a red cat", "--steps", "3", "--seed", "42", *args
+    )
 
 
 def test_the_command_line_paints_inpaints_and_repaints(tmp_path, photo, mask):
     out = tmp_path / "out"
     runs = {
-        "t2i": kubin_generate(tmp_path, "--task", "t2i", "--width", "128", "--height", "64", "--output-dir", str(out)),
-        "i2i": kubin_generate(tmp_path, "--task", "i2i", "--init-image", photo, "--output-dir", str(out)),
-        "inpaint": kubin_generate(tmp_path, "--task", "inpaint", "--init-image", photo, "--mask", mask,
+        "t2i": generate(tmp_path, "--task", "t2i", "--width", "128", "--height", "64", "--output-dir", str(out)),
+        "i2i": generate(tmp_path, "--task", "i2i", "--init-image", photo, "--output-dir", str(out)),
+        "inpaint": generate(tmp_path, "--task", "inpaint", "--init-image", photo, "--mask", mask,
                                   "--output-dir", str(out)),
     }  # fmt: skip
 

@@ -12,14 +12,13 @@ progress per step and cancel within a step.
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import kubin_generate
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -319,18 +318,9 @@ def test_the_dit_file_is_found_in_the_hugging_face_cache_offline(official_layout
 
 # --- the tiny model through the engine and the command line ----------------------------------------
 @pytest.fixture(scope="module")
-def manager():
-    """tiny-kd40 in a manager of its own, so the session's other tiny models stay loaded."""
-    manager = ModelManager(device="cpu", dtype="fp32")
-    yield manager
-    manager.unload()
-
-
-@pytest.fixture
-def engine(manager, output_dir: Path):
-    engine = Engine(manager, output_dir)
-    yield engine
-    engine.close(wait=True)
+def manager(fresh_manager):
+    """This module's model in a manager of its own, so the session's tiny-kd22 stays loaded."""
+    return fresh_manager
 
 
 def job(**values) -> Job:
@@ -591,17 +581,10 @@ def test_a_saved_model_is_written_in_the_official_layouts_and_loads_back_to_the_
 
 
 def test_the_command_line_makes_a_video_and_prints_its_path(tmp_path):
-    (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the tests
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "kubin", "generate", "--config", str(tmp_path / "user.yaml"),
-         "--model", "tiny-kd40", "--task", "t2v", "--prompt", "a red cat walks", "--frames", "9",
-         "--fps", "6", "--steps", "2", "--seed", "42", "--output-dir", str(out)],
-        cwd=tmp_path,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},  # conftest set KUBIN_CACHE_DIR and an empty HF_HOME
-        capture_output=True,
-        text=True,
-        timeout=180,
+    done = kubin_generate(
+        tmp_path, "--model", "tiny-kd40", "--task", "t2v", "--prompt", "a red cat walks", "--frames", "9",
+        "--fps", "6", "--steps", "2", "--seed", "42", "--output-dir", str(out), timeout=180,
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr

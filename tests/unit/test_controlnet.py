@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from cli_helpers import kubin_generate
 from PIL import Image
 
 from kubin.engine import DONE, Job
@@ -64,15 +65,10 @@ def test_a_missing_hint_file_is_a_clear_error(engine, tmp_path):
 
 def test_the_cli_takes_a_hint_image_and_reports_its_resize(tmp_path, depth_map):
     import json
-    import os
-    import subprocess
-    import sys
 
-    done = subprocess.run(
-        [sys.executable, "-m", "kubin", "generate", "--model", "tiny-kd22", "--prompt", "a red cat", "--width", "64",
-         "--height", "64", "--steps", "2", "--prior-steps", "2", "--seed", "1", "--hint-image", depth_map,
-         "--output-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    done = kubin_generate(
+        tmp_path, "--model", "tiny-kd22", "--prompt", "a red cat", "--width", "64", "--height", "64", "--steps",
+        "2", "--prior-steps", "2", "--seed", "1", "--hint-image", depth_map, "--output-dir", str(tmp_path / "out"),
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr

@@ -6,19 +6,16 @@ steps that are reported, and cancel stops a job within a step, in the prior as i
 """
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cli_helpers import kubin_generate
 from PIL import Image
 
-from kubin.engine import CANCELLED, DONE, Engine, Job
-from kubin.models.manager import ModelManager
+from kubin.engine import CANCELLED, DONE, Job
 from kubin.models.registry import resolve_model
 from kubin.outputs import read_image_metadata
 
@@ -29,18 +26,9 @@ SLOW_STEPS = 60  # enough decoder steps (a few tenths of a second) to cancel rel
 
 
 @pytest.fixture(scope="module")
-def manager():
-    """tiny-kd21 in a manager of its own, so the session's tiny-kd22 stays loaded for the other tests."""
-    manager = ModelManager(device="cpu", dtype="fp32")
-    yield manager
-    manager.unload()
-
-
-@pytest.fixture
-def engine(manager, output_dir: Path):
-    engine = Engine(manager, output_dir)
-    yield engine
-    engine.close(wait=True)
+def manager(fresh_manager):
+    """This module's model in a manager of its own, so the session's tiny-kd22 stays loaded."""
+    return fresh_manager
 
 
 @pytest.fixture(scope="module")
@@ -253,14 +241,11 @@ def test_cancelling_in_the_prior_stops_before_the_decoder(engine, pictures):
 
 
 def test_the_command_line_generates_with_tiny_kd21(tmp_path):
-    (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the test
     out = tmp_path / "out"
     args = ["--model", MODEL, "--task", "t2i", "--prompt", "a red cat", "--width", "64", "--height", "64"]
-    done = subprocess.run(
-        [sys.executable, "-m", "kubin", "generate", "--config", str(tmp_path / "user.yaml"), *args,
-         "--steps", "2", "--seed", "42", "--output-dir", str(out)],
-        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = kubin_generate(
+        tmp_path, *args, "--steps", "2", "--seed", "42", "--output-dir", str(out), timeout=120
+    )
 
     assert done.returncode == 0, done.stderr
     [line] = [json.loads(text) for text in done.stdout.splitlines() if text.strip()]

@@ -7,15 +7,14 @@ step; in fp16 a hub repo loads its fp16 weight files.
 """
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from cli_helpers import kubin_generate
 from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Engine, Job
@@ -34,31 +33,14 @@ SLOW_STEPS = 60  # enough steps (a few tenths of a second) to cancel reliably
 
 
 @pytest.fixture(scope="module")
-def manager():
-    """tiny-kd30 in a manager of its own, so the session's tiny-kd22 stays loaded for the other tests."""
-    manager = ModelManager(device="cpu", dtype="fp32")
-    yield manager
-    manager.unload()
-
-
-@pytest.fixture
-def engine(manager, output_dir: Path):
-    engine = Engine(manager, output_dir)
-    yield engine
-    engine.close(wait=True)
+def manager(fresh_manager):
+    """This module's model in a manager of its own, so the session's tiny-kd22 stays loaded."""
+    return fresh_manager
 
 
 @pytest.fixture(scope="module")
 def saved_folder(manager, tmp_path_factory) -> Path:
     return manager.save(MODEL, tmp_path_factory.mktemp("saved") / MODEL)
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory) -> str:
-    """A 100x70 photo (no side a multiple of 64)."""
-    path = tmp_path_factory.mktemp("pictures") / "photo.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (70, 100, 3), dtype=np.uint8)).save(path)
-    return str(path)
 
 
 def job(task: str, model: str = MODEL, **values) -> Job:
@@ -390,20 +372,17 @@ def test_in_fp16_a_local_folder_without_fp16_files_loads_normally(manager, saved
 
 
 # --- the command line ----------------------------------------------------------------------------------
-def kubin_generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    (tmp_path / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the test
-    return subprocess.run(
-        [sys.executable, "-m", "kubin", "generate", "--config", str(tmp_path / "user.yaml"),
-         "--model", MODEL, "--prompt", "a red cat", "--steps", "4", *args],
-        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+def generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return kubin_generate(
+        tmp_path, "--model", MODEL, "--prompt", "a red cat", "--steps", "4", *args, timeout=180
+    )
 
 
 def test_the_command_line_paints_text_to_image_and_image_to_image(tmp_path, photo):
     out = tmp_path / "out"
-    t2i = kubin_generate(tmp_path, "--task", "t2i", "--width", "128", "--height", "64", "--seed", "42",
+    t2i = generate(tmp_path, "--task", "t2i", "--width", "128", "--height", "64", "--seed", "42",
                          "--output-dir", str(out))  # fmt: skip
-    i2i = kubin_generate(tmp_path, "--task", "i2i", "--init-image", photo, "--strength", "0.5", "--seed", "42",
+    i2i = generate(tmp_path, "--task", "i2i", "--init-image", photo, "--strength", "0.5", "--seed", "42",
                          "--output-dir", str(out))  # fmt: skip
 
     for done, task, size in ((t2i, "t2i", (128, 64)), (i2i, "i2i", (128, 64))):

@@ -8,9 +8,7 @@ fails at submit with a message for the user; progress counts steps per video; ca
 """
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,11 +16,11 @@ from types import SimpleNamespace
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from cli_helpers import kubin_generate
 from PIL import Image
 
-from kubin.engine import CANCELLED, DONE, Engine, Job
+from kubin.engine import CANCELLED, DONE, Job
 from kubin.errors import InvalidParams, UnsupportedTask
-from kubin.models.manager import ModelManager
 from kubin.models.registry import KD5_MODELS, resolve_model
 from kubin.outputs import read_image_metadata, read_video_metadata, video_frame, video_info
 
@@ -32,18 +30,9 @@ TINY_LIMIT = "Kandinsky 5.0 {} (tiny, random weights, for tests and demos)"
 
 
 @pytest.fixture(scope="module")
-def manager():
-    """The tiny kd50 models in a manager of their own, so the session's tiny-kd22 stays loaded."""
-    manager = ModelManager(device="cpu", dtype="fp32")
-    yield manager
-    manager.unload()
-
-
-@pytest.fixture
-def engine(manager, output_dir: Path):
-    engine = Engine(manager, output_dir)
-    yield engine
-    engine.close(wait=True)
+def manager(fresh_manager):
+    """This module's model in a manager of its own, so the session's tiny-kd22 stays loaded."""
+    return fresh_manager
 
 
 @pytest.fixture(scope="module")
@@ -369,14 +358,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def generate(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kubin", "generate", "--config", str(workdir / "user.yaml"), *args],
-        cwd=workdir,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},  # conftest set KUBIN_CACHE_DIR and an empty HF_HOME
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return kubin_generate(workdir, *args, timeout=180)
 
 
 @pytest.mark.parametrize("task", ["t2v", "i2v"])

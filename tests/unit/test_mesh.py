@@ -7,11 +7,8 @@ objects are made once per module and every test reads them.
 """
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from cli_helpers import kubin_generate
 from PIL import Image
 
 from kubin.engine import DONE, FAILED, Engine, Job
@@ -86,17 +84,8 @@ def cli(tmp_path_factory) -> SimpleNamespace:
     Python exits (pytorch/pytorch#38228); the engine's worker is a daemon thread.
     """
     workdir = tmp_path_factory.mktemp("cli")
-    (workdir / "user.yaml").write_text("")  # keep a developer's configs/kubin.user.yaml out of the tests
     out = workdir / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "kubin", "generate", "--config", str(workdir / "user.yaml"), *CLI,
-         "--output-dir", str(out)],
-        cwd=workdir,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},  # conftest set KUBIN_CACHE_DIR and an empty HF_HOME
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
+    done = kubin_generate(workdir, *CLI, "--output-dir", str(out), timeout=600)
     return SimpleNamespace(done=done, out=out)
 
 
