@@ -380,6 +380,7 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     for name in (UNET_FILE, VAE_FILE, *TEXT_ENCODER_FILES):  # every file checked before the slow loading
         files.path(name)
     parts = load_text_encoders(files, placement)
+    _quantize({"text_encoder": parts["text_encoder1"], "text_encoder_2": parts["text_encoder2"]}, placement)
     parts["vae"] = load_vae(files.path(VAE_FILE), files.vae_config(), placement)
     parts["unet"] = load_unet(files.path(UNET_FILE), files.unet_config(False), placement)
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
@@ -427,7 +428,19 @@ def load_unet(path: Path, config: UNetConfig, placement: Placement) -> Kandinsky
         unet = Kandinsky20UNet(config)
     _check_keys(unet.state_dict(), state, path)
     unet.load_state_dict({k: v for k, v in state.items() if k in unet.state_dict()}, assign=True)
-    return unet.to(_home(placement), placement.torch_dtype()).eval()
+    unet = unet.to(_home(placement), placement.torch_dtype()).eval()
+    _quantize({"unet": unet}, placement)
+    return unet
+
+
+def _quantize(modules: dict, placement: Placement) -> None:
+    """memory.quantize: the UNet's / text encoders' Linear layers in 8 or 4 bits (runtime/quantize.py)."""
+    if placement.memory.quantize != "none":
+        from kubin.runtime.memory import load_notice
+        from kubin.runtime.quantize import quantize_components
+
+        for notice in quantize_components(modules, placement.memory, placement.device):
+            load_notice(notice)
 
 
 class OfficialLayout:

@@ -306,6 +306,14 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     scheduler = CogVideoXDDIMScheduler.from_pretrained(cogvideox / "scheduler")
     for part in (dit, text_encoder, vae):
         part.requires_grad_(False)
+    if placement.memory.quantize != "none":  # on the CPU still: the parts move to the device quantised
+        from kubin.runtime.memory import load_notice
+        from kubin.runtime.quantize import quantize_components
+
+        for notice in quantize_components(
+            {"transformer": dit, "text_encoder": text_encoder}, placement.memory, placement.device
+        ):
+            load_notice(notice)
     model = Kandinsky4(spec, dit, text_encoder, tokenizer, vae, scheduler, placement)
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return model
