@@ -275,23 +275,49 @@ def test_a_missing_library_names_the_package_to_install(mode, module, package, m
 
 
 @pytest.mark.parametrize("mode", ["bnb-int8", "bnb-nf4"])
-def test_bitsandbytes_is_refused_off_cuda_and_with_sequential_offload(mode):
+def test_bitsandbytes_is_refused_off_cuda(mode):
     layer = torch.nn.Linear(64, 64)
 
     # bitsandbytes 0.50's CPU backend fails on Kandinsky 5's 4-D activations (int8) and on layers
     # narrower than its 4-bit blocks, so it is refused there rather than failing in the first step.
     for device in ("cpu", "mps"):
-        with pytest.raises(
-            InvalidParams,
-            match=re.escape(
-                f"bitsandbytes needs a CUDA GPU; on this device ({device}) use torchao-int8 or quanto-int8."
-            ),
-        ):
+        message = f"bitsandbytes needs a CUDA GPU; on this device ({device}) use torchao-int8 or quanto-int8."
+        with pytest.raises(InvalidParams, match=re.escape(message)):
             quantize_components({"unet": layer}, MemoryOptions(quantize=mode), device)
-    # Checked before anything moves to the GPU, so this machine needs none.
-    with pytest.raises(InvalidParams, match="does not work with sequential CPU offload"):
-        quantize_components({"unet": layer}, MemoryOptions(quantize=mode, offload="sequential"), "cuda")
     assert type(layer.weight) is torch.nn.Parameter
+
+
+@pytest.mark.parametrize("mode", ["quanto-int8", "bnb-int8", "bnb-nf4"])
+def test_sequential_offload_is_refused_where_the_quantised_weights_do_not_survive_its_hooks(mode):
+    layer = torch.nn.Linear(64, 64)
+    sequential = MemoryOptions(quantize=mode, offload="sequential")
+
+    # Checked before anything moves to the GPU, so this machine needs none.
+    with pytest.raises(InvalidParams, match="does not work with sequential CPU offload; use model offload"):
+        quantize_components({"unet": layer}, sequential, "cuda")
+    assert type(layer.weight) is torch.nn.Parameter
+
+
+def test_quanto_weights_break_accelerates_layer_hooks_and_torchao_weights_do_not():
+    """Why the rule above spares torchao: accelerate's sequential offload (run here with the CPU as its
+    execution device) rebuilds every weight as its own type, which quanto's weights refuse."""
+    from accelerate import cpu_offload
+
+    x = torch.randn(2, 64)
+    for mode, works in (("torchao-int8", True), ("quanto-int8", False)):
+        model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.GELU(), torch.nn.Linear(64, 64))
+        expected = model(x)
+        quantize_components({"unet": model}, MemoryOptions(quantize=mode), "cpu")
+        if works:
+            cpu_offload(model, execution_device=torch.device("cpu"))
+            assert (model(x) - expected).abs().max() < 0.02
+        else:
+            with pytest.raises(TypeError, match="WeightQBytesTensor"):
+                cpu_offload(model, execution_device=torch.device("cpu"))
+    # On the CPU offload is skipped (nothing to offload to), so no mode is refused for it there.
+    assert quantize_components(
+        {"unet": torch.nn.Linear(64, 64)}, MemoryOptions(quantize="quanto-int8", offload="sequential"), "cpu"
+    )
 
 
 def test_bitsandbytes_on_the_cpu_fails_the_job_with_the_reason(tmp_path):

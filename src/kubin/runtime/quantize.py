@@ -71,20 +71,19 @@ def quantize_components(components: dict[str, Any], options, device: str) -> lis
 
 def check_combination(mode: str, options, device: str) -> None:
     """Refuse what cannot work, before any weight is touched."""
-    if not mode.startswith("bnb-"):
-        return
-    if not device.startswith("cuda"):
+    if mode.startswith("bnb-") and not device.startswith("cuda"):
         # bitsandbytes 0.50's CPU backend quantises int8 activations as 2-D or 3-D only (Kandinsky 5 and
         # 4 pass 4-D and 5-D ones) and its 4-bit CPU kernel refuses layers narrower than its blocks.
         raise InvalidParams(
             f"bitsandbytes needs a CUDA GPU; on this device ({device}) use torchao-int8 or quanto-int8."
         )
-    if options.offload == "sequential":
-        # accelerate's layer-by-layer hooks rebuild each weight on every move, which bitsandbytes'
-        # quantised parameters do not survive; model offload (whole parts) works.
+    if options.offload == "sequential" and not device.startswith("cpu") and mode != "torchao-int8":
+        # accelerate's layer-by-layer hooks rebuild each weight as its own type on every move, which
+        # quanto's and bitsandbytes' quantised weights do not survive (torchao's do); model offload moves
+        # whole parts and works. (On the CPU offload is skipped anyway.)
         raise InvalidParams(
-            "bitsandbytes quantisation does not work with sequential CPU offload; use model offload, "
-            "or torchao-int8 / quanto-int8 with sequential offload."
+            f"{LIBRARIES[mode][2]} does not work with sequential CPU offload; use model offload, "
+            "or torchao-int8 with sequential offload."
         )
 
 
