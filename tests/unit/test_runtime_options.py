@@ -150,3 +150,15 @@ def test_the_compile_warmup_is_the_first_denoising_step_against_the_next_ones():
         "torch.compile warm-up: the first step took 3.0 s (compiling the denoiser)."
     ]
     assert compile_warmup_notice(_handle_with_marks([])) == []
+
+
+def test_the_prior_on_the_cpu_is_not_given_to_bitsandbytes_which_needs_cuda():
+    from kubin.models.prior_decoder import prior_placement_for
+    from kubin.runtime.device import Placement
+
+    on_gpu = Placement("cuda", "fp16", MemoryOptions(prior_on_cpu=True, quantize="bnb-nf4", offload="model"))
+    torchao = Placement("cuda", "fp16", MemoryOptions(prior_on_cpu=True, quantize="torchao-int8"))
+
+    assert prior_placement_for(on_gpu) == Placement("cpu", "fp32", MemoryOptions(prior_on_cpu=True))
+    assert prior_placement_for(torchao).memory.quantize == "torchao-int8"  # runs on the CPU too
+    assert prior_placement_for(Placement("cuda", "fp16", MemoryOptions())) == Placement("cuda", "fp16")

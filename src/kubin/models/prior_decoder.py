@@ -38,9 +38,14 @@ def load_prior_and_decoder(
         place_pipeline(pipe, where.device, where.memory)
         pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
     if prior_placement != placement:
+        unquantised = (
+            f" It is not quantised: {placement.memory.quantize} needs CUDA."
+            if prior_placement.memory.quantize != placement.memory.quantize
+            else ""
+        )
         load_notice(
             f"The prior runs on the CPU in fp32 (prior on CPU); the decoder on the {placement.device} "
-            f"in {placement.dtype}."
+            f"in {placement.dtype}.{unquantised}"
         )
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return pipes
@@ -48,10 +53,14 @@ def load_prior_and_decoder(
 
 def prior_placement_for(placement: Placement) -> Placement:
     """Where the prior runs: with prior_on_cpu on the CPU in fp32 (half precision is slow or missing
-    there), held whole (there is nothing to offload to); otherwise beside the decoder."""
+    there), held whole (there is nothing to offload to) and not quantised by bitsandbytes (CUDA only);
+    otherwise beside the decoder."""
     if not placement.memory.prior_on_cpu:
         return placement
-    return Placement("cpu", "fp32", placement.memory.with_(offload="none"))
+    memory = placement.memory.with_(offload="none")
+    if memory.quantize.startswith("bnb-"):  # bitsandbytes quantises on CUDA only
+        memory = memory.with_(quantize="none")
+    return Placement("cpu", "fp32", memory)
 
 
 def for_decoder(embeds, decoder):

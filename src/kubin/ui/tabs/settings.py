@@ -37,7 +37,7 @@ MEMORY_LABELS = {
     "compile": "torch.compile the denoiser (the first job compiles: slow)",
     "cache": "Step cache (Kandinsky 5: faster, pixels differ a little)",
     "cache_threshold": "Cache threshold (0: the mode's default)",
-    "quantize": "Quantise weights (torchao/quanto: GPU and CPU; bnb: CUDA)",
+    "quantize": "Quantise weights (less memory, not faster on a CPU; bnb: CUDA only)",
     "quantize_parts": "Quantise which parts",
 }
 
@@ -95,7 +95,8 @@ def build(ctx: UIContext) -> None:
             "**Memory and speed** — every option here applies on the next model load: saving a change "
             "reloads the loaded model before the next job (the status below names what changed). "
             "medvram and lowvram switch on what suits each model family on top of the options below; "
-            "offload and bitsandbytes need a GPU."
+            "offload and bitsandbytes need a GPU, and sequential offload works with torchao quantisation "
+            "only (not quanto or bitsandbytes)."
         )
         memory = MemoryOptions.from_dict(s.get("memory"))
         with gr.Row():
