@@ -143,8 +143,13 @@ def test_out_of_memory_advice_steps_up_from_what_is_on():
         none
         == "--offload model, --attention-slicing, --medvram or --lowvram, or a smaller size or batch size"
     )
-    assert model == "--offload sequential, --attention-slicing, --lowvram, or a smaller size or batch size"
-    assert video == "fewer frames or a smaller size"
+    assert model == (
+        "--offload sequential, --attention-slicing, --quantize torchao-int8, --lowvram, "
+        "or a smaller size or batch size"
+    )
+    assert video == "--quantize torchao-int8, or fewer frames or a smaller size"
+    quantised = apply_preset(MemoryOptions(preset="lowvram", quantize="torchao-int8"), "kd50")
+    assert out_of_memory_advice("kd50", quantised, video=True) == "fewer frames or a smaller size"
 
 
 def test_the_presets_table_lists_flags_a_user_can_type():

@@ -77,6 +77,9 @@ GENERIC = {
 }
 
 
+INT8_HELPS = ("kd30", "kd31", "kd40", "kd50")
+
+
 def check_preset(name: str) -> str:
     name = (name or "none").strip().lower()
     if name not in PRESET_NAMES:
@@ -120,6 +123,10 @@ def out_of_memory_advice(family: str, options: MemoryOptions, video: bool = Fals
         tries.append("--vae-tiling")
     if family in ("kd21", "kd22", "kd30") and not options.attention_slicing:
         tries.append("--attention-slicing")
+    # Families whose big parts are mostly Linear layers (T5, Qwen, DiTs): int8 halves their bf16/fp16
+    # weights (benchmarks/RESULTS.md); a 2.x UNet is mostly convolutions and shrinks by about an eighth.
+    if family in INT8_HELPS and options.quantize == "none":
+        tries.append("--quantize torchao-int8")
     if options.preset != "lowvram":
         tries.append("--lowvram" if options.preset == "medvram" else "--medvram or --lowvram")
     tries.append("fewer frames or a smaller size" if video else "a smaller size or batch size")
