@@ -77,11 +77,14 @@ def test_the_cli_flags_reach_the_memory_options(tmp_path):
     )
 
 
-def test_channels_last_puts_the_unet_weights_in_channels_last_order(tmp_path):
+@pytest.mark.parametrize(
+    ("model_id", "unet_of"), [("tiny-kd22", lambda m: m.decoder.unet), ("tiny-kd20", lambda m: m.unet)]
+)
+def test_channels_last_puts_the_unet_weights_in_channels_last_order(model_id, unet_of, tmp_path):
     manager = ModelManager(device="cpu", dtype="fp32", memory=MemoryOptions(channels_last=True))
     try:
-        handle = run(manager, tmp_path)
-        unet = manager.get("tiny-kd22").decoder.unet
+        handle = run(manager, tmp_path, model_id)
+        unet = unet_of(manager.get(model_id))
         convs = [p for p in unet.parameters() if p.dim() == 4]
 
         assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)

@@ -41,6 +41,7 @@ from kubin.models.schedulers import make_scheduler
 from kubin.models.weights import hub_offline
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
+from kubin.runtime.memory import load_notice, tune_modules
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
@@ -430,13 +431,14 @@ def load_unet(path: Path, config: UNetConfig, placement: Placement) -> Kandinsky
     unet.load_state_dict({k: v for k, v in state.items() if k in unet.state_dict()}, assign=True)
     unet = unet.to(_home(placement), placement.torch_dtype()).eval()
     _quantize({"unet": unet}, placement)
+    for notice in tune_modules({"unet": unet}, placement.memory):  # channels-last, torch.compile
+        load_notice(notice)
     return unet
 
 
 def _quantize(modules: dict, placement: Placement) -> None:
     """memory.quantize: the UNet's / text encoders' Linear layers in 8 or 4 bits (runtime/quantize.py)."""
     if placement.memory.quantize != "none":
-        from kubin.runtime.memory import load_notice
         from kubin.runtime.quantize import quantize_components
 
         for notice in quantize_components(modules, placement.memory, placement.device):

@@ -26,7 +26,7 @@ from kubin.models.registry import FOLDER_INFO, KD40_SAMPLER, ModelSpec
 from kubin.models.weights import hub_offline
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import offload_supported
+from kubin.runtime.memory import load_notice, offload_supported, tune_modules
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
@@ -307,13 +307,14 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     for part in (dit, text_encoder, vae):
         part.requires_grad_(False)
     if placement.memory.quantize != "none":  # on the CPU still: the parts move to the device quantised
-        from kubin.runtime.memory import load_notice
         from kubin.runtime.quantize import quantize_components
 
         for notice in quantize_components(
             {"transformer": dit, "text_encoder": text_encoder}, placement.memory, placement.device
         ):
             load_notice(notice)
+    for notice in tune_modules({"transformer": dit}, placement.memory):  # torch.compile; no step cache
+        load_notice(notice)
     model = Kandinsky4(spec, dit, text_encoder, tokenizer, vae, scheduler, placement)
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return model

@@ -189,14 +189,22 @@ def place_pipeline(pipe, device: str, options: MemoryOptions) -> list[str]:
         )
     if options.attention_slicing:
         _switch_on(pipe, "attention slicing", ("enable_attention_slicing",), notices=notices)
+    notices += tune_modules(pipe.components, options)
+    for notice in notices:
+        load_notice(notice)
+    return notices
+
+
+def tune_modules(components: dict[str, Any], options: MemoryOptions) -> list[str]:
+    """Channels-last, then torch.compile or a step cache, on a model's parts once they are placed:
+    `place_pipeline` calls it for a pipeline, the native models for the modules they hold themselves."""
+    notices: list[str] = []
     if options.channels_last:
-        notices += use_channels_last(pipe.components)
+        notices += use_channels_last(components)
     if options.compile or options.cache != "none":
         from kubin.runtime.speed import speed_up
 
-        notices += speed_up(pipe.components, options)
-    for notice in notices:
-        load_notice(notice)
+        notices += speed_up(components, options)
     return notices
 
 
