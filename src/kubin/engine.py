@@ -317,7 +317,7 @@ class Engine:
                 first = batch * params.batch_size
                 seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
                 outputs, scheduler = model.generate(job.task, params, prepared, seeds, on_step)
-                if batch == 0 and loaded is not None and model.placement.memory.compile:
+                if batch == 0 and loaded is not None and model.placement.memory.compile and _compiled(model):
                     handle.notices.extend(compile_warmup_notice(handle))
                 for i, (raw, seed) in enumerate(zip(outputs, seeds, strict=True)):
                     handle.results.append(self._save(handle, model, scheduler, seed, first + i, raw, inputs))
@@ -414,6 +414,18 @@ def runtime_metadata(placement) -> dict[str, Any]:
     defaults = MemoryOptions().to_dict()
     changed = {k: v for k, v in placement.memory.to_dict().items() if v != defaults[k]}
     return {"device": placement.device, "dtype": placement.dtype} | changed
+
+
+def _compiled(model) -> bool:
+    """Whether a loaded model holds a compiled denoiser (compile can be refused: no C compiler, ...)."""
+    from kubin.runtime.speed import is_compiled
+
+    for value in vars(model).values():
+        components = getattr(value, "components", None)  # a diffusers pipeline
+        parts = components.values() if isinstance(components, dict) else [value]
+        if any(is_compiled(part) for part in parts):
+            return True
+    return False
 
 
 def compile_warmup_notice(handle: JobHandle) -> list[str]:

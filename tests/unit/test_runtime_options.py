@@ -165,3 +165,17 @@ def test_the_prior_on_the_cpu_is_not_given_to_bitsandbytes_which_needs_cuda():
     assert prior_placement_for(on_gpu) == Placement("cpu", "fp32", MemoryOptions(prior_on_cpu=True))
     assert prior_placement_for(torchao).memory.quantize == "torchao-int8"  # runs on the CPU too
     assert prior_placement_for(Placement("cuda", "fp16", MemoryOptions())) == Placement("cuda", "fp16")
+
+
+def test_no_warmup_is_reported_when_compile_was_refused(tmp_path, monkeypatch):
+    from kubin.runtime import speed
+
+    monkeypatch.setattr(speed.shutil, "which", lambda name: None)  # no C compiler on this machine
+    manager = ModelManager(device="cpu", dtype="fp32", memory=MemoryOptions(compile=True))
+    try:
+        handle = run(manager, tmp_path)
+    finally:
+        manager.unload()
+
+    assert any("torch.compile needs a C/C++ compiler" in n for n in handle.notices), handle.notices
+    assert not any("warm-up" in n for n in handle.notices)

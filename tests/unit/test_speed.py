@@ -147,6 +147,9 @@ def test_compile_compiles_the_transformer_in_place_and_keeps_the_image(run):
     assert is_compiled(transformer) and not is_compiled(plain.manager.get(KD5, "t2i").pipe.transformer)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # dynamo really traced it
     assert any("compiled with torch.compile" in n for n in handle.notices), handle.notices
+    # The engine reports the warm-up with the first job after the load, and only then.
+    assert any(n.startswith("torch.compile warm-up: the first step took") for n in handle.notices)
+    assert not any("warm-up" in n for n in compiled.job(steps=2).notices)
     # Inductor fuses and reorders float arithmetic: at most 2 of 255 per pixel channel apart.
     assert np.abs(pixels(handle) - pixels(reference)).max() <= 2
     assert transformer.dtype == torch.float32 and transformer.config.num_visual_blocks > 0

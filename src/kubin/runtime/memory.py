@@ -68,7 +68,9 @@ class MemoryOptions:
     # same size run faster. Needs a C/C++ compiler on the CPU.
     compile: bool = False
     # Kandinsky 5: reuse the transformer's output between steps that change little (faster, slightly
-    # different pixels); cache_threshold 0 means the mode's own default.
+    # different pixels). cache_threshold 0 means the mode's own default; for first_block it is the
+    # relative change below which the other blocks are skipped (default 0.05, which skips little; 0.3
+    # skipped a third on the tiny model), for taylorseer the steps between full passes (default 5).
     cache: str = "none"
     cache_threshold: float = 0.0
     # The big parts' weights in 8 or 4 bits (see QUANTIZE_MODES), the denoiser, the text encoder(s) or both.

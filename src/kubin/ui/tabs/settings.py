@@ -34,9 +34,9 @@ MEMORY_LABELS = {
     "free_text_encoder": "Free the text encoder after encoding",
     "channels_last": "Channels-last (2.x, 3.x UNets: faster on most GPUs)",
     "prior_on_cpu": "Run the prior on the CPU (2.x: less VRAM)",
-    "compile": "torch.compile the denoiser (the first job compiles: slow)",
+    "compile": "torch.compile the denoiser (each new size compiles first: tens of seconds)",
     "cache": "Step cache (Kandinsky 5: faster, pixels differ a little)",
-    "cache_threshold": "Cache threshold (0: the mode's default)",
+    "cache_threshold": "Cache threshold (0: default; first_block 0.05-0.3; taylorseer: steps between full passes)",
     "quantize": "Quantise weights (less memory, not faster on a CPU; bnb: CUDA only)",
     "quantize_parts": "Quantise which parts",
 }
