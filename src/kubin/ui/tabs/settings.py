@@ -8,7 +8,7 @@ from kubin.config import save_user_settings
 from kubin.errors import KubinError
 from kubin.params import Text2ImageParams
 from kubin.runtime.device import choose_device, choose_dtype
-from kubin.runtime.memory import CACHE_MODES, CHOICES, QUANTIZE_MODES, QUANTIZE_PARTS, MemoryOptions
+from kubin.runtime.memory import CHOICES, MemoryOptions
 from kubin.ui.context import UIContext
 
 UI_DEFAULT_FIELDS = ["width", "height", "steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
@@ -99,17 +99,19 @@ def build(ctx: UIContext) -> None:
             "only (not quanto or bitsandbytes)."
         )
         memory = MemoryOptions.from_dict(s.get("memory"))
+        elem_ids = {"preset": "settings-memory-preset"}
+
+        def choice(name: str) -> gr.Dropdown:
+            return gr.Dropdown(
+                list(CHOICES[name]),
+                value=getattr(memory, name),
+                label=MEMORY_LABELS[name],
+                elem_id=elem_ids.get(name, "settings-" + name.replace("_", "-")),
+                min_width=160,
+            )
+
         with gr.Row():
-            memory_inputs = [
-                gr.Dropdown(
-                    list(CHOICES[name]),
-                    value=getattr(memory, name),
-                    label=MEMORY_LABELS[name],
-                    elem_id="settings-memory-preset" if name == "preset" else "settings-offload",
-                    min_width=160,
-                )
-                for name in MEMORY_CHOICES
-            ]
+            memory_inputs = [choice(name) for name in MEMORY_CHOICES]
             memory_inputs += [
                 gr.Checkbox(
                     value=getattr(memory, name),
@@ -120,38 +122,16 @@ def build(ctx: UIContext) -> None:
                 for name in MEMORY_CHECKBOXES
             ]
         with gr.Row():
-            memory_inputs += [
-                gr.Dropdown(
-                    list(CACHE_MODES),
-                    value=memory.cache,
-                    label=MEMORY_LABELS["cache"],
-                    elem_id="settings-cache",
-                    min_width=160,
-                ),
-                gr.Number(
-                    value=memory.cache_threshold,
-                    label=MEMORY_LABELS["cache_threshold"],
-                    minimum=0,
-                    maximum=10,
-                    step=0.01,
-                    elem_id="settings-cache-threshold",
-                    min_width=160,
-                ),
-                gr.Dropdown(
-                    list(QUANTIZE_MODES),
-                    value=memory.quantize,
-                    label=MEMORY_LABELS["quantize"],
-                    elem_id="settings-quantize",
-                    min_width=160,
-                ),
-                gr.Dropdown(
-                    list(QUANTIZE_PARTS),
-                    value=memory.quantize_parts,
-                    label=MEMORY_LABELS["quantize_parts"],
-                    elem_id="settings-quantize-parts",
-                    min_width=160,
-                ),
-            ]
+            threshold = gr.Number(
+                value=memory.cache_threshold,
+                label=MEMORY_LABELS["cache_threshold"],
+                minimum=0,
+                maximum=10,
+                step=0.01,
+                elem_id="settings-cache-threshold",
+                min_width=160,
+            )
+            memory_inputs += [choice("cache"), threshold, choice("quantize"), choice("quantize_parts")]
         gr.Markdown("**Text to image defaults** (empty keeps the model's own)")
         current = s.get("ui.defaults.t2i") or {}
         with gr.Row():
