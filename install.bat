@@ -8,5 +8,7 @@ if not exist "%DIR%venv\Scripts\python.exe" (
 )
 "%DIR%venv\Scripts\python.exe" -m pip install --upgrade pip || exit /b 1
 "%DIR%venv\Scripts\python.exe" -m pip install -r "%DIR%requirements.txt" || exit /b 1
+rem CUDA-only extras (bitsandbytes) where an NVIDIA driver is present
+where nvidia-smi >nul 2>nul && ("%DIR%venv\Scripts\python.exe" -m pip install -r "%DIR%requirements-cuda.txt" || exit /b 1)
 "%DIR%venv\Scripts\python.exe" -m pip install --no-deps -e "%DIR%." || exit /b 1
 echo done> "%DIR%venv\.kubin-installed"

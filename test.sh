@@ -6,7 +6,8 @@ set -euo pipefail
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$DIR"
 ./install.sh
-venv/bin/python -m pip install -q -r requirements-test.txt -r requirements-extensions.txt
+# requirements-cuda.txt too: the bitsandbytes code paths are tested here, even without a GPU.
+venv/bin/python -m pip install -q -r requirements-test.txt -r requirements-extensions.txt -r requirements-cuda.txt
 
 if ! command -v chromium >/dev/null 2>&1; then
   echo "Installing Debian's chromium for the browser tests ..."
