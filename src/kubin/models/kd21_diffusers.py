@@ -106,8 +106,8 @@ class Kandinsky21:
             images = decoder(
                 prompt=[prompt] * len(seeds),
                 negative_prompt=[params.negative_prompt] * len(seeds),
-                image_embeds=for_decoder(embeds, decoder),
-                negative_image_embeds=for_decoder(negative_embeds, decoder),
+                image_embeds=for_decoder(embeds, decoder, self.placement),
+                negative_image_embeds=for_decoder(negative_embeds, decoder, self.placement),
                 width=width,
                 height=height,
                 num_inference_steps=params.steps,

@@ -138,8 +138,8 @@ class Kandinsky22:
                     )
             width, height = prepared.size
             images = decoder(
-                image_embeds=for_decoder(embeds.image_embeds, decoder),
-                negative_image_embeds=for_decoder(embeds.negative_image_embeds, decoder),
+                image_embeds=for_decoder(embeds.image_embeds, decoder, self.placement),
+                negative_image_embeds=for_decoder(embeds.negative_image_embeds, decoder, self.placement),
                 width=width,
                 height=height,
                 num_inference_steps=params.steps,

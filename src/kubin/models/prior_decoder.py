@@ -63,9 +63,12 @@ def prior_placement_for(placement: Placement) -> Placement:
     return Placement("cpu", "fp32", memory)
 
 
-def for_decoder(embeds, decoder):
-    """The prior's image embeddings on the decoder's device and in its dtype (they differ with
-    prior_on_cpu; the decoders move them only when guidance is on)."""
+def for_decoder(embeds, decoder, placement: Placement):
+    """The prior's image embeddings on the decoder's device and in its dtype: they differ with
+    prior_on_cpu, and the decoders move them only when guidance is on. (Without it they already match;
+    `_execution_device` walks the pipeline's modules, milliseconds per call, so it is not asked then.)"""
+    if not placement.memory.prior_on_cpu:
+        return embeds
     return embeds.to(device=decoder._execution_device, dtype=decoder.unet.dtype)
 
 
