@@ -1,13 +1,21 @@
-"""`python -m kubin generate` run as a user runs it, for the command-line tests of every model family."""
+"""`python -m kubin` run as a user runs it: `generate` for the command-line tests of every model family,
+and the web UI server for the tests that talk to it over real HTTP."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 
 def kubin_generate(workdir: Path, *args: str, timeout: float = 300, wait: bool = True):
@@ -27,3 +35,73 @@ def kubin_generate(workdir: Path, *args: str, timeout: float = 300, wait: bool =
 def printed(stdout: str) -> list[dict[str, Any]]:
     """The JSON objects `generate` printed on stdout, one per saved output."""
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+@dataclass
+class RunningServer:
+    url: str
+    user_config: Path
+    log_path: Path
+    process: subprocess.Popen
+
+    def log(self, chars: int = 0) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return text[-chars:] if chars else text
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(
+    workdir: Path, *args: str, config: str = "", env: dict[str, str] | None = None, timeout: float = 120
+) -> RunningServer:
+    """`python -m kubin ARGS` on a free port in `workdir`, with `config` as its user config file, the Hub
+    offline, Gradio's temp files and the log (server.log) in `workdir`, until it says it is running
+    (it says so once it listens and its API is mounted). A server that exits or stays silent fails the
+    test with its log."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    user_config = workdir / "user.yaml"
+    user_config.write_text(config, encoding="utf-8")
+    port = free_port()
+    environ = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(workdir / "gradio-tmp"),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    command = [sys.executable, "-m", "kubin", *args, "--port", str(port), "--config", str(user_config)]
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=environ, stdout=log, stderr=subprocess.STDOUT)
+    server = RunningServer(f"http://127.0.0.1:{port}", user_config, log_path, process)
+    deadline = time.monotonic() + timeout
+    while "Kubin is running at" not in server.log():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_server(server)
+            pytest.fail(f"Kubin did not start with {list(args)}:\n{server.log(3000)}")
+        time.sleep(0.2)
+    return server
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=15)
+
+
+@contextmanager
+def kubin_server(workdir: Path, *args: str, **options: Any) -> Iterator[RunningServer]:
+    """`start_server` for the length of a `with` block."""
+    server = start_server(workdir, *args, **options)
+    try:
+        yield server
+    finally:
+        stop_server(server)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import kubin_generate
+from cli_helpers import kubin_generate, kubin_server
 from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Engine, Job
@@ -841,29 +841,11 @@ def test_the_web_ui_server_offers_tiny_kd20_and_paints_through_its_apis(tmp_path
     """`python -m kubin --model tiny-kd20` as a user starts it: the page comes up, the model is listed
     with its tasks, and the REST routes the UI shares its queue with paint text to image and inpainting."""
     import base64
-    import socket
 
     import httpx
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    (tmp_path / "user.yaml").write_text("")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}  # fmt: skip
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "kubin", "--model", MODEL, "--port", str(port), "--config",
-             str(tmp_path / "user.yaml"), "--output-dir", str(tmp_path / "out")],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: server.poll() is not None or "Kubin is running at" in log.read_text(errors="replace"), 120
-        )
-        assert server.poll() is None, log.read_text()
+    with kubin_server(tmp_path, "--model", MODEL, "--output-dir", str(tmp_path / "out")) as server:
+        url = server.url
         assert httpx.get(url, timeout=10).status_code == 200
 
         [listed] = [m for m in httpx.get(f"{url}/kubin/api/v1/models", timeout=10).json() if m["id"] == MODEL]
@@ -888,6 +870,3 @@ def test_the_web_ui_server_offers_tiny_kd20_and_paints_through_its_apis(tmp_path
                              "init_image": encoded(photo), "mask": encoded(mask_path)}, timeout=300).json()  # fmt: skip
         assert inpaint["state"] == "done", inpaint
         assert (inpaint["results"][0]["width"], inpaint["results"][0]["height"]) == (100, 70)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

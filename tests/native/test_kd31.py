@@ -13,14 +13,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from cli_helpers import kubin_generate
+from cli_helpers import kubin_generate, kubin_server
 from PIL import Image
 from safetensors import safe_open
 
@@ -750,35 +749,16 @@ def test_the_web_ui_server_offers_tiny_kd31_and_paints_and_inpaints_through_its_
     """`python -m kubin --model tiny-kd31` as a user starts it: the page comes up, the model is listed with
     its tasks and schedulers, and the REST routes that share the UI's queue paint and inpaint."""
     import base64
-    import socket
-    import time
 
     import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    (tmp_path / "user.yaml").write_text("")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}  # fmt: skip
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "kubin", "--model", MODEL, "--port", str(port), "--config",
-             str(tmp_path / "user.yaml"), "--output-dir", str(tmp_path / "out")],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
 
     def encoded(path) -> str:
         return base64.b64encode(Path(path).read_bytes()).decode()
 
-    try:
-        deadline = time.monotonic() + 180
-        while server.poll() is None and "Kubin is running at" not in log.read_text(errors="replace"):
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.2)
-        assert server.poll() is None, log.read_text()
+    with kubin_server(
+        tmp_path, "--model", MODEL, "--output-dir", str(tmp_path / "out"), timeout=180
+    ) as server:
+        url = server.url
         assert httpx.get(url, timeout=10).status_code == 200
 
         models = httpx.get(f"{url}/kubin/api/v1/models", timeout=10).json()
@@ -796,6 +776,3 @@ def test_the_web_ui_server_offers_tiny_kd31_and_paints_and_inpaints_through_its_
                              "init_image": encoded(photo), "mask": encoded(mask)}, timeout=300).json()  # fmt: skip
         assert inpaint["state"] == "done", inpaint
         assert (inpaint["results"][0]["width"], inpaint["results"][0]["height"]) == (100, 70)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+from cli_helpers import start_server, stop_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
@@ -63,63 +60,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def kubin_server(tmp_path_factory: pytest.TempPathFactory):
     """A running `python -m kubin --model tiny-kd22` on a free port; stopped after the last test."""
     root = tmp_path_factory.mktemp("kubin-ui")
     output_dir = root / "output"
-    user_config = root / "kubin.user.yaml"
-    user_config.write_text(HAND_WRITTEN_CONFIG, encoding="utf-8")
-    log_path = root / "server.log"
-    port = _free_port()
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "KUBIN_CACHE_DIR": str(root / "kubin-cache"),
-        "HF_HOME": str(root / "hf-home"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(root / "gradio-tmp"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    cmd = [
-        sys.executable, "-m", "kubin", "--model", "tiny-kd22", "--port", str(port),
-        "--output-dir", str(output_dir), "--config", str(user_config),
-    ]  # fmt: skip
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = KubinServer(f"http://127.0.0.1:{port}", output_dir, user_config, log_path, process)
+    env = {"KUBIN_CACHE_DIR": str(root / "kubin-cache"), "HF_HOME": str(root / "hf-home")}
+    running = start_server(
+        root, "--model", "tiny-kd22", "--output-dir", str(output_dir),
+        config=HAND_WRITTEN_CONFIG, env=env, timeout=START_TIMEOUT_S,
+    )  # fmt: skip
     try:
-        _wait_until_up(server)
-        yield server
+        yield KubinServer(running.url, output_dir, running.user_config, running.log_path, running.process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
-def _wait_until_up(server: KubinServer) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"Kubin exited with code {server.process.returncode} at start:\n{server.log_tail()}")
-        try:
-            if (
-                httpx.get(server.url, timeout=2).status_code == 200
-                and "Kubin is running at" in server.log_tail()
-            ):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"Kubin did not answer at {server.url} within {START_TIMEOUT_S} s:\n{server.log_tail()}")
+        stop_server(running)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from browser_helpers import open_tab
+from cli_helpers import kubin_server
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -65,40 +66,14 @@ def test_a_model_without_a_prior_hides_the_prior_controls(new_page):
 
 def test_started_on_a_video_model_the_page_opens_on_text_to_video(browser, tmp_path):
     """A new install starts on Kandinsky 5 Lite T2V: the first thing the user sees is its tab."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kubin", "--model", "tiny-kd50-t2v", "--port", str(port),
-         "--output-dir", str(tmp_path / "out"), "--config", str(tmp_path / "user.yaml")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-            time.sleep(0.5)
+    with kubin_server(
+        tmp_path, "--model", "tiny-kd50-t2v", "--output-dir", str(tmp_path / "out"), timeout=90
+    ) as server:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(server.url + "/")
 
         expect(page.locator("#t2v-prompt textarea")).to_be_visible(timeout=30_000)
         expect(page.get_by_role("tab", name="Text to video", exact=True)).to_have_attribute(
             "aria-selected", "true"
         )
         page.close()
-    finally:
-        server.terminate()
-        server.wait(30)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from cli_helpers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -40,7 +42,7 @@ def test_share_offline_fails_within_seconds_with_a_clear_message(tmp_path):
             "--model",
             "tiny-kd22",
             "--port",
-            str(_free_port()),
+            str(free_port()),
             "--output-dir",
             str(tmp_path / "out"),
         ],
@@ -80,9 +82,3 @@ def test_a_busy_port_is_reported_not_a_traceback(tmp_path):
     assert done.returncode == 2, out
     assert f"could not listen on 127.0.0.1:{port}" in out
     assert "Traceback" not in out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

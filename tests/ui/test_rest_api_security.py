@@ -7,15 +7,13 @@ from __future__ import annotations
 import base64
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from cli_helpers import RunningServer, free_port, start_server, stop_server
 from PIL import Image
 
 START_TIMEOUT_S = 60
@@ -23,59 +21,12 @@ USER, PASSWORD = "ada", "s3cret:with-colon"
 FILE_USER, FILE_PASSWORD = "bob", "hunter2"
 
 
-@dataclass
-class Server:
-    url: str
-    log_path: Path
-    process: subprocess.Popen
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(root: Path, *flags: str, config: str = "") -> Server:
-    """`python -m kubin --model tiny-kd22 FLAGS` on a free port, until it says it is running."""
-    root.mkdir(parents=True, exist_ok=True)
-    user_config = root / "kubin.user.yaml"
-    user_config.write_text(config, encoding="utf-8")
-    port = _free_port()
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "KUBIN_CACHE_DIR": str(root / "kubin-cache"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(root / "gradio-tmp"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    cmd = [
-        sys.executable, "-m", "kubin", "--model", "tiny-kd22", "--port", str(port),
-        "--output-dir", str(root / "output"), "--config", str(user_config), *flags,
-    ]  # fmt: skip
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", log_path, process)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while "Kubin is running at" not in server.log():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(server)
-            pytest.fail(f"Kubin did not start with {flags}:\n{server.log()[-3000:]}")
-        time.sleep(0.2)
-    return server
-
-
-def stop(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=15)
+def start(root: Path, *flags: str, config: str = "") -> RunningServer:
+    """`python -m kubin --model tiny-kd22 FLAGS` on a free port with a Kubin cache of its own."""
+    return start_server(
+        root, "--model", "tiny-kd22", "--output-dir", str(root / "output"), *flags,
+        config=config, env={"KUBIN_CACHE_DIR": str(root / "kubin-cache")}, timeout=START_TIMEOUT_S,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -84,20 +35,20 @@ def auth_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("kubin-auth")
     auth_file = root / "users.txt"
     auth_file.write_text(f"# users\n{FILE_USER}:{FILE_PASSWORD}\n", encoding="utf-8")
-    server = start_server(
+    server = start(
         root, "--listen", "--auth", f"{USER}:{PASSWORD}", "--auth-file", str(auth_file),
         config="server:\n  max_upload_mb: 1\n  max_upload_pixels: 1000000\n",
     )  # fmt: skip
     yield server
-    stop(server)
+    stop_server(server)
 
 
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory):
     """--listen without auth and --no-api."""
-    server = start_server(tmp_path_factory.mktemp("kubin-open"), "--listen", "--no-api")
+    server = start(tmp_path_factory.mktemp("kubin-open"), "--listen", "--no-api")
     yield server
-    stop(server)
+    stop_server(server)
 
 
 def b64_png(image: Image.Image) -> str:
@@ -203,7 +154,7 @@ def test_listen_without_auth_warns_and_no_api_removes_the_api(open_server):
 def test_a_bad_auth_file_stops_the_start_with_a_clear_message(tmp_path):
     missing = tmp_path / "missing.txt"
     done = subprocess.run(
-        [sys.executable, "-m", "kubin", "--model", "tiny-kd22", "--port", str(_free_port()),
+        [sys.executable, "-m", "kubin", "--model", "tiny-kd22", "--port", str(free_port()),
          "--output-dir", str(tmp_path / "out"), "--auth-file", str(missing)],
         capture_output=True, text=True, timeout=60,
         env=os.environ | {"HF_HUB_OFFLINE": "1", "KUBIN_CACHE_DIR": str(tmp_path / "cache")},
