@@ -385,7 +385,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     import importlib
 
     # Native families fetch their own files (single checkpoints, official layouts); the rest are diffusers repos.
-    own = getattr(importlib.import_module(f"kubin.models.{spec.module}"), "download", None)
+    own = getattr(importlib.import_module(spec.module), "download", None)
     found = own(spec) if own is not None else {c: ensure_weights(s, spec.id) for c, s in spec.sources.items()}
     for component, path in found.items():
         print(f"{spec.id} {component}: {path}")

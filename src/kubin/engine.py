@@ -27,7 +27,7 @@ from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, U
 from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.manager import ModelManager, free_memory
-from kubin.models.registry import list_models
+from kubin.models.registry import family_of, list_models
 from kubin.outputs import save_image, save_mesh, save_video
 from kubin.params import MESH_TASKS, SEED_MAX, VIDEO_TASKS, ImageTaskParams, params_class
 from kubin.runtime.memory import MemoryOptions
@@ -144,7 +144,7 @@ class JobHandle:
 
 def steps_per_batch(module: str, task: str, params: ImageTaskParams) -> int:
     """The steps one batch reports: the params' count, unless the family module counts its own."""
-    count = getattr(importlib.import_module(f"kubin.models.{module}"), "steps_per_batch", None)
+    count = getattr(importlib.import_module(module), "steps_per_batch", None)
     return count(task, params) if count is not None else params.steps_per_batch()
 
 
@@ -472,9 +472,9 @@ def _out_of_memory_message(manager: ModelManager, job: Job) -> str:
     """What to try next, given the model's family and the memory options it ran with."""
     from kubin.runtime.presets import apply_preset, out_of_memory_advice
 
-    spec = manager.spec(job.model_id)
-    options = apply_preset(manager.memory, spec.family)
-    advice = out_of_memory_advice(spec.family, options, video=job.task in VIDEO_TASKS)
+    family = family_of(manager.spec(job.model_id))
+    options = apply_preset(manager.memory, family)
+    advice = out_of_memory_advice(family, options, video=job.task in VIDEO_TASKS)
     return f"Out of memory: try {advice}. The memory it held is freed; the next job can run."
 
 

@@ -26,8 +26,8 @@ from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Engine, Job
 from kubin.errors import WeightsMissing
-from kubin.models import kd20_native
-from kubin.models.kd20_native import (
+from kubin.models.families.kd20 import model as kd20_native
+from kubin.models.families.kd20.model import (
     INPAINT_UNET_FILE,
     UNET_FILE,
     VAE_DDCONFIG,
@@ -37,10 +37,10 @@ from kubin.models.kd20_native import (
     vae_config,
     vae_to_ldm,
 )
+from kubin.models.families.kd20.unet import Kandinsky20UNet, MultilingualCLIPText, UNetConfig
 from kubin.models.manager import ModelManager
-from kubin.models.native.kd20_unet import Kandinsky20UNet, MultilingualCLIPText, UNetConfig
 from kubin.models.registry import resolve_model
-from kubin.models.tiny import tiny_t5_tokenizer, tiny_xlm_roberta_tokenizer
+from kubin.models.tiny_parts import tiny_t5_tokenizer, tiny_xlm_roberta_tokenizer
 from kubin.outputs import read_image_metadata
 from kubin.runtime.device import Placement
 
@@ -422,7 +422,9 @@ def test_the_hub_repo_is_read_from_the_cache_first_and_downloaded_once(official_
 def test_an_official_folder_is_a_model_id(official_folder):
     spec = resolve_model(str(official_folder))
 
-    assert spec.module == "kd20_native" and spec.sources == {"repo": str(official_folder.resolve())}
+    assert spec.module == "kubin.models.families.kd20.model" and spec.sources == {
+        "repo": str(official_folder.resolve())
+    }
     assert spec.tasks == ("t2i", "i2i", "inpaint", "outpaint")
 
 
@@ -567,7 +569,11 @@ def wait_until(condition, timeout=60.0):
 def test_the_registry_knows_kd20_its_repo_and_its_tiny_twin():
     real, tiny = resolve_model("kd20"), resolve_model(MODEL)
 
-    assert (real.family, real.implementation, real.module) == ("kd20", "native", "kd20_native")
+    assert (real.family, real.implementation, real.module) == (
+        "kd20",
+        "native",
+        "kubin.models.families.kd20.model",
+    )
     assert real.sources == {"repo": "sberbank-ai/Kandinsky_2.0"}
     assert real.tasks == tiny.tasks == ("t2i", "i2i", "inpaint", "outpaint")
     assert real.defaults["t2i"] == {"width": 512, "height": 512, "steps": 50, "guidance_scale": 10.0}

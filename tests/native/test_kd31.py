@@ -25,12 +25,13 @@ from safetensors import safe_open
 
 from kubin.engine import DONE, Engine, Job
 from kubin.errors import InvalidParams, WeightsMissing
-from kubin.models import kd31_native
+from kubin.models.families.kd31 import convert
+from kubin.models.families.kd31 import model as kd31_native
+from kubin.models.families.kd31.inpaint import Kandinsky3InpaintUNet
 from kubin.models.manager import ModelManager
-from kubin.models.native import kd31_convert as convert
-from kubin.models.native.kd3_inpaint import Kandinsky3InpaintUNet
 from kubin.models.registry import list_models, resolve_model
-from kubin.models.tiny import tiny_model_folder, tiny_t5_tokenizer
+from kubin.models.tiny import tiny_model_folder
+from kubin.models.tiny_parts import tiny_t5_tokenizer
 from kubin.outputs import read_image_metadata
 
 MANIFESTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "manifests"
@@ -292,7 +293,10 @@ def test_an_official_layout_folder_is_a_model_id_and_loads_offline(official_fold
         engine.close(wait=True)
         manager.unload()
 
-    assert (spec.module, spec.sources) == ("kd31_native", {"repo": str(official_folder.resolve())})
+    assert (spec.module, spec.sources) == (
+        "kubin.models.families.kd31.model",
+        {"repo": str(official_folder.resolve())},
+    )
     assert handle.state == DONE, handle.error
     assert Path(handle.results[0].path).is_file()
     assert read_image_metadata(handle.results[0].path)["family"] == "kd31"
@@ -481,7 +485,7 @@ def test_a_saved_model_is_an_official_layout_folder_that_loads_back_with_the_sam
     assert not (folder / convert.UNET_FILES["flash"][0]).exists()  # the base model, not Flash
     assert (folder / "weights" / "movq.pt").is_file() and (folder / "kubin.json").is_file()
     assert (spec.module, spec.tasks, spec.defaults) == (
-        "kd31_native",
+        "kubin.models.families.kd31.model",
         resolve_model(MODEL).tasks,
         resolve_model(MODEL).defaults,
     )

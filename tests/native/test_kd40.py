@@ -24,12 +24,12 @@ from safetensors.torch import load_file
 
 from kubin.engine import CANCELLED, DONE, FAILED, Engine, Job
 from kubin.errors import InvalidParams, WeightsMissing
-from kubin.models import kd40_native
+from kubin.models.families.kd40 import dit as kd40_dit
+from kubin.models.families.kd40 import model as kd40_native
+from kubin.models.families.kd40.dit import KD40_CONFIG, Kandinsky4DiT, config_from_state_dict
+from kubin.models.families.kd40.tiny import build_tiny_kd40
 from kubin.models.manager import ModelManager
-from kubin.models.native import kd40_dit
-from kubin.models.native.kd40_dit import KD40_CONFIG, Kandinsky4DiT, config_from_state_dict
 from kubin.models.registry import resolve_model
-from kubin.models.tiny import build_tiny_kd40
 from kubin.outputs import read_video_metadata, video_info
 from kubin.params import Text2VideoParams
 from kubin.runtime.memory import MemoryOptions
@@ -340,7 +340,7 @@ def test_the_registry_knows_kd40_as_a_native_480p_12_second_text_to_video_model(
     assert (spec.implementation, spec.tasks, spec.module, spec.family) == (
         "native",
         ("t2v",),
-        "kd40_native",
+        "kubin.models.families.kd40.model",
         "kd40",
     )
     assert spec.sources == {"dit": "ai-forever/kandinsky-4-t2v-flash", "cogvideox": "THUDM/CogVideoX-5b"}

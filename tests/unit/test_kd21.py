@@ -90,7 +90,11 @@ def values_for(task: str, pictures) -> dict:
 def test_the_registry_knows_kd21_its_repos_and_its_tiny_twin():
     real, tiny = resolve_model("kd21"), resolve_model(MODEL)
 
-    assert (real.family, real.implementation, real.module) == ("kd21", "diffusers", "kd21_diffusers")
+    assert (real.family, real.implementation, real.module) == (
+        "kd21",
+        "diffusers",
+        "kubin.models.families.kd21.model",
+    )
     assert real.sources == {
         "prior": "kandinsky-community/kandinsky-2-1-prior",
         "decoder": "kandinsky-community/kandinsky-2-1",

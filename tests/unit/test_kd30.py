@@ -19,7 +19,7 @@ from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Engine, Job
 from kubin.errors import InvalidParams, UnknownModel, WeightsMissing
-from kubin.models import kd30_diffusers
+from kubin.models import kandinsky3 as kd30_diffusers
 from kubin.models.manager import ModelManager
 from kubin.models.registry import resolve_model
 from kubin.outputs import read_image_metadata
@@ -62,7 +62,11 @@ def wait_until(condition, timeout=60.0):
 def test_the_registry_knows_kd30_its_repo_and_its_tiny_twin():
     real, tiny = resolve_model("kd30"), resolve_model(MODEL)
 
-    assert (real.family, real.implementation, real.module) == ("kd30", "diffusers", "kd30_diffusers")
+    assert (real.family, real.implementation, real.module) == (
+        "kd30",
+        "diffusers",
+        "kubin.models.families.kd30.model",
+    )
     assert real.sources == {"pipeline": "kandinsky-community/kandinsky-3"}
     assert real.tasks == tiny.tasks == ("t2i", "i2i")
     assert real.defaults == {
@@ -265,7 +269,11 @@ def test_a_saved_model_folder_loads_back_offline_and_gives_the_same_pixels(engin
         json.dumps(resolve_model(MODEL).defaults)
     )
     spec = resolve_model(str(saved_folder))
-    assert (spec.family, spec.module, spec.tasks) == ("kd30", "kd30_diffusers", ("t2i", "i2i"))
+    assert (spec.family, spec.module, spec.tasks) == (
+        "kd30",
+        "kubin.models.families.kd30.model",
+        ("t2i", "i2i"),
+    )
     assert spec.sources == {"pipeline": str(saved_folder / "pipeline")}
     assert spec.defaults["t2i"]["width"] == 64  # the tiny model's defaults came along
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Job
 from kubin.errors import InvalidParams, UnsupportedTask
-from kubin.models.registry import KD5_MODELS, resolve_model
+from kubin.models.registry import FAMILIES, resolve_model
 from kubin.outputs import read_image_metadata, read_video_metadata, video_frame, video_info
 
 SMALL = {"prompt": "a red cat walks", "steps": 2, "seed": 1}
@@ -80,7 +80,7 @@ def wait_until(condition, timeout=120.0):
 
 # --- the registry ----------------------------------------------------------------------------------
 def test_the_registry_knows_every_published_kd50_model_with_its_length_and_its_tiny_twins():
-    ids = [spec.id for spec in KD5_MODELS]
+    ids = [spec.id for spec in FAMILIES["kd50"].models]
     for seconds in ("5s", "10s"):
         for variant in ("sft", "pretrain", "nocfg", "distilled"):
             assert f"kd50-t2v-lite-{variant}-{seconds}" in ids
@@ -94,9 +94,9 @@ def test_the_registry_knows_every_published_kd50_model_with_its_length_and_its_t
     assert (five.limits["frames"], ten.limits["frames"]) == (121, 241)  # 5 s and 10 s at 24 fps
     assert five.defaults["t2v"]["frames"] == 121 and ten.defaults["t2v"]["frames"] == 241
     assert resolve_model("kd50-t2v-lite-distilled-5s").defaults["t2v"]["steps"] == 16
-    for spec in KD5_MODELS:
+    for spec in FAMILIES["kd50"].models:
         assert len(spec.tasks) == 1, spec.id  # one published pipeline per task
-        assert spec.family == "kd50" and spec.module == "kd50_diffusers"
+        assert spec.family == "kd50" and spec.module == "kubin.models.families.kd50.model"
 
 
 # --- text to video ---------------------------------------------------------------------------------

@@ -80,7 +80,11 @@ def big_module(out_of_memory_once: bool) -> types.ModuleType:
 def big_model(monkeypatch) -> str:
     """A registry entry "big-test" (family kd22) whose family module is `big_module`."""
     spec = replace(
-        registry.MODELS["tiny-kd22"], id="big-test", module="big_test_family", tiny=False, sources={}
+        registry.MODELS["tiny-kd22"],
+        id="big-test",
+        module="kubin.models.big_test_family",
+        tiny=False,
+        sources={},
     )
     monkeypatch.setitem(registry.MODELS, spec.id, spec)
     monkeypatch.setitem(sys.modules, "kubin.models.big_test_family", big_module(out_of_memory_once=True))

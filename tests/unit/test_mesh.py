@@ -22,9 +22,9 @@ from PIL import Image
 
 from kubin.engine import DONE, FAILED, Engine, Job
 from kubin.errors import InvalidParams, UnsupportedTask, WeightsMissing
+from kubin.models.families.shap_e.model import marching_cubes_tables
 from kubin.models.manager import ModelManager
 from kubin.models.registry import resolve_model
-from kubin.models.shape_diffusers import marching_cubes_tables
 from kubin.outputs import Mesh, read_output_metadata, save_mesh
 
 STEPS = 2
@@ -249,7 +249,11 @@ def test_a_saved_shap_e_folder_is_a_model_with_the_tasks_whose_pipelines_it_hold
 
     assert {p.name for p in folder.iterdir()} == {"t2mesh", "i2mesh", "kubin.json"}
     spec = resolve_model(str(folder))
-    assert (spec.module, spec.tasks, spec.tiny) == ("shape_diffusers", ("t2mesh", "i2mesh"), False)
+    assert (spec.module, spec.tasks, spec.tiny) == (
+        "kubin.models.families.shap_e.model",
+        ("t2mesh", "i2mesh"),
+        False,
+    )
     assert spec.sources == {"t2mesh": str(folder / "t2mesh"), "i2mesh": str(folder / "i2mesh")}
     assert spec.defaults["t2mesh"]["frame_size"] == 32  # the tiny model's own settings came along
 

@@ -11,52 +11,61 @@ from kubin.cli import build_parser, load_settings
 from kubin.engine import DONE, Engine, Job
 from kubin.errors import InvalidParams
 from kubin.models.manager import ModelManager
-from kubin.models.registry import list_models
+from kubin.models.registry import FAMILIES, family_of, list_models
+from kubin.models.spec import Family
 from kubin.runtime.memory import OFFLOAD_MODES, MemoryOptions
-from kubin.runtime.presets import PRESETS, apply_preset, describe_presets, out_of_memory_advice, preset_for
+from kubin.runtime.presets import apply_preset, describe_presets, out_of_memory_advice, preset_for
 
 
 def test_both_presets_are_made_of_real_options_for_every_family_kubin_knows():
     names = {f.name for f in fields(MemoryOptions)}
 
     for preset_name in ("medvram", "lowvram"):
-        assert {"kd21", "kd22", "kd30", "kd50"} <= set(PRESETS[preset_name])
+        assert {"kd21", "kd22", "kd30", "kd31", "kd50"} <= {
+            f.id for f in FAMILIES.values() if preset_name in f.presets
+        }
         for spec in list_models():  # a family without its own entry gets the generic one
-            assert preset_for(preset_name, spec.family) is not None
-        for family, preset in PRESETS[preset_name].items():
-            assert set(preset.options) <= names - {"preset"}, (preset_name, family)
+            assert preset_for(preset_name, family_of(spec)) is not None
+        for family in FAMILIES.values():
+            preset = family.presets.get(preset_name)
+            if preset is None:
+                continue
+            assert set(preset.options) <= names - {"preset"}, (preset_name, family.id)
             assert preset.aims_at
             MemoryOptions(**preset.options)  # valid values
 
 
 def test_medvram_offloads_whole_parts_and_lowvram_goes_layer_by_layer():
     for family in ("kd21", "kd22", "kd30", "kd50"):
-        medium = apply_preset(MemoryOptions(preset="medvram"), family)
-        low = apply_preset(MemoryOptions(preset="lowvram"), family)
+        medium = apply_preset(MemoryOptions(preset="medvram"), FAMILIES[family])
+        low = apply_preset(MemoryOptions(preset="lowvram"), FAMILIES[family])
         assert (medium.offload, low.offload) == ("model", "sequential")
-    assert apply_preset(MemoryOptions(preset="lowvram"), "kd50").vae_tiling
-    assert apply_preset(MemoryOptions(preset="lowvram"), "kd22").attention_slicing
+    assert apply_preset(MemoryOptions(preset="lowvram"), FAMILIES["kd50"]).vae_tiling
+    assert apply_preset(MemoryOptions(preset="lowvram"), FAMILIES["kd22"]).attention_slicing
 
 
 def test_no_preset_changes_nothing():
     options = MemoryOptions(vae_slicing=True)
 
-    assert apply_preset(options, "kd22") is options
-    assert preset_for("none", "kd22") is None
+    assert apply_preset(options, FAMILIES["kd22"]) is options
+    assert preset_for("none", FAMILIES["kd22"]) is None
 
 
 def test_a_preset_keeps_what_the_user_switched_on_and_the_stronger_offload_wins():
     mine = MemoryOptions(offload="sequential", free_text_encoder=True, preset="medvram")
 
-    merged = apply_preset(mine, "kd50")
+    merged = apply_preset(mine, FAMILIES["kd50"])
 
     assert merged.offload == "sequential"  # the user's, stronger than medvram's model offload
     assert merged.free_text_encoder and merged.vae_tiling
-    assert apply_preset(MemoryOptions(offload="model", preset="lowvram"), "kd22").offload == "sequential"
+    assert (
+        apply_preset(MemoryOptions(offload="model", preset="lowvram"), FAMILIES["kd22"]).offload
+        == "sequential"
+    )
 
 
 def test_a_family_added_later_gets_the_options_every_pipeline_has():
-    merged = apply_preset(MemoryOptions(preset="lowvram"), "kd99")
+    merged = apply_preset(MemoryOptions(preset="lowvram"), Family(id="kd99", models=()))
 
     assert (merged.offload, merged.vae_tiling) == ("sequential", True)
 
@@ -135,9 +144,11 @@ def test_a_model_loaded_with_a_preset_on_the_cpu_still_makes_its_image(model_id,
 
 
 def test_out_of_memory_advice_steps_up_from_what_is_on():
-    none = out_of_memory_advice("kd22", MemoryOptions())
-    model = out_of_memory_advice("kd30", MemoryOptions(offload="model", preset="medvram"))
-    video = out_of_memory_advice("kd50", apply_preset(MemoryOptions(preset="lowvram"), "kd50"), video=True)
+    none = out_of_memory_advice(FAMILIES["kd22"], MemoryOptions())
+    model = out_of_memory_advice(FAMILIES["kd30"], MemoryOptions(offload="model", preset="medvram"))
+    video = out_of_memory_advice(
+        FAMILIES["kd50"], apply_preset(MemoryOptions(preset="lowvram"), FAMILIES["kd50"]), video=True
+    )
 
     assert (
         none
@@ -148,12 +159,12 @@ def test_out_of_memory_advice_steps_up_from_what_is_on():
         "or a smaller size or batch size"
     )
     assert video == "--quantize torchao-int8, or fewer frames or a smaller size"
-    quantised = apply_preset(MemoryOptions(preset="lowvram", quantize="torchao-int8"), "kd50")
-    assert out_of_memory_advice("kd50", quantised, video=True) == "fewer frames or a smaller size"
+    quantised = apply_preset(MemoryOptions(preset="lowvram", quantize="torchao-int8"), FAMILIES["kd50"])
+    assert out_of_memory_advice(FAMILIES["kd50"], quantised, video=True) == "fewer frames or a smaller size"
 
 
 def test_the_presets_table_lists_flags_a_user_can_type():
     parser = build_parser()
-    for row in describe_presets():
+    for row in describe_presets(FAMILIES):
         args = parser.parse_args(row["flags"].split())
         assert args.offload in OFFLOAD_MODES

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import UnsupportedTask
-from kubin.models.registry import ModelSpec, resolve_model
+from kubin.models.registry import ModelSpec, family_of, resolve_model
 from kubin.models.tiny import tiny_model_folder
 from kubin.runtime.device import Placement, resolve_placement
 from kubin.runtime.memory import MemoryOptions, collect_load_notices
@@ -62,7 +62,9 @@ class ModelManager:
     def placement_for(self, spec: ModelSpec) -> Placement:
         """The placement for a model: "auto" gives a model published in bf16 bf16 on a GPU that has it."""
         # --medvram / --lowvram switch on the options that suit this model's family.
-        return resolve_placement(self.device, self.dtype, apply_preset(self.memory, spec.family), spec.dtype)
+        return resolve_placement(
+            self.device, self.dtype, apply_preset(self.memory, family_of(spec)), spec.dtype
+        )
 
     def get(self, model_id: str, task: str | None = None):
         """The loaded model for `model_id`, loading it (and unloading another) if needed."""
@@ -78,7 +80,7 @@ class ModelManager:
             if spec.tiny:
                 folder = tiny_model_folder(spec.id)
                 sources = {sub.name: str(sub) for sub in folder.iterdir() if sub.is_dir()}
-            module = importlib.import_module(f"kubin.models.{spec.module}")
+            module = importlib.import_module(spec.module)
             log.info("Loading %s ...", spec.id)
             with collect_load_notices() as notices:
                 self._loaded = module.load(spec, sources, placement)

@@ -1,26 +1,47 @@
 """What the Kandinsky 2.x families (a prior pipeline feeding a decoder pipeline) do the same way:
-seeded noise, loading the two pipelines, and saving them as a folder Kubin can load as a model id."""
+their defaults and presets, loading the two pipelines, and saving them as a folder Kubin can load as a model id."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import ensure_weights
 from kubin.runtime.device import Placement
 from kubin.runtime.memory import load_notice, place_pipeline
+from kubin.runtime.presets import Preset
 
 log = logging.getLogger(__name__)
 
+# A saved 2.x model folder: prior/ and decoder/ in diffusers layout (decoder/ names the family's pipeline).
+PRIOR_DECODER_FOLDERS = ("decoder",)
+# --medvram / --lowvram for a prior + decoder model.
+PRIOR_DECODER_PRESETS = {
+    "medvram": Preset(
+        {"offload": "model"},
+        "about 4 GB: one part on the GPU at a time, the largest the 1.25 B UNet (2.5 GB in fp16)",
+    ),
+    "lowvram": Preset(
+        {"offload": "sequential", "attention_slicing": True},
+        "2 GB or less: layer by layer, attention in slices; much slower",
+    ),
+}
 
-def cpu_generators(seeds: Sequence[int]) -> list:
-    """One CPU generator per seed: CPU noise is the same on every device, so a seed means the same image."""
-    import torch
 
-    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+def prior_decoder_defaults(size: int, steps: int, prior_steps: int) -> dict[str, dict[str, Any]]:
+    """Recommended values per task; only tasks with a free output size get width and height."""
+    common = {"steps": steps, "guidance_scale": 4.0, "prior_steps": prior_steps, "prior_guidance_scale": 4.0}
+    sized = {"width": size, "height": size, **common}
+    return {
+        "t2i": sized,
+        "mix": sized,
+        "i2i": {**common, "strength": 0.5},
+        "inpaint": common,
+        "outpaint": common,
+    }
 
 
 def load_prior_and_decoder(

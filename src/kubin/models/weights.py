@@ -14,6 +14,11 @@ from kubin.errors import WeightsMissing, first_line
 log = logging.getLogger(__name__)
 
 
+def cache_root() -> Path:
+    """Where Kubin keeps what it builds or converts (tiny models, converted checkpoints): KUBIN_CACHE_DIR."""
+    return Path(os.environ.get("KUBIN_CACHE_DIR") or Path.home() / ".cache" / "kubin")
+
+
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 

@@ -153,8 +153,11 @@ def load_notice(text: str) -> None:
         collected.append(text)
 
 
-def place_pipeline(pipe, device: str, options: MemoryOptions) -> list[str]:
-    """Put `pipe` on `device` as `options` say; returns notices for what was skipped and why."""
+def place_pipeline(
+    pipe, device: str, options: MemoryOptions, cache_modules: tuple[str, ...] = ()
+) -> list[str]:
+    """Put `pipe` on `device` as `options` say; returns notices for what was skipped and why.
+    `cache_modules`: the denoiser's module patterns a TaylorSeer step cache predicts (from its family)."""
     notices: list[str] = []
     if options.quantize != "none":
         from kubin.runtime.quantize import quantize_components
@@ -191,13 +194,15 @@ def place_pipeline(pipe, device: str, options: MemoryOptions) -> list[str]:
         )
     if options.attention_slicing:
         _switch_on(pipe, "attention slicing", ("enable_attention_slicing",), notices=notices)
-    notices += tune_modules(pipe.components, options)
+    notices += tune_modules(pipe.components, options, cache_modules)
     for notice in notices:
         load_notice(notice)
     return notices
 
 
-def tune_modules(components: dict[str, Any], options: MemoryOptions) -> list[str]:
+def tune_modules(
+    components: dict[str, Any], options: MemoryOptions, cache_modules: tuple[str, ...] = ()
+) -> list[str]:
     """Channels-last, then torch.compile or a step cache, on a model's parts once they are placed:
     `place_pipeline` calls it for a pipeline, the native models for the modules they hold themselves."""
     notices: list[str] = []
@@ -206,7 +211,7 @@ def tune_modules(components: dict[str, Any], options: MemoryOptions) -> list[str
     if options.compile or options.cache != "none":
         from kubin.runtime.speed import speed_up
 
-        notices += speed_up(components, options)
+        notices += speed_up(components, options, cache_modules)
     return notices
 
 

@@ -20,22 +20,20 @@ FIRST_BLOCK_THRESHOLD = 0.05
 TAYLORSEER_INTERVAL = 5
 DENOISER_NAMES = ("transformer", "unet")
 C_COMPILERS = ("cc", "gcc", "clang", "cl")
-# TaylorSeer's default module patterns ("^transformer_blocks.*attn", ...) match no Kandinsky 5 module:
-# its visual blocks' attention and feed-forward outputs are the ones predicted between full steps.
-KD5_TAYLORSEER_MODULES = [r"visual_transformer_blocks\.\d+\.(self_attention|cross_attention|feed_forward)"]
 _CONTEXT_HOOK = "kubin_cache_context"
 
 
-def speed_up(components: dict[str, Any], options) -> list[str]:
+def speed_up(components: dict[str, Any], options, cache_modules: tuple[str, ...] = ()) -> list[str]:
     """Switch on the step cache (options.cache) and/or compile the denoiser among `components` (a
-    pipeline's components) in place (options.compile); returns notices for what was done or skipped."""
+    pipeline's components) in place (options.compile); returns notices for what was done or skipped.
+    `cache_modules`: the denoiser's module patterns TaylorSeer predicts (its family says which)."""
     name, denoiser = find_denoiser(components)
     if denoiser is None:
         # A 2.x prior pipeline: its decoder's pipeline holds the UNet and says what happened to it.
         return []
     notices: list[str] = []
     if options.cache != "none":
-        notices += switch_on_cache(denoiser, options.cache, options.cache_threshold)
+        notices += switch_on_cache(denoiser, options.cache, options.cache_threshold, cache_modules)
     if options.compile:
         notices += compile_denoiser(name, denoiser)
     return notices
@@ -70,7 +68,7 @@ def supports_step_cache(module) -> bool:
     return any(isinstance(block, known) for block in module.modules())
 
 
-def cache_config(mode: str, threshold: float):
+def cache_config(mode: str, threshold: float, modules: tuple[str, ...] = ()):
     """diffusers' config for `mode`; `threshold` 0 means diffusers' default. For taylorseer the value is
     the number of steps between full computations (rounded), the rest being predicted."""
     from diffusers.hooks import FirstBlockCacheConfig, TaylorSeerCacheConfig
@@ -80,18 +78,18 @@ def cache_config(mode: str, threshold: float):
     if mode == "taylorseer":
         return TaylorSeerCacheConfig(
             cache_interval=max(1, round(threshold)) if threshold else TAYLORSEER_INTERVAL,
-            cache_identifiers=KD5_TAYLORSEER_MODULES,
+            **({"cache_identifiers": list(modules)} if modules else {}),
         )
     raise ValueError(f"unknown step cache {mode!r}")
 
 
-def switch_on_cache(denoiser, mode: str, threshold: float) -> list[str]:
+def switch_on_cache(denoiser, mode: str, threshold: float, modules: tuple[str, ...] = ()) -> list[str]:
     model = type(denoiser).__name__
     if not supports_step_cache(denoiser):
         return [f"Step caches apply to Kandinsky 5 only; ignored for {model}."]
     if getattr(denoiser, "_cache_config", None) is not None:
         denoiser.disable_cache()
-    config = cache_config(mode, threshold)
+    config = cache_config(mode, threshold, modules)
     if mode == "first_block":
         _fix_first_block_argument_names()
     denoiser.enable_cache(config)

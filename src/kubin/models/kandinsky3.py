@@ -1,4 +1,4 @@
-"""Kandinsky 3.0 through diffusers: one `Kandinsky3Pipeline` (a FLAN-UL2 T5 text encoder, a UNet and a
+"""The Kandinsky 3 architecture that 3.0 (through diffusers) and 3.1 (our conversion) share: one `Kandinsky3Pipeline` (a FLAN-UL2 T5 text encoder, a UNet and a
 MoVQ) paints text into pixels without a prior; `Kandinsky3Img2ImgPipeline`, built on the same loaded
 modules, repaints an init image. diffusers has no Kandinsky 3 inpainting pipeline.
 """
@@ -14,10 +14,9 @@ from typing import Any
 from PIL import Image
 
 from kubin.errors import UnsupportedTask
-from kubin.models.prior_decoder import cpu_generators
-from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.common import FP16, cpu_generators, has_variant, pipeline_weights
 from kubin.models.schedulers import SCHEDULERS, compatible_schedulers, pick_scheduler, scheduler_name
-from kubin.models.weights import ensure_weights, hub_offline
+from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.memory import place_pipeline, release_text_encoders
@@ -26,8 +25,6 @@ from kubin.tasks import Prepared
 log = logging.getLogger(__name__)
 
 StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
-
-FP16 = "fp16"  # the hub repo ships half-precision copies of its weights under this variant name
 
 
 def steps_per_batch(task: str, params: ImageTaskParams) -> int:
@@ -168,40 +165,3 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
         f", {variant} files" if variant else "",
     )
     return Kandinsky30(spec, pipe, placement)
-
-
-def pipeline_weights(source: str, model_id: str, dtype: str) -> str:
-    """The folder to load: in fp16, a hub repo's fp16 copy (half the download and the disk) where it can be
-    had; otherwise what `ensure_weights` finds or fetches (a local folder, the cache, a full download)."""
-    if dtype == "fp16" and not is_local(source):
-        from diffusers import DiffusionPipeline
-
-        try:  # the cache first, without touching the network
-            return DiffusionPipeline.download(source, variant=FP16, local_files_only=True)
-        except OSError:
-            pass
-        if not hub_offline():
-            log.warning(
-                "Downloading the fp16 weights of %s for %s (first use; progress below)...", source, model_id
-            )
-            try:
-                return DiffusionPipeline.download(source, variant=FP16)
-            except Exception as exc:  # ensure_weights below tries once more and says what went wrong
-                log.info("No fp16 download of %s (%s)", source, exc)
-    return ensure_weights(source, model_id)
-
-
-def is_local(source: str) -> bool:
-    """A folder rather than a hub repo id (the same test `ensure_weights` makes)."""
-    path = Path(source).expanduser()
-    return path.is_absolute() or source.startswith((".", "~")) or path.exists()
-
-
-def has_variant(folder: Path, variant: str) -> bool:
-    """Whether a pipeline folder holds weight files of a variant (`model.fp16.safetensors`, sharded
-    `model-00001-of-00002.fp16.safetensors` or the older `model.fp16-00001-of-00002.safetensors`)."""
-    return any(
-        f".{variant}." in f.name or f".{variant}-" in f.name
-        for f in folder.glob("*/*")
-        if f.suffix in (".safetensors", ".bin")
-    )

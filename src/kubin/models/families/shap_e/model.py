@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from kubin.errors import KubinError, UnsupportedTask, WeightsMissing
-from kubin.models.kd30_diffusers import FP16, has_variant, pipeline_weights
-from kubin.models.prior_decoder import cpu_generators
-from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.common import FP16, cpu_generators, has_variant, pipeline_weights
 from kubin.models.schedulers import scheduler_name
+from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.outputs import Mesh
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement

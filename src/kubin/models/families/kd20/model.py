@@ -34,10 +34,10 @@ from typing import Any
 from PIL import Image
 
 from kubin.errors import InvalidParams, KubinError, UnsupportedTask, WeightsMissing
-from kubin.models.native.kd20_unet import Kandinsky20UNet, MultilingualCLIPText, UNetConfig
-from kubin.models.prior_decoder import cpu_generators
-from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.common import cpu_generators
+from kubin.models.families.kd20.unet import Kandinsky20UNet, MultilingualCLIPText, UNetConfig
 from kubin.models.schedulers import make_scheduler
+from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import hub_offline
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement

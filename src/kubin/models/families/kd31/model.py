@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import InvalidParams, WeightsMissing
-from kubin.models.kd30_diffusers import Kandinsky30
-from kubin.models.kd30_diffusers import steps_per_batch as kd30_steps_per_batch
-from kubin.models.native import kd31_convert as convert
-from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.families.kd31 import convert
+from kubin.models.kandinsky3 import Kandinsky30
+from kubin.models.kandinsky3 import steps_per_batch as kd30_steps_per_batch
+from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.memory import place_pipeline, release_text_encoders
@@ -168,7 +168,7 @@ class Kandinsky31(Kandinsky30):
     def _pipeline_for(self, task: str, scheduler):
         if task not in INPAINT_TASKS:
             return super()._pipeline_for(task, scheduler)
-        from kubin.models.native.kd3_inpaint import Kandinsky3InpaintPipeline
+        from kubin.models.families.kd31.inpaint import Kandinsky3InpaintPipeline
 
         pipe = Kandinsky3InpaintPipeline(**{**self._inpainting().components, "scheduler": scheduler})
         pipe.set_progress_bar_config(disable=True)
@@ -210,7 +210,7 @@ class Kandinsky31(Kandinsky30):
     def _inpainting(self):
         """The inpainting pipeline: the converted 9-channel UNet with the loaded text encoder and MoVQ."""
         if self._inpaint_pipe is None:
-            from kubin.models.native.kd3_inpaint import Kandinsky3InpaintPipeline, Kandinsky3InpaintUNet
+            from kubin.models.families.kd31.inpaint import Kandinsky3InpaintPipeline, Kandinsky3InpaintUNet
 
             unet_file, projection_file = (
                 convert.native_file(self.repo, name, self.spec.id)

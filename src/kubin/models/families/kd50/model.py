@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import UnsupportedTask
-from kubin.models.prior_decoder import cpu_generators
-from kubin.models.registry import FOLDER_INFO, ModelSpec
+from kubin.models.common import cpu_generators
+from kubin.models.families.kd50 import FAMILY
 from kubin.models.schedulers import pick_scheduler, scheduler_name
+from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
@@ -141,7 +142,7 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
         log.info(
             "free_text_encoder is not applied to Kandinsky 5; use offload=model to keep its encoders off the GPU."
         )
-    place_pipeline(pipe, placement.device, placement.memory)
+    place_pipeline(pipe, placement.device, placement.memory, cache_modules=FAMILY.cache_modules)
     pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return Kandinsky5(spec, pipe, placement, attributes)

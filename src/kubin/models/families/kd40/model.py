@@ -1,7 +1,7 @@
 """Kandinsky 4.0 T2V Flash, our own implementation (diffusers has none): text to video, 480p, up to 12 s.
 
 The published model is the diffusion transformer `kandinsky4_distil_512.pt` (ai-forever/kandinsky-4-t2v-flash,
-run by `kubin.models.native.kd40_dit`); everything around it is stock CogVideoX-5b (THUDM/CogVideoX-5b):
+run by `kubin.models.families.kd40.dit`); everything around it is stock CogVideoX-5b (THUDM/CogVideoX-5b):
 the T5 v1.1 XXL text encoder and its tokenizer (224 tokens), the 3D causal VAE (8x spatial, 4x temporal)
 and the DDIM scheduler's v-prediction noise table. Sampling follows the authors' distilled loop: at each
 of the 4 steps the latent is noised afresh to that step's level, and the transformer's velocity gives
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import InvalidParams, UnsupportedTask, WeightsMissing
-from kubin.models.registry import FOLDER_INFO, KD40_SAMPLER, ModelSpec
+from kubin.models.families.kd40 import SAMPLER as KD40_SAMPLER
+from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import hub_offline
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
@@ -334,7 +335,7 @@ def load_dit(path: Path, model_id: str):
     random weights first). The RoPE position tables are computed when a checkpoint lacks them."""
     import torch
 
-    from kubin.models.native.kd40_dit import Kandinsky4DiT, RoPE3D, config_from_state_dict
+    from kubin.models.families.kd40.dit import Kandinsky4DiT, RoPE3D, config_from_state_dict
 
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     try:

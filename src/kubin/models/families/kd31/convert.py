@@ -319,7 +319,7 @@ def build_unet(unet: dict[str, Any], projection: dict[str, Any], arch: UNetArch 
 
 def unet_class(config: dict[str, Any]):
     if "out_channels" in config:
-        from kubin.models.native.kd3_inpaint import Kandinsky3InpaintUNet
+        from kubin.models.families.kd31.inpaint import Kandinsky3InpaintUNet
 
         return Kandinsky3InpaintUNet
     from diffusers import Kandinsky3UNet
@@ -426,7 +426,7 @@ def _fingerprint(paths: list[Path], extra: str) -> str:
 def cached(kind: str, sources: list[Path], extra: str, write: Callable[[Path], None]) -> Path:
     """converted/<kind>-<fingerprint>/ under the Kubin cache, written by `write` on first use (into a temp
     folder that is renamed when complete, so a half-written conversion is never used)."""
-    from kubin.models.tiny import cache_root
+    from kubin.models.weights import cache_root
 
     folder = cache_root() / "converted" / f"{kind}-{_fingerprint(sources, extra)}"
     if (folder / "complete").exists():

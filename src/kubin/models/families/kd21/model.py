@@ -12,14 +12,10 @@ from pathlib import Path
 from PIL import Image
 
 from kubin.errors import UnsupportedTask, WeightsMissing
-from kubin.models.prior_decoder import (
-    cpu_generators,
-    for_decoder,
-    load_prior_and_decoder,
-    save_prior_and_decoder,
-)
-from kubin.models.registry import ModelSpec
+from kubin.models.common import cpu_generators
+from kubin.models.prior_decoder import for_decoder, load_prior_and_decoder, save_prior_and_decoder
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
+from kubin.models.spec import ModelSpec
 from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
