@@ -13,11 +13,19 @@ import sys
 from typing import Any
 
 from kubin import __version__
+from kubin.app import EXIT_CANCELLED, EXIT_USER_ERROR, load_extensions, make_engine
 from kubin.errors import KubinError
 from kubin.params import TASK_PARAMS
 
-EXIT_USER_ERROR = 2
-EXIT_CANCELLED = 130
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_USER_ERROR",
+    "build_parser",
+    "load_extensions",
+    "load_settings",
+    "main",
+    "make_engine",
+]
 
 
 def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -264,43 +272,6 @@ def load_settings(args: argparse.Namespace):
     for warning in loaded.warnings:
         logging.getLogger("kubin").warning(warning)
     return loaded
-
-
-def make_engine(settings):
-    from kubin.engine import Engine
-    from kubin.models.manager import ModelManager
-    from kubin.runtime.memory import MemoryOptions
-
-    manager = ModelManager(
-        settings.get("device"),
-        settings.get("dtype"),
-        settings.get("models") or {},
-        MemoryOptions.from_dict(settings.get("memory")),
-    )
-    return Engine(manager, settings.get("output_dir"), max_pixels=int(settings.get("max_image_pixels")))
-
-
-def load_extensions(settings, install_deps: bool = False):
-    """Discover and load the configured extensions; failures are recorded, never raised. With
-    install_deps (the user's --install-extension-deps), missing requirements are pip-installed first."""
-    from pathlib import Path
-
-    from kubin.config import REPO_ROOT
-    from kubin.extensions.loader import discover, install_requirements, load_all, missing_requirements
-
-    root = Path(settings.get("extensions.path") or "extensions")
-    root = root if root.is_absolute() or root.exists() else REPO_ROOT / root
-    found = discover(root, settings.get("extensions.disabled") or [], settings.get("extensions.order") or [])
-    if install_deps:
-        for ext in found:
-            if ext.status == "ok":
-                ext.missing = missing_requirements(ext.manifest.get("requirements") or [])
-                if ext.missing and not install_requirements(ext, emit=lambda line: print(line, flush=True)):
-                    print(
-                        f"Installing the requirements of {ext.name} failed; it stays needs-install.",
-                        flush=True,
-                    )
-    return load_all(found, settings.get("extensions.settings") or {}, settings.user_path)
 
 
 def cmd_extensions(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image
 
 from kubin.errors import UnsupportedTask
+from kubin.models.base import LoadedModel
 from kubin.models.common import FP16, cpu_generators, has_variant, pipeline_weights
 from kubin.models.schedulers import SCHEDULERS, compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.spec import FOLDER_INFO, ModelSpec
@@ -33,7 +34,7 @@ def steps_per_batch(task: str, params: ImageTaskParams) -> int:
     return params.decoder_steps() if task == "i2i" else params.steps
 
 
-class Kandinsky30:
+class Kandinsky30(LoadedModel):
     """A loaded Kandinsky 3.0: the text-to-image pipeline, whose modules image to image shares."""
 
     def __init__(self, spec: ModelSpec, pipe, placement: Placement):

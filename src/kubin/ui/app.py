@@ -134,7 +134,7 @@ def share_reachable(timeout: float = 5.0) -> str | None:
 def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     """Start the server; returns an exit code (or, with block=False, the running Blocks for tests)."""
     from kubin.api.security import listen_warning, load_credentials
-    from kubin.cli import EXIT_USER_ERROR, load_extensions, make_engine
+    from kubin.app import EXIT_USER_ERROR, load_extensions, make_engine
 
     host = "0.0.0.0" if settings.get("server.listen") else settings.get("server.host")
     port = int(settings.get("server.port"))

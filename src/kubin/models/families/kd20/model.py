@@ -34,6 +34,7 @@ from typing import Any
 from PIL import Image
 
 from kubin.errors import InvalidParams, KubinError, UnsupportedTask, WeightsMissing
+from kubin.models.base import LoadedModel
 from kubin.models.common import cpu_generators
 from kubin.models.families.kd20.unet import Kandinsky20UNet, MultilingualCLIPText, UNetConfig
 from kubin.models.schedulers import make_scheduler
@@ -95,7 +96,7 @@ def scheduler_for(name: str):
     return make_scheduler(name, {**SCHEDULE, **SCHEDULER_CONFIG.get(name, {})})
 
 
-class Kandinsky20:
+class Kandinsky20(LoadedModel):
     """A loaded Kandinsky 2.0: text encoders, autoencoder and the text-to-image UNet; the inpainting UNet
     is loaded on first use."""
 

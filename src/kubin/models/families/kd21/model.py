@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from kubin.errors import UnsupportedTask, WeightsMissing
+from kubin.models.base import LoadedModel
 from kubin.models.common import cpu_generators
 from kubin.models.prior_decoder import for_decoder, load_prior_and_decoder, save_prior_and_decoder
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
@@ -35,7 +36,7 @@ def steps_per_batch(task: str, params: ImageTaskParams) -> int:
     return params.steps_per_batch()
 
 
-class Kandinsky21:
+class Kandinsky21(LoadedModel):
     """A loaded Kandinsky 2.1: one prior shared by the text-to-image decoder (also used for image to image
     and mix) and the inpainting decoder, which is loaded on first use and shares the text encoder."""
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from kubin.errors import UnsupportedTask, WeightsMissing
+from kubin.models.base import LoadedModel
 from kubin.models.common import cpu_generators
 from kubin.models.prior_decoder import for_decoder, load_prior_and_decoder, save_prior_and_decoder
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
@@ -38,7 +39,7 @@ EXTRA_DECODERS = {
 }
 
 
-class Kandinsky22:
+class Kandinsky22(LoadedModel):
     """A loaded Kandinsky 2.2: one prior shared by the text-to-image decoder (also used for image to image
     and mix) and the inpainting decoder, which is loaded on first use."""
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import InvalidParams, UnsupportedTask, WeightsMissing
+from kubin.models.base import LoadedModel
 from kubin.models.families.kd40 import SAMPLER as KD40_SAMPLER
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import hub_offline
@@ -60,7 +61,7 @@ def steps_per_batch(task: str, params: ImageTaskParams) -> int:
     return params.steps
 
 
-class Kandinsky4:
+class Kandinsky4(LoadedModel):
     """A loaded Kandinsky 4.0 T2V Flash: DiT, T5 encoder and tokenizer, CogVideoX VAE, noise table."""
 
     def __init__(self, spec: ModelSpec, dit, text_encoder, tokenizer, vae, scheduler, placement: Placement):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import UnsupportedTask
+from kubin.models.base import LoadedModel
 from kubin.models.common import cpu_generators
 from kubin.models.families.kd50 import FAMILY
 from kubin.models.schedulers import pick_scheduler, scheduler_name
@@ -45,7 +46,7 @@ def steps_per_batch(task: str, params: ImageTaskParams) -> int:
     return params.steps
 
 
-class Kandinsky5:
+class Kandinsky5(LoadedModel):
     """A loaded Kandinsky 5.0 model: one pipeline for its one task."""
 
     def __init__(self, spec: ModelSpec, pipe, placement: Placement, attributes: dict[str, Any]):

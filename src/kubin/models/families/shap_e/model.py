@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from kubin.errors import KubinError, UnsupportedTask, WeightsMissing
+from kubin.models.base import LoadedModel
 from kubin.models.common import FP16, cpu_generators, has_variant, pipeline_weights
 from kubin.models.schedulers import scheduler_name
 from kubin.models.spec import FOLDER_INFO, ModelSpec
@@ -41,7 +42,7 @@ def steps_per_batch(task: str, params: ImageTaskParams) -> int:
     return params.steps + len(RENDER_PHASES)
 
 
-class ShapE:
+class ShapE(LoadedModel):
     """A loaded Shap-E model: the pipeline of each task, loaded when that task is first run."""
 
     def __init__(self, spec: ModelSpec, sources: dict[str, str], placement: Placement):

@@ -1,0 +1,44 @@
+"""App setup that the command line and the web UI share: the engine (with its model manager) from the
+settings, and the extensions. No Gradio here; the UI and the CLI both build on it."""
+
+from __future__ import annotations
+
+EXIT_USER_ERROR = 2  # the exit code for an error the user can fix (bad flag, unknown model, ...)
+EXIT_CANCELLED = 130
+
+
+def make_engine(settings):
+    from kubin.engine import Engine
+    from kubin.models.manager import ModelManager
+    from kubin.runtime.memory import MemoryOptions
+
+    manager = ModelManager(
+        settings.get("device"),
+        settings.get("dtype"),
+        settings.get("models") or {},
+        MemoryOptions.from_dict(settings.get("memory")),
+    )
+    return Engine(manager, settings.get("output_dir"), max_pixels=int(settings.get("max_image_pixels")))
+
+
+def load_extensions(settings, install_deps: bool = False):
+    """Discover and load the configured extensions; failures are recorded, never raised. With
+    install_deps (the user's --install-extension-deps), missing requirements are pip-installed first."""
+    from pathlib import Path
+
+    from kubin.config import REPO_ROOT
+    from kubin.extensions.loader import discover, install_requirements, load_all, missing_requirements
+
+    root = Path(settings.get("extensions.path") or "extensions")
+    root = root if root.is_absolute() or root.exists() else REPO_ROOT / root
+    found = discover(root, settings.get("extensions.disabled") or [], settings.get("extensions.order") or [])
+    if install_deps:
+        for ext in found:
+            if ext.status == "ok":
+                ext.missing = missing_requirements(ext.manifest.get("requirements") or [])
+                if ext.missing and not install_requirements(ext, emit=lambda line: print(line, flush=True)):
+                    print(
+                        f"Installing the requirements of {ext.name} failed; it stays needs-install.",
+                        flush=True,
+                    )
+    return load_all(found, settings.get("extensions.settings") or {}, settings.user_path)

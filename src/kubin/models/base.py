@@ -1,0 +1,39 @@
+"""The contract every loaded model keeps with the engine, whatever its family: `LoadedModel`.
+
+A family's `load(spec, sources, placement)` returns one. The engine checks the task and the scheduler
+against the spec before a job runs, then calls `generate` once per batch: it returns one output per seed
+(a PIL image; a list of frames for a video; a `kubin.outputs.Mesh` for 3D) and the name of the scheduler
+that ran. `on_step(phase, step)` is called after every denoising step; raising from it (a cancel) stops
+the job there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+StepCallback = Callable[[str, int], None]  # (phase, index of the step just finished)
+
+
+class LoadedModel:
+    """A model in memory: its spec, where it was placed, and what it can do."""
+
+    spec: Any  # kubin.models.spec.ModelSpec
+    placement: Any  # kubin.runtime.device.Placement
+
+    def schedulers(self, task: str | None = None) -> list[str]:
+        """The scheduler names this model offers for `task`, its own first."""
+        return list(self.spec.schedulers)
+
+    def generate(
+        self, task: str, params: Any, prepared: Any, seeds: Sequence[int], on_step: StepCallback
+    ) -> tuple[list[Any], str]:
+        raise NotImplementedError
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the model to `folder` so that the folder loads as a model id (`kubin save`)."""
+        raise NotImplementedError(f"{self.spec.title} cannot be saved to a folder.")
+
+    def release(self) -> None:
+        """Drop the weights (the manager frees the memory after)."""
