@@ -171,18 +171,9 @@ def save_upscaled(image: Image.Image, root: Path, model: str, scale: int, tile: 
 
 
 def setup(api):
-    loaded: dict[str, Upscaler] = {}  # the one model kept between clicks: path -> Upscaler
-
-    def get_upscaler(path: Path, device: str) -> Upscaler:
-        key = f"{path}@{device}"
-        if key not in loaded:
-            loaded.clear()
-            loaded[key] = load_upscaler(path, device)
-        return loaded[key]
-
     def run(ctx, image_path: str, choice: str, tile: int, progress=None) -> tuple[str, str]:
-        from kubin.runtime.device import resolve_placement
-
+        """Upscale in the engine's queue: never on the device beside a generation; the manager keeps the
+        upscaler between clicks and frees it when a generation model needs the memory."""
         if not image_path:
             raise InvalidParams("Choose an image to upscale first.")
         try:
@@ -190,26 +181,33 @@ def setup(api):
             image.load()
         except OSError as exc:
             raise InvalidParams(f"Could not read the image: {exc}.") from None
-        folder = models_dir(api.settings)
-        upscaler = get_upscaler(
-            weights_path(choice, folder, hub_models(api.settings)),
-            resolve_placement(ctx.engine.manager.device).device,
-        )
+        path = weights_path(choice, models_dir(api.settings), hub_models(api.settings))
         limit = int(api.settings.get("max_output_pixels") or MAX_OUTPUT_PIXELS)
-        if image.width * image.height * upscaler.scale**2 > limit:
-            raise InvalidParams(
-                f"{image.width}x{image.height} upscaled x{upscaler.scale} would be "
-                f"{image.width * upscaler.scale}x{image.height * upscaler.scale}, over the limit of {limit} pixels."
-            )
-        result = upscale(upscaler, image, int(tile), progress)
-        path = save_upscaled(
+
+        def upscale_job(tool) -> tuple[Image.Image, Upscaler]:
+            upscaler = tool.model(f"upscaler:{path}", lambda device: load_upscaler(path, device))
+            if image.width * image.height * upscaler.scale**2 > limit:
+                raise InvalidParams(
+                    f"{image.width}x{image.height} upscaled x{upscaler.scale} would be "
+                    f"{image.width * upscaler.scale}x{image.height * upscaler.scale}, over the limit of {limit} pixels."
+                )
+
+            def report(done: int, total: int) -> None:
+                tool.progress(done, total)
+                if progress:
+                    progress(done, total)
+
+            return upscale(upscaler, image, int(tile), report), upscaler
+
+        result, upscaler = ctx.engine.run_tool("Upscale", upscale_job)
+        saved = save_upscaled(
             result, Path(ctx.engine.output_dir), choice, upscaler.scale, int(tile), str(image_path)
         )
         info = (
             f"{image.width}x{image.height} → {result.width}x{result.height} (x{upscaler.scale}, "
-            f"{upscaler.architecture}); saved as {path.name}."
+            f"{upscaler.architecture}); saved as {saved.name}."
         )
-        return str(path), info
+        return str(saved), info
 
     def tab(ctx):
         import gradio as gr

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -142,6 +143,63 @@ class JobHandle:
         return elapsed / self.step * (self.total_steps - self.step)
 
 
+@dataclass
+class ToolJob:
+    """Work of a tool model (an upscaler, a segmenter, a background remover, ...) that runs in the engine's
+    queue, so it never shares the device with a generation. `run(tool)` gets a ToolContext."""
+
+    title: str
+    run: Callable[[ToolContext], Any]
+    owner: str = ""
+
+
+class ToolContext:
+    """What a tool job sees while it runs: the device to use, the tool models the manager keeps (freed
+    when a generation model needs the memory), and progress that stops the job when it is cancelled."""
+
+    def __init__(self, engine: Engine, handle: ToolHandle):
+        self._engine, self._handle = engine, handle
+        self.device = engine.manager.placement().device
+
+    def model(self, key: str, load: Callable[[str], Any]) -> Any:
+        """The tool model `key`, loaded with `load(device)` on first use and kept by the model manager."""
+        return self._engine.manager.tool_model(key, lambda: load(self.device))
+
+    def progress(self, done: int, total: int) -> None:
+        self._handle.step, self._handle.total_steps = done, total
+        if self._handle.cancel_requested:
+            raise JobCancelled(f"{self._handle.job.title} was cancelled.")
+
+
+@dataclass
+class ToolHandle:
+    """A queued or running tool job: its state, and when it is done its value or error."""
+
+    id: int
+    job: ToolJob
+    state: str = QUEUED
+    step: int = 0
+    total_steps: int = 0
+    value: Any = None
+    error: KubinError | None = None
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+
 def steps_per_batch(module: str, task: str, params: ImageTaskParams) -> int:
     """The steps one batch reports: the params' count, unless the family module counts its own."""
     count = getattr(importlib.import_module(module), "steps_per_batch", None)
@@ -216,6 +274,25 @@ class Engine:
             self._cond.notify_all()
         return handle
 
+    def submit_tool(self, job: ToolJob) -> ToolHandle:
+        """Queue a tool job behind the jobs already queued: it runs when the device is free."""
+        handle = ToolHandle(next(self._ids), job)
+        with self._cond:
+            if self._closed:
+                raise KubinError("The engine is shutting down; no new jobs are accepted.")
+            self._queue.append(handle)
+            self._ensure_worker()
+            self._cond.notify_all()
+        return handle
+
+    def run_tool(self, title: str, run: Callable[[ToolContext], Any], owner: str = "") -> Any:
+        """Run a tool job in the queue and wait for it: returns what `run` returned, raises its error."""
+        handle = self.submit_tool(ToolJob(title, run, owner))
+        handle.wait()
+        if handle.error is not None:
+            raise handle.error
+        return handle.value
+
     def run(self, job: Job) -> JobHandle:
         """Submit and wait. Raises the job's error if it failed; a cancelled job returns its handle."""
         handle = self.submit(job)
@@ -251,14 +328,15 @@ class Engine:
                 return 0
 
     def current(self) -> JobHandle | None:
-        """The running job, if any."""
+        """The running generation job, if any (a running tool job is not one)."""
         with self._cond:
-            return self._current
+            return self._current if isinstance(self._current, JobHandle) else None
 
     def pending(self) -> list[JobHandle]:
         """The running job (if any) followed by the queued ones, in the order they will run."""
         with self._cond:
-            return ([self._current] if self._current is not None else []) + list(self._queue)
+            queued = ([self._current] if self._current is not None else []) + list(self._queue)
+        return [h for h in queued if isinstance(h, JobHandle)]  # tool jobs are not listed
 
     def close(self, wait: bool = False, timeout: float | None = 30) -> None:
         """Refuse new jobs, drop queued ones, stop the running one; with wait, until the worker has ended."""
@@ -288,10 +366,36 @@ class Engine:
                 handle = self._queue.popleft()
                 self._current = handle
             try:
-                self._execute(handle)
+                if isinstance(handle, ToolHandle):
+                    self._execute_tool(handle)
+                else:
+                    self._execute(handle)
             finally:
                 with self._cond:
                     self._current = None
+
+    def _execute_tool(self, handle: ToolHandle) -> None:
+        handle.state = RUNNING
+        try:
+            handle.value = handle.job.run(ToolContext(self, handle))
+            self._finish(handle, DONE, None)
+        except JobCancelled as exc:
+            self._finish(handle, CANCELLED, exc)
+        except KubinError as exc:
+            self._finish(handle, FAILED, exc)
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                traceback.clear_frames(exc.__traceback__)
+                self.manager.free_tool_models()
+                free_memory()
+                self._finish(
+                    handle, FAILED, OutOfMemory(f"{handle.job.title} ran out of memory; try a smaller image.")
+                )
+            else:
+                log.exception("Tool job %s (%s) failed", handle.id, handle.job.title)
+                self._finish(
+                    handle, FAILED, KubinError(f"{handle.job.title} failed: {type(exc).__name__}: {exc}.")
+                )
 
     def _execute(self, handle: JobHandle) -> None:
         handle.state = RUNNING
@@ -402,7 +506,7 @@ class Engine:
             "params": params,
         }
 
-    def _finish(self, handle: JobHandle, state: str, error: KubinError | None) -> None:
+    def _finish(self, handle: JobHandle | ToolHandle, state: str, error: KubinError | None) -> None:
         handle.state = state
         handle.error = error
         handle._done.set()

@@ -126,3 +126,22 @@ def test_the_models_list_shows_a_family_found_in_a_folder(tmp_path):
     models = {m["id"]: m for m in map(json.loads, run.stdout.splitlines())}
     assert models["tiny-toy"]["family"] == "toy" and models["tiny-toy"]["tasks"] == ["t2i"]
     assert "tiny-kd22" in models  # the families in the tree are still there
+
+
+def test_no_module_outside_the_family_folders_names_a_family_or_its_models():
+    """The engine, runtime, outputs, tasks and UI read what a family declares; none of them branches on
+    a family id or a model id (help text that shows an example command is not code)."""
+    import ast
+
+    from kubin.models.registry import FAMILIES, MODELS
+
+    names = set(FAMILIES) | set(MODELS)
+    src = Path(__file__).resolve().parents[2] / "src" / "kubin"
+    found = []
+    for path in src.rglob("*.py"):
+        if "families" in path.relative_to(src).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(src)}:{node.lineno}: {node.value!r}")
+    assert not found, found

@@ -36,6 +36,7 @@ class ModelManager:
         self._loaded_id: str | None = None
         self._stale = False
         self._load_notices: list[str] | None = None
+        self._tools: dict[str, Any] = {}  # tool models (upscalers, segmenters, ...) by key
         self._lock = threading.RLock()
         # Called as listener(event, model_id) with event "model_loaded" or "model_unloaded" (extension hooks).
         self.listeners: list[Callable[[str, str], None]] = []
@@ -75,6 +76,7 @@ class ModelManager:
             if self._loaded_id == spec.id and not self._stale:
                 return self._loaded
             self.unload()
+            self.free_tool_models()  # the generation model needs the memory more
             placement = self.placement_for(spec)
             sources = spec.sources
             if spec.tiny:
@@ -89,6 +91,21 @@ class ModelManager:
             self._loaded_id = spec.id
             self._notify("model_loaded", spec.id)
             return self._loaded
+
+    def tool_model(self, key: str, load: Callable[[], Any]) -> Any:
+        """A tool model kept beside the generation model (an upscaler, a segmenter): loaded with `load()`
+        on first use; freed by `free_tool_models`, which a generation model's load calls first."""
+        with self._lock:
+            if key not in self._tools:
+                self._tools[key] = load()
+            return self._tools[key]
+
+    def free_tool_models(self) -> None:
+        with self._lock:
+            if self._tools:
+                log.info("Freeing %d tool model(s)", len(self._tools))
+                self._tools.clear()
+                free_memory()
 
     def take_load_notices(self) -> list[str] | None:
         """What the last load said (options skipped, parts quantised, ...) for the job that caused it:
