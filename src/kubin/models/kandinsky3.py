@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from kubin.errors import UnsupportedTask
 from kubin.models.base import LoadedModel
 from kubin.models.common import FP16, cpu_generators, has_variant, pipeline_weights
 from kubin.models.schedulers import SCHEDULERS, compatible_schedulers, pick_scheduler, scheduler_name
@@ -24,8 +22,6 @@ from kubin.runtime.memory import place_pipeline, release_text_encoders
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
-
-StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
 
 
 def steps_per_batch(task: str, params: ImageTaskParams) -> int:
@@ -52,17 +48,8 @@ class Kandinsky30(LoadedModel):
             name for name in offered if not SCHEDULERS.get(name, ("", {}, False))[1].get("use_karras_sigmas")
         ]
 
-    def generate(
-        self,
-        task: str,
-        params: ImageTaskParams,
-        prepared: Prepared,
-        seeds: Sequence[int],
-        on_step: StepCallback,
-    ) -> tuple[list[Image.Image], str]:
+    def generate(self, task, params, prepared, seeds, on_step) -> tuple[list[Image.Image], str]:
         """Images for one batch (one per seed), and the name of the scheduler used."""
-        if task not in self.spec.tasks:
-            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         import torch
 
         scheduler, name = self._scheduler_for(task, params)

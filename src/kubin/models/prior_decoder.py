@@ -8,6 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from kubin.errors import WeightsMissing
+from kubin.models.base import LoadedModel
+from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import ensure_weights
 from kubin.runtime.device import Placement
@@ -42,6 +45,71 @@ def prior_decoder_defaults(size: int, steps: int, prior_steps: int) -> dict[str,
         "inpaint": common,
         "outpaint": common,
     }
+
+
+class PriorDecoderModel(LoadedModel):
+    """A loaded 2.x model: one prior feeding the decoder pipelines of every task. The text-to-image decoder
+    (also used for image to image and mix) is loaded with the prior; the others (inpainting, ControlNet:
+    EXTRA_DECODERS) on first use. A family subclass says how it calls them (`generate`)."""
+
+    # Folder name -> (diffusers pipeline class, what a user calls it), for the decoders loaded on first use.
+    EXTRA_DECODERS: dict[str, tuple[str, str]] = {}
+
+    def __init__(self, spec: ModelSpec, prior, decoder, placement: Placement, sources: dict[str, str]):
+        self.spec = spec
+        self.prior = prior
+        self.decoder = decoder
+        self.extra_decoders: dict[str, Any] = {}
+        self.placement = placement
+        self.sources = sources
+        self._decoder_scheduler_config = dict(decoder.scheduler.config)
+        self.default_scheduler = scheduler_name(decoder.scheduler)
+
+    def schedulers(self, task: str | None = None) -> list[str]:
+        # The 2.x decoder loops never call scale_model_input, and they pass generator= to step().
+        return compatible_schedulers(self.decoder.scheduler, scales_input=False, passes_generator=True)
+
+    def pick_scheduler(self, task: str, params) -> tuple[Any, str]:
+        """The decoder scheduler this job asked for (or the model's own), and its name."""
+        return pick_scheduler(
+            params.scheduler,
+            self.default_scheduler,
+            self.schedulers(task),
+            self._decoder_scheduler_config,
+            self.spec.title,
+        )
+
+    def extra_decoder(self, name: str):
+        """A second decoder (inpainting, ControlNet) loaded on first use and kept with the model."""
+        if name not in self.extra_decoders:
+            import diffusers
+
+            class_name, what = self.EXTRA_DECODERS[name]
+            source = self.sources.get(name)
+            if not source:
+                raise WeightsMissing(
+                    f"{self.spec.title} has no {what} decoder: add a {name}/ folder in diffusers layout "
+                    f"or set models.<id>.{name} in the config."
+                )
+            path = ensure_weights(source, self.spec.id)
+            pipe = self.load_extra_decoder(getattr(diffusers, class_name), path)
+            pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
+            place_pipeline(pipe, self.placement.device, self.placement.memory)
+            self.extra_decoders[name] = pipe
+            log.info("Loaded the %s decoder of %s", what, self.spec.id)
+        return self.extra_decoders[name]
+
+    def load_extra_decoder(self, cls, path: str):
+        return cls.from_pretrained(path, dtype=self.placement.torch_dtype())
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the model (with every extra decoder it has) as a folder loadable as a model id."""
+        extra = {name: self.extra_decoder(name) for name in self.EXTRA_DECODERS if self.sources.get(name)}
+        return save_prior_and_decoder(folder, self.spec, self.prior, self.decoder, extra)
+
+    def release(self) -> None:
+        self.prior = self.decoder = None
+        self.extra_decoders = {}
 
 
 def load_prior_and_decoder(

@@ -26,14 +26,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from kubin.errors import InvalidParams, KubinError, UnsupportedTask, WeightsMissing
+from kubin.errors import InvalidParams, KubinError, WeightsMissing
 from kubin.models.base import LoadedModel
 from kubin.models.common import cpu_generators
 from kubin.models.families.kd20.unet import Kandinsky20UNet, MultilingualCLIPText, UNetConfig
@@ -43,11 +42,9 @@ from kubin.models.weights import hub_offline
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.memory import load_notice, tune_modules
-from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
 
 UNET_FILE = "Kandinsky-2-0.pt"
 INPAINT_UNET_FILE = "Kandinsky-2-0-inpainting.pt"
@@ -116,17 +113,8 @@ class Kandinsky20(LoadedModel):
     def schedulers(self, task: str = "t2i") -> list[str]:
         return list(SCHEDULERS)
 
-    def generate(
-        self,
-        task: str,
-        params: ImageTaskParams,
-        prepared: Prepared,
-        seeds: Sequence[int],
-        on_step: StepCallback,
-    ) -> tuple[list[Image.Image], str]:
+    def generate(self, task, params, prepared, seeds, on_step) -> tuple[list[Image.Image], str]:
         """Images for one batch (one per seed), and the name of the scheduler used."""
-        if task not in self.spec.tasks:
-            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         import torch
 
         name = params.scheduler or self.default_scheduler

@@ -6,26 +6,19 @@ the prompt as well, through their own multilingual text encoder.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from PIL import Image
 
-from kubin.errors import UnsupportedTask, WeightsMissing
-from kubin.models.base import LoadedModel
+from kubin.models.base import StepCallback
 from kubin.models.common import cpu_generators
-from kubin.models.prior_decoder import for_decoder, load_prior_and_decoder, save_prior_and_decoder
-from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
+from kubin.models.prior_decoder import PriorDecoderModel, for_decoder, load_prior_and_decoder
 from kubin.models.spec import ModelSpec
-from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import place_pipeline
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
-
-StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
 
 
 def steps_per_batch(task: str, params: ImageTaskParams) -> int:
@@ -36,44 +29,17 @@ def steps_per_batch(task: str, params: ImageTaskParams) -> int:
     return params.steps_per_batch()
 
 
-class Kandinsky21(LoadedModel):
+class Kandinsky21(PriorDecoderModel):
     """A loaded Kandinsky 2.1: one prior shared by the text-to-image decoder (also used for image to image
     and mix) and the inpainting decoder, which is loaded on first use and shares the text encoder."""
 
-    def __init__(self, spec: ModelSpec, prior, decoder, placement: Placement, sources: dict[str, str]):
-        self.spec = spec
-        self.prior = prior
-        self.decoder = decoder
-        self.inpaint_decoder = None
-        self.placement = placement
-        self.sources = sources
-        self._decoder_scheduler_config = dict(decoder.scheduler.config)
-        self.default_scheduler = scheduler_name(decoder.scheduler)
+    EXTRA_DECODERS = {"decoder_inpaint": ("KandinskyInpaintPipeline", "inpainting")}
 
-    def schedulers(self, task: str = "t2i") -> list[str]:
-        # The 2.1 decoder loops never call scale_model_input, and they pass generator= to step().
-        return compatible_schedulers(self.decoder.scheduler, scales_input=False, passes_generator=True)
-
-    def generate(
-        self,
-        task: str,
-        params: ImageTaskParams,
-        prepared: Prepared,
-        seeds: Sequence[int],
-        on_step: StepCallback,
-    ) -> tuple[list[Image.Image], str]:
+    def generate(self, task, params, prepared, seeds, on_step) -> tuple[list[Image.Image], str]:
         """Images for one batch (one per seed), and the name of the scheduler used."""
-        if task not in self.spec.tasks:
-            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         import torch
 
-        scheduler, scheduler_name_ = pick_scheduler(
-            params.scheduler,
-            self.default_scheduler,
-            self.schedulers(task),
-            self._decoder_scheduler_config,
-            self.spec.title,
-        )
+        scheduler, scheduler_name_ = self.pick_scheduler(task, params)
         decoder, extra = self._decoder_for(task, params, prepared, scheduler, len(seeds))
         prior = self._reporting_prior(on_step)
 
@@ -173,7 +139,8 @@ class Kandinsky21(LoadedModel):
         # Image and mask go once per seed: the pipelines encode one latent per image given, and noise each
         # with its own generator only when there are as many as seeds.
         if task in ("inpaint", "outpaint"):
-            pipe = KandinskyInpaintPipeline(**{**modules, **self._inpaint_modules()})
+            inpaint = self.extra_decoder("decoder_inpaint")
+            pipe = KandinskyInpaintPipeline(**{**modules, "unet": inpaint.unet, "movq": inpaint.movq})
             extra = {"image": [prepared.image] * batch, "mask_image": [prepared.mask] * batch}
         elif task == "i2i":
             pipe = KandinskyImg2ImgPipeline(**modules)
@@ -187,40 +154,15 @@ class Kandinsky21(LoadedModel):
         pipe.set_progress_bar_config(disable=True)
         return pipe, extra
 
-    def _inpaint_modules(self) -> dict:
-        if self.inpaint_decoder is None:
-            from diffusers import KandinskyInpaintPipeline
-
-            source = self.sources.get("decoder_inpaint")
-            if not source:
-                raise WeightsMissing(
-                    f"{self.spec.title} has no inpainting decoder: add a decoder_inpaint/ folder in diffusers layout "
-                    "or set models.<id>.decoder_inpaint in the config."
-                )
-            path = ensure_weights(source, self.spec.id)
-            # The inpainting repo ships the same multilingual text encoder as the decoder (the original
-            # Kandinsky 2.1 had one for both): share the loaded one rather than hold a second copy in memory.
-            # (Passing it to from_pretrained would log its whole repr as a "non-standard module".)
-            pipe = KandinskyInpaintPipeline.from_pretrained(
-                path, text_encoder=None, tokenizer=None, dtype=self.placement.torch_dtype()
-            )
-            pipe.register_modules(text_encoder=self.decoder.text_encoder, tokenizer=self.decoder.tokenizer)
-            pipe.set_progress_bar_config(disable=True)
-            place_pipeline(pipe, self.placement.device, self.placement.memory)
-            self.inpaint_decoder = pipe
-            log.info("Loaded the inpainting decoder of %s", self.spec.id)
-        return {"unet": self.inpaint_decoder.unet, "movq": self.inpaint_decoder.movq}
-
-    def save(self, folder: str | Path) -> Path:
-        """Write the model (with its inpainting decoder, if it has one) as a folder loadable as a model id."""
-        extra = {}
-        if self.sources.get("decoder_inpaint"):
-            self._inpaint_modules()
-            extra["decoder_inpaint"] = self.inpaint_decoder
-        return save_prior_and_decoder(folder, self.spec, self.prior, self.decoder, extra)
-
-    def release(self) -> None:
-        self.prior = self.decoder = self.inpaint_decoder = None
+    def load_extra_decoder(self, cls, path: str):
+        # The inpainting repo ships the same multilingual text encoder as the decoder (the original
+        # Kandinsky 2.1 had one for both): share the loaded one rather than hold a second copy in memory.
+        # (Passing it to from_pretrained would log its whole repr as a "non-standard module".)
+        pipe = cls.from_pretrained(
+            path, text_encoder=None, tokenizer=None, dtype=self.placement.torch_dtype()
+        )
+        pipe.register_modules(text_encoder=self.decoder.text_encoder, tokenizer=self.decoder.tokenizer)
+        return pipe
 
 
 def _prior_generators(seeds: Sequence[int]) -> list:

@@ -5,27 +5,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from PIL import Image
 
-from kubin.errors import UnsupportedTask, WeightsMissing
-from kubin.models.base import LoadedModel
 from kubin.models.common import cpu_generators
-from kubin.models.prior_decoder import for_decoder, load_prior_and_decoder, save_prior_and_decoder
-from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
+from kubin.models.prior_decoder import PriorDecoderModel, for_decoder, load_prior_and_decoder
 from kubin.models.spec import ModelSpec
-from kubin.models.weights import ensure_weights
-from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import place_pipeline
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
-
-StepCallback = Callable[[str, int], None]  # (phase, step index just finished)
 
 
 class PriorEmbeds(NamedTuple):
@@ -33,50 +23,20 @@ class PriorEmbeds(NamedTuple):
     negative_image_embeds: Any
 
 
-EXTRA_DECODERS = {
-    "decoder_inpaint": ("KandinskyV22InpaintPipeline", "inpainting"),
-    "decoder_controlnet": ("KandinskyV22ControlnetPipeline", "ControlNet"),
-}
-
-
-class Kandinsky22(LoadedModel):
+class Kandinsky22(PriorDecoderModel):
     """A loaded Kandinsky 2.2: one prior shared by the text-to-image decoder (also used for image to image
-    and mix) and the inpainting decoder, which is loaded on first use."""
+    and mix), the inpainting decoder and the depth-ControlNet decoder, loaded on first use."""
 
-    def __init__(self, spec: ModelSpec, prior, decoder, placement: Placement, sources: dict[str, str]):
-        self.spec = spec
-        self.prior = prior
-        self.decoder = decoder
-        self.extra_decoders: dict[str, Any] = {}  # decoder_inpaint, decoder_controlnet: loaded on first use
-        self.placement = placement
-        self.sources = sources
-        self._decoder_scheduler_config = dict(decoder.scheduler.config)
-        self.default_scheduler = scheduler_name(decoder.scheduler)
+    EXTRA_DECODERS = {
+        "decoder_inpaint": ("KandinskyV22InpaintPipeline", "inpainting"),
+        "decoder_controlnet": ("KandinskyV22ControlnetPipeline", "ControlNet"),
+    }
 
-    def schedulers(self, task: str = "t2i") -> list[str]:
-        # The 2.2 decoder loop never calls scale_model_input, and it passes generator= to step().
-        return compatible_schedulers(self.decoder.scheduler, scales_input=False, passes_generator=True)
-
-    def generate(
-        self,
-        task: str,
-        params: ImageTaskParams,
-        prepared: Prepared,
-        seeds: Sequence[int],
-        on_step: StepCallback,
-    ) -> tuple[list[Image.Image], str]:
+    def generate(self, task, params, prepared, seeds, on_step) -> tuple[list[Image.Image], str]:
         """Images for one batch (one per seed), and the name of the scheduler used."""
-        if task not in self.spec.tasks:
-            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         import torch
 
-        scheduler, scheduler_name_ = pick_scheduler(
-            params.scheduler,
-            self.default_scheduler,
-            self.schedulers(task),
-            self._decoder_scheduler_config,
-            self.spec.title,
-        )
+        scheduler, scheduler_name_ = self.pick_scheduler(task, params)
         decoder, extra = self._decoder_for(task, params, prepared, scheduler, len(seeds))
 
         def generators():
@@ -152,7 +112,7 @@ class Kandinsky22(LoadedModel):
         import diffusers
 
         if task in ("inpaint", "outpaint"):
-            inpaint = self._extra_decoder("decoder_inpaint", "KandinskyV22InpaintPipeline", "inpainting")
+            inpaint = self.extra_decoder("decoder_inpaint")
             pipe = diffusers.KandinskyV22InpaintPipeline(
                 unet=inpaint.unet, scheduler=scheduler, movq=inpaint.movq
             )
@@ -160,9 +120,7 @@ class Kandinsky22(LoadedModel):
             return _quiet(pipe), {"image": [prepared.image] * batch, "mask_image": [prepared.mask] * batch}
         unet, movq, extra = self.decoder.unet, self.decoder.movq, {}
         if prepared.hint is not None:
-            controlnet = self._extra_decoder(
-                "decoder_controlnet", "KandinskyV22ControlnetPipeline", "ControlNet"
-            )
+            controlnet = self.extra_decoder("decoder_controlnet")
             unet, movq = controlnet.unet, controlnet.movq
             extra["hint"] = _hint_tensor(prepared.hint, batch, unet)
         if task == "i2i":
@@ -178,37 +136,6 @@ class Kandinsky22(LoadedModel):
             cls = "KandinskyV22ControlnetPipeline" if "hint" in extra else "KandinskyV22Pipeline"
             pipe = getattr(diffusers, cls)(unet=unet, scheduler=scheduler, movq=movq)
         return _quiet(pipe), extra
-
-    def _extra_decoder(self, name: str, class_name: str, what: str):
-        """A second decoder (inpainting, ControlNet) loaded on first use and kept with the model."""
-        if name not in self.extra_decoders:
-            import diffusers
-
-            source = self.sources.get(name)
-            if not source:
-                raise WeightsMissing(
-                    f"{self.spec.title} has no {what} decoder: add a {name}/ folder in diffusers layout "
-                    f"or set models.<id>.{name} in the config."
-                )
-            path = ensure_weights(source, self.spec.id)
-            pipe = getattr(diffusers, class_name).from_pretrained(path, dtype=self.placement.torch_dtype())
-            place_pipeline(pipe, self.placement.device, self.placement.memory)
-            self.extra_decoders[name] = pipe
-            log.info("Loaded the %s decoder of %s", what, self.spec.id)
-        return self.extra_decoders[name]
-
-    def save(self, folder: str | Path) -> Path:
-        """Write the model (with every extra decoder it has) as a folder loadable as a model id."""
-        extra = {
-            name: self._extra_decoder(name, class_name, what)
-            for name, (class_name, what) in EXTRA_DECODERS.items()
-            if self.sources.get(name)
-        }
-        return save_prior_and_decoder(folder, self.spec, self.prior, self.decoder, extra)
-
-    def release(self) -> None:
-        self.prior = self.decoder = None
-        self.extra_decoders = {}
 
 
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky22:

@@ -15,25 +15,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubin.errors import InvalidParams, UnsupportedTask, WeightsMissing
-from kubin.models.base import LoadedModel
+from kubin.errors import InvalidParams, WeightsMissing
+from kubin.models.base import LoadedModel, StepCallback
 from kubin.models.families.kd40 import SAMPLER as KD40_SAMPLER
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import hub_offline
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.memory import load_notice, offload_supported, tune_modules
-from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[str, int], None]
 
 DIT_FILE = "kandinsky4_distil_512.pt"
 # What each CogVideoX subfolder must hold: every entry is one file, or a tuple of alternatives.
@@ -123,17 +121,8 @@ class Kandinsky4(LoadedModel):
     def schedulers(self, task: str | None = None) -> list[str]:
         return [SAMPLER]
 
-    def generate(
-        self,
-        task: str,
-        params: ImageTaskParams,
-        prepared: Prepared,
-        seeds: Sequence[int],
-        on_step: StepCallback,
-    ) -> tuple[list, str]:
+    def generate(self, task, params, prepared, seeds, on_step) -> tuple[list, str]:
         """One video (a list of PIL frames) per seed."""
-        if task != "t2v":
-            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         if params.scheduler and params.scheduler != SAMPLER:
             raise InvalidParams(f"{self.spec.title} samples only with {SAMPLER!r}; got {params.scheduler!r}.")
         import torch

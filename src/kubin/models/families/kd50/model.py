@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubin.errors import UnsupportedTask
 from kubin.models.base import LoadedModel
 from kubin.models.common import cpu_generators
 from kubin.models.families.kd50 import FAMILY
@@ -24,11 +22,9 @@ from kubin.models.weights import ensure_weights
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.memory import place_pipeline
-from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[str, int], None]
 
 PIPELINES = {
     "t2v": "Kandinsky5T2VPipeline",
@@ -62,17 +58,8 @@ class Kandinsky5(LoadedModel):
         # Flow matching: the pipelines step a velocity; diffusers has no drop-in alternative to offer.
         return [self.default_scheduler]
 
-    def generate(
-        self,
-        task: str,
-        params: ImageTaskParams,
-        prepared: Prepared,
-        seeds: Sequence[int],
-        on_step: StepCallback,
-    ) -> tuple[list, str]:
+    def generate(self, task, params, prepared, seeds, on_step) -> tuple[list, str]:
         """One output per seed: a list of frames for video tasks, an image for image tasks."""
-        if task != self.task:
-            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         import torch
 
         scheduler, name = pick_scheduler(

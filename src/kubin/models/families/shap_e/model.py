@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kubin.errors import KubinError, UnsupportedTask, WeightsMissing
-from kubin.models.base import LoadedModel
+from kubin.errors import KubinError, WeightsMissing
+from kubin.models.base import LoadedModel, StepCallback
 from kubin.models.common import FP16, cpu_generators, has_variant, pipeline_weights
 from kubin.models.schedulers import scheduler_name
 from kubin.models.spec import FOLDER_INFO, ModelSpec
@@ -27,11 +27,9 @@ from kubin.outputs import Mesh
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.memory import place_pipeline
-from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[str, int], None]
 
 PIPELINES = {"t2mesh": "ShapEPipeline", "i2mesh": "ShapEImg2ImgPipeline"}
 RENDER_PHASES = ("render", "mesh")  # reported as one step each after the denoising steps
@@ -56,17 +54,8 @@ class ShapE(LoadedModel):
             self.pipes[task] = _load_pipeline(self.spec, task, self.sources, self.placement)
         return self.pipes[task]
 
-    def generate(
-        self,
-        task: str,
-        params: ImageTaskParams,
-        prepared: Prepared,
-        seeds: Sequence[int],
-        on_step: StepCallback,
-    ) -> tuple[list[Mesh], str]:
+    def generate(self, task, params, prepared, seeds, on_step) -> tuple[list[Mesh], str]:
         """One Mesh (with its turntable frames) per seed."""
-        if task not in PIPELINES or not self.spec.supports(task):
-            raise UnsupportedTask(f"{self.spec.title} cannot run task {task!r}.")
         pipe = self.pipeline(task)
         renderer = pipe.shap_e_renderer
         device = pipe._execution_device
