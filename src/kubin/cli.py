@@ -16,6 +16,7 @@ from kubin import __version__
 from kubin.app import EXIT_CANCELLED, EXIT_USER_ERROR, load_extensions, make_engine
 from kubin.errors import KubinError
 from kubin.params import TASK_PARAMS
+from kubin.runtime.memory import CHOICES, MEMORY_FIELDS
 
 __all__ = [
     "EXIT_CANCELLED",
@@ -44,39 +45,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     parser.add_argument(
         "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
     )
-    parser.add_argument(
-        "--offload", default=d, choices=["none", "model", "sequential"],
-        help="CPU offload: model (parts on the GPU only while they run) or sequential (least VRAM, slow)",
-    )  # fmt: skip
-    for name, what in (
-        ("vae-tiling", "decode in tiles (large images, long videos)"),
-        ("vae-slicing", "decode a batch one item at a time"),
-        ("attention-slicing", "attention in slices (less VRAM, slower)"),
-        ("free-text-encoder", "move the text encoder off the GPU once the prompt is encoded"),
-        (
-            "channels-last",
-            "UNet models (2.x, 3.x): convolutions in channels-last layout (faster on most GPUs)",
-        ),
-        ("prior-on-cpu", "Kandinsky 2.x: run the prior on the CPU in fp32, only the decoder on the GPU"),
-        ("compile", "torch.compile the denoiser: the first job compiles it (slow), later ones run faster"),
-    ):
-        parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=d, help=what)
-    parser.add_argument(
-        "--cache", default=d, choices=["none", "first_block", "taylorseer"],
-        help="Kandinsky 5: reuse the transformer's output between similar steps (faster, pixels differ a little)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--cache-threshold", type=float, default=d, metavar="X",
-        help="how much change the step cache tolerates (0: the mode's default; higher: faster, less exact)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--quantize", default=d, choices=["none", "torchao-int8", "quanto-int8", "bnb-int8", "bnb-nf4"],
-        help="weights of the big parts in 8/4 bits: torchao/quanto (GPU and CPU), bitsandbytes (CUDA)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--quantize-parts", default=d, choices=["all", "denoiser", "text_encoder"],
-        help="which parts --quantize applies to (default all: the denoiser and the text encoders)",
-    )  # fmt: skip
+    _memory_flags(parser, d)
     presets = parser.add_mutually_exclusive_group()
     presets.add_argument(
         "--medvram", dest="memory_preset", action="store_const", const="medvram", default=d,
@@ -87,10 +56,24 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         help="sequential offload plus the VAE/attention options that suit the model: least VRAM, slow",
     )  # fmt: skip
     presets.add_argument(
-        "--memory-preset", dest="memory_preset", choices=["none", "medvram", "lowvram"], default=d,
-        help="the same as a preset flag; none turns off a preset set in the config",
+        "--memory-preset", dest="memory_preset", choices=CHOICES["preset"], default=d,
+        help=MEMORY_FIELDS["preset"].metadata["help"],
     )  # fmt: skip
     parser.add_argument("--verbose", "-v", action="store_true", default=d or False, help="debug logging")
+
+
+def _memory_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """One flag per memory/speed option, from its declaration in MemoryOptions (the preset has its own)."""
+    for name, spec in MEMORY_FIELDS.items():
+        if name == "preset":
+            continue
+        flag, what = "--" + name.replace("_", "-"), spec.metadata["help"]
+        if isinstance(spec.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=what)
+        elif name in CHOICES:
+            parser.add_argument(flag, choices=CHOICES[name], default=default, help=what)
+        else:
+            parser.add_argument(flag, type=type(spec.default), default=default, metavar="X", help=what)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,19 +220,10 @@ def load_settings(args: argparse.Namespace):
         "server.api": getattr(args, "api", None),
         "extensions.path": getattr(args, "extensions_path", None),
         "extensions.install_deps": getattr(args, "install_extension_deps", None),
-        "memory.offload": getattr(args, "offload", None),
-        "memory.vae_tiling": getattr(args, "vae_tiling", None),
-        "memory.vae_slicing": getattr(args, "vae_slicing", None),
-        "memory.attention_slicing": getattr(args, "attention_slicing", None),
-        "memory.free_text_encoder": getattr(args, "free_text_encoder", None),
-        "memory.preset": getattr(args, "memory_preset", None),
-        "memory.channels_last": getattr(args, "channels_last", None),
-        "memory.prior_on_cpu": getattr(args, "prior_on_cpu", None),
-        "memory.compile": getattr(args, "compile", None),
-        "memory.cache": getattr(args, "cache", None),
-        "memory.cache_threshold": getattr(args, "cache_threshold", None),
-        "memory.quantize": getattr(args, "quantize", None),
-        "memory.quantize_parts": getattr(args, "quantize_parts", None),
+        **{
+            f"memory.{name}": getattr(args, "memory_preset" if name == "preset" else name, None)
+            for name in MEMORY_FIELDS
+        },
     }
     defaults: dict[str, Any] = {}
     colab = getattr(args, "colab", None)

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from kubin.errors import InvalidParams
@@ -46,36 +46,91 @@ WHAT = {
 }
 
 
+def option(default: Any, help: str, label: str) -> Any:
+    """A memory/speed option: its default, the help of its command-line flag (--name-with-dashes) and
+    its label in the Settings tab. The flags, the config keys (memory.name) and the Settings widgets are
+    all made from these declarations."""
+    return field(default=default, metadata={"help": help, "label": label})
+
+
 @dataclass(frozen=True)
 class MemoryOptions:
     """How a model is held in memory. Every option is off by default (fastest, most VRAM)."""
 
     # model: each part moves to the GPU only while it runs (about a third of the VRAM, a little slower);
     # sequential: layer by layer (the least VRAM, much slower). Both need CUDA (or another accelerator).
-    offload: str = "none"
-    vae_tiling: bool = False  # decode in tiles: big images and long videos fit in less VRAM
-    vae_slicing: bool = False  # decode a batch one item at a time
-    attention_slicing: bool = False  # attention in slices (2.x UNets): less VRAM, a little slower
-    free_text_encoder: bool = False  # encode the prompt, then move the text encoder(s) off the GPU
+    offload: str = option(
+        "none",
+        "CPU offload: model (parts on the GPU only while they run) or sequential (least VRAM, slow)",
+        "CPU offload (model: parts; sequential: layers, least VRAM)",
+    )
+    vae_tiling: bool = option(
+        False,
+        "decode in tiles (large images, long videos)",
+        "VAE tiling (Kandinsky 5: big images, long videos)",
+    )
+    vae_slicing: bool = option(
+        False, "decode a batch one item at a time", "VAE slicing (Kandinsky 5: a batch decoded one at a time)"
+    )
+    attention_slicing: bool = option(
+        False, "attention in slices (less VRAM, slower)", "Attention slicing (2.x, 3.0)"
+    )
+    free_text_encoder: bool = option(
+        False,
+        "move the text encoder off the GPU once the prompt is encoded",
+        "Free the text encoder after encoding",
+    )
     # medvram / lowvram: switch on the options that suit the loaded model's family (runtime/presets.py).
-    preset: str = "none"
+    preset: str = option(
+        "none",
+        "the same as --medvram / --lowvram; none turns off a preset set in the config",
+        "Preset (--medvram / --lowvram)",
+    )
     # UNet models (2.x, 3.x): convolutions in channels-last memory layout; faster on most GPUs and CPUs.
-    channels_last: bool = False
+    channels_last: bool = option(
+        False,
+        "UNet models (2.x, 3.x): convolutions in channels-last layout (faster on most GPUs)",
+        "Channels-last (2.x, 3.x UNets: faster on most GPUs)",
+    )
     # Kandinsky 2.x: the prior (prompt -> image embedding, 1 B parameters) stays on the CPU in fp32, so
     # only the decoder takes VRAM; the prior's few steps are slower there.
-    prior_on_cpu: bool = False
+    prior_on_cpu: bool = option(
+        False,
+        "Kandinsky 2.x: run the prior on the CPU in fp32, only the decoder on the GPU",
+        "Run the prior on the CPU (2.x: less VRAM)",
+    )
     # torch.compile the denoiser: the first job compiles it (its warm-up is reported), later jobs of the
     # same size run faster. Needs a C/C++ compiler on the CPU.
-    compile: bool = False
+    compile: bool = option(
+        False,
+        "torch.compile the denoiser: the first job compiles it (slow), later ones run faster",
+        "torch.compile the denoiser (each new size compiles first: tens of seconds)",
+    )
     # Kandinsky 5: reuse the transformer's output between steps that change little (faster, slightly
     # different pixels). cache_threshold 0 means the mode's own default; for first_block it is the
     # relative change below which the other blocks are skipped (default 0.05, which skips little; 0.3
     # skipped a third on the tiny model), for taylorseer the steps between full passes (default 5).
-    cache: str = "none"
-    cache_threshold: float = 0.0
+    cache: str = option(
+        "none",
+        "Kandinsky 5: reuse the transformer's output between similar steps (faster, pixels differ a little)",
+        "Step cache (Kandinsky 5: faster, pixels differ a little)",
+    )
+    cache_threshold: float = option(
+        0.0,
+        "how much change the step cache tolerates (0: the mode's default; higher: faster, less exact)",
+        "Cache threshold (0: default; first_block 0.05-0.3; taylorseer: steps between full passes)",
+    )
     # The big parts' weights in 8 or 4 bits (see QUANTIZE_MODES), the denoiser, the text encoder(s) or both.
-    quantize: str = "none"
-    quantize_parts: str = "all"
+    quantize: str = option(
+        "none",
+        "weights of the big parts in 8/4 bits: torchao/quanto (GPU and CPU), bitsandbytes (CUDA)",
+        "Quantise weights (less memory, not faster on a CPU; bnb: CUDA only)",
+    )
+    quantize_parts: str = option(
+        "all",
+        "which parts --quantize applies to (default all: the denoiser and the text encoders)",
+        "Quantise which parts",
+    )
 
     def __post_init__(self) -> None:
         for name, choices in CHOICES.items():
@@ -122,6 +177,10 @@ class MemoryOptions:
 
     def with_(self, **changes: Any) -> MemoryOptions:
         return replace(self, **changes)
+
+
+# Every option's declaration (default, help, label) by name, in declaration order.
+MEMORY_FIELDS = {f.name: f for f in fields(MemoryOptions)}
 
 
 def offload_supported(device: str) -> bool:
