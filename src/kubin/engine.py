@@ -27,11 +27,12 @@ from kubin import __version__
 from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, UnsupportedTask
 from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
-from kubin.models.manager import ModelManager, free_memory
+from kubin.models.manager import ModelManager
 from kubin.models.registry import family_of, list_models
 from kubin.outputs import save_image, save_mesh, save_video
 from kubin.params import MESH_TASKS, SEED_MAX, VIDEO_TASKS, ImageTaskParams, params_class
 from kubin.runtime.memory import MemoryOptions
+from kubin.runtime.placement import free_memory
 from kubin.tasks import Prepared, prepare
 
 log = logging.getLogger(__name__)

@@ -765,6 +765,8 @@ def test_parts_visit_the_device_only_while_they_run(manager, monkeypatch, photo,
             part, "to", lambda where, _name=name, _part=part: moves.append((_name, where)) or _part
         )
     monkeypatch.setattr(model, "placement", Placement("cpu:0", "fp32", MemoryOptions(**options)))
+    # The placement module offloads to accelerators only: "cpu:0" is one here.
+    monkeypatch.setattr("kubin.runtime.placement.offload_supported", lambda device: device != "cpu")
     if task == "i2i":
         params = Image2ImageParams(prompt="a cat", init_image=photo, steps=2, strength=1.0).validate()
     else:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -497,7 +498,10 @@ def test_memory_options_apply_and_leave_the_video_unchanged(manager, tmp_path):
     try:
         handle = engine.run(job(seed=11))
         model = low.get("tiny-kd40")
-        assert model.vae.use_tiling and model.offload == "none"  # offload needs a GPU: none on the CPU
+        assert model.vae.use_tiling
+        # offload needs a GPU: none on the CPU, and the user is told so
+        assert any("CPU offload (model) needs a GPU" in n for n in handle.notices), handle.notices
+        assert next(model.dit.parameters()).device.type == "cpu"
     finally:
         engine.close(wait=True)
         low.unload()
@@ -514,8 +518,13 @@ def test_model_offload_brings_each_part_to_the_device_only_while_it_runs(manager
         monkeypatch.setattr(
             part, "to", lambda where, _name=name, _part=part: moves.append((_name, where)) or _part
         )
-    monkeypatch.setattr(model, "offload", "model")
-    monkeypatch.setattr(model, "device", "cpu:0")  # stands in for the GPU: "cpu" is where parts rest
+    # "cpu:0" stands in for the GPU ("cpu" is where parts rest), with model offload, which the
+    # placement module allows on an accelerator only.
+    monkeypatch.setattr("kubin.runtime.placement.offload_supported", lambda device: device != "cpu")
+    monkeypatch.setattr(model, "device", "cpu:0")
+    monkeypatch.setattr(
+        model, "placement", replace(model.placement, device="cpu:0", memory=MemoryOptions(offload="model"))
+    )
 
     values = Text2VideoParams(prompt="a cat", steps=2, frames=9, width=64, height=64).validate()
     model.generate("t2v", values, prepare(values), [1], lambda phase, i: None)

@@ -11,7 +11,8 @@ from PIL import Image
 from kubin.engine import DONE, Engine, Job
 from kubin.errors import InvalidParams
 from kubin.models.manager import ModelManager
-from kubin.runtime.memory import MemoryOptions, place_pipeline
+from kubin.runtime.memory import MemoryOptions
+from kubin.runtime.placement import place_pipeline
 
 PROMPT = {"prompt": "a red cat", "steps": 3, "seed": 11}
 

@@ -18,7 +18,7 @@ from kubin.models.schedulers import SCHEDULERS, compatible_schedulers, pick_sche
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import place_pipeline, release_text_encoders
+from kubin.runtime.placement import place_pipeline, release_text_encoders
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)

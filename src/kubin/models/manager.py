@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import threading
@@ -14,7 +13,8 @@ from kubin.errors import UnsupportedTask
 from kubin.models.registry import ModelSpec, family_of, resolve_model
 from kubin.models.tiny import tiny_model_folder
 from kubin.runtime.device import Placement, resolve_placement
-from kubin.runtime.memory import MemoryOptions, collect_load_notices
+from kubin.runtime.memory import MemoryOptions
+from kubin.runtime.placement import collect_load_notices, free_memory
 from kubin.runtime.presets import apply_preset
 
 log = logging.getLogger(__name__)
@@ -134,14 +134,3 @@ class ModelManager:
 
     def save(self, model_id: str, folder: str | Path) -> Path:
         return self.get(model_id).save(folder)
-
-
-def free_memory() -> None:
-    gc.collect()
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    mps = getattr(torch, "mps", None)
-    if mps is not None and torch.backends.mps.is_available():
-        mps.empty_cache()

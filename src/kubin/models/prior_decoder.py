@@ -14,7 +14,7 @@ from kubin.models.schedulers import compatible_schedulers, pick_scheduler, sched
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import ensure_weights
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import load_notice, place_pipeline
+from kubin.runtime.placement import load_notice, place_pipeline
 from kubin.runtime.presets import Preset
 
 log = logging.getLogger(__name__)

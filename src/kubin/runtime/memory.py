@@ -1,10 +1,5 @@
-"""Memory and speed options, and the one place that applies them to a loaded diffusers pipeline.
-
-Family modules call `place_pipeline` instead of `pipe.to(device)`: it quantises the big parts
-(runtime/quantize.py), moves the pipeline to its device or hands it to accelerate's CPU offload,
-switches on VAE slicing/tiling, attention slicing and channels-last where the pipeline has them, then
-compiles the denoiser or switches on a step cache (runtime/speed.py). What could not be applied is
-returned as notices (and kept for the next job's notices, see `collect_load_notices`), never raised.
+"""The memory and speed options a user sets (`MemoryOptions`), declared once: each with its default, its
+command-line help and its Settings label. runtime/placement.py applies them when a model loads.
 
 The speed options live here beside the memory ones because they are applied at the same moment (a
 model load) and travel together through the config's `memory:` section, the CLI and the Settings tab.
@@ -13,9 +8,6 @@ model load) and travel together through the config's `memory:` section, the CLI 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -181,138 +173,3 @@ class MemoryOptions:
 
 # Every option's declaration (default, help, label) by name, in declaration order.
 MEMORY_FIELDS = {f.name: f for f in fields(MemoryOptions)}
-
-
-def offload_supported(device: str) -> bool:
-    """accelerate's offload hooks move parts to an accelerator; on the CPU there is nothing to offload to."""
-    return not device.startswith("cpu")
-
-
-_load = threading.local()
-
-
-@contextmanager
-def collect_load_notices() -> Iterator[list[str]]:
-    """Gathers the notices of every `place_pipeline` (and `load_notice`) call inside the block, i.e. of
-    one model load, so the model manager can hand them to the next job."""
-    collected: list[str] = []
-    previous = getattr(_load, "notices", None)
-    _load.notices = collected
-    try:
-        yield collected
-    finally:
-        _load.notices = previous
-
-
-def load_notice(text: str) -> None:
-    """Say something about the model being loaded (logged, and shown with the next job)."""
-    log.info(text)
-    collected = getattr(_load, "notices", None)
-    if collected is not None and text not in collected:
-        collected.append(text)
-
-
-def place_pipeline(
-    pipe, device: str, options: MemoryOptions, cache_modules: tuple[str, ...] = ()
-) -> list[str]:
-    """Put `pipe` on `device` as `options` say; returns notices for what was skipped and why.
-    `cache_modules`: the denoiser's module patterns a TaylorSeer step cache predicts (from its family)."""
-    notices: list[str] = []
-    if options.quantize != "none":
-        from kubin.runtime.quantize import quantize_components
-
-        # Before the move: the weights are quantised on the CPU, and move to the GPU already small.
-        notices += quantize_components(pipe.components, options, device)
-    offload = options.offload
-    if offload != "none" and not offload_supported(device):
-        notices.append(f"CPU offload ({offload}) needs a GPU; the model runs on the {device} as it is.")
-        offload = "none"
-    if offload == "model":
-        pipe.enable_model_cpu_offload(device=device)
-    elif offload == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
-    else:
-        pipe.to(device)
-    if options.vae_tiling:
-        _switch_on(
-            pipe,
-            "vae tiling",
-            ("enable_vae_tiling",),
-            ("vae", "enable_tiling"),
-            ("movq", "enable_tiling"),
-            notices=notices,
-        )
-    if options.vae_slicing:
-        _switch_on(
-            pipe,
-            "vae slicing",
-            ("enable_vae_slicing",),
-            ("vae", "enable_slicing"),
-            ("movq", "enable_slicing"),
-            notices=notices,
-        )
-    if options.attention_slicing:
-        _switch_on(pipe, "attention slicing", ("enable_attention_slicing",), notices=notices)
-    notices += tune_modules(pipe.components, options, cache_modules)
-    for notice in notices:
-        load_notice(notice)
-    return notices
-
-
-def tune_modules(
-    components: dict[str, Any], options: MemoryOptions, cache_modules: tuple[str, ...] = ()
-) -> list[str]:
-    """Channels-last, then torch.compile or a step cache, on a model's parts once they are placed:
-    `place_pipeline` calls it for a pipeline, the native models for the modules they hold themselves."""
-    notices: list[str] = []
-    if options.channels_last:
-        notices += use_channels_last(components)
-    if options.compile or options.cache != "none":
-        from kubin.runtime.speed import speed_up
-
-        notices += speed_up(components, options, cache_modules)
-    return notices
-
-
-def use_channels_last(components: dict[str, Any]) -> list[str]:
-    """The UNet's (and the image decoder's) convolution weights in channels-last layout; the same
-    arithmetic in another memory order. Transformers (Kandinsky 5, the 2.x prior) have no 4-D weights."""
-    import torch
-
-    if "prior" in components:  # a 2.x prior pipeline: the decoder beside it holds the UNet
-        return []
-    converted = []
-    for name in ("unet", "movq", "vae"):
-        module = components.get(name)
-        if isinstance(module, torch.nn.Module) and any(p.dim() == 4 for p in module.parameters()):
-            module.to(memory_format=torch.channels_last)
-            converted.append(name)
-    if not converted:
-        return ["Channels-last applies to convolutional models (the 2.x and 3.x UNets); this model has none."]
-    return []
-
-
-def _switch_on(pipe, what: str, *paths: tuple[str, ...], notices: list[str]) -> None:
-    """Call the first of `paths` (attribute chain ending in a method) that the pipeline has."""
-    for path in paths:
-        target = pipe
-        for name in path:
-            target = getattr(target, name, None)
-            if target is None:
-                break
-        if callable(target):
-            try:
-                target()
-                return
-            except (NotImplementedError, AttributeError, ValueError) as exc:
-                notices.append(f"{type(pipe).__name__} could not switch on {what}: {exc}")
-                return
-    notices.append(f"{type(pipe).__name__} has no {what}; the option is ignored for it.")
-
-
-def release_text_encoders(pipe, names: tuple[str, ...] = ("text_encoder", "text_encoder_2")) -> None:
-    """Move the text encoders to the CPU after the prompt is encoded (free_text_encoder)."""
-    for name in names:
-        module = getattr(pipe, name, None)
-        if module is not None and hasattr(module, "to"):
-            module.to("cpu")

@@ -1,6 +1,6 @@
 """torch.compile of the denoiser and diffusers' step caches, applied to a model's parts once they are placed.
 
-`speed_up` is called by `memory.tune_modules` (after quantisation, the move to the device or offload,
+`speed_up` is called by `placement.tune_modules` (after quantisation, the move to the device or offload,
 and the VAE/attention options). Nothing here raises for an option a model cannot take: it says so in a
 notice and leaves the model as it is.
 

@@ -41,7 +41,7 @@ from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import hub_offline
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import load_notice, tune_modules
+from kubin.runtime.placement import load_notice, on_device, place_modules
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Kandinsky20(LoadedModel):
                 "learned_range",
             )
             step_args = _step_arguments(scheduler, generators, eta=DDIM_ETA if name == "DDIM" else None)
-            with _on(unet, self.placement):
+            with on_device(unet, self.placement):
                 for i, t in enumerate(timesteps):
                     model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)
                     out = unet(model_input, t.expand(2 * batch).to(device), **text, **extra)
@@ -168,7 +168,7 @@ class Kandinsky20(LoadedModel):
                         eps = torch.cat([eps, variance.chunk(2)[0]], dim=1)
                     latents = scheduler.step(eps.to(latents.dtype), t, latents, **step_args).prev_sample
                     on_step("denoise", i)
-            with _on(self.vae, self.placement):
+            with on_device(self.vae, self.placement):
                 pixels = self.vae.decode(latents / LATENT_SCALE).sample
         return to_images(pixels), name
 
@@ -178,10 +178,10 @@ class Kandinsky20(LoadedModel):
 
         texts = [prompt, negative or ""]
         out = {}
-        with _on(self.text_encoder1, self.placement, text_encoder=True):
+        with on_device(self.text_encoder1, self.placement, visiting=self.placement.memory.free_text_encoder):
             ids, mask = self._tokens(self.tokenizer1, texts)
             full1, pooled1 = self.text_encoder1(ids, mask)
-        with _on(self.text_encoder2, self.placement, text_encoder=True):
+        with on_device(self.text_encoder2, self.placement, visiting=self.placement.memory.free_text_encoder):
             ids, mask = self._tokens(self.tokenizer2, texts)
             full2 = self.text_encoder2(input_ids=ids, attention_mask=mask).last_hidden_state
         for name, value in (("full_emb1", full1), ("pooled_emb1", pooled1), ("full_emb2", full2)):
@@ -202,7 +202,7 @@ class Kandinsky20(LoadedModel):
 
         pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1)
         pixels = pixels.permute(2, 0, 1)[None].to(self.placement.device, self.placement.torch_dtype())
-        with _on(self.vae, self.placement):
+        with on_device(self.vae, self.placement):
             posterior = self.vae.encode(pixels).latent_dist
             latents = (
                 [posterior.sample(generator=g) for g in generators] if generators else [posterior.mode()]
@@ -236,27 +236,6 @@ class Kandinsky20(LoadedModel):
 
     def release(self) -> None:
         self.unet = self.inpaint_unet = self.vae = self.text_encoder1 = self.text_encoder2 = None
-
-
-class _on:
-    """Holds a module on the device while it runs; with offload (or free_text_encoder, for a text encoder)
-    it goes back to the CPU afterwards."""
-
-    def __init__(self, module, placement: Placement, text_encoder: bool = False):
-        self.module, self.device = module, placement.device
-        memory = placement.memory
-        self.visits = _home(placement) != self.device or (
-            text_encoder and memory.free_text_encoder and self.device != "cpu"
-        )
-
-    def __enter__(self):
-        if self.visits:
-            self.module.to(self.device)
-        return self.module
-
-    def __exit__(self, *exc):
-        if self.visits:
-            self.module.to("cpu")
 
 
 def _step_arguments(scheduler, generators: list, eta: float | None) -> dict:
@@ -370,7 +349,12 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     for name in (UNET_FILE, VAE_FILE, *TEXT_ENCODER_FILES):  # every file checked before the slow loading
         files.path(name)
     parts = load_text_encoders(files, placement)
-    _quantize({"text_encoder": parts["text_encoder1"], "text_encoder_2": parts["text_encoder2"]}, placement)
+    encoders = {"text_encoder1": parts["text_encoder1"], "text_encoder2": parts["text_encoder2"]}
+    _quantize(
+        {"text_encoder": encoders["text_encoder1"], "text_encoder_2": encoders["text_encoder2"]}, placement
+    )
+    # Freed after encoding: the text encoders rest on the CPU and visit the device for each prompt.
+    place_modules(encoders, placement, visiting=tuple(encoders) if placement.memory.free_text_encoder else ())
     parts["vae"] = load_vae(files.path(VAE_FILE), files.vae_config(), placement)
     parts["unet"] = load_unet(files.path(UNET_FILE), files.unet_config(False), placement)
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
@@ -382,11 +366,6 @@ def download(spec: ModelSpec) -> dict[str, Path]:
     the autoencoder and both text encoder folders. Returns where each is."""
     files = ModelFiles(spec.sources["repo"], spec.id)
     return {name: files.path(name) for name in (UNET_FILE, INPAINT_UNET_FILE, VAE_FILE, *TEXT_ENCODER_FILES)}
-
-
-def _home(placement: Placement) -> str:
-    """Where modules rest: on the device, or on the CPU when they only visit it (offload)."""
-    return "cpu" if placement.memory.offload != "none" and placement.device != "cpu" else placement.device
 
 
 def _torch_load(path: Path) -> dict:
@@ -418,10 +397,9 @@ def load_unet(path: Path, config: UNetConfig, placement: Placement) -> Kandinsky
         unet = Kandinsky20UNet(config)
     _check_keys(unet.state_dict(), state, path)
     unet.load_state_dict({k: v for k, v in state.items() if k in unet.state_dict()}, assign=True)
-    unet = unet.to(_home(placement), placement.torch_dtype()).eval()
-    _quantize({"unet": unet}, placement)
-    for notice in tune_modules({"unet": unet}, placement.memory):  # channels-last, torch.compile
-        load_notice(notice)
+    unet = unet.to(placement.torch_dtype()).eval()
+    _quantize({"unet": unet}, placement)  # on the CPU still: it moves to the device quantised
+    place_modules({"unet": unet}, placement)  # the device or offload; channels-last, torch.compile
     return unet
 
 
@@ -490,13 +468,14 @@ def load_vae(path: Path, config: dict, placement: Placement):
     converted = convert_ldm_vae_checkpoint(state, vae.config)
     _check_keys(vae.state_dict(), converted, path)
     vae.load_state_dict(converted)
-    vae = vae.to(_home(placement)).eval()
+    vae = vae.eval()
     if placement.dtype != "fp32":  # (a cast to the same dtype makes diffusers warn about float32 modules)
         vae = vae.to(placement.torch_dtype())
     if placement.memory.vae_tiling:
         vae.enable_tiling()
     if placement.memory.vae_slicing:
         vae.enable_slicing()
+    place_modules({"vae": vae}, placement)
     return vae
 
 
@@ -518,14 +497,14 @@ def load_text_encoders(files: ModelFiles, placement: Placement) -> dict:
     _check_keys(encoder1.state_dict(), state, folder1 / "pytorch_model.bin")
     encoder1.load_state_dict({k: v for k, v in state.items() if k in encoder1.state_dict()})
     encoder2 = MT5EncoderModel.from_pretrained(folder2, dtype=torch.float32)
-    home, dtype = _home(placement), placement.torch_dtype()
+    dtype = placement.torch_dtype()
     # mT5 overflows in float16 (its activations pass 65504): it stays in float32 then (bf16 is safe).
     dtype2 = torch.float32 if placement.dtype == "fp16" else dtype
     return {
         "tokenizer1": _tokenizer(folder1),
-        "text_encoder1": encoder1.to(home, dtype).eval(),
+        "text_encoder1": encoder1.to(dtype).eval(),
         "tokenizer2": _tokenizer(folder2),
-        "text_encoder2": encoder2.to(home, dtype2).eval(),
+        "text_encoder2": encoder2.to(dtype2).eval(),
     }
 
 

@@ -22,7 +22,7 @@ from kubin.models.kandinsky3 import steps_per_batch as kd30_steps_per_batch
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import place_pipeline, release_text_encoders
+from kubin.runtime.placement import place_pipeline, release_text_encoders
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import hub_offline
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import load_notice, offload_supported, tune_modules
+from kubin.runtime.placement import load_notice, on_device, place_modules
 
 log = logging.getLogger(__name__)
 
@@ -71,51 +71,18 @@ class Kandinsky4(LoadedModel):
         self.dtype = placement.torch_dtype()
         self.default_scheduler = SAMPLER
         memory = placement.memory
-        self.offload = memory.offload if offload_supported(self.device) else "none"
-        if memory.offload != "none" and self.offload == "none":
-            log.info(
-                "CPU offload (%s) needs a GPU; %s runs on the %s as it is.",
-                memory.offload,
-                spec.id,
-                self.device,
-            )
-        self._place(memory)
-
-    # --- memory ---------------------------------------------------------------------------------------
-    def _place(self, memory) -> None:
-        import torch
-
-        parts = (self.dit, self.text_encoder, self.vae)
-        if self.offload == "sequential":  # layer by layer, through accelerate's hooks
-            from accelerate import cpu_offload
-
-            for part in parts:
-                cpu_offload(part, execution_device=torch.device(self.device))
-        elif self.offload == "none":
-            self.dit.to(self.device)
-            self.vae.to(self.device)
-            if not memory.free_text_encoder:
-                self.text_encoder.to(self.device)
+        visiting = ("text_encoder",) if memory.free_text_encoder else ()
+        place_modules(
+            {"transformer": dit, "text_encoder": text_encoder, "vae": vae}, placement, visiting=visiting
+        )
         if memory.vae_tiling:
             self.vae.enable_tiling()
         if memory.vae_slicing:
             self.vae.enable_slicing()
         if memory.attention_slicing:
-            log.info("Attention slicing does not apply to Kandinsky 4 (its attention runs in fused kernels).")
-
-    @contextmanager
-    def _running(self, part, keep_on_device: bool = True) -> Iterator[None]:
-        """`part` on the device while it runs: model offload brings each part in and sends it back, and
-        free_text_encoder does so for the text encoder."""
-        moves = self.offload == "model" or (self.offload == "none" and not keep_on_device)
-        if moves:
-            part.to(self.device)
-        try:
-            yield
-        finally:
-            if moves:
-                part.to("cpu")
-                _empty_cache(self.device)
+            load_notice(
+                "Attention slicing does not apply to Kandinsky 4 (its attention runs in fused kernels)."
+            )
 
     # --- generation -----------------------------------------------------------------------------------
     def schedulers(self, task: str | None = None) -> list[str]:
@@ -145,7 +112,7 @@ class Kandinsky4(LoadedModel):
             padding="max_length",
             return_tensors="pt",
         ).input_ids
-        with self._running(self.text_encoder, keep_on_device=not self.placement.memory.free_text_encoder):
+        with on_device(self.text_encoder, self.placement, visiting=self.placement.memory.free_text_encoder):
             return self.text_encoder(ids.to(self.device))[0][0]
 
     def latent_shape(self, size: tuple[int, int], frames: int) -> tuple[int, int, int, int]:
@@ -179,7 +146,7 @@ class Kandinsky4(LoadedModel):
         text_cu_seqlens = torch.tensor([0, text_embed.shape[0]], dtype=torch.int32, device=self.device)
         text_embed = text_embed.to(self.device, self.dtype)
         latents = noise()
-        with self._running(self.dit), self._autocast():
+        with on_device(self.dit, self.placement), self._autocast():
             for i, t in enumerate(self.scheduler.timesteps.tolist()):
                 alpha = float(alphas[t])
                 latents = alpha**0.5 * latents + (1 - alpha) ** 0.5 * noise()
@@ -211,7 +178,7 @@ class Kandinsky4(LoadedModel):
         import numpy as np
         from PIL import Image
 
-        with self._running(self.vae):
+        with on_device(self.vae, self.placement):
             dtype = next(self.vae.parameters()).dtype
             z = (latents / self.vae.config.scaling_factor).permute(3, 0, 1, 2)[None].to(self.device, dtype)
             self.vae.num_latent_frames_batch_size = 2  # the authors' choice: two latent frames at a time
@@ -234,13 +201,6 @@ class Kandinsky4(LoadedModel):
 
     def release(self) -> None:
         self.dit = self.text_encoder = self.vae = None
-
-
-def _empty_cache(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 # --- the official file layouts -------------------------------------------------------------------------
@@ -304,8 +264,6 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
             {"transformer": dit, "text_encoder": text_encoder}, placement.memory, placement.device
         ):
             load_notice(notice)
-    for notice in tune_modules({"transformer": dit}, placement.memory):  # torch.compile; no step cache
-        load_notice(notice)
     model = Kandinsky4(spec, dit, text_encoder, tokenizer, vae, scheduler, placement)
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return model

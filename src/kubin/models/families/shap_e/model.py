@@ -26,7 +26,7 @@ from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.outputs import Mesh
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
-from kubin.runtime.memory import place_pipeline
+from kubin.runtime.placement import place_pipeline
 
 log = logging.getLogger(__name__)
 
