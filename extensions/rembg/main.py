@@ -154,15 +154,6 @@ def save_cutout(
 
 
 def setup(api):
-    loaded: dict[tuple, Any] = {}  # the one session kept between clicks
-
-    def get_session(model: str, folder: Path, custom: str):
-        key = (model, str(folder), custom if model == CUSTOM else "")
-        if key not in loaded:
-            loaded.clear()
-            loaded[key] = new_session(model, folder, custom)
-        return loaded[key]
-
     def run(ctx, image_path, model, custom, mask_only, alpha_matting) -> tuple[str, str]:
         if not image_path:
             raise InvalidParams("Choose an image first.")
@@ -171,8 +162,16 @@ def setup(api):
             image.load()
         except OSError as exc:
             raise InvalidParams(f"Could not read the image: {exc}.") from None
-        session = get_session(model, models_dir(api.settings), custom or "")
-        result = remove_background(session, image, bool(mask_only), bool(alpha_matting))
+        folder = models_dir(api.settings)
+        key = f"rembg:{model}:{folder}:{custom if model == CUSTOM else ''}"
+
+        def cut_out(tool) -> Image.Image:
+            # In the engine's queue, as every tool model: never beside a generation; the manager keeps the
+            # session between clicks and frees it when a generation model needs the memory.
+            session = tool.model(key, lambda device: new_session(model, folder, custom or ""))
+            return remove_background(session, image, bool(mask_only), bool(alpha_matting))
+
+        result = ctx.engine.run_tool("Remove background", cut_out)
         name = f"{CUSTOM}: {custom}" if model == CUSTOM else model
         path = save_cutout(result, Path(ctx.engine.output_dir), name, bool(mask_only), bool(alpha_matting),
                            str(image_path))  # fmt: skip

@@ -183,18 +183,9 @@ def save_mask(
 
 
 def setup(api):
-    loaded: dict[str, Segmenter] = {}  # the one model kept between clicks
-
-    def get_segmenter(path: Path, device: str) -> Segmenter:
-        key = f"{path}@{device}"
-        if key not in loaded:
-            loaded.clear()
-            loaded[key] = Segmenter(load_sam(path, device))
-        return loaded[key]
-
     def run(ctx, image_path, choice, points_text, box_text, grown) -> tuple[Image.Image, str, str]:
-        from kubin.runtime.device import resolve_placement
-
+        """Segment in the engine's queue (never on the device beside a generation); the model manager keeps
+        the SAM model between clicks and frees it when a generation model needs the memory."""
         if not image_path:
             raise InvalidParams("Choose an image first.")
         prompt = parse_prompt(points_text, box_text)
@@ -205,11 +196,14 @@ def setup(api):
             image.load()
         except OSError as exc:
             raise InvalidParams(f"Could not read the image: {exc}.") from None
-        folder = models_dir(api.settings)
-        device = resolve_placement(ctx.engine.manager.device).device
-        segmenter = get_segmenter(weights_path(choice, folder), device)
+        path = weights_path(choice, models_dir(api.settings))
         stat = Path(image_path).stat()
-        mask, score = segmenter.mask(image, prompt, key=(str(image_path), stat.st_mtime_ns, stat.st_size))
+
+        def segment_job(tool) -> tuple[Image.Image, float]:
+            segmenter = tool.model(f"sam:{path}", lambda device: Segmenter(load_sam(path, device)))
+            return segmenter.mask(image, prompt, key=(str(image_path), stat.st_mtime_ns, stat.st_size))
+
+        mask, score = ctx.engine.run_tool("Segment", segment_job)
         mask = grow(mask, int(grown))
         path = save_mask(
             mask, Path(ctx.engine.output_dir), choice, prompt, int(grown), score, str(image_path)
