@@ -91,7 +91,7 @@ def switch_on_cache(denoiser, mode: str, threshold: float, modules: tuple[str, .
         denoiser.disable_cache()
     config = cache_config(mode, threshold, modules)
     if mode == "first_block":
-        _fix_first_block_argument_names()
+        _fix_first_block_argument_names(denoiser)
     denoiser.enable_cache(config)
     _name_cache_contexts(denoiser)
     setting = (
@@ -102,10 +102,11 @@ def switch_on_cache(denoiser, mode: str, threshold: float, modules: tuple[str, .
     ]
 
 
-def _fix_first_block_argument_names() -> None:
+def _fix_first_block_argument_names(denoiser) -> None:
     """diffusers 0.42's first-block cache asks each block for its argument "hidden_states" by that
     name, but Kandinsky 5's decoder block calls it "visual_embed" (its registered metadata says so and
-    is not consulted): the registered metadata is given a lookup that translates the name."""
+    is not consulted): the registered metadata of the block classes in this denoiser (only those) is
+    given a lookup that translates the name."""
     from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 
     class TranslatedNames(TransformerBlockMetadata):
@@ -117,9 +118,11 @@ def _fix_first_block_argument_names() -> None:
             return super()._get_parameter_from_args_kwargs(identifier, args, kwargs)
 
     TransformerBlockRegistry._register()
+    ours = {type(module) for module in denoiser.modules()}
     for block_class, metadata in list(TransformerBlockRegistry._registry.items()):
         if (
-            type(metadata) is TransformerBlockMetadata
+            block_class in ours
+            and type(metadata) is TransformerBlockMetadata
             and metadata.hidden_states_argument_name != "hidden_states"
         ):
             TransformerBlockRegistry._registry[block_class] = TranslatedNames(
