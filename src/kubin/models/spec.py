@@ -50,6 +50,13 @@ class ModelSpec:
         return replace(self, sources={**self.sources, **{k: str(v) for k, v in overrides.items() if v}})
 
 
+def with_tiny_twin(spec: ModelSpec, **tiny: Any) -> tuple[ModelSpec, ModelSpec]:
+    """A model and its tiny random-weight twin ("tiny-<id>", built in code: no sources), which differs in
+    what `tiny` gives (its small defaults, sizes, ...)."""
+    twin = replace(spec, id=f"tiny-{spec.id}", title=spec.title + TINY_NOTE, sources={}, tiny=True, **tiny)
+    return spec, twin
+
+
 @dataclass(frozen=True)
 class Family:
     """Everything Kubin knows about one model family without loading it. The runtime, the engine and the UI

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from kubin.models.registry import family_of, resolve_model
-from kubin.models.weights import cache_root
+from kubin.models.weights import cache_root, cached_folder
 
 TINY_VERSION = "v4"  # bump when a tiny config changes, so stale cached copies are rebuilt
 
@@ -27,22 +25,12 @@ def build_tiny(model_id: str) -> dict:
 
 def tiny_model_folder(model_id: str) -> Path:
     """The folder holding a tiny model in diffusers layout, building it on first use (atomically)."""
-    folder = cache_root() / "tiny" / f"{model_id}-{TINY_VERSION}"
-    if (folder / "complete").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{model_id}-", dir=folder.parent))
-    try:
+
+    def write(staging: Path) -> None:
         for name, part in build_tiny(model_id).items():
             if isinstance(part, dict):  # kubin.json: what the pipelines do not save themselves
                 (staging / name).write_text(json.dumps(part, indent=2), encoding="utf-8")
             else:
                 part.save_pretrained(staging / name)
-        (staging / "complete").write_text(TINY_VERSION)
-        try:
-            staging.rename(folder)
-        except OSError:  # another process finished first; theirs is as good as ours
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+
+    return cached_folder(cache_root() / "tiny" / f"{model_id}-{TINY_VERSION}", write, TINY_VERSION)

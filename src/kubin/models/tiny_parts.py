@@ -38,6 +38,15 @@ def tiny_xlm_roberta_tokenizer():
     return XLMRobertaTokenizer(vocab=pieces, model_max_length=77)
 
 
+def tiny_t5_encoder(tokenizer):
+    """A two-layer T5 encoder EMBED_DIM wide (the 3.x UNets' and the 4.0 DiT's text width)."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=len(tokenizer), d_model=EMBED_DIM, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                      relative_attention_num_buckets=8)  # fmt: skip
+    return T5EncoderModel(config)
+
+
 def tiny_t5_tokenizer():
     """A character-level T5 (Unigram) tokenizer with T5's specials: pad 0, </s> 1, <unk> 2."""
     import string

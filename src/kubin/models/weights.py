@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from kubin.errors import WeightsMissing, first_line
@@ -17,6 +20,25 @@ log = logging.getLogger(__name__)
 def cache_root() -> Path:
     """Where Kubin keeps what it builds or converts (tiny models, converted checkpoints): KUBIN_CACHE_DIR."""
     return Path(os.environ.get("KUBIN_CACHE_DIR") or Path.home() / ".cache" / "kubin")
+
+
+def cached_folder(folder: Path, write: Callable[[Path], None], version: str) -> Path:
+    """`folder` under the cache, written by `write` on first use into a temp folder that is renamed when
+    complete (marked by a "complete" file), so a half-written one is never used."""
+    if (folder / "complete").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write(staging)
+        (staging / "complete").write_text(version)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process finished first; theirs is as good as ours
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
 
 
 def hub_offline() -> bool:

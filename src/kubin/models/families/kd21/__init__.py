@@ -2,7 +2,7 @@
 embedding; the decoders read it and the prompt, through their own multilingual text encoder."""
 
 from kubin.models.prior_decoder import PRIOR_DECODER_FOLDERS, PRIOR_DECODER_PRESETS, prior_decoder_defaults
-from kubin.models.spec import TINY_NOTE, Family, ModelSpec
+from kubin.models.spec import Family, ModelSpec, with_tiny_twin
 
 # The 2.1 decoders loop like 2.2's (no scale_model_input, generator= passed to step()); their own is DDIM.
 SCHEDULERS = ("DDIM", "DDPM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE")
@@ -14,26 +14,24 @@ SOURCES = {
 }
 
 
-def _spec(tiny: bool) -> ModelSpec:
-    # diffusers' examples for 2.1: 768x768, 100 decoder steps, 25 prior steps, guidance 4 for both.
-    return ModelSpec(
-        id="tiny-kd21" if tiny else "kd21",
+# diffusers' examples for 2.1: 768x768, 100 decoder steps, 25 prior steps, guidance 4 for both.
+MODELS = with_tiny_twin(
+    ModelSpec(
+        id="kd21",
         family="kd21",
         implementation="diffusers",
         tasks=TASKS,
-        title="Kandinsky 2.1" + (TINY_NOTE if tiny else ""),
-        sources={} if tiny else SOURCES,  # tiny: built in code on first use
-        defaults=prior_decoder_defaults(64, steps=4, prior_steps=2)
-        if tiny
-        else prior_decoder_defaults(768, steps=100, prior_steps=25),
+        title="Kandinsky 2.1",
+        sources=SOURCES,
+        defaults=prior_decoder_defaults(768, steps=100, prior_steps=25),
         schedulers=SCHEDULERS,
-        tiny=tiny,
-    )
-
+    ),
+    defaults=prior_decoder_defaults(64, steps=4, prior_steps=2),
+)
 
 FAMILY = Family(
     id="kd21",
-    models=(_spec(tiny=False), _spec(tiny=True)),
+    models=MODELS,
     order=20,
     presets=PRIOR_DECODER_PRESETS,
     attention_slicing=True,

@@ -2,7 +2,7 @@
 with an inpainting and a depth-ControlNet decoder."""
 
 from kubin.models.prior_decoder import PRIOR_DECODER_FOLDERS, PRIOR_DECODER_PRESETS, prior_decoder_defaults
-from kubin.models.spec import TINY_NOTE, Family, ModelSpec
+from kubin.models.spec import Family, ModelSpec, with_tiny_twin
 
 # The 2.2 decoder loop never calls scale_model_input and passes generator= to step(), so only schedulers
 # that need no input scaling and take a generator (UniPC, DEIS and PNDM do not).
@@ -16,26 +16,24 @@ SOURCES = {
 }
 
 
-def _spec(tiny: bool) -> ModelSpec:
-    return ModelSpec(
-        id="tiny-kd22" if tiny else "kd22",
+MODELS = with_tiny_twin(
+    ModelSpec(
+        id="kd22",
         family="kd22",
         implementation="diffusers",
         tasks=TASKS,
-        title="Kandinsky 2.2" + (TINY_NOTE if tiny else ""),
-        sources={} if tiny else SOURCES,  # tiny: built in code on first use
-        defaults=prior_decoder_defaults(64, steps=4, prior_steps=2)
-        if tiny
-        else prior_decoder_defaults(768, steps=50, prior_steps=25),
+        title="Kandinsky 2.2",
+        sources=SOURCES,
+        defaults=prior_decoder_defaults(768, steps=50, prior_steps=25),
         schedulers=SCHEDULERS,
         features=("controlnet",),
-        tiny=tiny,
-    )
-
+    ),
+    defaults=prior_decoder_defaults(64, steps=4, prior_steps=2),
+)
 
 FAMILY = Family(
     id="kd22",
-    models=(_spec(tiny=False), _spec(tiny=True)),
+    models=MODELS,
     order=10,
     presets=PRIOR_DECODER_PRESETS,
     attention_slicing=True,

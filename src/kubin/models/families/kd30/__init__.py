@@ -4,7 +4,7 @@ its code is the Kandinsky 3 architecture Kandinsky 3.1 shares (kubin.models.kand
 from typing import Any
 
 from kubin.models.common import KANDINSKY3_PRESETS, NO_PRIOR_PARAMS
-from kubin.models.spec import TINY_NOTE, Family, ModelSpec
+from kubin.models.spec import Family, ModelSpec, with_tiny_twin
 
 # Its loops skip scale_model_input and pass generator= to step(); Karras sigmas are left out because on
 # its cosine schedule they pile the timesteps up at the end and the DPM solver steps past its last sigma.
@@ -17,24 +17,24 @@ def _defaults(size: int, steps: int) -> dict[str, dict[str, Any]]:
     return {"t2i": {"width": size, "height": size, **common}, "i2i": {**common, "strength": 0.75}}
 
 
-def _spec(tiny: bool) -> ModelSpec:
-    return ModelSpec(
-        id="tiny-kd30" if tiny else "kd30",
+MODELS = with_tiny_twin(
+    ModelSpec(
+        id="kd30",
         family="kd30",
         implementation="diffusers",
         tasks=("t2i", "i2i"),
-        title="Kandinsky 3.0" + (TINY_NOTE if tiny else ""),
-        sources={} if tiny else {"pipeline": "kandinsky-community/kandinsky-3"},
-        defaults=_defaults(64, steps=4) if tiny else _defaults(1024, steps=25),
+        title="Kandinsky 3.0",
+        sources={"pipeline": "kandinsky-community/kandinsky-3"},
+        defaults=_defaults(1024, steps=25),
         schedulers=SCHEDULERS,
         unused_params=NO_PRIOR_PARAMS,
-        tiny=tiny,
-    )
-
+    ),
+    defaults=_defaults(64, steps=4),
+)
 
 FAMILY = Family(
     id="kd30",
-    models=(_spec(tiny=False), _spec(tiny=True)),
+    models=MODELS,
     order=30,
     presets=KANDINSKY3_PRESETS,
     int8_helps=True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubin.models.tiny_parts import EMBED_DIM, tiny_movq, tiny_t5_tokenizer
+from kubin.models.tiny_parts import EMBED_DIM, tiny_movq, tiny_t5_encoder, tiny_t5_tokenizer
 
 
 def build(model_id: str) -> dict:
@@ -14,22 +14,11 @@ def build_tiny_kd30(seed: int = 0):
     """Kandinsky 3's one pipeline at toy size: T5 encoder, UNet and the 4-block (8x) tiny MoVQ."""
     import torch
     from diffusers import DDPMScheduler, Kandinsky3Pipeline, Kandinsky3UNet
-    from transformers import T5Config, T5EncoderModel
 
     tokenizer = tiny_t5_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = T5EncoderModel(
-            T5Config(
-                vocab_size=len(tokenizer),
-                d_model=EMBED_DIM,  # the UNet's encoder_hid_dim
-                d_kv=8,
-                d_ff=37,
-                num_layers=2,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-            )
-        )
+        text_encoder = tiny_t5_encoder(tokenizer)
         unet = Kandinsky3UNet(
             in_channels=4,
             time_embedding_dim=4,

@@ -18,8 +18,6 @@ import hashlib
 import json
 import logging
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -426,24 +424,12 @@ def _fingerprint(paths: list[Path], extra: str) -> str:
 def cached(kind: str, sources: list[Path], extra: str, write: Callable[[Path], None]) -> Path:
     """converted/<kind>-<fingerprint>/ under the Kubin cache, written by `write` on first use (into a temp
     folder that is renamed when complete, so a half-written conversion is never used)."""
-    from kubin.models.weights import cache_root
+    from kubin.models.weights import cache_root, cached_folder
 
     folder = cache_root() / "converted" / f"{kind}-{_fingerprint(sources, extra)}"
-    if (folder / "complete").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=folder.parent))
-    try:
+    if not (folder / "complete").exists():
         log.info("Converting %s to diffusers layout (once) ...", ", ".join(p.name for p in sources))
-        write(staging)
-        (staging / "complete").write_text(CONVERT_VERSION)
-        try:
-            staging.rename(folder)
-        except OSError:  # another process finished first; theirs is as good as ours
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    return cached_folder(folder, write, CONVERT_VERSION)
 
 
 def converted_unet(unet_file: Path, projection_file: Path, arch: UNetArch, kind: str) -> Path:

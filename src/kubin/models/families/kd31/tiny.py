@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubin.models.tiny_parts import EMBED_DIM, tiny_t5_tokenizer
+from kubin.models.tiny_parts import EMBED_DIM, tiny_t5_encoder, tiny_t5_tokenizer
 
 
 def build(model_id: str) -> dict:
@@ -15,7 +15,6 @@ def build_tiny_kd31(seed: int = 0):
     loading it runs the same conversion as real weights: base, Flash and inpainting UNets, MoVQ, T5."""
     import torch
     from diffusers import Kandinsky3UNet, VQModel
-    from transformers import T5Config, T5EncoderModel
 
     from kubin.models.families.kd31.convert import OfficialLayout, UNetArch
     from kubin.models.families.kd31.inpaint import Kandinsky3InpaintUNet
@@ -33,10 +32,7 @@ def build_tiny_kd31(seed: int = 0):
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = T5EncoderModel(
-            T5Config(vocab_size=len(tokenizer), d_model=EMBED_DIM, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                     relative_attention_num_buckets=8)
-        )  # fmt: skip
+        text_encoder = tiny_t5_encoder(tokenizer)
         unets = {}
         for variant in ("base", "flash", "inpainting"):
             unet = (

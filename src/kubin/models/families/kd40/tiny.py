@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubin.models.tiny_parts import EMBED_DIM, tiny_t5_tokenizer
+from kubin.models.tiny_parts import EMBED_DIM, tiny_t5_encoder, tiny_t5_tokenizer
 
 
 def build(model_id: str) -> dict:
@@ -16,7 +16,6 @@ def build_tiny_kd40(seed: int = 0):
     text_encoder/, tokenizer/ and scheduler/ as THUDM/CogVideoX-5b does."""
     import torch
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
-    from transformers import T5Config, T5EncoderModel
 
     from kubin.models.families.kd40.dit import Kandinsky4DiT
     from kubin.models.families.kd40.model import CogVideoXParts, DitCheckpoint
@@ -24,10 +23,7 @@ def build_tiny_kd40(seed: int = 0):
     tokenizer = tiny_t5_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        text_encoder = T5EncoderModel(
-            T5Config(vocab_size=len(tokenizer), d_model=EMBED_DIM, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                     relative_attention_num_buckets=8)
-        )  # fmt: skip
+        text_encoder = tiny_t5_encoder(tokenizer)
         # Four blocks: the real VAE's 8x spatial and 4x temporal factors, so sizes and frames behave alike.
         vae = AutoencoderKLCogVideoX(
             block_out_channels=(8, 8, 16, 16),
