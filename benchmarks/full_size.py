@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import machine_line
+
 # kandinsky-community/kandinsky-2-2-decoder unet/config.json: the 2.1 UNet of diffusers'
 # scripts/convert_kandinsky_to_diffusers.py, conditioned on the 1280-d image embedding only.
 KD22_UNET = {
@@ -396,27 +398,6 @@ def _env(args) -> dict[str, str]:
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     return env
-
-
-def machine_line(device: str, threads: int) -> str:
-    import platform
-
-    import diffusers
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ""
-    return (
-        f"Machine: {cpu}, {os.cpu_count()} cores{gpu}; device {device}, {threads} CPU thread(s); "
-        f"torch {torch.__version__}, diffusers {diffusers.__version__}"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

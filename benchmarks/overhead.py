@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from machine import machine_line
+
 SEED = 1234
 PROMPT = "a red cat sitting on a wooden chair, oil painting"
 
@@ -252,28 +254,6 @@ def logging_quiet() -> None:
     logging.basicConfig(level=logging.WARNING)
     diffusers.utils.logging.disable_progress_bar()  # the loading bars, not timed but noisy
     transformers.utils.logging.disable_progress_bar()
-
-
-def machine_line(device: str, threads: int) -> str:
-    """The machine the figures came from: CPU model and cores, GPU if used, torch and diffusers versions."""
-    import platform
-
-    import diffusers
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if device.startswith("cuda") else ""
-    return (
-        f"Machine: {cpu}, {os.cpu_count()} cores{gpu}; device {device}, {threads} torch thread(s); "
-        f"Python {platform.python_version()}, torch {torch.__version__}, diffusers {diffusers.__version__}"
-    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from machine import machine_line
+
 REPO = Path(__file__).resolve().parents[1]
 HELP_GOAL_S = 2.0
 PAGE_GOAL_S = 5.0
@@ -133,20 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(row(name, [w for w, _ in measured], [c for _, c in measured], goal))
     return 0
-
-
-def machine_line() -> str:
-    import platform
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"Machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}"
 
 
 if __name__ == "__main__":
