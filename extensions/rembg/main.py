@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from kubin.errors import InvalidParams, WeightsMissing, first_line
+from kubin.extensions import tool_files
 
 DEFAULT_DIR = "models/rembg"
 CUSTOM = "custom ONNX file"
@@ -41,11 +42,7 @@ RELEASES = "https://github.com/danielgatis/rembg/releases"
 
 
 def models_dir(settings: dict[str, Any]) -> Path:
-    """The configured models folder; a relative one lies in the Kubin folder."""
-    from kubin.config import REPO_ROOT
-
-    folder = Path(str(settings.get("models_dir") or DEFAULT_DIR)).expanduser()
-    return folder if folder.is_absolute() else REPO_ROOT / folder
+    return tool_files.models_dir(settings, DEFAULT_DIR)
 
 
 def custom_files(folder: Path) -> list[str]:

@@ -14,11 +14,11 @@ from typing import Any
 
 from PIL import Image, ImageFilter
 
-from kubin.errors import InvalidParams, WeightsMissing, first_line
-from kubin.models.weights import hub_file
+from kubin.errors import InvalidParams, first_line
+from kubin.extensions import tool_files
 
 DEFAULT_DIR = "models/sam"
-HUB_PREFIX = "hub: "
+HUB_PREFIX = tool_files.HUB_PREFIX
 # The original vit_b checkpoint on the Hugging Face hub: label -> (repo, file).
 HUB_MODELS = {"SAM ViT-B": ("ybelkada/segment-anything", "checkpoints/sam_vit_b_01ec64.pth")}
 KINDS = ("vit_b", "vit_l", "vit_h")
@@ -26,11 +26,7 @@ OVERLAY = (255, 64, 64)
 
 
 def models_dir(settings: dict[str, Any]) -> Path:
-    """The configured models folder; a relative one lies in the Kubin folder."""
-    from kubin.config import REPO_ROOT
-
-    folder = Path(str(settings.get("models_dir") or DEFAULT_DIR)).expanduser()
-    return folder if folder.is_absolute() else REPO_ROOT / folder
+    return tool_files.models_dir(settings, DEFAULT_DIR)
 
 
 def model_kind(path: str | Path) -> str:
@@ -45,25 +41,11 @@ def model_kind(path: str | Path) -> str:
 
 
 def model_choices(folder: Path) -> list[str]:
-    local = sorted(p.name for p in folder.glob("*.pth") if p.is_file()) if folder.is_dir() else []
-    return local + [HUB_PREFIX + label for label in HUB_MODELS]
+    return tool_files.model_choices(folder, (".pth",), HUB_MODELS)
 
 
 def weights_path(choice: str, folder: Path) -> Path:
-    if not choice:
-        raise InvalidParams("Choose a Segment Anything model first.")
-    if choice.startswith(HUB_PREFIX):
-        label = choice.removeprefix(HUB_PREFIX)
-        if label not in HUB_MODELS:
-            raise InvalidParams(f"Unknown model {label!r}.")
-        repo, filename = HUB_MODELS[label]
-        return hub_file(repo, filename, f"Segment Anything ({label})", folder)
-    path = (folder / choice).resolve()
-    if not path.is_relative_to(folder.resolve()) or path.suffix != ".pth":
-        raise InvalidParams(f"{choice!r} is not a SAM checkpoint in the models folder {folder}.")
-    if not path.is_file():
-        raise WeightsMissing(f"The checkpoint {path} is gone; press ↻ to list the models folder again.")
-    return path
+    return tool_files.weights_path(choice, folder, (".pth",), HUB_MODELS, "a Segment Anything")
 
 
 def load_sam(path: str | Path, device: str = "cpu"):

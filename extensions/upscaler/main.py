@@ -14,15 +14,15 @@ from typing import Any
 
 from PIL import Image
 
-from kubin.errors import InvalidParams, WeightsMissing, first_line
-from kubin.models.weights import hub_file
+from kubin.errors import InvalidParams, first_line
+from kubin.extensions import tool_files
 
 SUFFIXES = (".pth", ".safetensors")
 DEFAULT_DIR = "models/upscalers"
 DEFAULT_TILE = 512
 TILE_PAD = 16  # input pixels of context around each tile, cut away after upscaling
 MAX_OUTPUT_PIXELS = 8192 * 8192
-HUB_PREFIX = "hub: "
+HUB_PREFIX = tool_files.HUB_PREFIX
 # Where the Real-ESRGAN weights are published on the Hugging Face hub: label -> (repo, file).
 HUB_MODELS = {
     "Real-ESRGAN x4plus": ("lllyasviel/Annotators", "RealESRGAN_x4plus.pth"),
@@ -33,11 +33,7 @@ HUB_MODELS = {
 
 
 def models_dir(settings: dict[str, Any]) -> Path:
-    """The configured models folder; a relative one lies in the Kubin folder."""
-    from kubin.config import REPO_ROOT
-
-    folder = Path(str(settings.get("models_dir") or DEFAULT_DIR)).expanduser()
-    return folder if folder.is_absolute() else REPO_ROOT / folder
+    return tool_files.models_dir(settings, DEFAULT_DIR)
 
 
 def hub_models(settings: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -53,30 +49,12 @@ def hub_models(settings: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 def model_choices(folder: Path, hub: dict[str, tuple[str, str]]) -> list[str]:
     """Checkpoint files in the models folder (by name, sorted), then the hub entries."""
-    local = (
-        sorted(p.name for p in folder.glob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
-        if folder.is_dir()
-        else []
-    )
-    return local + [HUB_PREFIX + label for label in hub]
+    return tool_files.model_choices(folder, SUFFIXES, hub)
 
 
 def weights_path(choice: str, folder: Path, hub: dict[str, tuple[str, str]]) -> Path:
     """The checkpoint file for a choice: a file in the models folder, or a hub file (cache, else download)."""
-    if not choice:
-        raise InvalidParams("Choose an upscaler model first.")
-    if choice.startswith(HUB_PREFIX):
-        label = choice.removeprefix(HUB_PREFIX)
-        if label not in hub:
-            raise InvalidParams(f"Unknown upscaler {label!r}.")
-        repo, filename = hub[label]
-        return hub_file(repo, filename, f"Upscaler {label}", folder)
-    path = (folder / choice).resolve()
-    if not path.is_relative_to(folder.resolve()) or path.suffix.lower() not in SUFFIXES:
-        raise InvalidParams(f"{choice!r} is not an upscaler file in the models folder {folder}.")
-    if not path.is_file():
-        raise WeightsMissing(f"The upscaler file {path} is gone; press ↻ to list the models folder again.")
-    return path
+    return tool_files.weights_path(choice, folder, SUFFIXES, hub, "an upscaler")
 
 
 @dataclass
