@@ -18,6 +18,7 @@ from PIL import Image
 
 from kubin.errors import InvalidParams, WeightsMissing, first_line
 from kubin.extensions import tool_files
+from kubin.images import open_image
 
 DEFAULT_DIR = "models/rembg"
 CUSTOM = "custom ONNX file"
@@ -154,11 +155,7 @@ def setup(api):
     def run(ctx, image_path, model, custom, mask_only, alpha_matting) -> tuple[str, str]:
         if not image_path:
             raise InvalidParams("Choose an image first.")
-        try:
-            image = Image.open(image_path)
-            image.load()
-        except OSError as exc:
-            raise InvalidParams(f"Could not read the image: {exc}.") from None
+        image = open_image(image_path, "The image")
         folder = models_dir(api.settings)
         key = f"rembg:{model}:{folder}:{custom if model == CUSTOM else ''}"
 

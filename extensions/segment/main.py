@@ -16,6 +16,7 @@ from PIL import Image, ImageFilter
 
 from kubin.errors import InvalidParams, first_line
 from kubin.extensions import tool_files
+from kubin.images import open_image
 
 DEFAULT_DIR = "models/sam"
 HUB_PREFIX = tool_files.HUB_PREFIX
@@ -173,11 +174,7 @@ def setup(api):
         prompt = parse_prompt(points_text, box_text)
         if prompt.empty:
             raise InvalidParams("Mark the object first: click on it, or give a box.")
-        try:
-            image = Image.open(image_path)
-            image.load()
-        except OSError as exc:
-            raise InvalidParams(f"Could not read the image: {exc}.") from None
+        image = open_image(image_path, "The image")
         path = weights_path(choice, models_dir(api.settings))
         stat = Path(image_path).stat()
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from kubin.errors import InvalidParams, first_line
 from kubin.extensions import tool_files
+from kubin.images import open_image
 
 SUFFIXES = (".pth", ".safetensors")
 DEFAULT_DIR = "models/upscalers"
@@ -154,11 +155,7 @@ def setup(api):
         upscaler between clicks and frees it when a generation model needs the memory."""
         if not image_path:
             raise InvalidParams("Choose an image to upscale first.")
-        try:
-            image = Image.open(image_path)
-            image.load()
-        except OSError as exc:
-            raise InvalidParams(f"Could not read the image: {exc}.") from None
+        image = open_image(image_path, "The image")
         path = weights_path(choice, models_dir(api.settings), hub_models(api.settings))
         limit = int(api.settings.get("max_output_pixels") or MAX_OUTPUT_PIXELS)
 
