@@ -15,7 +15,7 @@ from typing import Any
 from kubin.api.security import decode_image, safe_output_path
 from kubin.engine import Engine, Job, JobHandle
 from kubin.errors import InvalidParams
-from kubin.models.registry import ModelSpec, resolve_model
+from kubin.models.registry import ModelSpec
 from kubin.params import params_class
 
 OUTPUTS_PREFIX = "/kubin/api/v1/outputs/"
@@ -48,7 +48,7 @@ class ApiState:
         return self.engine.output_dir
 
     def spec(self, model_id: str | None = None) -> ModelSpec:
-        return resolve_model(model_id or self.model_id, self.sources)
+        return self.engine.manager.spec(model_id or self.model_id)  # the lookup the engine and UI use
 
     def submit(
         self, task: str, model_id: str | None, params: dict[str, Any], owner: str = "api"

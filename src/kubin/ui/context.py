@@ -7,7 +7,7 @@ from typing import Any
 
 from kubin.config import LoadedConfig
 from kubin.engine import Engine
-from kubin.models.registry import ModelSpec, list_models, resolve_model
+from kubin.models.registry import ModelSpec, list_models
 from kubin.params import TaskParams
 
 
@@ -57,7 +57,7 @@ class UIContext:
         return specs
 
     def spec(self, model_id: str) -> ModelSpec:
-        return resolve_model(model_id, self.settings.get("models") or {})
+        return self.engine.manager.spec(model_id)  # the one lookup the engine, UI and API share
 
     def unused_params(self, model_id: str) -> set[str]:
         """What the model ignores (hidden in its tabs)."""
