@@ -30,8 +30,13 @@ def build_app(ctx: UIContext) -> gr.Blocks:
     with gr.Blocks(title="Kubin", analytics_enabled=False) as demo:
         with gr.Column(elem_id="kubin-header"):
             gr.Markdown(f"# Kubin\nKandinsky models on your own machine · v{__version__}")
-            for notice in ctx.notices + ctx.settings.warnings:
+            for notice in ctx.notices:
                 gr.Markdown(f"⚠️ {notice}", elem_classes=["kubin-warning"])
+            # The settings file's warnings, as of each page load (a save clears them).
+            ctx.settings_warning_boxes.append(
+                gr.Markdown(lambda: settings_tab.settings_text(ctx), elem_classes=["kubin-warning"],
+                            elem_id="kubin-settings-warnings")
+            )  # fmt: skip
         with gr.Tabs(selected=start_tab(ctx)) as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
@@ -40,6 +45,8 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             build_extension_tabs(ctx)
             extensions_tab.build(ctx)
         wire_send_to(tabs, {t.task: t for t in built}, ctx)
+        for load, outputs in ctx.page_loads:
+            demo.load(load, None, outputs, queue=False, show_progress="hidden", api_visibility="private")
     return demo
 
 

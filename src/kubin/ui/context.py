@@ -24,6 +24,9 @@ class UIContext:
     building_tab: str = ""  # id of the extension tab being built
     tabs: Any = None  # the gr.Tabs holding every tab (select one with gr.Tabs(selected=id))
     task_tabs: dict[str, Any] = field(default_factory=dict)  # task -> TaskTab, built before extension tabs
+    # (function, outputs) to run on every page load, so a new page shows the state of now, not of the build.
+    page_loads: list[tuple[Any, list]] = field(default_factory=list)
+    settings_warning_boxes: list[Any] = field(default_factory=list)  # the header's, cleared by a save
 
     def send_to(self, task: str, path: str) -> list:
         """Outputs for an event that sends the image at `path` to the tab of `task` and opens it; wire the
