@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass
@@ -138,6 +139,25 @@ def share_reachable(timeout: float = 5.0) -> str | None:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
+def api_lifespan(
+    mounted: dict, engine, model_id: str, settings: LoadedConfig, credentials, max_upload_mb: float
+):
+    """A FastAPI lifespan that adds the REST API to Gradio's app as the server starts, before it accepts
+    connections (routes added after launch() left a moment when the page answered and the API was a 404);
+    the API's state lands in mounted["api"]."""
+    from kubin.api import mount_api
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        mounted["api"] = mount_api(
+            app, engine, model_id, settings.get("models") or {}, credentials, max_upload_mb,
+            int(settings.get("server.max_upload_pixels", 8192 * 8192)),
+        )  # fmt: skip
+        yield
+
+    return lifespan
+
+
 def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     """Start the server; returns an exit code (or, with block=False, the running Blocks for tests)."""
     from kubin.api.security import listen_warning, load_credentials
@@ -168,6 +188,12 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     output_dir.mkdir(parents=True, exist_ok=True)
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=1)
+    mounted: dict = {}
+    app_kwargs = {}
+    if settings.get("server.api", True):
+        app_kwargs["lifespan"] = api_lifespan(
+            mounted, engine, ctx.model_id, settings, credentials, max_upload_mb
+        )
     try:
         demo.launch(
             server_name=host,
@@ -181,6 +207,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
             css_paths=[CSS_PATH],
             quiet=False,
             inbrowser=False,
+            app_kwargs=app_kwargs,
         )
     except OSError as exc:
         print(
@@ -194,14 +221,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
         )
         demo.close()
         return EXIT_USER_ERROR
-    api_state = None
-    if settings.get("server.api", True):
-        from kubin.api import mount_api
-
-        api_state = mount_api(
-            demo.app, engine, ctx.model_id, settings.get("models") or {}, credentials, max_upload_mb,
-            int(settings.get("server.max_upload_pixels", 8192 * 8192)),
-        )  # fmt: skip
+    api_state = mounted.get("api")
     warning = listen_warning(host, bool(credentials), share)
     if warning:
         print(warning, flush=True)
