@@ -80,6 +80,8 @@ def test_fields_without_meaning_for_kandinsky_are_ignored_and_unknown_ones_rejec
         ({"width": 100}, "multiple of 64"),
         ({"steps": 0}, "Steps"),
         ({"sampler_name": "Not a sampler"}, "DPM++ 2M"),
+        ({"prompt": "x" * 2_000_000}, "Prompt is 2,000,000 characters long; the limit is 10,000"),
+        ({"negative_prompt": "x" * 10_001}, "Negative prompt is 10,001 characters long"),
         ({"batch_size": 99}, "Batch size"),
         ({"override_settings": {"sd_model_checkpoint": "no-such-model"}}, "Unknown model"),
     ],
