@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,25 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             build_extension_tabs(ctx)
             extensions_tab.build(ctx)
         wire_send_to(tabs, {t.task: t for t in built}, ctx)
-        for load, outputs in ctx.page_loads:
-            demo.load(load, None, outputs, queue=False, show_progress="hidden", api_visibility="private")
+        wire_job_owners(ctx)
+        for load, outputs, *inputs in ctx.page_loads:
+            demo.load(
+                load, inputs or None, outputs, queue=False, show_progress="hidden", api_visibility="private"
+            )
     return demo
+
+
+def wire_job_owners(ctx: UIContext) -> None:
+    """Each page load sets the tabs' job owners from an id kept in the browser's localStorage (made on the
+    first visit), so a page reloaded while its job runs can still cancel it."""
+    browser_id = gr.BrowserState(None, storage_key="kubin-browser-id")
+    states = [state for state, _ in ctx.owners]
+
+    def adopt(stored: str | None) -> list[str]:
+        known = stored or uuid.uuid4().hex
+        return [known, *(f"{known}:{key}" for _, key in ctx.owners)]
+
+    ctx.page_loads.append((adopt, [browser_id, *states], browser_id))
 
 
 # Tab ids in the order the tabs stand; the 3D tab serves both 3D tasks.

@@ -30,7 +30,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
         model = ui.model_picker(ctx, "t2mesh", f"{TAB_ID}-model")
         values = ctx.defaults(model.value, Text2MeshParams)
         specs = Text2MeshParams.field_specs()
-        owner = gr.State(_new_owner)  # one per browser session: what Cancel cancels
+        owner = gr.State(_new_owner)  # what Cancel cancels: per session, then per browser once the page loads
+        ctx.owners.append((owner, TAB_ID))
         last_seed = gr.State(-1)
         widgets: dict[str, Any] = {}
         with gr.Row(equal_height=False):
