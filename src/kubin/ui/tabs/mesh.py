@@ -66,7 +66,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                                                   elem_id=f"{TAB_ID}-{name.replace('_', '-')}")  # fmt: skip
                 with gr.Row():
                     for name in ("frame_size", "mesh_resolution"):
-                        widgets[name] = ui.slider(specs[name], values[name], min_width=160,
+                        widgets[name] = ui.slider(specs[name], values[name], min_width=200,
                                                   elem_id=f"{TAB_ID}-{name.replace('_', '-')}")  # fmt: skip
                 widgets["seed"], reuse_seed = ui.seed_row(specs["seed"], values["seed"], TAB_ID)
                 widgets["batch_count"] = ui.slider(specs["batch_count"], values["batch_count"], min_width=160,
