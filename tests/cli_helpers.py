@@ -56,16 +56,24 @@ def free_port() -> int:
 
 
 def start_server(
-    workdir: Path, *args: str, config: str = "", env: dict[str, str] | None = None, timeout: float = 120
+    workdir: Path,
+    *args: str,
+    config: str | None = "",
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> RunningServer:
-    """`python -m kubin ARGS` on a free port in `workdir`, with `config` as its user config file, the Hub
+    """`python -m kubin ARGS` on a free port in `workdir`, with `config` as its user config file (None: the
+    file does not exist yet, as on a first start), the Hub
     offline, Gradio's temp files and the log (server.log) in `workdir`, until it says it is running
     (it says so once it listens and its API is mounted). A server that exits or stays silent fails the
     test with its log."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     user_config = workdir / "user.yaml"
-    user_config.write_text(config, encoding="utf-8")
+    if config is None:
+        user_config.unlink(missing_ok=True)
+    else:
+        user_config.write_text(config, encoding="utf-8")
     port = free_port()
     environ = os.environ | {
         "HF_HUB_OFFLINE": "1",

@@ -8,7 +8,7 @@ EXIT_CANCELLED = 130
 
 
 def make_engine(settings):
-    from kubin.engine import Engine
+    from kubin.engine import DEFAULT_MAX_PROMPT_CHARS, Engine
     from kubin.models.manager import ModelManager
     from kubin.runtime.memory import MemoryOptions
 
@@ -18,7 +18,12 @@ def make_engine(settings):
         settings.get("models") or {},
         MemoryOptions.from_dict(settings.get("memory")),
     )
-    return Engine(manager, settings.get("output_dir"), max_pixels=int(settings.get("max_image_pixels")))
+    return Engine(
+        manager,
+        settings.get("output_dir"),
+        max_pixels=int(settings.get("max_image_pixels")),
+        max_prompt_chars=int(settings.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)),
+    )
 
 
 def load_extensions(settings, install_deps: bool = False):

@@ -70,7 +70,8 @@ def load_config(
 
 
 def save_user_settings(user_path: str | os.PathLike, updates: dict[str, Any]) -> Path:
-    """Merge dotted-key `updates` into the user file and write it atomically.
+    """Put dotted-key `updates` into the user file (each key's value replaced, the file's other keys kept)
+    and write it atomically.
 
     A user file that cannot be parsed is kept next to the new one as `<name>.bad` rather than lost.
     """
@@ -86,8 +87,8 @@ def save_user_settings(user_path: str | os.PathLike, updates: dict[str, Any]) ->
                 raise ValueError("not a mapping")
         except Exception:
             path.replace(path.with_name(path.name + ".bad"))
-    for key, value in updates.items():
-        OmegaConf.update(current, key, value, merge=True)
+    for key, value in updates.items():  # replaced, not merged: a default cleared in the UI leaves the file
+        OmegaConf.update(current, key, value, merge=False)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".yaml", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

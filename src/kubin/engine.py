@@ -38,6 +38,7 @@ from kubin.tasks import Prepared, prepare
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
+DEFAULT_MAX_PROMPT_CHARS = 10_000  # config max_prompt_chars
 
 
 @dataclass
@@ -216,10 +217,17 @@ def pick_seed(requested: int) -> int:
 
 
 class Engine:
-    def __init__(self, manager: ModelManager, output_dir: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(
+        self,
+        manager: ModelManager,
+        output_dir: str | Path,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+    ):
         self.manager = manager
         self.output_dir = Path(output_dir)
         self.max_pixels = max_pixels  # input images above this are downscaled, outputs refused
+        self.max_prompt_chars = max_prompt_chars  # longer prompts are refused at submit
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()
@@ -252,7 +260,7 @@ class Engine:
             params = cls.from_dict({**spec.defaults.get(job.task, {}), **dict(job.params)})
         if "strength" in spec.unused_params and hasattr(params, "strength"):
             params.strength = 1.0  # the model follows the prompt over the whole image: nothing to check
-        params.validate()
+        params.validate().check_prompt_lengths(self.max_prompt_chars)
         scheduler = getattr(params, "scheduler", "")
         if scheduler and spec.schedulers and scheduler not in spec.schedulers:
             raise InvalidParams(

@@ -140,6 +140,22 @@ class TaskParams:
                     )
         return self
 
+    def check_prompt_lengths(self, max_chars: int) -> TaskParams:
+        """Refuse a prompt (or negative prompt, or one of Mix's prompts) over `max_chars` characters, with
+        InvalidParams naming it; a huge prompt would be written into every output's metadata. Returns self."""
+        for fs in self.field_specs().values():
+            if not fs.name.endswith(("prompt", "prompts")):
+                continue
+            value = getattr(self, fs.name)
+            what = f"One of the {fs.label.lower()}" if isinstance(value, list) else fs.label
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and len(text) > max_chars:
+                    raise InvalidParams(
+                        f"{what} is {len(text):,} characters long; the limit is {max_chars:,} "
+                        "(max_prompt_chars in the config)."
+                    )
+        return self
+
 
 def _num(x: float | None) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)

@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import Page, expect
 
 TAB_IDS = {"Text to image": "t2i", "Image to image": "i2i", "Mix": "mix", "Inpaint": "inpaint",
-           "Outpaint": "outpaint", "Text to video": "t2v", "Image to video": "i2v", "Settings": "settings"}  # fmt: skip
+           "Outpaint": "outpaint", "Text to video": "t2v", "Image to video": "i2v", "3D": "mesh", "Settings": "settings"}  # fmt: skip
 
 
 def open_tab(page: Page, label: str) -> None:

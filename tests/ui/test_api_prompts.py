@@ -1,8 +1,10 @@
 """The optional inputs after the scheduler: calls that leave them out keep working, and a negative
-prior prompt given by name reaches the saved parameters."""
+prior prompt given by name reaches the saved parameters; a prompt over the length limit is refused."""
 
 import json
 
+import pytest
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 BASE = dict(model_id="tiny-kd22", prompt="a red cat", negative_prompt="blurry", width=64, height=64, steps=2,
@@ -25,3 +27,15 @@ def test_leaving_the_optional_inputs_out_uses_their_defaults(api_client):
     assert details["params"]["negative_prior_prompt"] == ""
     assert details["params"]["hint_image"] == ""
     assert len(gallery) == 1
+
+
+def test_a_prompt_over_the_limit_is_refused_in_one_sentence(api_client, kubin_server):
+    before = kubin_server.saved_images()
+
+    with pytest.raises(AppError) as raised:
+        api_client.predict(**(BASE | {"prompt": "x" * 10_001}), api_name="/txt2img")
+
+    assert raised.value.message == (
+        "Prompt is 10,001 characters long; the limit is 10,000 (max_prompt_chars in the config)."
+    )
+    assert kubin_server.saved_images() == before

@@ -79,7 +79,9 @@ def test_fields_without_meaning_for_kandinsky_are_ignored_and_unknown_ones_rejec
     [
         ({"width": 100}, "multiple of 64"),
         ({"steps": 0}, "Steps"),
-        ({"sampler_name": "Euler a"}, "DPM++ 2M"),
+        ({"sampler_name": "Not a sampler"}, "DPM++ 2M"),
+        ({"prompt": "x" * 2_000_000}, "Prompt is 2,000,000 characters long; the limit is 10,000"),
+        ({"negative_prompt": "x" * 10_001}, "Negative prompt is 10,001 characters long"),
         ({"batch_size": 99}, "Batch size"),
         ({"override_settings": {"sd_model_checkpoint": "no-such-model"}}, "Unknown model"),
     ],
@@ -104,6 +106,29 @@ def test_a1111_sampler_names_map_to_the_models_schedulers(http):
     assert "DDIM" in names and "DPM++ 2M Karras" in names
     info = json.loads(txt2img(http, sampler_name="dpm++ 2m", scheduler="Karras")["info"])
     assert info["sampler_name"] == "DPM++ 2M Karras"
+
+
+def test_an_unchanged_a1111_client_sending_euler_a_gets_images_and_is_told_what_ran(http):
+    reply = http.post(
+        "/sdapi/v1/txt2img", json={"prompt": "a red cat", "steps": 2, "sampler_name": "Euler a"}
+    )
+
+    assert reply.status_code == 200, reply.text
+    info = json.loads(reply.json()["info"])
+    assert info["sampler_name"] in [s["name"] for s in http.get("/sdapi/v1/samplers").json()]
+    assert (
+        f"Sampler 'Euler a' is not available for this model; {info['sampler_name']}, the closest"
+        in info["notices"][0]
+    )
+
+
+def test_an_a1111_sampler_with_no_counterpart_runs_the_models_default_with_a_notice(http):
+    info = json.loads(txt2img(http, sampler_name="LCM")["info"])
+
+    assert (
+        info["notices"][0]
+        == f"Sampler 'LCM' is not available for this model; its default, {info['sampler_name']}, ran instead."
+    )
 
 
 def test_img2img_and_inpainting_with_a_mask(http):

@@ -95,6 +95,8 @@ def test_every_image_task_runs_and_its_outputs_download(http, kubin_server):
         ("t2v", {"prompt": "x"}, 422, "cannot do t2v"),
         ("mix", {"prompts": ["a"], "weights": [1]}, 422, "at least 2"),
         ("i2i", {"init_image": ""}, 422, "Init image is missing"),
+        ("t2i", {"prompt": "x" * 2_000_000}, 422, "Prompt is 2,000,000 characters long; the limit is 10,000"),
+        ("t2i", {"negative_prompt": "x" * 10_001}, 422, "Negative prompt is 10,001 characters long"),
         ("t2i", {"model": "kd22", "steps": 1, "prior_steps": 1}, 503, "kubin download kd22"),
     ],
 )

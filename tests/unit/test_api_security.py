@@ -190,13 +190,38 @@ OFFERED = ("DDPM", "DDIM", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE")
     ],
 )  # fmt: skip
 def test_a1111_sampler_names_map_to_offered_schedulers(name, scheduler, expected):
-    assert pick_sampler(name, scheduler, OFFERED) == expected
+    choice = pick_sampler(name, scheduler, OFFERED)
+    assert (choice.scheduler, choice.exact, choice.notice(expected)) == (expected, True, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "scheduler", "expected"),
+    [
+        ("Euler a", None, "DDPM"), ("euler", None, "DDIM"), ("LMS", None, "DPM++ 2M"), ("LMS", "Karras", "DPM++ 2M Karras"),
+        ("DPM++ 2M SDE Karras", None, "DPM++ SDE"), ("PLMS", None, "DPM++ 2M"), ("UniPC", None, "DPM++ 2M"),
+        ("Heun", None, "DPM++ 2M"), ("DPM2", "Karras", "DPM++ 2M Karras"), ("DDIM CFG++", None, "DDIM"),
+    ],
+)  # fmt: skip
+def test_other_a1111_samplers_run_as_the_closest_offered_one_with_a_notice(name, scheduler, expected):
+    choice = pick_sampler(name, scheduler, OFFERED)
+
+    assert (choice.scheduler, choice.exact) == (expected, False)
+    assert choice.notice(expected) == (
+        f"Sampler {name!r} is not available for this model; {expected}, the closest, ran instead."
+    )
+
+
+def test_an_a1111_sampler_with_nothing_close_runs_the_default_with_a_notice():
+    choice = pick_sampler("Euler a", None, ("Flow Match Euler",))
+    assert (choice.scheduler, choice.exact) == ("", False)
+    assert "its default, Flow Match Euler, ran instead" in choice.notice("Flow Match Euler")
+    assert pick_sampler("LCM", None, OFFERED).scheduler == ""
 
 
 def test_an_unknown_sampler_lists_the_offered_ones():
     with pytest.raises(InvalidParams, match="DDPM, DDIM"):
-        pick_sampler("Euler a", None, OFFERED)
-    assert pick_sampler("Euler a", None, OFFERED, strict=False) == ""
+        pick_sampler("Not a sampler", None, OFFERED)
+    assert pick_sampler("Not a sampler", None, OFFERED, strict=False).scheduler == ""
 
 
 def test_infotext_parses_like_a1111():

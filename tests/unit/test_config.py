@@ -106,6 +106,17 @@ def test_saving_settings_creates_the_file_and_its_folder(tmp_path):
     assert loaded.get("ui.defaults.t2i") == {"steps": 30}
 
 
+def test_saving_a_section_replaces_it_so_a_cleared_default_is_gone(tmp_path):
+    user = write(
+        tmp_path / "user.yaml", "ui:\n  defaults:\n    t2i: {steps: 7, width: 512}\n    i2i: {steps: 9}\n"
+    )
+
+    save_user_settings(user, {"ui.defaults.t2i": {"width": 512}})
+
+    loaded = load_config(user, default_path=write(tmp_path / "default.yaml", DEFAULTS))
+    assert loaded.get("ui.defaults") == {"t2i": {"width": 512}, "i2i": {"steps": 9}}
+
+
 def test_saving_settings_replaces_the_file_atomically(tmp_path):
     user = write(tmp_path / "user.yaml", "model: kd22\n")
     # A second name for the old file: an in-place rewrite would change what it shows, a rename does not.

@@ -191,6 +191,23 @@ def test_bad_parameters_fail_at_submit_and_nothing_is_queued(engine, output_dir)
     assert not output_dir.exists()
 
 
+def test_prompts_over_the_length_limit_fail_at_submit_with_one_sentence(manager, output_dir):
+    from kubin.engine import DEFAULT_MAX_PROMPT_CHARS, Engine
+
+    engine = Engine(manager, output_dir, max_prompt_chars=20)
+    try:
+        engine.submit(t2i(prompt="x" * 20, negative_prompt="y" * 20))  # at the limit: accepted
+        with pytest.raises(InvalidParams, match=r"^Prompt is 21 characters long; the limit is 20 \("):
+            engine.submit(t2i(prompt="x" * 21))
+        with pytest.raises(InvalidParams, match="^Negative prompt is 21 characters"):
+            engine.submit(t2i(negative_prompt="y" * 21))
+        with pytest.raises(InvalidParams, match="^One of the prompts is 21 characters"):
+            engine.submit(Job("mix", "tiny-kd22", {"prompts": ["a cat", "z" * 21], "weights": [1, 1]}))
+    finally:
+        engine.close(wait=True)
+    assert DEFAULT_MAX_PROMPT_CHARS == 10_000
+
+
 def test_a_task_the_model_cannot_do_fails_at_submit(engine, t2i_only_model):
     with pytest.raises(UnsupportedTask, match="cannot do i2i; it supports: t2i"):
         engine.submit(Job("i2i", t2i_only_model, {"prompt": "a red cat"}))

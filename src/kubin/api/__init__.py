@@ -36,10 +36,8 @@ def mount_api(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
 ) -> ApiState:
-    """Add the API routes and /docs to `app` (Gradio's, after launch); returns the API's state.
-
-    Routes added to a running Starlette app are live at once (the router is read per request).
-    """
+    """Add the API routes and /docs to `app` (Gradio's, as its server starts: see ui.app.api_lifespan);
+    returns the API's state."""
     uploads = Path(tempfile.mkdtemp(prefix="kubin-uploads-"))
     state = ApiState(engine, model_id, sources or {}, uploads, max_upload_pixels)
     route_class = limited_route(int(max_upload_mb * 1024 * 1024))

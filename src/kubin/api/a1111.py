@@ -13,6 +13,7 @@ import base64
 import datetime as _dt
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Body
@@ -176,20 +177,20 @@ def build_router(state: ApiState, route_class) -> APIRouter:
     @router.post("/txt2img", response_model=GenerationResponse)
     async def txt2img(request: Txt2ImgRequest) -> dict[str, Any]:
         """Text to image."""
-        handle = await run_in_threadpool(_submit_txt2img, state, request)
+        handle, sampler = await run_in_threadpool(_submit_txt2img, state, request)
         await wait_for(handle)
-        return await run_in_threadpool(_response, state, handle, request, request.model_dump())
+        return await run_in_threadpool(_response, state, handle, request, request.model_dump(), sampler)
 
     @router.post("/img2img", response_model=GenerationResponse)
     async def img2img(request: Img2ImgRequest) -> dict[str, Any]:
         """Image to image; with `mask`, inpainting (white repaints)."""
-        handle = await run_in_threadpool(_submit_img2img, state, request)
+        handle, sampler = await run_in_threadpool(_submit_img2img, state, request)
         await wait_for(handle)
         echo = request.model_dump()
         if not request.include_init_images:
             echo["init_images"] = None
             echo["mask"] = None
-        return await run_in_threadpool(_response, state, handle, request, echo)
+        return await run_in_threadpool(_response, state, handle, request, echo, sampler)
 
     @router.get("/sd-models")
     def sd_models() -> list[dict[str, Any]]:
@@ -322,7 +323,8 @@ def _model_override(state: ApiState, request: _Request) -> str:
     return state.spec(_checkpoint_id(checkpoint)).id if checkpoint else state.model_id
 
 
-def _common_params(state: ApiState, request: _Request, model_id: str) -> dict[str, Any]:
+def _common_params(state: ApiState, request: _Request, model_id: str) -> tuple[dict[str, Any], SamplerChoice]:
+    """The parameters both routes share, and the sampler choice (for the notice in the answer)."""
     params: dict[str, Any] = {
         "negative_prompt": request.negative_prompt,
         "seed": request.seed,
@@ -334,55 +336,116 @@ def _common_params(state: ApiState, request: _Request, model_id: str) -> dict[st
     if request.cfg_scale is not None:
         params["guidance_scale"] = request.cfg_scale
     sampler = pick_sampler(request.sampler_name, request.scheduler, state.spec(model_id).schedulers)
-    if not sampler and request.sampler_index:  # the deprecated alias, used only when the model has it
+    if not sampler.requested and request.sampler_index:  # the deprecated alias
         sampler = pick_sampler(request.sampler_index, None, state.spec(model_id).schedulers, strict=False)
-    if sampler:
-        params["scheduler"] = sampler
-    return params
+    if sampler.scheduler:
+        params["scheduler"] = sampler.scheduler
+    return params, sampler
 
 
 def _size(request: _Request) -> dict[str, int]:
     return {k: v for k, v in (("width", request.width), ("height", request.height)) if v is not None}
 
 
+# AUTOMATIC1111's sampler names -> Kubin's schedulers, closest first (same family and order, then
+# deterministic or stochastic alike). A name the model offers itself is used as it is.
+A1111_SAMPLERS: dict[str, tuple[str, ...]] = {
+    "euler a": ("Euler a", "DDPM", "Euler", "DPM++ SDE"),
+    "euler": ("Euler", "Flow Match Euler", "DDIM", "DPM++ 2M"),
+    "lms": ("DPM++ 2M", "UniPC", "DEIS", "PNDM"),
+    "lms karras": ("DPM++ 2M Karras", "DPM++ 2M", "UniPC"),
+    "heun": ("Heun", "DPM++ 2M", "UniPC"),
+    "dpm2": ("DPM++ 2M", "Heun", "UniPC"),
+    "dpm2 karras": ("DPM++ 2M Karras", "DPM++ 2M", "Heun"),
+    "dpm2 a": ("DPM++ SDE", "Euler a", "DDPM"),
+    "dpm2 a karras": ("DPM++ SDE", "Euler a", "DDPM"),
+    "dpm++ 2s a": ("DPM++ SDE", "Euler a", "DDPM"),
+    "dpm++ 2s a karras": ("DPM++ SDE", "Euler a", "DDPM"),
+    "dpm++ 2m": ("DPM++ 2M", "DPM++ 2M Karras", "UniPC", "DEIS"),
+    "dpm++ 2m karras": ("DPM++ 2M Karras", "DPM++ 2M", "UniPC"),
+    "dpm++ sde": ("DPM++ SDE", "DDPM", "Euler a"),
+    "dpm++ sde karras": ("DPM++ SDE", "DDPM", "Euler a"),
+    "dpm++ 2m sde": ("DPM++ SDE", "DPM++ 2M"),
+    "dpm++ 2m sde karras": ("DPM++ SDE", "DPM++ 2M Karras", "DPM++ 2M"),
+    "dpm++ 2m sde exponential": ("DPM++ SDE", "DPM++ 2M"),
+    "dpm++ 2m sde heun": ("DPM++ SDE", "Heun", "DPM++ 2M"),
+    "dpm++ 2m sde heun karras": ("DPM++ SDE", "Heun", "DPM++ 2M Karras"),
+    "dpm++ 3m sde": ("DPM++ SDE", "DPM++ 2M"),
+    "dpm++ 3m sde karras": ("DPM++ SDE", "DPM++ 2M Karras"),
+    "dpm fast": ("DPM++ 2M", "UniPC"),
+    "dpm adaptive": ("DPM++ 2M", "UniPC"),
+    "restart": ("Heun", "DPM++ 2M"),
+    "ddim": ("DDIM", "Euler", "Flow Match Euler"),
+    "ddim cfg++": ("DDIM", "Euler", "Flow Match Euler"),
+    "plms": ("PNDM", "DPM++ 2M", "UniPC"),
+    "unipc": ("UniPC", "DPM++ 2M", "DEIS"),
+    "lcm": (),
+    "ddpm": ("DDPM", "Euler a", "DPM++ SDE"),
+}
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """What runs for a request's sampler: `scheduler` is the model's ("" for its default); `exact` when
+    the model offers the requested name itself."""
+
+    requested: str = ""
+    scheduler: str = ""
+    exact: bool = True
+
+    def notice(self, ran: str) -> str | None:
+        """What the client is told when its sampler could not run as named (`ran`: what did)."""
+        if self.exact:
+            return None
+        ran = ran or "the model's default"
+        if self.scheduler:
+            return f"Sampler {self.requested!r} is not available for this model; {ran}, the closest, ran instead."
+        return f"Sampler {self.requested!r} is not available for this model; its default, {ran}, ran instead."
+
+
 def pick_sampler(
     name: str | None, scheduler: str | None, offered: tuple[str, ...], strict: bool = True
-) -> str:
+) -> SamplerChoice:
     """The model's scheduler for an A1111 sampler name (any case; scheduler "Karras" adds " Karras").
 
-    "" for no choice (the model's own); an unknown name is an InvalidParams listing the offered ones.
+    A name the model offers runs as it is; another A1111 name runs as the closest scheduler the model
+    offers, or as its default when none is close. An unknown name is an InvalidParams listing the offered
+    ones (with strict=False: the default, as for the deprecated sampler_index).
     """
     if not name or name.lower() in ("automatic", "default"):
-        return ""
+        return SamplerChoice()
     wanted = [name]
     if scheduler and scheduler.lower() == "karras" and not name.lower().endswith("karras"):
         wanted.insert(0, f"{name} Karras")
     by_lower = {s.lower(): s for s in offered}
     for candidate in wanted:
         if candidate.lower() in by_lower:
-            return by_lower[candidate.lower()]
+            return SamplerChoice(name, by_lower[candidate.lower()])
+    for candidate in wanted:
+        if candidate.lower() in A1111_SAMPLERS:
+            close = (by_lower[c.lower()] for c in A1111_SAMPLERS[candidate.lower()] if c.lower() in by_lower)
+            return SamplerChoice(name, next(close, ""), exact=False)
     if not strict:
-        return ""
+        return SamplerChoice()
     raise InvalidParams(
         f"Sampler {name!r} is not available for this model; choose one of {', '.join(offered)}."
     )
 
 
-def _submit_txt2img(state: ApiState, request: Txt2ImgRequest) -> JobHandle:
+def _submit_txt2img(state: ApiState, request: Txt2ImgRequest) -> tuple[JobHandle, SamplerChoice]:
     model_id = _model_override(state, request)
-    params = _common_params(state, request, model_id) | {"prompt": request.prompt} | _size(request)
+    params, sampler = _common_params(state, request, model_id)
+    params |= {"prompt": request.prompt} | _size(request)
     state.interrupted = False
-    return state.submit("t2i", model_id, params)
+    return state.submit("t2i", model_id, params), sampler
 
 
-def _submit_img2img(state: ApiState, request: Img2ImgRequest) -> JobHandle:
+def _submit_img2img(state: ApiState, request: Img2ImgRequest) -> tuple[JobHandle, SamplerChoice]:
     if not request.init_images:
         raise InvalidParams("init_images is empty: send at least one base64 image.")
     model_id = _model_override(state, request)
-    params = _common_params(state, request, model_id) | {
-        "prompt": request.prompt,
-        "init_image": request.init_images[0],
-    }
+    params, sampler = _common_params(state, request, model_id)
+    params |= {"prompt": request.prompt, "init_image": request.init_images[0]}
     if request.mask:
         task = "inpaint"
         params |= {"mask": request.mask, "invert_mask": bool(request.inpainting_mask_invert)}
@@ -394,7 +457,7 @@ def _submit_img2img(state: ApiState, request: Img2ImgRequest) -> JobHandle:
         if request.denoising_strength is not None:
             params["strength"] = request.denoising_strength
     state.interrupted = False
-    return state.submit(task, model_id, params)
+    return state.submit(task, model_id, params), sampler
 
 
 def _timestamp(handle: JobHandle) -> str:
@@ -408,9 +471,11 @@ def _b64(path) -> str:
         return base64.b64encode(fh.read()).decode("ascii")
 
 
-def _response(state: ApiState, handle: JobHandle, request: _Request, echo: dict[str, Any]) -> dict[str, Any]:
+def _response(
+    state: ApiState, handle: JobHandle, request: _Request, echo: dict[str, Any], sampler: SamplerChoice
+) -> dict[str, Any]:
     """The A1111 answer for a finished job: a failed one raises its error, an interrupted one answers
-    with the images saved so far."""
+    with the images saved so far; `sampler_name` in info is the scheduler that ran."""
     if handle.state == FAILED and handle.error is not None:
         raise handle.error
     params = handle.params
@@ -424,6 +489,8 @@ def _response(state: ApiState, handle: JobHandle, request: _Request, echo: dict[
     prompt = getattr(params, "prompt", "")
     negative = getattr(params, "negative_prompt", "")
     ignored = sorted(n for n in request.model_fields_set if n not in MAPPED)
+    ran = results[0].meta.get("scheduler") if results else getattr(params, "scheduler", "")
+    sampler_notice = sampler.notice(ran)
     info = {
         "prompt": prompt,
         "all_prompts": [prompt] * count,
@@ -436,7 +503,7 @@ def _response(state: ApiState, handle: JobHandle, request: _Request, echo: dict[
         "subseed_strength": 0,
         "width": results[0].width if results else getattr(params, "width", 0),
         "height": results[0].height if results else getattr(params, "height", 0),
-        "sampler_name": results[0].meta.get("scheduler") if results else getattr(params, "scheduler", ""),
+        "sampler_name": ran,
         "cfg_scale": params.guidance_scale,
         "steps": params.steps,
         "batch_size": params.batch_size,
@@ -462,7 +529,7 @@ def _response(state: ApiState, handle: JobHandle, request: _Request, echo: dict[
         "task": handle.job.task,
         "job_id": handle.id,
         "files": [str(r.path) for r in results],
-        "notices": list(handle.notices),
+        "notices": ([sampler_notice] if sampler_notice else []) + list(handle.notices),
         "ignored_fields": ignored,
         "interrupted": handle.state == CANCELLED,
     }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,13 @@ def build_app(ctx: UIContext) -> gr.Blocks:
     with gr.Blocks(title="Kubin", analytics_enabled=False) as demo:
         with gr.Column(elem_id="kubin-header"):
             gr.Markdown(f"# Kubin\nKandinsky models on your own machine · v{__version__}")
-            for notice in ctx.notices + ctx.settings.warnings:
+            for notice in ctx.notices:
                 gr.Markdown(f"⚠️ {notice}", elem_classes=["kubin-warning"])
+            # The settings file's warnings, as of each page load (a save clears them).
+            ctx.settings_warning_boxes.append(
+                gr.Markdown(lambda: settings_tab.settings_text(ctx), elem_classes=["kubin-warning"],
+                            elem_id="kubin-settings-warnings")
+            )  # fmt: skip
         with gr.Tabs(selected=start_tab(ctx)) as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
@@ -40,7 +47,25 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             build_extension_tabs(ctx)
             extensions_tab.build(ctx)
         wire_send_to(tabs, {t.task: t for t in built}, ctx)
+        wire_job_owners(ctx)
+        for load, outputs, *inputs in ctx.page_loads:
+            demo.load(
+                load, inputs or None, outputs, queue=False, show_progress="hidden", api_visibility="private"
+            )
     return demo
+
+
+def wire_job_owners(ctx: UIContext) -> None:
+    """Each page load sets the tabs' job owners from an id kept in the browser's localStorage (made on the
+    first visit), so a page reloaded while its job runs can still cancel it."""
+    browser_id = gr.BrowserState(None, storage_key="kubin-browser-id")
+    states = [state for state, _ in ctx.owners]
+
+    def adopt(stored: str | None) -> list[str]:
+        known = stored or uuid.uuid4().hex
+        return [known, *(f"{known}:{key}" for _, key in ctx.owners)]
+
+    ctx.page_loads.append((adopt, [browser_id, *states], browser_id))
 
 
 # Tab ids in the order the tabs stand; the 3D tab serves both 3D tasks.
@@ -131,6 +156,25 @@ def share_reachable(timeout: float = 5.0) -> str | None:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
+def api_lifespan(
+    mounted: dict, engine, model_id: str, settings: LoadedConfig, credentials, max_upload_mb: float
+):
+    """A FastAPI lifespan that adds the REST API to Gradio's app as the server starts, before it accepts
+    connections (routes added after launch() left a moment when the page answered and the API was a 404);
+    the API's state lands in mounted["api"]."""
+    from kubin.api import mount_api
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        mounted["api"] = mount_api(
+            app, engine, model_id, settings.get("models") or {}, credentials, max_upload_mb,
+            int(settings.get("server.max_upload_pixels", 8192 * 8192)),
+        )  # fmt: skip
+        yield
+
+    return lifespan
+
+
 def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     """Start the server; returns an exit code (or, with block=False, the running Blocks for tests)."""
     from kubin.api.security import listen_warning, load_credentials
@@ -161,6 +205,12 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     output_dir.mkdir(parents=True, exist_ok=True)
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=1)
+    mounted: dict = {}
+    app_kwargs = {}
+    if settings.get("server.api", True):
+        app_kwargs["lifespan"] = api_lifespan(
+            mounted, engine, ctx.model_id, settings, credentials, max_upload_mb
+        )
     try:
         demo.launch(
             server_name=host,
@@ -174,6 +224,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
             css_paths=[CSS_PATH],
             quiet=False,
             inbrowser=False,
+            app_kwargs=app_kwargs,
         )
     except OSError as exc:
         print(
@@ -187,14 +238,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
         )
         demo.close()
         return EXIT_USER_ERROR
-    api_state = None
-    if settings.get("server.api", True):
-        from kubin.api import mount_api
-
-        api_state = mount_api(
-            demo.app, engine, ctx.model_id, settings.get("models") or {}, credentials, max_upload_mb,
-            int(settings.get("server.max_upload_pixels", 8192 * 8192)),
-        )  # fmt: skip
+    api_state = mounted.get("api")
     warning = listen_warning(host, bool(credentials), share)
     if warning:
         print(warning, flush=True)

@@ -24,6 +24,13 @@ class UIContext:
     building_tab: str = ""  # id of the extension tab being built
     tabs: Any = None  # the gr.Tabs holding every tab (select one with gr.Tabs(selected=id))
     task_tabs: dict[str, Any] = field(default_factory=dict)  # task -> TaskTab, built before extension tabs
+    # (function, outputs[, input]) to run on every page load, so a new page shows the state of now, not of
+    # the build.
+    page_loads: list[tuple] = field(default_factory=list)
+    settings_warning_boxes: list[Any] = field(default_factory=list)  # the header's, cleared by a save
+    # (gr.State, tab key) of each tab's job owner: what its Cancel cancels. A page load sets them from an
+    # id kept in the browser, so a reloaded page can still cancel the jobs it started (see app.build_app).
+    owners: list[tuple[Any, str]] = field(default_factory=list)
 
     def send_to(self, task: str, path: str) -> list:
         """Outputs for an event that sends the image at `path` to the tab of `task` and opens it; wire the

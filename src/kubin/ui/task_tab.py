@@ -70,7 +70,8 @@ def build_task_tab(
         model = ui.model_picker(ctx, task, f"{task}-model")
         values = ctx.defaults(model.value, params_cls)
         hidden = ctx.unused_params(model.value)
-        owner = gr.State(_new_owner)  # one per browser session: what Cancel cancels
+        owner = gr.State(_new_owner)  # what Cancel cancels: per session, then per browser once the page loads
+        ctx.owners.append((owner, task))
         last_seed = gr.State(-1)
         results = gr.State([])
         selected = gr.State(0)

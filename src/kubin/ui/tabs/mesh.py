@@ -30,7 +30,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
         model = ui.model_picker(ctx, "t2mesh", f"{TAB_ID}-model")
         values = ctx.defaults(model.value, Text2MeshParams)
         specs = Text2MeshParams.field_specs()
-        owner = gr.State(_new_owner)  # one per browser session: what Cancel cancels
+        owner = gr.State(_new_owner)  # what Cancel cancels: per session, then per browser once the page loads
+        ctx.owners.append((owner, TAB_ID))
         last_seed = gr.State(-1)
         widgets: dict[str, Any] = {}
         with gr.Row(equal_height=False):
@@ -65,7 +66,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                                                   elem_id=f"{TAB_ID}-{name.replace('_', '-')}")  # fmt: skip
                 with gr.Row():
                     for name in ("frame_size", "mesh_resolution"):
-                        widgets[name] = ui.slider(specs[name], values[name], min_width=160,
+                        widgets[name] = ui.slider(specs[name], values[name], min_width=200,
                                                   elem_id=f"{TAB_ID}-{name.replace('_', '-')}")  # fmt: skip
                 widgets["seed"], reuse_seed = ui.seed_row(specs["seed"], values["seed"], TAB_ID)
                 widgets["batch_count"] = ui.slider(specs["batch_count"], values["batch_count"], min_width=160,
@@ -74,6 +75,10 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 viewer = gr.Model3D(
                     label="3D object", height=420, interactive=False, elem_id=f"{TAB_ID}-viewer"
                 )
+                # The job's .glb, for the viewer: Gradio 6's Model3D stays empty when a generator (which
+                # follow_job is) updates it, so the generator fills this hidden file and a plain handler
+                # then hands it to the viewer. It is also the API's first output (the mesh file).
+                mesh_file = gr.File(visible=False, elem_id=f"{TAB_ID}-mesh-file")
                 with gr.Row():
                     preview = gr.Image(label="Turntable preview", type="filepath", interactive=False, height=220,
                                        elem_id=f"{TAB_ID}-preview")  # fmt: skip
@@ -84,17 +89,25 @@ def build(ctx: UIContext) -> dict[str, Any]:
                     details = gr.JSON(label="Outputs and parameters", elem_id=f"{TAB_ID}-details")
 
     shared = [widgets[n] for n in SHARED_FIELDS]
-    event_outputs = [viewer, preview, downloads, info, details, last_seed]
+    event_outputs = [mesh_file, preview, downloads, info, details, last_seed]
+
+    def show_mesh(path: str | None):
+        return path
+
     for task, first in (("t2mesh", "prompt"), ("i2mesh", "init_image")):
         run = _generate_fn(ctx, task, [first, *SHARED_FIELDS])
         inputs = [owner, model, widgets[first], *shared]
         generate[task].click(lambda: "", None, cancel_status, queue=False, show_progress="hidden",
                              api_visibility="private")  # fmt: skip
         generate[task].click(run, inputs, event_outputs, api_name=task, concurrency_limit=8,
-                             concurrency_id="generate")  # fmt: skip
+                             concurrency_id="generate").then(
+            show_mesh, mesh_file, viewer, queue=False, show_progress="hidden", api_visibility="private"
+        )  # fmt: skip
         if task == "t2mesh":
             widgets["prompt"].submit(run, inputs, event_outputs, api_name=False, concurrency_limit=8,
-                                     concurrency_id="generate")  # fmt: skip
+                                     concurrency_id="generate").then(
+                show_mesh, mesh_file, viewer, queue=False, show_progress="hidden", api_visibility="private"
+            )  # fmt: skip
 
     def cancel(owner_id: str) -> str:
         n = ctx.engine.cancel_owner(owner_id)

@@ -25,6 +25,15 @@ MEMORY_CHECKBOXES = [
 ]
 SPEED_FIELDS = ["cache", "cache_threshold", "quantize", "quantize_parts"]
 MEMORY_FIELDS = MEMORY_CHOICES + MEMORY_CHECKBOXES + SPEED_FIELDS
+# The save button's inputs, in order: what current_values returns.
+INPUT_NAMES = [
+    "model",
+    "device",
+    "dtype",
+    "output_dir",
+    *(f"default_{n}" for n in UI_DEFAULT_FIELDS),
+    *MEMORY_FIELDS,
+]
 MEMORY_LABELS = {
     "preset": "Preset (--medvram / --lowvram)",
     "offload": "CPU offload (model: parts; sequential: layers, least VRAM)",
@@ -54,20 +63,54 @@ def reload_reasons(
     return reasons
 
 
+def settings_text(ctx: UIContext) -> str:
+    """The settings file's warnings (unreadable, not written yet), as shown now: empty once it is saved."""
+    return "\n\n".join(f"⚠️ {warning}" for warning in ctx.settings.warnings)
+
+
+def current_values(ctx: UIContext) -> list:
+    """The values of the tab's inputs, in the order of the save button's inputs, from the settings as they
+    are now (each page load reads them, so a page opened after a save shows what was saved)."""
+    s = ctx.settings
+    memory = MemoryOptions.from_dict(s.get("memory"))
+    t2i = s.get("ui.defaults.t2i") or {}
+    return [
+        s.get("model"),
+        s.get("device"),
+        s.get("dtype"),
+        str(s.get("output_dir")),
+        *("" if t2i.get(name) is None else str(t2i[name]) for name in UI_DEFAULT_FIELDS),
+        *(getattr(memory, name) for name in MEMORY_FIELDS),
+    ]
+
+
+def parse_ui_defaults(texts: list[str | None]) -> dict[str, int | float]:
+    """The text to image defaults typed in the tab: an empty box keeps the model's own (left out)."""
+    raw = {
+        name: str(text).strip()
+        for name, text in zip(UI_DEFAULT_FIELDS, texts, strict=True)
+        if text is not None and str(text).strip()
+    }
+    params = Text2ImageParams.from_dict(raw).validate()
+    return {name: getattr(params, name) for name in raw}
+
+
 def build(ctx: UIContext) -> None:
     s = ctx.settings
     specs = Text2ImageParams.field_specs()
+    initial = dict(zip(INPUT_NAMES, current_values(ctx), strict=True))
     with gr.Tab("Settings", id="settings", elem_id="tab-settings"):
         gr.Markdown(
             f"Settings are saved to `{s.user_path}`. The output folder applies at once; model, device "
             "and dtype apply from the next model load (the loaded model is unloaded)."
         )
-        for warning in s.warnings:
-            gr.Markdown(f"⚠️ {warning}", elem_classes=["kubin-warning"])
+        warnings = gr.Markdown(
+            settings_text(ctx), elem_classes=["kubin-warning"], elem_id="settings-warnings"
+        )
         with gr.Row():
             model = gr.Dropdown(
                 [m.id for m in ctx.models()],
-                value=s.get("model"),
+                value=initial["model"],
                 label="Model at start",
                 allow_custom_value=True,
                 elem_id="settings-model",
@@ -75,7 +118,7 @@ def build(ctx: UIContext) -> None:
             )
             device = gr.Dropdown(
                 ["auto", "cpu", "cuda", "mps"],
-                value=s.get("device"),
+                value=initial["device"],
                 label="Device",
                 allow_custom_value=True,
                 elem_id="settings-device",
@@ -83,13 +126,13 @@ def build(ctx: UIContext) -> None:
             )
             dtype = gr.Dropdown(
                 ["auto", "fp32", "fp16", "bf16"],
-                value=s.get("dtype"),
+                value=initial["dtype"],
                 label="Precision",
                 elem_id="settings-dtype",
                 min_width=120,
             )
         output_dir = gr.Textbox(
-            value=str(s.get("output_dir")), label="Output folder", elem_id="settings-output-dir"
+            value=initial["output_dir"], label="Output folder", elem_id="settings-output-dir"
         )
         gr.Markdown(
             "**Memory and speed** — every option here applies on the next model load: saving a change "
@@ -98,13 +141,12 @@ def build(ctx: UIContext) -> None:
             "offload and bitsandbytes need a GPU, and sequential offload works with torchao quantisation "
             "only (not quanto or bitsandbytes)."
         )
-        memory = MemoryOptions.from_dict(s.get("memory"))
         elem_ids = {"preset": "settings-memory-preset"}
 
         def choice(name: str) -> gr.Dropdown:
             return gr.Dropdown(
                 list(CHOICES[name]),
-                value=getattr(memory, name),
+                value=initial[name],
                 label=MEMORY_LABELS[name],
                 elem_id=elem_ids.get(name, "settings-" + name.replace("_", "-")),
                 min_width=160,
@@ -114,7 +156,7 @@ def build(ctx: UIContext) -> None:
             memory_inputs = [choice(name) for name in MEMORY_CHOICES]
             memory_inputs += [
                 gr.Checkbox(
-                    value=getattr(memory, name),
+                    value=initial[name],
                     label=MEMORY_LABELS[name],
                     elem_id="settings-" + name.replace("_", "-"),
                     min_width=160,
@@ -123,7 +165,7 @@ def build(ctx: UIContext) -> None:
             ]
         with gr.Row():
             threshold = gr.Number(
-                value=memory.cache_threshold,
+                value=initial["cache_threshold"],
                 label=MEMORY_LABELS["cache_threshold"],
                 minimum=0,
                 maximum=10,
@@ -132,15 +174,15 @@ def build(ctx: UIContext) -> None:
                 min_width=160,
             )
             memory_inputs += [choice("cache"), threshold, choice("quantize"), choice("quantize_parts")]
+        # Text boxes, not gr.Number: a Gradio 6 number box cannot be empty (it shows and sends 0).
         gr.Markdown("**Text to image defaults** (empty keeps the model's own)")
-        current = s.get("ui.defaults.t2i") or {}
         with gr.Row():
             defaults = [
-                gr.Number(
-                    value=current.get(name),
+                gr.Textbox(
+                    value=initial[f"default_{name}"],
                     label=specs[name].label,
-                    minimum=specs[name].minimum,
-                    maximum=specs[name].maximum,
+                    placeholder=f"model's own ({specs[name].minimum:g} to {specs[name].maximum:g})",
+                    elem_id="settings-default-" + name.replace("_", "-"),
                     min_width=120,
                 )
                 for name in UI_DEFAULT_FIELDS
@@ -160,11 +202,7 @@ def build(ctx: UIContext) -> None:
                 choose_dtype(dtype_name, "cuda")
                 if not str(out_dir).strip():
                     raise KubinError("The output folder cannot be empty.")
-                ui_defaults = {}
-                for name, value in zip(UI_DEFAULT_FIELDS, default_values, strict=True):
-                    if value is not None:
-                        ui_defaults[name] = value
-                Text2ImageParams.from_dict(ui_defaults).validate()
+                ui_defaults = parse_ui_defaults(list(default_values))
             except KubinError as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
             updates = {
@@ -178,6 +216,7 @@ def build(ctx: UIContext) -> None:
             path = save_user_settings(s.user_path, updates)
             for key, value in updates.items():
                 s.set(key, value)
+            s.warnings.clear()  # they were about the file, which is now written (a bad one kept as .bad)
             ctx.engine.output_dir = Path(out_dir)
             manager = ctx.engine.manager
             reasons = reload_reasons(
@@ -186,17 +225,20 @@ def build(ctx: UIContext) -> None:
             loaded = manager.loaded_id
             manager.configure(device_name, dtype_name, memory_options)
             if reasons and loaded:
-                return (
+                saved = (
                     f"✅ Saved to `{path}`. {loaded} reloads before the next job for: {', '.join(reasons)}."
                 )
-            if reasons:
-                return f"✅ Saved to `{path}`. Applies when the next model loads: {', '.join(reasons)}."
-            return f"✅ Saved to `{path}`."
+            elif reasons:
+                saved = f"✅ Saved to `{path}`. Applies when the next model loads: {', '.join(reasons)}."
+            else:
+                saved = f"✅ Saved to `{path}`."
+            return saved
 
-        save.click(
-            save_settings,
-            [model, device, dtype, output_dir, *defaults, *memory_inputs],
-            status,
-            api_name="save_settings",
-            concurrency_limit=1,
-        )
+        inputs = [model, device, dtype, output_dir, *defaults, *memory_inputs]
+        boxes = [warnings, *ctx.settings_warning_boxes]  # this tab's and the header's
+        save.click(save_settings, inputs, status, api_name="save_settings", concurrency_limit=1).then(
+            lambda: [settings_text(ctx)] * len(boxes), None, boxes, queue=False, show_progress="hidden",
+            api_visibility="private",
+        )  # fmt: skip
+        # Read the settings on every page load: a page opened after a save shows (and saves) what was saved.
+        ctx.page_loads.append((lambda: [*current_values(ctx), settings_text(ctx)], [*inputs, warnings]))
