@@ -31,7 +31,6 @@ def mount_api(
     app: FastAPI,
     engine: Engine,
     model_id: str,
-    sources: dict | None = None,
     credentials: Credentials | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
@@ -39,7 +38,7 @@ def mount_api(
     """Add the API routes and /docs to `app` (Gradio's, as its server starts: see ui.app.api_lifespan);
     returns the API's state."""
     uploads = Path(tempfile.mkdtemp(prefix="kubin-uploads-"))
-    state = ApiState(engine, model_id, sources or {}, uploads, max_upload_pixels)
+    state = ApiState(engine, model_id, uploads, max_upload_pixels)
     route_class = limited_route(int(max_upload_mb * 1024 * 1024))
     guard = [Depends(auth_dependency(credentials or []))]
     routers = [a1111.build_router(state, route_class), native.build_router(state, route_class)]

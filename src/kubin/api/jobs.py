@@ -36,7 +36,6 @@ async def wait_for(handle: JobHandle, timeout: float | None = None) -> None:
 class ApiState:
     engine: Engine
     model_id: str  # what the API generates with unless a request names another (A1111 sd_model_checkpoint)
-    sources: dict[str, dict[str, str]]
     uploads: Path  # decoded request images live here until the engine has read them (at submit)
     max_upload_pixels: int
     interrupted: bool = False  # the last A1111 /interrupt stopped a job (for /progress)

@@ -167,7 +167,7 @@ def api_lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app):
         mounted["api"] = mount_api(
-            app, engine, model_id, settings.get("models") or {}, credentials, max_upload_mb,
+            app, engine, model_id, credentials, max_upload_mb,
             int(settings.get("server.max_upload_pixels", 8192 * 8192)),
         )  # fmt: skip
         yield
