@@ -824,6 +824,7 @@ def test_the_command_line_paints_each_task(tmp_path, photo, right_half):
 
 
 # --- the web UI's server ---------------------------------------------------------------------------------
+@pytest.mark.server
 def test_the_web_ui_server_offers_tiny_kd20_and_paints_through_its_apis(tmp_path, photo):
     """`python -m kubin --model tiny-kd20` as a user starts it: the page comes up, the model is listed
     with its tasks, and the REST routes the UI shares its queue with paint text to image and inpainting."""

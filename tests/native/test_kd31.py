@@ -738,6 +738,7 @@ def test_the_command_line_paints_inpaints_and_repaints(tmp_path, photo, mask):
 
 
 # --- the web UI's server ---------------------------------------------------------------------------------
+@pytest.mark.server
 def test_the_web_ui_server_offers_tiny_kd31_and_paints_and_inpaints_through_its_apis(tmp_path, photo, mask):
     """`python -m kubin --model tiny-kd31` as a user starts it: the page comes up, the model is listed with
     its tasks and schedulers, and the REST routes that share the UI's queue paint and inpaint."""
