@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_data
 import torch
 from cli_helpers import kubin_generate, kubin_server
 from PIL import Image
@@ -44,16 +45,9 @@ from kubin.models.tiny_parts import tiny_t5_tokenizer, tiny_xlm_roberta_tokenize
 from kubin.outputs import read_image_metadata
 from kubin.runtime.device import Placement
 
-MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "manifests"
-VECTORS = MANIFESTS / "vectors" / "kd20-tiny.safetensors"
-needs_manifests = pytest.mark.skipif(not MANIFESTS.is_dir(), reason=f"no manifests at {MANIFESTS}")
 MODEL = "tiny-kd20"
 PRIOR_ONLY = {"negative_prior_prompt", "prior_steps", "prior_guidance_scale", "hint_image"}
 SLOW_STEPS = 60  # enough steps to cancel reliably
-
-
-def manifest(name: str) -> dict:
-    return json.loads((MANIFESTS / f"{name}.json").read_text())
 
 
 def shapes(state: dict) -> dict[str, list[int]]:
@@ -61,10 +55,9 @@ def shapes(state: dict) -> dict[str, list[int]]:
 
 
 # --- checkpoint layout: the manifests --------------------------------------------------------------------
-@needs_manifests
 @pytest.mark.parametrize("name", ["kd20-unet", "kd20-inpaint-unet"])
 def test_our_full_size_unets_hold_exactly_the_official_tensors(name):
-    wanted = manifest(name)
+    wanted = reference_data.manifest(name)
     with torch.device("meta"):
         unet = Kandinsky20UNet(UNetConfig.from_dict(wanted["config"]))
 
@@ -76,21 +69,21 @@ def test_our_full_size_unets_hold_exactly_the_official_tensors(name):
     assert sum(p.numel() for p in unet.parameters()) == wanted["params"]
 
 
-@needs_manifests
 def test_the_published_configs_are_our_defaults():
-    unet = manifest("kd20-unet")["config"]
+    unet = reference_data.manifest("kd20-unet")["config"]
     assert UNetConfig.from_dict(unet) == UNetConfig()
-    assert UNetConfig.from_dict(manifest("kd20-inpaint-unet")["config"]) == UNetConfig(inpainting=True)
-    ddconfig = manifest("kd20-vae")["config"]["ddconfig"]
+    assert UNetConfig.from_dict(reference_data.manifest("kd20-inpaint-unet")["config"]) == UNetConfig(
+        inpainting=True
+    )
+    ddconfig = reference_data.manifest("kd20-vae")["config"]["ddconfig"]
     assert {k: ddconfig[k] for k in VAE_DDCONFIG} == VAE_DDCONFIG
 
 
-@needs_manifests
 def test_the_official_autoencoder_maps_onto_diffusers_and_back_with_nothing_missing_or_extra():
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    wanted = manifest("kd20-vae")
+    wanted = reference_data.manifest("kd20-vae")
     theirs = {key: shape for key, (shape, _dtype) in wanted["keys"].items()}
     with torch.device("meta"):
         vae = AutoencoderKL(**vae_config(wanted["config"]["ddconfig"]))
@@ -115,14 +108,8 @@ def test_a_configuration_we_have_not_written_is_refused_rather_than_built_wrong(
 # --- arithmetic: the test vectors ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vectors():
-    if not VECTORS.is_file():
-        pytest.skip(f"no test vectors at {VECTORS}")
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(VECTORS, "pt") as f:
-        meta = f.metadata()
-    return load_file(VECTORS), meta
+    meta, tensors = reference_data.vectors("kd20-tiny")
+    return tensors, meta
 
 
 def vector_weights(tensors: dict, name: str) -> dict:
@@ -845,6 +832,7 @@ def test_the_command_line_paints_each_task(tmp_path, photo, right_half):
 
 
 # --- the web UI's server ---------------------------------------------------------------------------------
+@pytest.mark.server
 def test_the_web_ui_server_offers_tiny_kd20_and_paints_through_its_apis(tmp_path, photo):
     """`python -m kubin --model tiny-kd20` as a user starts it: the page comes up, the model is listed
     with its tasks, and the REST routes the UI shares its queue with paint text to image and inpainting."""

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_data
 import torch
 from cli_helpers import kubin_generate, kubin_server
 from PIL import Image
-from safetensors import safe_open
 
 from kubin.engine import DONE, Engine, Job
 from kubin.errors import InvalidParams, WeightsMissing
@@ -34,16 +34,10 @@ from kubin.models.tiny import tiny_model_folder
 from kubin.models.tiny_parts import tiny_t5_tokenizer
 from kubin.outputs import read_image_metadata
 
-MANIFESTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "manifests"
-VECTORS = MANIFESTS / "vectors" / "kd31-tiny.safetensors"
 MODEL = "tiny-kd31"
 SMALL = {"prompt": "a red cat", "steps": 3, "seed": 1}
 PRIOR_ONLY = {"negative_prior_prompt", "prior_steps", "prior_guidance_scale", "hint_image"}
 TOLERANCE = 1e-4
-
-
-def manifest(name: str) -> dict:
-    return json.loads((MANIFESTS / f"{name}.json").read_text())
 
 
 def on_meta(keys: dict) -> dict[str, torch.Tensor]:
@@ -81,7 +75,7 @@ def authors_unet_config(config: dict, t5_width: int) -> dict:
     ],
 )
 def test_the_full_size_unet_and_projection_map_key_for_key_onto_our_module(unet_manifest, cls, extra):
-    unet, projection = manifest(unet_manifest), manifest("kd31-text-projection")
+    unet, projection = reference_data.manifest(unet_manifest), reference_data.manifest("kd31-text-projection")
     config = {**authors_unet_config(unet["config"], projection["config"]["d_model"]), **extra}
     module_class = Kandinsky3InpaintUNet if cls == "Kandinsky3InpaintUNet" else convert.unet_class({})
     with torch.device("meta"):
@@ -99,7 +93,7 @@ def test_the_full_size_unet_and_projection_map_key_for_key_onto_our_module(unet_
 
 
 def test_the_text_projection_is_the_three_tensors_diffusers_keeps_inside_the_unet():
-    projection = manifest("kd31-text-projection")
+    projection = reference_data.manifest("kd31-text-projection")
     mapped = shapes(convert.unet_state_to_diffusers({}, on_meta(projection["keys"])))
 
     assert mapped == {
@@ -112,7 +106,7 @@ def test_the_text_projection_is_the_three_tensors_diffusers_keeps_inside_the_une
 def test_the_full_size_movq_maps_key_for_key_onto_diffusers_vqmodel():
     from diffusers import VQModel
 
-    movq = manifest("kd31-movq")
+    movq = reference_data.manifest("kd31-movq")
     native = on_meta(movq["keys"])
     with torch.device("meta"):
         ours = shapes(VQModel(**convert.movq_config(native)).state_dict())
@@ -130,7 +124,7 @@ def test_the_full_size_movq_maps_key_for_key_onto_diffusers_vqmodel():
 
 @pytest.mark.parametrize("name", ["kd31-unet", "kd31-inpaint-unet", "kd31-movq"])
 def test_the_mapping_goes_back_to_the_official_names(name):
-    keys = manifest(name)["keys"]
+    keys = reference_data.manifest(name)["keys"]
     if name == "kd31-movq":
         back = {convert.movq_key_to_native(convert.movq_key_to_diffusers(k, 4), 4) for k in keys}
     else:
@@ -151,8 +145,7 @@ def test_a_key_the_mapping_does_not_know_is_an_error_not_a_silent_drop():
 # --- test vectors: the authors' arithmetic ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def vectors() -> tuple[dict, dict[str, torch.Tensor]]:
-    with safe_open(str(VECTORS), "pt") as f:
-        return f.metadata(), {key: f.get_tensor(key) for key in f.keys()}
+    return reference_data.vectors("kd31-tiny")
 
 
 def authors(tensors, component: str) -> dict[str, torch.Tensor]:
@@ -749,6 +742,7 @@ def test_the_command_line_paints_inpaints_and_repaints(tmp_path, photo, mask):
 
 
 # --- the web UI's server ---------------------------------------------------------------------------------
+@pytest.mark.server
 def test_the_web_ui_server_offers_tiny_kd31_and_paints_and_inpaints_through_its_apis(tmp_path, photo, mask):
     """`python -m kubin --model tiny-kd31` as a user starts it: the page comes up, the model is listed with
     its tasks and schedulers, and the REST routes that share the UI's queue paint and inpaint."""

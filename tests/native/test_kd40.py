@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_data
 import torch
 from cli_helpers import kubin_generate
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from kubin.engine import CANCELLED, DONE, FAILED, Engine, Job
 from kubin.errors import InvalidParams, WeightsMissing
@@ -36,16 +35,13 @@ from kubin.params import Text2VideoParams
 from kubin.runtime.memory import MemoryOptions
 from kubin.tasks import prepare
 
-MANIFESTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "manifests"
-MANIFEST = MANIFESTS / "kd40-dit.json"
-VECTORS = MANIFESTS / "vectors" / "kd40-dit-tiny.safetensors"
 SMALL = {"prompt": "a red cat walks", "steps": 2, "seed": 1, "frames": 9}
 SLOW_STEPS = 60  # denoising steps per video: enough to cancel in the middle of a job
 
 
 def vectors() -> tuple[dict, list[dict], dict[str, torch.Tensor]]:
-    metadata = safe_open(str(VECTORS), "pt").metadata()
-    return json.loads(metadata["config"]), json.loads(metadata["cases"]), load_file(str(VECTORS))
+    metadata, tensors = reference_data.vectors("kd40-dit-tiny")
+    return json.loads(metadata["config"]), json.loads(metadata["cases"]), tensors
 
 
 def authors_weights(tensors) -> dict[str, torch.Tensor]:
@@ -72,7 +68,7 @@ def run_case(dit, tensors, case: dict, **overrides):
 
 # --- the checkpoint layout and the authors' arithmetic -----------------------------------------------
 def test_the_full_size_dit_has_the_published_checkpoints_keys_with_identical_shapes():
-    manifest = json.loads(MANIFEST.read_text())
+    manifest = reference_data.manifest("kd40-dit")
     assert manifest["config"] == {**KD40_CONFIG, "patch_size": [1, 2, 2], "axes_dims": [16, 24, 24]}
     with torch.device("meta"):
         dit = Kandinsky4DiT(**manifest["config"])

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import start_server, stop_server
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+UI_TESTS = Path(__file__).resolve().parent
+REPO_ROOT = UI_TESTS.parent.parent
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
 START_TIMEOUT_S = 60
 # A hand-written key in the user file before the server starts; saving settings must keep it.
@@ -48,6 +49,17 @@ class KubinServer:
     def saved_images(self, task: str = "t2i") -> set[Path]:
         """Every PNG of `task` saved so far (finished files only; temp files start with a dot)."""
         return {p for p in (self.output_dir / task).glob("*/*.png") if not p.name.startswith(".")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every UI test starts a real Kubin server or talks to the shared one: it is marked `server`, and one
+    that drives Chromium (the `browser` fixture) `browser` too, so `-m "not server"` needs no list by hand."""
+    for item in items:
+        if not item.path.is_relative_to(UI_TESTS):
+            continue  # the hook is given the whole session's tests
+        item.add_marker(pytest.mark.server)
+        if "browser" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -23,6 +23,7 @@ def saved_meshes(server, task: str) -> set[Path]:
     return {p for p in (server.output_dir / task).glob("*/*.glb") if not p.name.startswith(".")}
 
 
+@pytest.mark.slow  # Shap-E renders an object: 20-30 s on a 2-core CPU
 def test_text_to_3d_returns_the_mesh_its_turntable_and_three_downloads(api_client, kubin_server):
     before = saved_meshes(kubin_server, "t2mesh")
 
@@ -46,6 +47,7 @@ def test_text_to_3d_returns_the_mesh_its_turntable_and_three_downloads(api_clien
     )
 
 
+@pytest.mark.slow
 def test_image_to_3d_takes_an_uploaded_picture(api_client, kubin_server, tmp_path):
     picture = tmp_path / "object.png"
     Image.new("RGB", (64, 48), (30, 120, 200)).save(picture)

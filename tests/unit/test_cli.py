@@ -91,6 +91,7 @@ def test_batch_count_two_prints_two_lines(workdir):
     assert all(Path(line["path"]).is_file() for line in lines)
 
 
+@pytest.mark.slow  # saves a model, then generates twice in new processes: 30-40 s
 def test_a_saved_model_folder_gives_the_same_pixels_with_the_same_command(workdir, tiny_image):
     folder = workdir / "my-tiny"
     saved = kubin(workdir, "save", "tiny-kd22", str(folder), "--config", str(workdir / "user.yaml"))

@@ -63,6 +63,7 @@ def test_a_missing_hint_file_is_a_clear_error(engine, tmp_path):
         engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "hint_image": str(tmp_path / "nope.png")}))
 
 
+@pytest.mark.slow  # a `kubin generate` process with a ControlNet: 20-30 s
 def test_the_cli_takes_a_hint_image_and_reports_its_resize(tmp_path, depth_map):
     import json
 

@@ -386,6 +386,7 @@ def generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a fresh `kubin generate` process loads tiny-kd30: 30-50 s on a 2-core CPU
 def test_the_command_line_paints_text_to_image_and_image_to_image(tmp_path, photo):
     out = tmp_path / "out"
     t2i = generate(tmp_path, "--task", "t2i", "--width", "128", "--height", "64", "--seed", "42",

@@ -103,6 +103,7 @@ def gif_frames(path) -> list[np.ndarray]:
 
 
 # --- the command line ------------------------------------------------------------------------------
+@pytest.mark.slow  # the tests that use `cli`, `from_text` or `from_image` wait for Shap-E: 20-40 s each
 def test_the_command_line_writes_a_glb_with_its_preview_and_copies_and_prints_them_as_json(cli):
     if cli.done.returncode == -signal.SIGABRT and EXIT_ABORT in cli.done.stderr:
         # Known, not 3D-specific: seen in full test runs only, after the outputs were written (see `cli`).
@@ -125,6 +126,7 @@ def test_the_command_line_writes_a_glb_with_its_preview_and_copies_and_prints_th
 
 
 # --- text to 3D ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_text_to_3d_saves_a_mesh_in_three_formats_with_a_turntable_and_a_sidecar(from_text):
     assert from_text.state == DONE and from_text.error is None
     [result] = from_text.results
@@ -147,6 +149,7 @@ def test_text_to_3d_saves_a_mesh_in_three_formats_with_a_turntable_and_a_sidecar
     assert (as_json["path"], as_json["preview"]) == (str(result.path), str(result.preview))
 
 
+@pytest.mark.slow
 def test_every_file_of_an_object_leads_back_to_its_parameters(from_text):
     [result] = from_text.results
     for path in (result.path, result.files["ply"], result.files["obj"], result.preview):
@@ -167,11 +170,13 @@ def test_every_file_of_an_object_leads_back_to_its_parameters(from_text):
         json_file.with_suffix(".moved").rename(json_file)
 
 
+@pytest.mark.slow
 def test_progress_counts_the_denoising_steps_then_the_render_and_the_mesh(from_text):
     assert from_text.total_steps == STEPS + 2
     assert from_text.step == from_text.total_steps
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_object_and_another_seed_another(engine, cli, from_text):
     [line] = [json.loads(text) for text in cli.done.stdout.splitlines() if text.strip()]
     cli_glb = Path(line["path"])
@@ -191,6 +196,7 @@ def test_the_same_seed_gives_the_same_object_and_another_seed_another(engine, cl
 
 
 # --- image to 3D -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_image_to_3d_makes_an_object_from_a_picture_and_keeps_the_picture(from_image, output_root, picture):
     assert from_image.state == DONE and from_image.error is None
     [result] = from_image.results

@@ -133,6 +133,7 @@ def test_a_step_cache_on_a_unet_model_is_a_notice_and_the_image_is_the_usual_one
     assert np.array_equal(pixels(handle), pixels(usual))
 
 
+@pytest.mark.slow  # torch.compile builds C++ kernels: about a minute on a 2-core CPU
 def test_compile_compiles_the_transformer_in_place_and_keeps_the_image(run):
     import torch._dynamo
 
