@@ -114,6 +114,14 @@ def test_the_same_seed_gives_the_same_output_and_another_seed_another(case, engi
 
 
 # --- each parameter a user sets reaches the pipeline -------------------------------------------------
+@cases(lambda c: c.sets("prompt") and not c.slow)
+def test_the_prompt_changes_the_result(case, engine, pictures, baseline):
+    other = run(engine, case, pictures, prompt="a blue dog sleeps")
+
+    assert other.results[0].meta["params"]["prompt"] == "a blue dog sleeps"
+    assert not same(output(other), baseline.output), f"{case}: another prompt changed nothing"
+
+
 @cases(lambda c: c.sets("negative_prompt") and not c.slow)
 def test_a_negative_prompt_changes_the_result(case, engine, pictures, baseline):
     assert baseline.handle.params.guidance_scale > 1  # without guidance a negative prompt has no effect
@@ -188,15 +196,21 @@ def test_progress_reports_every_step_up_to_the_total(case, baseline):
 
 
 @cases(lambda c: c.task != "i2mesh")
-def test_cancel_stops_the_job_within_a_step_and_the_next_job_runs(case, engine, pictures, baseline):
-    cancel = CancelAtStep(engine, step=1)
-    handle = engine.submit(Job(case.task, case.spec.id, case.values(pictures) | {"batch_count": 2}), cancel)
+def test_cancel_stops_within_a_step_keeps_the_finished_outputs_and_the_next_job_runs(
+    case, engine, pictures, baseline
+):
+    per_output = baseline.handle.total_steps  # the baseline makes one output
+    cancel = CancelAtStep(engine, step=per_output + 1)  # in the first step of the second output
+    values = case.values(pictures) | {"batch_count": 3, "seed": 1}
+    handle = engine.submit(Job(case.task, case.spec.id, values), subscriber=cancel)
     assert handle.wait(TIMEOUT)
 
     assert handle.state == CANCELLED, f"{case}: {handle.state} {handle.error}"
-    assert cancel.requested_at == 1 and handle.step - cancel.requested_at <= 1
-    assert handle.results == []  # it stopped in the first output's steps
+    assert cancel.requested_at == per_output + 1 and handle.step - cancel.requested_at <= 1
     assert "the finished ones are saved" in str(handle.error)
+    [kept] = handle.results  # the first output, whole and as it would be without the cancel
+    assert same(output(handle), baseline.output)
+    assert not [p for p in kept.path.parent.iterdir() if p.name.startswith(".tmp-")]
 
     after = run(engine, case, pictures)
     assert same(output(after), baseline.output), f"{case}: the job after a cancel came out differently"
