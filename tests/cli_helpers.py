@@ -17,6 +17,16 @@ from typing import Any
 
 import pytest
 
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a `python -m kubin` child: this checkout's src/ first on its path, so that it
+    runs the code under test (a relative PYTHONPATH=src would resolve from the child's working folder and
+    fall back to whatever kubin the interpreter has installed), the Hub offline, plus `extra`."""
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", **(extra or {})}
+
 
 def kubin_generate(workdir: Path, *args: str, timeout: float = 300, wait: bool = True):
     """Run `generate ARGS` in `workdir`, with an empty user config there (a developer's
@@ -26,7 +36,7 @@ def kubin_generate(workdir: Path, *args: str, timeout: float = 300, wait: bool =
     if not config.exists():
         config.write_text("")
     command = [sys.executable, "-m", "kubin", "generate", "--config", str(config), *args]
-    options: dict[str, Any] = {"cwd": workdir, "env": {**os.environ, "HF_HUB_OFFLINE": "1"}, "text": True}
+    options: dict[str, Any] = {"cwd": workdir, "env": child_env(), "text": True}
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
     return subprocess.run(command, capture_output=True, timeout=timeout, **options)
@@ -75,13 +85,14 @@ def start_server(
     else:
         user_config.write_text(config, encoding="utf-8")
     port = free_port()
-    environ = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(workdir / "gradio-tmp"),
-        "PYTHONUNBUFFERED": "1",
-        **(env or {}),
-    }
+    environ = child_env(
+        {
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "GRADIO_TEMP_DIR": str(workdir / "gradio-tmp"),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+    )
     command = [sys.executable, "-m", "kubin", *args, "--port", str(port), "--config", str(user_config)]
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:

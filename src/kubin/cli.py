@@ -287,19 +287,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
         spec = engine.manager.spec(settings.get("model"))
         task = "t2i" if spec.supports("t2i") else spec.tasks[0]
     handle = engine.submit(Job(task, settings.get("model"), params))
-    for notice in handle.notices:  # what was adjusted in the input: resized mask, flattened transparency...
-        print(f"notice: {notice}", file=sys.stderr, flush=True)
-    told = len(handle.notices)
     printed = 0
-    try:  # print each output as soon as it is saved, so a script sees progress
-        while not handle.wait(0.05):
-            printed = _print_results(handle, printed)
+    try:  # each notice and each output as soon as the job tells it, so a script sees progress
+        for event in handle.events():
+            # Notices: an adjusted input (resized mask, ...), the model's load, torch.compile's warm-up.
+            if event.kind == "notice":
+                print(f"notice: {event.text}", file=sys.stderr, flush=True)
+            elif event.kind == "result":
+                print(json.dumps(event.result.as_json()), flush=True)
+                printed += 1
     except KeyboardInterrupt:
         engine.cancel(handle)
         handle.wait()
-    _print_results(handle, printed)
-    for notice in handle.notices[told:]:  # said during the job: the model load's, torch.compile's warm-up
-        print(f"notice: {notice}", file=sys.stderr, flush=True)
+        _print_results(handle, printed)  # what was saved before the job stopped
     # Let the worker thread end before Python does: torch aborts ("terminate called without an active
     # exception") when a thread is still in native code at interpreter exit.
     engine.close(wait=True)

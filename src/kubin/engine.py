@@ -2,7 +2,8 @@
 
 It validates parameters, picks seeds, asks the ModelManager for the pipeline, runs it with a
 progress/cancel hook, saves every finished image at once (so cancel keeps them), and turns failures
-into errors with a message for the user. The UI, the CLI and the tests are all clients of it.
+into errors with a message for the user. The UI, the CLI and the tests are all clients of it: each holds
+a JobHandle and subscribes to its events (started, progress, notice, result, finished) instead of polling.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import datetime as _dt
 import importlib
 import itertools
 import logging
+import queue
 import secrets
 import statistics
 import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -96,6 +98,58 @@ class Result:
 ImageResult = Result  # the name clients used before videos
 
 
+# --- job events ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartedEvent:
+    """The worker took the job from the queue."""
+
+    job_id: int
+    kind: str = field(default="started", init=False)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One denoising step done: `step` of `total` for the whole job, in `phase` ("prior", "decoder", ...)."""
+
+    job_id: int
+    step: int
+    total: int
+    phase: str
+    kind: str = field(default="progress", init=False)
+
+
+@dataclass(frozen=True)
+class NoticeEvent:
+    """Something the user should know: an adjusted input, a model load, torch.compile's warm-up."""
+
+    job_id: int
+    text: str
+    kind: str = field(default="notice", init=False)
+
+
+@dataclass(frozen=True)
+class ResultEvent:
+    """One output, saved to disk (complete, with its parameters) before this event is sent."""
+
+    job_id: int
+    result: Result
+    kind: str = field(default="result", init=False)
+
+
+@dataclass(frozen=True)
+class FinishedEvent:
+    """The last event of every job: its final state (done, cancelled or failed) and the error, if any."""
+
+    job_id: int
+    state: str
+    error: KubinError | None
+    kind: str = field(default="finished", init=False)
+
+
+JobEvent = StartedEvent | ProgressEvent | NoticeEvent | ResultEvent | FinishedEvent
+Subscriber = Callable[[JobEvent], None]
+
+
 @dataclass
 class JobHandle:
     """What a client holds while its job is queued or running, and after."""
@@ -115,6 +169,58 @@ class JobHandle:
     prepared: Prepared = field(default_factory=Prepared, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _events: list[JobEvent] = field(default_factory=list, repr=False)
+    _subscribers: list[Subscriber] = field(default_factory=list, repr=False)
+    # Held while events are delivered, so every subscriber sees them once each and in order, a late one
+    # its replay before anything newer.
+    _delivery: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(event)` for every event of this job, in order; returns a function that ends the
+        subscription. Events already sent are replayed first (on the caller's thread), so a late
+        subscriber misses nothing; later ones come from the engine's worker thread as they happen, so a
+        callback must be quick and must not wait for the job. One that raises is logged and skipped."""
+        with self._delivery:
+            for event in list(self._events):
+                _deliver(callback, event)
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._delivery:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def events(self, timeout: float | None = None) -> Iterator[JobEvent]:
+        """The job's events as an iterator, from the first (replayed) to FinishedEvent, which ends it.
+        Raises TimeoutError when no event comes within `timeout` seconds."""
+        inbox: queue.Queue[JobEvent] = queue.Queue()
+        unsubscribe = self.subscribe(inbox.put)
+        try:
+            while True:
+                try:
+                    event = inbox.get(timeout=timeout)
+                except queue.Empty:
+                    raise TimeoutError(f"Job {self.id} sent no event in {timeout} s.") from None
+                yield event
+                if isinstance(event, FinishedEvent):
+                    return
+        finally:
+            unsubscribe()
+
+    def emit(self, event: JobEvent) -> None:
+        """Record `event` and deliver it to every subscriber (the engine calls this)."""
+        with self._delivery:
+            self._events.append(event)
+            for callback in list(self._subscribers):
+                _deliver(callback, event)
+
+    def add_notices(self, notices: list[str]) -> None:
+        """Tell the user something about this job: kept in `notices` and sent as NoticeEvents."""
+        self.notices.extend(notices)
+        for text in notices:
+            self.emit(NoticeEvent(self.id, text))
 
     @property
     def finished(self) -> bool:
@@ -202,6 +308,15 @@ class ToolHandle:
         return self._done.wait(timeout)
 
 
+def _deliver(callback: Subscriber, event: JobEvent) -> None:
+    try:
+        callback(event)
+    except Exception:
+        log.exception(
+            "A subscriber of job %s failed on its %s event; the job goes on", event.job_id, event.kind
+        )
+
+
 def steps_per_batch(module: str, task: str, params: ImageTaskParams) -> int:
     """The steps one batch reports: the params' count, unless the family module counts its own."""
     count = getattr(importlib.import_module(module), "steps_per_batch", None)
@@ -238,20 +353,13 @@ class Engine:
         self._closed = False
 
     # --- client side -----------------------------------------------------------------------------
-    def submit(self, job: Job) -> JobHandle:
-        """Validate now (bad input fails here, before queueing) and queue the job."""
+    def submit(self, job: Job, subscriber: Subscriber | None = None) -> JobHandle:
+        """Validate now (bad input fails here, before queueing) and queue the job. A `subscriber` is
+        subscribed before the job is queued, so it sees every event as it happens (see JobHandle.subscribe)."""
         spec = self.manager.spec(job.model_id)
         if not spec.supports(job.task):
             raise UnsupportedTask(f"{spec.title} cannot do {job.task}; it supports: {', '.join(spec.tasks)}.")
-        if not isinstance(job.params, ImageTaskParams):
-            # Extensions may rewrite the parameters (prompt styles, ...): each before_job hook gets the
-            # task and a copy of the dict as the extensions before it left it, and may return a changed one.
-            for ext in self.extensions:
-                for changed in run_hooks(
-                    [ext], "before_job", job.task, dict(job.params), values=job.extension_values
-                ):
-                    if isinstance(changed, dict):
-                        job = replace(job, params=changed)
+        job = self._before_job(job)
         cls = params_class(job.task)
         # A dict fills what it leaves out from the model's recommended defaults for the task.
         if isinstance(job.params, cls):
@@ -275,6 +383,10 @@ class Engine:
         prepared = prepare(params, self.max_pixels, spec)
         total = params.batch_count * steps_per_batch(spec.module, job.task, params)
         handle = JobHandle(next(self._ids), job, params, pick_seed(params.seed), total, prepared=prepared)
+        if subscriber is not None:
+            handle.subscribe(subscriber)
+        for text in prepared.notices:  # told at once, and replayed to whoever subscribes later
+            handle.emit(NoticeEvent(handle.id, text))
         with self._cond:
             if self._closed:
                 raise KubinError("The engine is shutting down; no new jobs are accepted.")
@@ -301,6 +413,25 @@ class Engine:
         if handle.error is not None:
             raise handle.error
         return handle.value
+
+    def _before_job(self, job: Job) -> Job:
+        """Extensions may rewrite the parameters (prompt styles, ...): each before_job hook gets the task
+        and a dict of the parameters as the extensions before it left them, and may return a changed one.
+        Typed parameters go to the hooks as their dict too, and come back typed."""
+        if not self.extensions:
+            return job
+        typed = isinstance(job.params, ImageTaskParams)
+        values = job.params.to_dict() if typed else dict(job.params)
+        changed_any = False
+        for ext in self.extensions:
+            for changed in run_hooks(
+                [ext], "before_job", job.task, dict(values), values=job.extension_values
+            ):
+                if isinstance(changed, dict):
+                    values, changed_any = changed, True
+        if not changed_any:
+            return job
+        return replace(job, params=type(job.params).from_dict(values) if typed else values)
 
     def run(self, job: Job) -> JobHandle:
         """Submit and wait. Raises the job's error if it failed; a cancelled job returns its handle."""
@@ -409,16 +540,19 @@ class Engine:
     def _execute(self, handle: JobHandle) -> None:
         handle.state = RUNNING
         handle.started_at = time.monotonic()
+        handle.emit(StartedEvent(handle.id))
         job, params = handle.job, handle.params
         try:
             model = self.manager.get(job.model_id, job.task)
             loaded = self.manager.take_load_notices()  # a list when this job loaded the model
-            handle.notices.extend(loaded or [])
+            handle.add_notices(loaded or [])
 
             def on_step(phase: str, step: int) -> None:
                 handle.phase = phase
                 handle.step += 1
                 handle.step_marks.append((phase, time.monotonic()))
+                # A subscriber may cancel on this event: the check below then stops the job at this step.
+                handle.emit(ProgressEvent(handle.id, handle.step, handle.total_steps, phase))
                 if handle.cancel_requested:
                     raise JobCancelled("cancelled")
 
@@ -431,9 +565,11 @@ class Engine:
                 seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
                 outputs, scheduler = model.generate(job.task, params, prepared, seeds, on_step)
                 if batch == 0 and loaded is not None and model.placement.memory.compile and _compiled(model):
-                    handle.notices.extend(compile_warmup_notice(handle))
+                    handle.add_notices(compile_warmup_notice(handle))
                 for i, (raw, seed) in enumerate(zip(outputs, seeds, strict=True)):
-                    handle.results.append(self._save(handle, model, scheduler, seed, first + i, raw, inputs))
+                    result = self._save(handle, model, scheduler, seed, first + i, raw, inputs)
+                    handle.results.append(result)
+                    handle.emit(ResultEvent(handle.id, result))
             run_hooks(self.extensions, "after_job", job.task, list(handle.results))
             self._finish(handle, DONE, None)
         except JobCancelled:
@@ -516,9 +652,15 @@ class Engine:
         }
 
     def _finish(self, handle: JobHandle | ToolHandle, state: str, error: KubinError | None) -> None:
-        handle.state = state
-        handle.error = error
-        handle._done.set()
+        if isinstance(handle, ToolHandle):
+            handle.state, handle.error = state, error
+            handle._done.set()
+            return
+        with handle._delivery:  # whoever sees the job finished and then subscribes gets FinishedEvent too
+            handle.state = state
+            handle.error = error
+            handle._done.set()
+            handle.emit(FinishedEvent(handle.id, state, error))
 
 
 def runtime_metadata(placement) -> dict[str, Any]:

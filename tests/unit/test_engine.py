@@ -1,9 +1,8 @@
 """The engine on tiny-kd22: what a user gets back from a job, with seeds, cancel, queue order and saved metadata."""
 
-import time
-
 import numpy as np
 import pytest
+from job_helpers import CancelAtStep, StepGate
 from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, QUEUED, RUNNING, Job
@@ -12,8 +11,6 @@ from kubin.outputs import read_image_metadata
 from kubin.params import SEED_MAX, Text2ImageParams
 
 SMALL = {"prompt": "a red cat", "width": 64, "height": 64, "steps": 2, "prior_steps": 2}
-# Enough decoder steps (a few tenths of a second per image on a CPU) to cancel or queue behind reliably.
-SLOW_STEPS = 100
 
 
 def t2i(**values) -> Job:
@@ -23,13 +20,6 @@ def t2i(**values) -> Job:
 def pixels(path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
-
-
-def wait_until(condition, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.005)
 
 
 def test_a_job_gives_batch_count_times_batch_size_images_of_the_asked_size(engine, output_dir):
@@ -72,15 +62,6 @@ def test_seed_minus_one_picks_a_random_seed_and_reports_it(engine):
         assert saved["seed"] == handle.seed
         assert saved["params"]["seed"] == handle.seed  # so "reuse parameters" reproduces it
     assert first.seed != second.seed
-
-
-def test_the_same_parameters_and_seed_give_identical_pixels(engine):
-    first = engine.run(t2i(seed=7))
-    again = engine.run(t2i(seed=7))
-    other = engine.run(t2i(seed=8))
-
-    assert np.array_equal(pixels(first.results[0].path), pixels(again.results[0].path))
-    assert not np.array_equal(pixels(first.results[0].path), pixels(other.results[0].path))
 
 
 def test_a_saved_model_folder_gives_the_same_pixels_as_the_model_it_came_from(engine, saved_tiny_folder):
@@ -133,29 +114,27 @@ def test_progress_counts_every_prior_and_decoder_step(engine):
 
 
 def test_cancelling_mid_job_keeps_the_finished_images_and_stops_within_a_step(engine, output_dir):
-    handle = engine.submit(t2i(seed=5, batch_count=3, steps=SLOW_STEPS))
-    wait_until(lambda: handle.results)
-
-    steps_at_cancel = handle.step
-    engine.cancel(handle)
+    cancel = CancelAtStep(engine, at="result")  # as the first image is saved
+    handle = engine.submit(t2i(seed=5, batch_count=3), subscriber=cancel)
     assert handle.wait(120)
 
     assert handle.state == CANCELLED
-    assert 1 <= len(handle.results) < 3
-    assert handle.step - steps_at_cancel <= 2  # the step under way, at most one more
+    assert len(handle.results) == 1
+    assert handle.step - cancel.requested_at <= 1  # at most the step under way
     assert "the finished ones are saved" in str(handle.error)
     saved = sorted((output_dir / "t2i").rglob("*.png"))
     assert saved == sorted(r.path for r in handle.results)
 
 
 def test_cancelling_a_queued_job_drops_it_before_it_starts(engine, output_dir):
-    running = engine.submit(t2i(seed=1, steps=SLOW_STEPS))
-    queued = engine.submit(t2i(seed=2))
-    wait_until(lambda: running.state == RUNNING)
+    with StepGate() as gate:
+        running = engine.submit(t2i(seed=1), subscriber=gate)
+        queued = engine.submit(t2i(seed=2))
+        gate.wait_reached()
 
-    engine.cancel(queued)
+        engine.cancel(queued)
 
-    assert queued.finished and queued.state == CANCELLED
+        assert queued.finished and queued.state == CANCELLED
     assert "before it started" in str(queued.error)
     assert running.wait(120) and running.state == DONE
     assert queued.results == [] and queued.step == 0
@@ -163,14 +142,15 @@ def test_cancelling_a_queued_job_drops_it_before_it_starts(engine, output_dir):
 
 
 def test_jobs_run_in_the_order_they_were_submitted_and_report_their_place(engine):
-    first = engine.submit(t2i(seed=1, steps=SLOW_STEPS))
-    wait_until(lambda: first.state == RUNNING)
-    second = engine.submit(t2i(seed=2))
-    third = engine.submit(t2i(seed=3))
+    with StepGate() as gate:
+        first = engine.submit(t2i(seed=1), subscriber=gate)
+        gate.wait_reached()
+        second = engine.submit(t2i(seed=2))
+        third = engine.submit(t2i(seed=3))
 
-    assert engine.position(first) == 0  # running
-    assert (second.state, engine.position(second)) == (QUEUED, 1)
-    assert (third.state, engine.position(third)) == (QUEUED, 2)
+        assert (first.state, engine.position(first)) == (RUNNING, 0)
+        assert (second.state, engine.position(second)) == (QUEUED, 1)
+        assert (third.state, engine.position(third)) == (QUEUED, 2)
 
     assert third.wait(120)
     assert [h.state for h in (first, second, third)] == [DONE, DONE, DONE]
@@ -219,12 +199,13 @@ def test_an_unknown_model_fails_at_submit(engine):
 
 
 def test_cancel_owner_stops_only_that_owners_jobs(engine):
-    mine = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "steps": SLOW_STEPS, "seed": 1}, owner="alice"))
-    theirs = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 2}, owner="bob"))
-    also_mine = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 3}, owner="alice"))
-    wait_until(lambda: mine.state == RUNNING)
+    with StepGate() as gate:
+        mine = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 1}, owner="alice"), subscriber=gate)
+        theirs = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 2}, owner="bob"))
+        also_mine = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 3}, owner="alice"))
+        gate.wait_reached()
 
-    assert engine.cancel_owner("alice") == 2
+        assert engine.cancel_owner("alice") == 2
 
     assert theirs.wait(120) and theirs.state == DONE
     assert mine.state == CANCELLED and also_mine.state == CANCELLED
