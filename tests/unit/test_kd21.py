@@ -6,13 +6,13 @@ steps that are reported, and cancel stops a job within a step, in the prior as i
 """
 
 import json
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from cli_helpers import kubin_generate
+from job_helpers import CancelAtStep
 from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Job
@@ -22,7 +22,6 @@ from kubin.outputs import read_image_metadata
 MODEL = "tiny-kd21"
 SMALL = {"steps": 2, "prior_steps": 2, "seed": 1}
 BOX = (30, 20, 60, 40)  # the repainted rectangle of the test mask: left, top, right, bottom
-SLOW_STEPS = 60  # enough decoder steps (a few tenths of a second) to cancel reliably
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +55,6 @@ def job(task: str, model: str = MODEL, **values) -> Job:
 def pixels(path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB")).astype(int)
-
-
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.002)
 
 
 TASKS = {  # values for one small job of each task, and the output size they give
@@ -199,6 +191,7 @@ def test_progress_counts_every_step_that_runs(engine, pictures, task, values, ex
 def test_cancelling_in_the_prior_stops_before_the_decoder(engine, pictures):
     # Five prompts at 200 prior steps: the mix prior alone runs 1200 steps.
     prompts = ["a dog", "a cat", "a fox", "an owl", "a cow"]
+    cancel = CancelAtStep(engine, step=1)  # from inside the prior's first step: no timing involved
     handle = engine.submit(
         job(
             "mix",
@@ -208,17 +201,14 @@ def test_cancelling_in_the_prior_stops_before_the_decoder(engine, pictures):
             prior_steps=200,
             width=64,
             height=64,
-        )
+        ),
+        subscriber=cancel,
     )
-    wait_until(lambda: handle.step >= 1)
-
-    assert handle.phase == "prior"
-    engine.cancel(handle)
-    assert handle.wait(60)
+    assert handle.wait(120)
 
     assert handle.state == CANCELLED and handle.results == []
     assert handle.phase == "prior"
-    assert handle.step < handle.total_steps - 2  # stopped early in the prior, the decoder never ran
+    assert handle.step <= cancel.requested_at + 1  # within a step of the request, the decoder never ran
 
 
 def test_the_command_line_generates_with_tiny_kd21(tmp_path):
