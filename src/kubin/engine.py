@@ -31,8 +31,8 @@ from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.manager import ModelManager
 from kubin.models.registry import family_of, list_models
-from kubin.outputs import save_image, save_mesh, save_video
-from kubin.params import MESH_TASKS, SEED_MAX, VIDEO_TASKS, ImageTaskParams, params_class
+from kubin.outputs import Mesh, Video, save_image, save_mesh, save_video
+from kubin.params import SEED_MAX, ImageTaskParams, params_class
 from kubin.runtime.memory import MemoryOptions
 from kubin.runtime.placement import free_memory
 from kubin.tasks import Prepared, prepare
@@ -150,8 +150,29 @@ JobEvent = StartedEvent | ProgressEvent | NoticeEvent | ResultEvent | FinishedEv
 Subscriber = Callable[[JobEvent], None]
 
 
+class _Waitable:
+    """Done and cancel flags of a queued job (the dataclasses below hold the two events)."""
+
+    _done: threading.Event
+    _cancel: threading.Event
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+
 @dataclass
-class JobHandle:
+class JobHandle(_Waitable):
     """What a client holds while its job is queued or running, and after."""
 
     id: int
@@ -223,20 +244,6 @@ class JobHandle:
             self.emit(NoticeEvent(self.id, text))
 
     @property
-    def finished(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
-
-    @property
     def notices(self) -> list[str]:
         """What was adjusted in the user's input (resized mask, flattened transparency, ...)."""
         return self.prepared.notices
@@ -280,7 +287,7 @@ class ToolContext:
 
 
 @dataclass
-class ToolHandle:
+class ToolHandle(_Waitable):
     """A queued or running tool job: its state, and when it is done its value or error."""
 
     id: int
@@ -292,20 +299,6 @@ class ToolHandle:
     error: KubinError | None = None
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def finished(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
 
 
 def _deliver(callback: Subscriber, event: JobEvent) -> None:
@@ -578,7 +571,7 @@ class Engine:
                 handle,
                 CANCELLED,
                 JobCancelled(
-                    f"Cancelled after {n} of {params.image_count} {_output_kind(job.task)}(s); "
+                    f"Cancelled after {n} of {params.image_count} {params.output_kind}(s); "
                     "the finished ones are saved."
                 ),
             )
@@ -589,7 +582,7 @@ class Engine:
                 # The traceback's frames hold the job's tensors: clear them, so that they are freed now.
                 traceback.clear_frames(exc.__traceback__)
                 free_memory()
-                self._finish(handle, FAILED, OutOfMemory(_out_of_memory_message(self.manager, job)))
+                self._finish(handle, FAILED, OutOfMemory(_out_of_memory_message(self.manager, job, params)))
             else:
                 log.exception("Job %s failed", handle.id)
                 self._finish(
@@ -601,9 +594,10 @@ class Engine:
                 )
 
     def _save(self, handle, model, scheduler, seed, index, output, inputs) -> Result:
-        """Save one output (an image, or a video as a list of frames) with its metadata at once."""
+        """Save one output with its metadata at once, as what it is: a Mesh (with its turntable frames), a
+        Video, or an image."""
         task = handle.job.task
-        if task in MESH_TASKS:  # a Mesh with its turntable frames
+        if isinstance(output, Mesh):
             size = handle.prepared.size  # the preview's
             meta = self._metadata(
                 handle, model, scheduler, seed, index, SimpleNamespace(width=size[0], height=size[1]), inputs
@@ -615,8 +609,10 @@ class Engine:
             return Result(
                 paths["glb"], seed, size[0], size[1], index, meta, preview=paths.get("preview"), files=files
             )
-        if task in VIDEO_TASKS:
-            frames, fps = list(output), handle.params.fps
+        if isinstance(output, Video):
+            if output.audio is not None:
+                raise KubinError("This model made a soundtrack, which Kubin cannot save yet.")
+            frames, fps = list(output.frames), handle.params.fps
             first = frames[0]
             meta = self._metadata(handle, model, scheduler, seed, index, first, inputs)
             meta.update(frames=len(frames), fps=fps)
@@ -659,8 +655,9 @@ class Engine:
         with handle._delivery:  # whoever sees the job finished and then subscribes gets FinishedEvent too
             handle.state = state
             handle.error = error
-            handle._done.set()
+            # Delivered before the job counts as done: a client woken by wait() has had it already.
             handle.emit(FinishedEvent(handle.id, state, error))
+            handle._done.set()
 
 
 def runtime_metadata(placement) -> dict[str, Any]:
@@ -719,17 +716,13 @@ def _check_limits(spec, params) -> None:
         raise InvalidParams(f"{spec.title} needs at least {least} frames; got {frames}.")
 
 
-def _output_kind(task: str) -> str:
-    return "video" if task in VIDEO_TASKS else "3D object" if task in MESH_TASKS else "image"
-
-
-def _out_of_memory_message(manager: ModelManager, job: Job) -> str:
+def _out_of_memory_message(manager: ModelManager, job: Job, params: ImageTaskParams) -> str:
     """What to try next, given the model's family and the memory options it ran with."""
     from kubin.runtime.presets import apply_preset, out_of_memory_advice
 
     family = family_of(manager.spec(job.model_id))
     options = apply_preset(manager.memory, family)
-    advice = out_of_memory_advice(family, options, video=job.task in VIDEO_TASKS)
+    advice = out_of_memory_advice(family, options, video=params.output_kind == "video")
     return f"Out of memory: try {advice}. The memory it held is freed; the next job can run."
 
 

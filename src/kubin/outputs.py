@@ -274,6 +274,22 @@ TURNTABLE_FPS = 10  # Shap-E renders 20 views around the object: a two-second tu
 
 
 @dataclass
+class Video:
+    """A video a model made: its frames, in order (iterating a Video gives them). `audio` is there for the
+    models that make a soundtrack with the picture (Kandinsky 6): (samples as a float array of shape
+    (channels, n), sample rate)."""
+
+    frames: list[Image.Image]
+    audio: tuple[Any, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __iter__(self):
+        return iter(self.frames)
+
+
+@dataclass
 class Mesh:
     """A triangle mesh with per-vertex colours (0..1), and the turntable frames rendered with it."""
 

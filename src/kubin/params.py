@@ -233,6 +233,8 @@ def _scheduler():
 class ImageTaskParams(TaskParams):
     """What every Kandinsky image task has: seeds, batches, steps; sizes are multiples of 64."""
 
+    output_kind: ClassVar[str] = "image"  # what one output is called in messages
+
     @property
     def image_count(self) -> int:
         return self.batch_count * self.batch_size
@@ -474,6 +476,7 @@ class VideoTaskParams(ImageTaskParams):
     """What the video tasks share: one video per pipeline call, frames at a frame rate."""
 
     batch_size: ClassVar[int] = 1  # one video per call: video memory grows with every frame
+    output_kind: ClassVar[str] = "video"
 
     def steps_per_batch(self) -> int:
         return self.steps
@@ -553,6 +556,7 @@ class MeshTaskParams(ImageTaskParams):
     """What the 3D tasks share: one object per pipeline call, a turntable preview and a mesh."""
 
     batch_size: ClassVar[int] = 1  # one object per call
+    output_kind: ClassVar[str] = "3D object"
 
     def steps_per_batch(self) -> int:
         return self.steps

@@ -26,6 +26,7 @@ from kubin.models.base import LoadedModel, StepCallback
 from kubin.models.families.kd40 import SAMPLER as KD40_SAMPLER
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import hub_offline
+from kubin.outputs import Video
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.placement import load_notice, on_device, place_modules
@@ -99,7 +100,7 @@ class Kandinsky4(LoadedModel):
             videos = []
             for seed in seeds:
                 latents = self.sample(text_embed, prepared.size, prepared.frames, seed, params.steps, on_step)
-                videos.append(self.decode(latents))
+                videos.append(Video(self.decode(latents)))
         return videos, SAMPLER
 
     def encode_prompt(self, prompt: str):

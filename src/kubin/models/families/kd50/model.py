@@ -19,6 +19,7 @@ from kubin.models.families.kd50 import FAMILY
 from kubin.models.schedulers import pick_scheduler, scheduler_name
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import ensure_weights
+from kubin.outputs import Video
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
 from kubin.runtime.placement import place_pipeline
@@ -97,7 +98,7 @@ class Kandinsky5(LoadedModel):
                         generator=cpu_generators([seed])[0],
                         **args,
                     )
-                    outputs.append(list(result.frames[0]))
+                    outputs.append(Video(list(result.frames[0])))
                 return outputs, name
             # Images: one prompt per seed (and per image), one generator each, so a seed means one picture.
             if task == "i2i":
