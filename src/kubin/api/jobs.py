@@ -13,23 +13,33 @@ from pathlib import Path
 from typing import Any
 
 from kubin.api.security import decode_image, safe_output_path
-from kubin.engine import Engine, Job, JobHandle
+from kubin.engine import Engine, FinishedEvent, Job, JobHandle
 from kubin.errors import InvalidParams
 from kubin.models.registry import ModelSpec
 from kubin.params import params_class
 
 OUTPUTS_PREFIX = "/kubin/api/v1/outputs/"
 KEEP_JOBS = 1000  # finished API jobs remembered for GET /jobs/{id}
-POLL_S = 0.05
 
 
 async def wait_for(handle: JobHandle, timeout: float | None = None) -> None:
     """Wait until the job ends (or timeout seconds) without holding a thread, so that any number of
-    waiting clients cannot use up the worker threads that the UI's events need too."""
+    waiting clients cannot use up the worker threads that the UI's events need too: the job's finished
+    event wakes this coroutine (no polling)."""
     loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    while not handle.finished and (deadline is None or loop.time() < deadline):
-        await asyncio.sleep(POLL_S)
+    ended = asyncio.Event()
+
+    def on_event(event) -> None:  # on the engine's worker thread (or here, for a replay)
+        if isinstance(event, FinishedEvent):
+            loop.call_soon_threadsafe(ended.set)
+
+    unsubscribe = handle.subscribe(on_event)
+    try:
+        await asyncio.wait_for(ended.wait(), timeout)
+    except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 on
+        pass
+    finally:
+        unsubscribe()
 
 
 @dataclass
