@@ -7,6 +7,7 @@ also their order in the tab's API endpoint (after the model).
 """
 
 import inspect
+import queue
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ BATCH_FIELDS = ["batch_count", "batch_size"]
 # only has to be high enough that Gradio never holds a UI job back while API jobs overtake it (each
 # waiter is a thread of Gradio's pool of 40).
 GENERATE_WAITERS = 32
+QUEUE_REFRESH_S = 0.5  # how often a queued job's place in the queue is shown again
 # Tabs a result can be sent to (a video sends one of its frames).
 SEND_TARGETS = ["i2i", "mix", "inpaint", "outpaint", "i2v"]
 
@@ -316,16 +318,32 @@ def _new_owner() -> str:
 
 
 def follow_job(ctx: UIContext, handle: JobHandle, progress: gr.Progress, render: Callable[[JobHandle], Any]):
-    """Show a submitted job in a tab until it ends: its notices, progress, `render(handle)` each time an
-    output is saved; a failure as the error (after what was finished), a cancel as a warning."""
-    for notice in handle.notices:
-        gr.Info(notice)
-    shown = 0
-    while not handle.wait(0.1):
+    """Show a submitted job in a tab until it ends, driven by its events: the notices about its input,
+    progress at each step, `render(handle)` each time an output is saved; a failure as the error (after
+    what was finished), a cancel as a warning. While it waits in the queue, its place is refreshed."""
+    inbox: queue.Queue = queue.Queue()
+    unsubscribe = handle.subscribe(inbox.put)  # the events so far come first
+    started = False
+    try:
         report_progress(ctx, handle, progress)
-        if len(handle.results) > shown:
-            shown = len(handle.results)
-            yield render(handle)
+        while True:
+            try:
+                event = inbox.get(timeout=QUEUE_REFRESH_S)
+            except queue.Empty:  # queued or loading: nothing happens to the job itself meanwhile
+                report_progress(ctx, handle, progress)
+                continue
+            if event.kind == "finished":
+                break
+            if event.kind == "started":
+                started = True
+            elif event.kind == "notice" and not started:  # later ones are listed with the results
+                gr.Info(event.text)
+            elif event.kind == "progress":
+                report_progress(ctx, handle, progress)
+            elif event.kind == "result":
+                yield render(handle)
+    finally:
+        unsubscribe()
     if handle.state == FAILED:
         if handle.results:
             yield render(handle)
@@ -351,7 +369,7 @@ def outputs(handle: JobHandle):
     results = handle.results
     gallery = [(str(r.path), f"seed {r.seed}") for r in results]
     seeds = ", ".join(str(r.seed) for r in results) or "—"
-    kind = "video(s)" if handle.job.task in VIDEO_TASKS else "image(s)"
+    kind = f"{handle.params.output_kind}(s)"
     lines = [f"**{len(results)} of {handle.params.image_count} {kind}** · seeds {seeds}"]
     videos = [r for r in results if r.is_video]
     if videos:
