@@ -143,3 +143,12 @@ def new_page(browser, kubin_server: KubinServer):
     yield open_page
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def http(kubin_server):
+    """An HTTP client of the shared test server, for the REST API tests."""
+    import httpx
+
+    with httpx.Client(base_url=kubin_server.url, timeout=120) as client:
+        yield client

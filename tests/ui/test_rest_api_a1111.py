@@ -18,12 +18,6 @@ from PIL import Image
 TIMEOUT_S = 120
 
 
-@pytest.fixture
-def http(kubin_server):
-    with httpx.Client(base_url=kubin_server.url, timeout=TIMEOUT_S) as client:
-        yield client
-
-
 def b64_png(image: Image.Image) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")

@@ -20,12 +20,6 @@ TIMEOUT_S = 120
 API = "/kubin/api/v1"
 
 
-@pytest.fixture
-def http(kubin_server):
-    with httpx.Client(base_url=kubin_server.url, timeout=TIMEOUT_S) as client:
-        yield client
-
-
 def b64_png(image: Image.Image) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")

@@ -8,21 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from extension_helpers import load_bundled
 from PIL import Image
 
-from kubin.config import REPO_ROOT
 from kubin.errors import InvalidParams, WeightsMissing
-from kubin.extensions.loader import discover, load_all
 from kubin.outputs import read_output_metadata
 
 
 @pytest.fixture(scope="module")
 def ext():
-    found = [e for e in discover(REPO_ROOT / "extensions") if e.name == "rembg"]
-    assert found, "extensions/rembg is missing"
-    (loaded,) = load_all(found)
-    assert loaded.status == "ok", loaded.status_line()
-    return loaded, sys.modules["kubin_extension_rembg"]
+    return load_bundled("rembg")
 
 
 def export_tiny_matting_model(path: Path) -> Path:

@@ -3,26 +3,20 @@ inpainting; prompts are parsed from text, masks saved as outputs; missing weight
 
 from __future__ import annotations
 
-import sys
 from functools import partial
 
 import numpy as np
 import pytest
+from extension_helpers import load_bundled
 from PIL import Image
 
-from kubin.config import REPO_ROOT
 from kubin.errors import InvalidParams, WeightsMissing
-from kubin.extensions.loader import discover, load_all
 from kubin.outputs import read_output_metadata
 
 
 @pytest.fixture(scope="module")
 def ext():
-    found = [e for e in discover(REPO_ROOT / "extensions") if e.name == "segment"]
-    assert found, "extensions/segment is missing"
-    (loaded,) = load_all(found)
-    assert loaded.status == "ok", loaded.status_line()
-    return loaded, sys.modules["kubin_extension_segment"]
+    return load_bundled("segment")
 
 
 @pytest.fixture(scope="module")

@@ -3,27 +3,21 @@ folder and hub entries, and the clear error when weights are missing offline."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from extension_helpers import load_bundled
 from PIL import Image
 
 from kubin.config import REPO_ROOT
 from kubin.errors import InvalidParams, WeightsMissing
-from kubin.extensions.loader import discover, load_all
 from kubin.outputs import read_output_metadata
 
 
 @pytest.fixture(scope="module")
 def ext():
-    """The extension loaded the way Kubin loads it (manifest, requirements, setup)."""
-    found = [e for e in discover(REPO_ROOT / "extensions") if e.name == "upscaler"]
-    assert found, "extensions/upscaler is missing"
-    (loaded,) = load_all(found)
-    assert loaded.status == "ok", loaded.status_line()
-    return loaded, sys.modules["kubin_extension_upscaler"]
+    return load_bundled("upscaler")
 
 
 def save_tiny_rrdbnet(path: Path, scale: int = 4) -> Path:

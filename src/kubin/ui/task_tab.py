@@ -365,12 +365,30 @@ def report_progress(ctx: UIContext, handle: JobHandle, progress: gr.Progress) ->
         progress((handle.step, handle.total_steps), desc=desc, unit="steps")
 
 
+def job_report(handle: JobHandle, what_each: Callable[[Any], dict], lines: list[str]) -> tuple[str, dict]:
+    """The info under a job's results (how many of how many, seeds, `lines` about the outputs, notices, a
+    cancel) and its details as JSON, each output described by `what_each(result)`."""
+    results = handle.results
+    seeds = ", ".join(str(r.seed) for r in results) or "—"
+    head = f"**{len(results)} of {handle.params.image_count} {handle.params.output_kind}(s)** · seeds {seeds}"
+    lines = [head, *lines, *(f"ℹ️ {n}" for n in handle.notices)]
+    if handle.state == CANCELLED and handle.error:
+        lines.append(f"⚠️ {handle.error}")
+    # "file", not "path": Gradio would take dicts with a "path" key for files to upload.
+    details = {
+        "seed": handle.seed,
+        "state": handle.state,
+        "outputs": [{"file": str(r.path), "seed": r.seed} | what_each(r) for r in results],
+        "params": handle.params.to_dict() | {"seed": handle.seed},
+        "notices": handle.notices,
+    }
+    return "\n\n".join(lines), details
+
+
 def outputs(handle: JobHandle):
     results = handle.results
     gallery = [(str(r.path), f"seed {r.seed}") for r in results]
-    seeds = ", ".join(str(r.seed) for r in results) or "—"
-    kind = f"{handle.params.output_kind}(s)"
-    lines = [f"**{len(results)} of {handle.params.image_count} {kind}** · seeds {seeds}"]
+    lines = []
     videos = [r for r in results if r.is_video]
     if videos:
         lines.append(
@@ -378,19 +396,12 @@ def outputs(handle: JobHandle):
         )
     if results:
         lines.append(f"Saved in `{results[0].path.parent}`")
-    lines += [f"ℹ️ {n}" for n in handle.notices]
-    if handle.state == CANCELLED and handle.error:
-        lines.append(f"⚠️ {handle.error}")
-    # "file", not "path": Gradio would take dicts with a "path" key for files to upload.
-    details = {
-        "seed": handle.seed,
-        "state": handle.state,
-        "outputs": [
-            {"file": str(r.path), "seed": r.seed, "width": r.width, "height": r.height}
+    info, details = job_report(
+        handle,
+        lambda r: (
+            {"width": r.width, "height": r.height}
             | ({"frames": r.frames, "fps": r.fps} if r.is_video else {})
-            for r in results
-        ],
-        "params": handle.params.to_dict() | {"seed": handle.seed},
-        "notices": handle.notices,
-    }
-    return gallery, "\n\n".join(lines), details, handle.seed, [str(r.path) for r in results], 0
+        ),
+        lines,
+    )
+    return gallery, info, details, handle.seed, [str(r.path) for r in results], 0

@@ -11,12 +11,12 @@ from typing import Any
 
 import gradio as gr
 
-from kubin.engine import CANCELLED, Job, JobHandle
+from kubin.engine import Job, JobHandle
 from kubin.errors import KubinError
 from kubin.params import TASK_LABELS, Image2MeshParams, Text2MeshParams
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
-from kubin.ui.task_tab import follow_job
+from kubin.ui.task_tab import follow_job, job_report
 
 TAB_ID = "mesh"
 PARAMS = {"t2mesh": Text2MeshParams, "i2mesh": Image2MeshParams}
@@ -177,34 +177,26 @@ def outputs(handle: JobHandle):
     """The viewer shows the last object made; downloads list every file of every object of the job."""
     results = handle.results
     last = results[-1] if results else None
-    seeds = ", ".join(str(r.seed) for r in results) or "—"
-    lines = [f"**{len(results)} of {handle.params.image_count} 3D object(s)** · seeds {seeds}"]
+    lines = []
     if last is not None:
         lines.append(
             f"{last.meta.get('vertices')} vertices, {last.meta.get('faces')} faces · saved in `{last.path.parent}`"
         )
-    lines += [f"ℹ️ {n}" for n in handle.notices]
-    if handle.state == CANCELLED and handle.error:
-        lines.append(f"⚠️ {handle.error}")
-    # "file", not "path": Gradio would take dicts with a "path" key for files to upload.
-    details = {
-        "seed": handle.seed,
-        "state": handle.state,
-        "outputs": [
-            {"file": str(r.path), "seed": r.seed, "preview": str(r.preview) if r.preview else None}
+    info, details = job_report(
+        handle,
+        lambda r: (
+            {"preview": str(r.preview) if r.preview else None}
             | {kind: str(p) for kind, p in r.files.items()}
             | {"vertices": r.meta.get("vertices"), "faces": r.meta.get("faces")}
-            for r in results
-        ],
-        "params": handle.params.to_dict() | {"seed": handle.seed},
-        "notices": handle.notices,
-    }
+        ),
+        lines,
+    )
     files = [str(p) for r in results for p in r.files.values()]
     return (
         str(last.path) if last else None,
         str(last.preview) if last and last.preview else None,
         files or None,
-        "\n\n".join(lines),
+        info,
         details,
         handle.seed,
     )
