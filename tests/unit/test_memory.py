@@ -205,3 +205,22 @@ def test_the_settings_tab_saves_memory_options_for_the_next_load(tmp_path):
         "Applies when the next model loads: Preset, CPU offload, Attention slicing, "
         "Free the text encoder after encoding, Channels-last, Step cache, Cache threshold."
     ), status
+
+
+def test_every_declared_option_is_a_flag_a_config_key_and_a_settings_widget(tmp_path):
+    """Declared once in MemoryOptions: a new option reaches the command line, the config and Settings."""
+    from kubin.cli import build_parser, load_settings
+    from kubin.runtime.memory import MEMORY_FIELDS
+    from kubin.ui.tabs import settings
+
+    help_text = build_parser().format_help()
+    for name, spec in MEMORY_FIELDS.items():
+        flag = "--memory-preset" if name == "preset" else "--" + name.replace("_", "-")
+        assert flag in help_text, name
+        assert settings.MEMORY_LABELS[name] == spec.metadata["label"]
+    assert set(settings.MEMORY_FIELDS) == set(MEMORY_FIELDS)
+    config = tmp_path / "user.yaml"
+    config.write_text("")
+    args = build_parser().parse_args(["--config", str(config), "--no-compile", "--cache-threshold", "0.2"])
+    loaded = load_settings(args)
+    assert loaded.get("memory.cache_threshold") == 0.2 and loaded.get("memory.compile") is False

@@ -9,20 +9,13 @@ from kubin.errors import KubinError
 from kubin.params import Text2ImageParams
 from kubin.runtime.device import choose_device, choose_dtype
 from kubin.runtime.memory import CHOICES, MemoryOptions
+from kubin.runtime.memory import MEMORY_FIELDS as DECLARED
 from kubin.ui.context import UIContext
 
 UI_DEFAULT_FIELDS = ["width", "height", "steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
 # The memory and speed options, in the order of their inputs (after the defaults): see runtime/memory.py.
 MEMORY_CHOICES = ["preset", "offload"]
-MEMORY_CHECKBOXES = [
-    "vae_tiling",
-    "vae_slicing",
-    "attention_slicing",
-    "free_text_encoder",
-    "channels_last",
-    "prior_on_cpu",
-    "compile",
-]
+MEMORY_CHECKBOXES = [name for name, spec in DECLARED.items() if isinstance(spec.default, bool)]
 SPEED_FIELDS = ["cache", "cache_threshold", "quantize", "quantize_parts"]
 MEMORY_FIELDS = MEMORY_CHOICES + MEMORY_CHECKBOXES + SPEED_FIELDS
 # The save button's inputs, in order: what current_values returns.
@@ -34,21 +27,8 @@ INPUT_NAMES = [
     *(f"default_{n}" for n in UI_DEFAULT_FIELDS),
     *MEMORY_FIELDS,
 ]
-MEMORY_LABELS = {
-    "preset": "Preset (--medvram / --lowvram)",
-    "offload": "CPU offload (model: parts; sequential: layers, least VRAM)",
-    "vae_tiling": "VAE tiling (Kandinsky 5: big images, long videos)",
-    "vae_slicing": "VAE slicing (Kandinsky 5: a batch decoded one at a time)",
-    "attention_slicing": "Attention slicing (2.x, 3.0)",
-    "free_text_encoder": "Free the text encoder after encoding",
-    "channels_last": "Channels-last (2.x, 3.x UNets: faster on most GPUs)",
-    "prior_on_cpu": "Run the prior on the CPU (2.x: less VRAM)",
-    "compile": "torch.compile the denoiser (each new size compiles first: tens of seconds)",
-    "cache": "Step cache (Kandinsky 5: faster, pixels differ a little)",
-    "cache_threshold": "Cache threshold (0: default; first_block 0.05-0.3; taylorseer: steps between full passes)",
-    "quantize": "Quantise weights (less memory, not faster on a CPU; bnb: CUDA only)",
-    "quantize_parts": "Quantise which parts",
-}
+# Labels come from the options' declarations (runtime/memory.py), as the CLI flags' help does.
+MEMORY_LABELS = {name: spec.metadata["label"] for name, spec in DECLARED.items()}
 
 
 def reload_reasons(
