@@ -463,13 +463,15 @@ class Engine:
     def current(self) -> JobHandle | None:
         """The running generation job, if any (a running tool job is not one)."""
         with self._cond:
-            return self._current if isinstance(self._current, JobHandle) else None
+            current = self._current
+            return current if isinstance(current, JobHandle) and current.state == RUNNING else None
 
     def pending(self) -> list[JobHandle]:
         """The running job (if any) followed by the queued ones, in the order they will run."""
         with self._cond:
             queued = ([self._current] if self._current is not None else []) + list(self._queue)
-        return [h for h in queued if isinstance(h, JobHandle)]  # tool jobs are not listed
+        # Tool jobs are not listed; nor is a job that has just ended while the worker lets go of it.
+        return [h for h in queued if isinstance(h, JobHandle) and h.state in (QUEUED, RUNNING)]
 
     def close(self, wait: bool = False, timeout: float | None = 30) -> None:
         """Refuse new jobs, drop queued ones, stop the running one; with wait, until the worker has ended."""
