@@ -144,6 +144,7 @@ def build(ctx: UIContext) -> None:
                 for name in MEMORY_CHECKBOXES
             ]
         with gr.Row():
+            cache = choice("cache")  # the mode first, then its threshold (components show in creation order)
             threshold = gr.Number(
                 value=initial["cache_threshold"],
                 label=MEMORY_LABELS["cache_threshold"],
@@ -153,7 +154,7 @@ def build(ctx: UIContext) -> None:
                 elem_id="settings-cache-threshold",
                 min_width=160,
             )
-            memory_inputs += [choice("cache"), threshold, choice("quantize"), choice("quantize_parts")]
+            memory_inputs += [cache, threshold, choice("quantize"), choice("quantize_parts")]
         # Text boxes, not gr.Number: a Gradio 6 number box cannot be empty (it shows and sends 0).
         gr.Markdown("**Text to image defaults** (empty keeps the model's own)")
         with gr.Row():
