@@ -2,7 +2,7 @@
 
 A family's `load(spec, sources, placement)` returns one. The engine checks the task and the scheduler
 against the spec before a job runs, then calls `generate` once per batch: it returns one output per seed
-(a PIL image; a list of frames for a video; a `kubin.outputs.Mesh` for 3D) and the name of the scheduler
+(a PIL image; a `kubin.outputs.Video` for a video; a `kubin.outputs.Mesh` for 3D) and the name of the scheduler
 that ran. `on_step(phase, step)` is called after every denoising step; raising from it (a cancel) stops
 the job there.
 """
