@@ -8,6 +8,8 @@ from pathlib import Path
 SHOWN = (".png", ".mp4", ".glb")
 LIMIT = 300  # newest outputs shown per folder
 TARGETS = ["i2i", "mix", "inpaint", "outpaint", "i2v"]
+# The bundled tools' output folders, named as their tabs are (the task folders as the task tabs are).
+TOOL_LABELS = {"upscale": "Upscale", "segment": "Segment", "rembg": "Remove background"}
 
 
 def inside(root: Path, path: str | Path) -> Path:
@@ -24,11 +26,24 @@ def tasks(root: Path) -> list[str]:
     )
 
 
+def task_choices(root: Path) -> list[tuple[str, str]]:
+    """(label, folder) of each output folder: "Text to image" for t2i, as the tabs name them."""
+    from kubin.params import TASK_LABELS
+
+    return [(TASK_LABELS.get(t) or TOOL_LABELS.get(t) or t, t) for t in tasks(root)]
+
+
 def dates(root: Path, task: str) -> list[str]:
-    folder = root / task
-    if not task or not folder.is_dir():
+    if not task or not (root / task).is_dir():
         return []
+    folder = root / task
     return sorted((p.name for p in folder.iterdir() if p.is_dir()), reverse=True)
+
+
+def newest_task(root: Path) -> str | None:
+    """The folder whose newest date folder changed last: where the latest output went."""
+    newest = {t: root / t / d[0] for t in tasks(root) if (d := dates(root, t))}
+    return max(newest, key=lambda t: newest[t].stat().st_mtime, default=None)
 
 
 def outputs(root: Path, task: str, date: str) -> list[Path]:
@@ -67,23 +82,21 @@ def setup(api):
         from kubin.params import TASK_LABELS
 
         root = Path(ctx.engine.output_dir)
-        first_task = next(iter(tasks(root)), None)
-        first_date = next(iter(dates(root, first_task)), None) if first_task else None
+        # Empty here: what the folder holds is listed on each page load and each time the tab is opened (the
+        # task of the latest output first).
         with gr.Row():
-            task = gr.Dropdown(tasks(root), value=first_task, label="Task", elem_id="browser-task")
-            date = gr.Dropdown(dates(root, first_task) if first_task else [], value=first_date, label="Date",
-                               elem_id="browser-date")  # fmt: skip
+            task = gr.Dropdown([], value=None, label="Task", elem_id="browser-task")
+            date = gr.Dropdown([], value=None, label="Date", elem_id="browser-date")
             refresh = gr.Button("↻ Refresh", elem_id="browser-refresh", scale=0, min_width=120)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):
-                first = [str(p) for p in outputs(root, first_task, first_date)]
                 gallery = gr.Gallery(
-                    first, label="Outputs", columns=4,
+                    label="Outputs", columns=4,
                     height="auto", object_fit="contain", interactive=False, elem_id="browser-gallery",
                 )  # fmt: skip
                 # The files the gallery shows, in its order: a click picks from these, not from a fresh
                 # listing (which may have grown since).
-                shown = gr.State(first)
+                shown = gr.State([])
             with gr.Column(scale=1):
                 chosen = gr.Textbox(label="Selected output", interactive=False, elem_id="browser-selected")
                 params = gr.JSON(label="Parameters", elem_id="browser-params")
@@ -91,7 +104,7 @@ def setup(api):
                     send = {t: gr.Button(f"→ {TASK_LABELS[t]}", size="sm", min_width=80,
                                          elem_id=f"browser-send-{t}") for t in TARGETS if t in ctx.task_tabs}  # fmt: skip
                 with gr.Row():
-                    delete = gr.Button("🗑 Delete", variant="stop", elem_id="browser-delete")
+                    delete = gr.Button("Delete", variant="stop", elem_id="browser-delete")
                     confirm = gr.Button(
                         "Yes, delete it", variant="stop", visible=False, elem_id="browser-confirm"
                     )
@@ -107,11 +120,11 @@ def setup(api):
             return gr.update(choices=ds, value=ds[0] if ds else None), *listing(t, ds[0] if ds else None)
 
         def on_refresh(t, d):
-            ts = tasks(root)
-            t = t if t in ts else next(iter(ts), None)
+            choices = task_choices(root)
+            t = t if t in [folder for _, folder in choices] else newest_task(root)
             ds = dates(root, t)
             d = d if d in ds else next(iter(ds), None)
-            return gr.update(choices=ts, value=t), gr.update(choices=ds, value=d), *listing(t, d)
+            return gr.update(choices=choices, value=t), gr.update(choices=ds, value=d), *listing(t, d)
 
         def on_select(evt: gr.SelectData, files):
             if not files or evt.index >= len(files):
@@ -149,7 +162,7 @@ def setup(api):
             try:
                 removed = delete_output(root, path)
             except ValueError as exc:
-                return (*hidden, f"⚠️ {exc}", *listing(t, d), path, gr.update())
+                return (*hidden, f"⚠ {exc}", *listing(t, d), path, gr.update())
             return (*hidden, f"Deleted {', '.join(p.name for p in removed)}.", *listing(t, d), "", None)
 
         def on_keep():
@@ -159,6 +172,7 @@ def setup(api):
         task.change(on_task, task, [date, gallery, shown], **private)
         date.change(listing, [task, date], [gallery, shown], **private)
         refresh.click(on_refresh, [task, date], [task, date, gallery, shown], **private)
+        ctx.on_open(on_refresh, [task, date], [task, date, gallery, shown])
         gallery.select(on_select, shown, [chosen, params, status], **private)
         for t, button in send.items():
             button.click(lambda p, _t=t: on_send(p, _t), chosen, ctx.send_outputs(t), **private)

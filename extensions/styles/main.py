@@ -85,7 +85,20 @@ def setup(api):
             raise InvalidParams(f"There is no style named {name!r} (any more); pick another or none.")
         return apply_style(style, params)
 
-    def controls(ctx, task):
+    def sent(name, prompt, negative=""):
+        """The prompt and negative prompt the model will get with the style `name` (hidden with none)."""
+        import gradio as gr
+
+        style = styles.all().get(name) if name and name != NONE else None
+        if style is None:
+            return gr.update(visible=False), gr.update(visible=False)
+        styled = apply_style(style, {"prompt": prompt, "negative_prompt": negative})
+        return (
+            gr.update(value=styled["prompt"], visible=True),
+            gr.update(value=styled["negative_prompt"], visible=True),
+        )
+
+    def controls(ctx, task, tab_widgets):
         import gradio as gr
 
         # Custom values allowed: a style saved after this page was built is valid by its name.
@@ -95,6 +108,18 @@ def setup(api):
             elem_id=f"{task}-style",
         )  # fmt: skip
         dropdowns.append(picker)
+        prompt, negative = tab_widgets.get("prompt"), tab_widgets.get("negative_prompt")
+        if prompt is not None:  # what the style makes of the prompt, as the user types and picks
+            shown = [
+                gr.Textbox(label="Prompt sent", info="your prompt in the style's template: what the model gets",
+                           interactive=False, visible=False, lines=2, elem_id=f"{task}-style-prompt"),
+                gr.Textbox(label="Negative prompt sent", interactive=False, visible=False,
+                           elem_id=f"{task}-style-negative"),
+            ]  # fmt: skip
+            followed = [picker, prompt, *([negative] if negative is not None else [])]
+            for component in followed:
+                component.change(sent, followed, shown, queue=False, show_progress="hidden",
+                                 api_visibility="private", trigger_mode="always_last")  # fmt: skip
         return {"style": picker}
 
     def tab(ctx):
@@ -140,13 +165,13 @@ def setup(api):
             try:
                 return refreshed(styles.save(n, p, ng), query)
             except ValueError as exc:
-                return refreshed(f"⚠️ {exc}", query)
+                return refreshed(f"⚠ {exc}", query)
 
         def on_delete(n, query):
             try:
                 return refreshed(styles.delete((n or "").strip()), query)
             except ValueError as exc:
-                return refreshed(f"⚠️ {exc}", query)
+                return refreshed(f"⚠ {exc}", query)
 
         search.change(lambda q: table(q), search, listing, queue=False, api_visibility="private")
         listing.select(pick, listing, [name, prompt, negative], queue=False, api_visibility="private")

@@ -36,7 +36,12 @@ def load_extensions(settings, install_deps: bool = False):
 
     root = Path(settings.get("extensions.path") or "extensions")
     root = root if root.is_absolute() or root.exists() else REPO_ROOT / root
-    found = discover(root, settings.get("extensions.disabled") or [], settings.get("extensions.order") or [])
+    found = discover(
+        root,
+        settings.get("extensions.disabled") or [],
+        settings.get("extensions.order") or [],
+        settings.get("extensions.enabled") or [],
+    )
     if install_deps:
         for ext in found:
             if ext.status == "ok":

@@ -22,8 +22,11 @@ UI_TESTS = Path(__file__).resolve().parent
 REPO_ROOT = UI_TESTS.parent.parent
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
 START_TIMEOUT_S = 60
-# A hand-written key in the user file before the server starts; saving settings must keep it.
-HAND_WRITTEN_CONFIG = "# written by hand before Kubin starts\nserver:\n  host: 127.0.0.1\n"
+# A hand-written key in the user file before the server starts; saving settings must keep it. The bundled
+# example extension (off by default) is switched on, for the tests of its tab.
+HAND_WRITTEN_CONFIG = (
+    "# written by hand before Kubin starts\nserver:\n  host: 127.0.0.1\nextensions:\n  enabled: [hello]\n"
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

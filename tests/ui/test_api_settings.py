@@ -18,7 +18,7 @@ def test_save_settings_writes_the_user_config_and_keeps_hand_written_keys(api_cl
     )
 
     # The server started with device and dtype "auto": the status says the next load applies cpu/fp32.
-    assert reply.startswith(f"✅ Saved to `{kubin_server.user_config}`. ")
+    assert reply.startswith(f"✓ Saved to `{kubin_server.user_config}`. ")
     assert reply.endswith("for: device/precision.") or reply.endswith("loads: device/precision."), reply
     saved = yaml.safe_load(kubin_server.user_config.read_text(encoding="utf-8"))
     assert saved["model"] == "tiny-kd22"

@@ -57,7 +57,7 @@ def default_box(page: Page, label: str):
 
 def save(page: Page) -> None:
     page.locator("#settings-save").click()
-    expect(page.locator("#settings-status")).to_contain_text("✅ Saved to", timeout=15_000)
+    expect(page.locator("#settings-status")).to_contain_text("✓ Saved to", timeout=15_000)
 
 
 def test_a_page_opened_after_a_save_shows_what_was_saved_and_no_warning(open_settings, server, tmp_path):

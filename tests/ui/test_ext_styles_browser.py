@@ -1,6 +1,6 @@
 """The bundled extensions on the running server: a prompt style picked through the /txt2img API reaches the
 saved image, user styles saved through /styles_save, and the Outputs tab in Chromium (list, parameters,
-delete with a confirmation, send to a tab)."""
+delete with a confirmation, send to a tab with its prompt)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from browser_helpers import open_tool
 from gradio_client import Client
 from playwright.sync_api import Page, expect
 
 from kubin.outputs import read_output_metadata
+from kubin.params import TASK_LABELS
 
 JOB_TIMEOUT_S = 60
 OIL = "oil painting on canvas, visible brush strokes, rich colours, classical composition"
@@ -111,23 +113,14 @@ def test_styles_save_refuses_a_template_without_the_prompt_and_delete_refuses_sh
     before = kubin_server.user_config.read_text(encoding="utf-8")
 
     status = api_client.predict("Broken", "oil painting", "", "", api_name="/styles_save")[0]
-    assert status.startswith("⚠️") and "must contain {prompt}" in status
+    assert status.startswith("⚠ ") and "must contain {prompt}" in status
     status = api_client.predict("Oil painting", "", api_name="/styles_delete")[0]
-    assert status == "⚠️ 'Oil painting' is a shipped style; you can override it with one of your own."
+    assert status == "⚠ 'Oil painting' is a shipped style; you can override it with one of your own."
 
     assert kubin_server.user_config.read_text(encoding="utf-8") == before
 
 
 # --- the Outputs tab in Chromium ----------------------------------------------------------------------
-def open_outputs_tab(page: Page) -> None:
-    button = page.get_by_role("tab", name="Outputs", exact=True)
-    if not button.is_visible():
-        page.get_by_role("button", name="More tabs").click()
-        button = page.locator(".overflow-dropdown button").filter(has_text=re.compile("^Outputs$"))
-    button.click()
-    expect(page.locator("#tab-ext-browser")).to_be_visible()
-
-
 def pick(page: Page, elem_id: str, choice: str) -> None:
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=choice, exact=True).click()
@@ -135,10 +128,9 @@ def pick(page: Page, elem_id: str, choice: str) -> None:
 
 
 def show_newest_t2i(page: Page, date: str) -> None:
-    """Refresh the listing (outputs made after the page was built) and pick text-to-image on `date`."""
-    open_outputs_tab(page)
-    page.locator("#browser-refresh").click()
-    pick(page, "browser-task", "t2i")
+    """Open the Outputs tab and pick text-to-image on `date`."""
+    open_tool(page, "Outputs")
+    pick(page, "browser-task", "Text to image")
     pick(page, "browser-date", date)
 
 
@@ -151,17 +143,28 @@ def select_first(page: Page, expected_path: str) -> None:
 
 
 @pytest.mark.browser
-def test_the_outputs_tab_lists_a_new_output_newest_first_after_refresh(new_page, api_client):
+def test_the_outputs_tab_lists_new_outputs_under_task_names_without_a_refresh(new_page, api_client):
     older = saved_output(api_client, "an older lighthouse", seed=775)
     path = saved_output(api_client, "a lighthouse in a storm", seed=776)
     page = new_page("/")
 
-    show_newest_t2i(page, path.parent.name)
+    open_tool(page, "Outputs")  # no Refresh: what the folder holds now, the latest output's task first
 
+    expect(page.locator("#browser-task input")).to_have_value("Text to image")
+    expect(page.locator("#browser-date input")).to_have_value(path.parent.name)
     thumbs = page.locator("#browser-gallery button.thumbnail-item img")
-    expect(thumbs.first).to_be_visible(timeout=15_000)
-    expect(thumbs.first).to_have_attribute("src", re.compile(re.escape(path.name)))
+    expect(thumbs.first).to_have_attribute("src", re.compile(re.escape(path.name)), timeout=15_000)
     expect(thumbs.nth(1)).to_have_attribute("src", re.compile(re.escape(older.name)))
+    page.locator("#browser-task input").click()
+    names = [n.splitlines()[-1].strip() for n in page.get_by_role("option").all_inner_texts()]  # after a ✓
+    assert "Text to image" in names and not set(names) & set(TASK_LABELS), names
+    page.keyboard.press("Escape")
+
+    newer = saved_output(api_client, "a lighthouse at dawn", seed=779)  # made while the tab is open
+    open_tool(page, "Styles")
+    open_tool(page, "Outputs")  # coming back to the tab lists it
+
+    expect(thumbs.first).to_have_attribute("src", re.compile(re.escape(newer.name)), timeout=15_000)
 
 
 @pytest.mark.browser
@@ -209,6 +212,7 @@ def test_an_output_sent_from_the_outputs_tab_lands_in_image_to_image(new_page, a
     expect(page.get_by_role("tab", name="Image to image", exact=True)).to_have_attribute(
         "aria-selected", "true"
     )
+    expect(page.locator("#i2i-prompt textarea")).to_have_value("a teapot on a shelf")  # its prompt comes too
     expect(page.locator("#i2i-init-image img").first).to_be_visible(timeout=15_000)
     page.wait_for_function(
         "() => [...document.querySelectorAll('#i2i-init-image img')].some(i => i.complete && i.naturalWidth > 0)"
@@ -231,19 +235,10 @@ def test_selecting_in_a_listing_shown_before_a_new_output_selects_the_clicked_ou
 
 
 # --- the Styles tab in Chromium -----------------------------------------------------------------------
-def open_styles_tab(page: Page) -> None:
-    button = page.get_by_role("tab", name="Styles", exact=True)
-    if not button.is_visible():
-        page.get_by_role("button", name="More tabs").click()
-        button = page.locator(".overflow-dropdown button").filter(has_text=re.compile("^Styles$"))
-    button.click()
-    expect(page.locator("#tab-ext-styles")).to_be_visible()
-
-
 @pytest.mark.browser
 def test_the_styles_tab_lists_the_shipped_styles_and_searches_them(new_page):
     page = new_page("/")
-    open_styles_tab(page)
+    open_tool(page, "Styles")
     expect(page.locator("#styles-table")).to_contain_text("Oil painting")
 
     page.locator("#styles-search textarea").fill("brush strokes")
@@ -257,7 +252,7 @@ def test_the_styles_tab_lists_the_shipped_styles_and_searches_them(new_page):
 @pytest.mark.browser
 def test_clicking_a_style_puts_it_into_the_editor(new_page):
     page = new_page("/")
-    open_styles_tab(page)
+    open_tool(page, "Styles")
     page.locator("#styles-search textarea").fill("brush strokes")
     expect(page.locator("#styles-table tbody tr")).to_have_count(1)
 

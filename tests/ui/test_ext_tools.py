@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from browser_helpers import open_tool
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -66,11 +67,7 @@ def test_segment_without_sam_weights_offline_says_what_to_fetch(api_client, phot
 @pytest.mark.browser
 def test_clicks_on_the_segment_image_become_include_and_exclude_points(new_page, photo):
     page = new_page("/")
-    button = page.get_by_role("tab", name="Segment", exact=True)
-    if not button.is_visible():  # the tab bar overflows into its "More tabs" menu
-        page.get_by_role("button", name="More tabs").click()
-        button = page.locator(".overflow-dropdown button").filter(has_text=re.compile("^Segment$"))
-    button.click()
+    open_tool(page, "Segment")
     page.locator("#segment-image input[type=file]").set_input_files(str(photo))
     picture = page.locator("#segment-image img").first
     picture.wait_for()

@@ -21,7 +21,7 @@ def browser():
     found = [e for e in discover(REPO / "extensions") if e.name == "browser"]
     (ext,) = load_all(found)
     assert ext.status == "ok", ext.status_line()
-    assert [title for title, _ in ext.api.tabs] == ["Outputs"]
+    assert [tab.title for tab in ext.api.tabs] == ["Outputs"]
     return sys.modules["kubin_extension_browser"]
 
 
@@ -69,6 +69,20 @@ def test_dates_are_newest_first(browser, root):
     assert browser.dates(root, "t2i") == ["2026-11-25", "2026-01-31", "2025-12-31"]
     assert browser.dates(root, "") == []
     assert browser.dates(root, "i2i") == []
+
+
+def test_folders_are_named_as_their_tabs_and_the_latest_outputs_task_comes_first(browser, root):
+    assert browser.newest_task(root) is None and browser.dates(root, None) == []
+    for folder in ("t2mesh", "i2i", "upscale", "my-tool"):
+        (root / folder / "2026-11-25").mkdir(parents=True)
+        os.utime(root / folder / "2026-11-25", (0, 0))  # long ago
+    image(root, "t2i")  # the latest output
+
+    assert browser.task_choices(root) == [
+        ("Image to image", "i2i"), ("my-tool", "my-tool"), ("Text to image", "t2i"), ("Text to 3D", "t2mesh"),
+        ("Upscale", "upscale"),
+    ]  # fmt: skip
+    assert browser.newest_task(root) == "t2i"
 
 
 def test_outputs_are_newest_first_and_only_the_shown_kinds(browser, root):

@@ -55,7 +55,7 @@ def picture() -> Image.Image:
 
 def test_the_extension_adds_a_tab_and_a_send_to_button(ext):
     loaded, mod = ext
-    assert [title for title, _ in loaded.api.tabs] == ["Remove background"]
+    assert [tab.title for tab in loaded.api.tabs] == ["Remove background"]
     assert ("rembg", "Remove background") in loaded.api.send_targets
     assert "rembg[cpu]==2.0.86" in loaded.manifest["requirements"]
     assert mod.CUSTOM == "custom ONNX file"

@@ -50,7 +50,7 @@ def picture() -> Image.Image:
 
 def test_the_extension_adds_a_segment_tab_and_a_send_to_button(ext):
     loaded, _ = ext
-    assert [title for title, _ in loaded.api.tabs] == ["Segment"]
+    assert [tab.title for tab in loaded.api.tabs] == ["Segment"]
     assert ("segment", "Segment") in loaded.api.send_targets
     assert "segment-anything==1.0" in loaded.manifest["requirements"]
 

@@ -39,7 +39,7 @@ def picture(size: int = 64) -> Image.Image:
 
 def test_the_extension_adds_an_upscale_tab_and_a_send_to_button(ext):
     loaded, _ = ext
-    assert [title for title, _ in loaded.api.tabs] == ["Upscale"]
+    assert [tab.title for tab in loaded.api.tabs] == ["Upscale"]
     assert ("upscale", "Upscale") in loaded.api.send_targets
     assert "spandrel==0.4.2" in loaded.manifest["requirements"]
 

@@ -216,7 +216,7 @@ def build_app_with(engine, tmp_path, extensions):
     return ctx, build_app(ctx)
 
 
-def test_a_send_target_adds_a_button_under_every_gallery_that_fills_the_receiver_and_opens_its_tab(
+def test_a_send_target_adds_a_button_under_every_gallery_that_fills_the_receiver_and_opens_its_tool_tab(
     engine, tmp_path
 ):
     root = tmp_path / "extensions"
@@ -227,6 +227,8 @@ def test_a_send_target_adds_a_button_under_every_gallery_that_fills_the_receiver
     receiver, tab_id = ctx.receivers["upscale"]
     assert tab_id == "ext-receiver"
     assert receiver.elem_id == "receiver-image"
+    (tools, _), (tool_tabs, _) = ctx.tab_paths["ext-receiver"]
+    assert tools is ctx.tabs and tool_tabs.elem_id == "kubin-tool-tabs"
     for task, tab in ctx.task_tabs.items():
         button = tab.send_buttons["ext:upscale"]
         assert (button.value, button.elem_id, button.visible) == (
@@ -235,12 +237,76 @@ def test_a_send_target_adds_a_button_under_every_gallery_that_fills_the_receiver
             True,
         )
         (event,) = [d for d in demo.fns.values() if any(t[0] == button._id for t in d.targets)]
-        assert [o._id for o in event.outputs][:2] == [receiver._id, ctx.tabs._id]
+        assert [o._id for o in event.outputs][:3] == [receiver._id, ctx.tabs._id, tool_tabs._id]
 
     results, selected = ["/tmp/out/00001-1.png"], 0
     sent = event.fn(results, selected)
     assert sent[0] == "/tmp/out/00001-1.png"
-    assert sent[1].selected == "ext-receiver"
+    assert [s.selected for s in sent[1:3]] == ["tools", "ext-receiver"], "the Tools tab, then the tool's tab"
+
+
+def test_extension_tabs_go_into_tools_unless_they_ask_for_the_top_row(engine, tmp_path):
+    root = tmp_path / "extensions"
+    make(root, "board", """
+        def setup(api):
+            api.add_tab("Board", lambda ctx: __import__("gradio").Markdown("top"), group="top")
+            api.add_tab("Board tool", lambda ctx: __import__("gradio").Markdown("tool"))
+        """)  # fmt: skip
+    make(root, "odd", "def setup(api):\n    api.add_tab('Odd', lambda ctx: None, group='sidebar')\n")
+    extensions = loaded(root)
+
+    ctx, demo = build_app_with(engine, tmp_path, extensions)
+
+    def labels(tabs):
+        return [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.parent is tabs]
+
+    assert labels(ctx.tabs)[-5:] == ["3D", "Board", "Tools", "Settings", "Extensions"]
+    (_, (tool_tabs, _)) = ctx.tab_paths["ext-board-1"]
+    assert labels(tool_tabs) == ["Board tool"]
+    assert "ext-board" not in ctx.tab_paths, "a top-row tab needs no nested selection"
+    assert (
+        extensions[1].status_line()
+        == "odd failed: ValueError: Unknown tab group 'sidebar'; known groups: tools, top."
+    )
+
+
+def test_a_controls_build_with_a_third_argument_gets_the_tabs_prompt(engine, tmp_path):
+    from kubin.ui.context import UIContext
+    from kubin.ui.task_tab import build_task_tab
+
+    root = tmp_path / "extensions"
+    make(root, "echo", """
+        seen = {}
+        def setup(api):
+            def build(ctx, task, widgets):
+                seen[task] = widgets
+                return {}
+            api.add_controls(build, tasks=["t2i"])
+        """)  # fmt: skip
+    ctx = UIContext(engine, load_config(tmp_path / "user.yaml"), "tiny-kd22", extensions=loaded(root))
+
+    with gr.Blocks():
+        tab = build_task_tab(ctx, "t2i")
+
+    seen = sys.modules["kubin_extension_echo"].seen["t2i"]
+    assert seen["prompt"] is tab.prompt and seen["negative_prompt"] is tab.widgets["negative_prompt"]
+
+
+def test_the_extensions_tab_saves_unticked_ones_as_disabled_and_a_ticked_example_as_enabled(engine, tmp_path):
+    root = tmp_path / "extensions"
+    make(root, "plain", "def setup(api):\n    pass\n")
+    shy = make(root, "shy", "def setup(api):\n    pass\n")
+    (shy / "extension.yaml").write_text(
+        "name: shy\nversion: 0.1.0\nkubin: '>=0.1'\nenabled_by_default: false\n", encoding="utf-8"
+    )
+    _, demo = build_app_with(engine, tmp_path, loaded(root))
+    (save,) = [d for d in demo.fns.values() if d.api_name == "save_extensions"]
+
+    save.fn(["shy"])
+
+    saved = yaml.safe_load((tmp_path / "user.yaml").read_text(encoding="utf-8"))["extensions"]
+    assert (saved["disabled"], saved["enabled"]) == (["plain"], ["shy"])
+    assert [e.status for e in discover(root, saved["disabled"], None, saved["enabled"])] == ["disabled", "ok"]
 
 
 def test_a_send_target_whose_tab_did_not_receive_hides_its_buttons(engine, tmp_path):

@@ -99,12 +99,32 @@ def test_a_hook_that_raises_fails_its_extension_but_not_the_job(engine, tmp_path
     assert engine.extensions[0].status_line() == "flaky failed: ZeroDivisionError: division by zero"
 
 
-def test_the_bundled_example_loads(tmp_path):
-    (ext,) = [e for e in load_all(discover(REPO / "extensions")) if e.name == "hello"]
+def test_the_bundled_example_loads_when_enabled(tmp_path):
+    (ext,) = [e for e in load_all(discover(REPO / "extensions", enabled=["hello"])) if e.name == "hello"]
 
     assert ext.status == "ok"
-    assert [title for title, _ in ext.api.tabs] == ["Hello"]
+    assert [(tab.title, tab.group) for tab in ext.api.tabs] == [("Hello", "tools")]
     assert len(ext.api.hooks["after_job"]) == 1
+
+
+def test_the_bundled_example_is_off_by_default_and_the_tools_are_on():
+    found = {e.name: e.status for e in discover(REPO / "extensions")}
+
+    assert found.pop("hello") == "disabled"
+    assert set(found.values()) == {"ok"}
+
+
+def test_an_extension_off_by_default_loads_when_enabled_and_disabled_wins(tmp_path):
+    root = tmp_path / "extensions"
+    manifest = "name: Shy\nversion: 0.1.0\nkubin: '>=0.1'\nenabled_by_default: false\n"
+    make(root, "shy", manifest=manifest)
+    make(root, "good")
+
+    assert statuses(root) == {"good": "good ok", "shy": "shy disabled"}
+    assert statuses(root, enabled=["shy"]) == {"good": "good ok", "shy": "shy ok"}
+    assert statuses(root, enabled=["shy"], disabled=["shy", "good"]) == {
+        "good": "good disabled", "shy": "shy disabled",
+    }  # fmt: skip
 
 
 def test_the_cli_lists_each_extension_and_exits_0_even_when_some_failed(root):

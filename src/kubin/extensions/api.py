@@ -9,9 +9,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 HOOKS = ("before_job", "after_job", "model_loaded", "model_unloaded")
+# Where an extension's tab stands: "tools" nests it in the Tools tab (the default, so the top row keeps to the
+# task tabs however many tools are installed), "top" puts it in the top row beside the task tabs.
+TAB_GROUPS = ("tools", "top")
+
+
+class Tab(NamedTuple):
+    title: str
+    build: Callable[[Any], None]
+    group: str = "tools"
 
 
 @dataclass
@@ -19,7 +28,7 @@ class Controls:
     """Widgets an extension adds to the tabs of some tasks; their values reach its before_job hook."""
 
     title: str
-    build: Callable[[Any, str], dict[str, Any]]  # build(ctx, task) -> {name: Gradio component}
+    build: Callable[..., dict[str, Any]]  # build(ctx, task[, tab_widgets]) -> {name: Gradio component}
     tasks: tuple[str, ...] | None = None  # None: every generation tab
 
 
@@ -27,7 +36,7 @@ class Controls:
 class ExtensionAPI:
     name: str  # the extension's folder name
     settings: dict[str, Any] = field(default_factory=dict)  # its section of the config
-    tabs: list[tuple[str, Callable[[Any], None]]] = field(default_factory=list)
+    tabs: list[Tab] = field(default_factory=list)
     hooks: dict[str, list[Callable[..., Any]]] = field(default_factory=lambda: {h: [] for h in HOOKS})
     controls: list[Controls] = field(default_factory=list)
     send_targets: list[tuple[str, str]] = field(default_factory=list)  # (key, button label)
@@ -38,9 +47,12 @@ class ExtensionAPI:
     def log(self) -> logging.Logger:
         return logging.getLogger(f"kubin.ext.{self.name}")
 
-    def add_tab(self, title: str, build: Callable[[Any], None]) -> None:
-        """`build(ctx)` is called inside a new gr.Tab when the UI is built."""
-        self.tabs.append((title, build))
+    def add_tab(self, title: str, build: Callable[[Any], None], group: str = "tools") -> None:
+        """`build(ctx)` is called inside a new gr.Tab when the UI is built; `group` says where the tab stands
+        (see TAB_GROUPS): inside the Tools tab, or "top" in the top row."""
+        if group not in TAB_GROUPS:
+            raise ValueError(f"Unknown tab group {group!r}; known groups: {', '.join(TAB_GROUPS)}.")
+        self.tabs.append(Tab(title, build, group))
 
     def on(self, hook: str, fn: Callable[..., Any]) -> None:
         """Register `fn` for one of HOOKS: before_job(task, params[, values]) may return changed params;
@@ -50,11 +62,12 @@ class ExtensionAPI:
         self.hooks[hook].append(fn)
 
     def add_controls(
-        self, build: Callable[[Any, str], dict[str, Any]], tasks: list[str] | None = None, title: str = ""
+        self, build: Callable[..., dict[str, Any]], tasks: list[str] | None = None, title: str = ""
     ) -> None:
         """Add widgets to the tabs of `tasks` (all generation tabs when None), in a panel titled `title`.
-        `build(ctx, task)` creates them and returns {name: component}; for each job, a before_job hook
-        that takes a third argument receives {name: value} of this tab's widgets."""
+        `build(ctx, task)` creates them and returns {name: component}; a build that takes a third argument
+        gets the tab's own widgets built so far ({"prompt": ..., "negative_prompt": ...}), to follow them. For
+        each job, a before_job hook that takes a third argument receives {name: value} of this tab's widgets."""
         self.controls.append(Controls(title or self.name, build, tuple(tasks) if tasks else None))
 
     def add_send_target(self, key: str, label: str) -> None:

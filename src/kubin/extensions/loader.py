@@ -42,9 +42,14 @@ class Extension:
 
 
 def discover(
-    root: str | Path, disabled: list[str] | None = None, order: list[str] | None = None
+    root: str | Path,
+    disabled: list[str] | None = None,
+    order: list[str] | None = None,
+    enabled: list[str] | None = None,
 ) -> list[Extension]:
-    """Every folder under root with a manifest, in the configured order, then alphabetically."""
+    """Every folder under root with a manifest, in the configured order, then alphabetically. One named in
+    `disabled` is disabled; so is one whose manifest says `enabled_by_default: false` (the bundled example)
+    unless `enabled` names it."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -55,10 +60,16 @@ def discover(
     for folder in folders:
         ext = Extension(folder)
         _read_manifest(ext)
-        if ext.status == "ok" and folder.name in (disabled or []):
+        switched_on = enabled_by_default(ext) or folder.name in (enabled or [])
+        if ext.status == "ok" and (folder.name in (disabled or []) or not switched_on):
             ext.status = "disabled"
         found.append(ext)
     return found
+
+
+def enabled_by_default(ext: Extension) -> bool:
+    """Whether `ext` loads when the config names it in neither `extensions.disabled` nor `extensions.enabled`."""
+    return ext.manifest.get("enabled_by_default", True) is not False
 
 
 def load_all(
@@ -172,7 +183,7 @@ def run_hooks(
         for fn in ext.api.hooks.get(hook, []):
             try:
                 extra = (values or {}).get(ext.name, {})
-                answers.append(fn(*args, extra) if _takes(fn, len(args) + 1) else fn(*args))
+                answers.append(fn(*args, extra) if takes(fn, len(args) + 1) else fn(*args))
             except (
                 KubinError
             ):  # the user's mistake (an unknown style...): theirs to fix, the extension is fine
@@ -183,7 +194,7 @@ def run_hooks(
     return answers
 
 
-def _takes(fn, count: int) -> bool:
+def takes(fn, count: int) -> bool:
     """Whether fn accepts `count` positional arguments."""
     import inspect
 

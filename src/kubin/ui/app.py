@@ -16,8 +16,8 @@ from kubin import __version__
 from kubin.config import LoadedConfig
 from kubin.errors import KubinError
 from kubin.extensions.loader import fail
-from kubin.outputs import read_output_metadata, save_video_frame
-from kubin.ui.context import UIContext
+from kubin.outputs import save_video_frame
+from kubin.ui.context import UIContext, saved_prompt
 from kubin.ui.tabs import extensions as extensions_tab
 from kubin.ui.tabs import img2img, img2vid, inpaint, mesh, mix, outpaint, txt2img, txt2vid
 from kubin.ui.tabs import settings as settings_tab
@@ -26,6 +26,7 @@ from kubin.ui.task_tab import TaskTab
 log = logging.getLogger(__name__)
 CSS_PATH = Path(__file__).with_name("kubin.css")
 SHARE_HOST = "api.gradio.app"
+TOOLS_TAB = "tools"  # the top-row tab holding the tool extensions' tabs
 
 
 def build_app(ctx: UIContext) -> gr.Blocks:
@@ -33,18 +34,20 @@ def build_app(ctx: UIContext) -> gr.Blocks:
         with gr.Column(elem_id="kubin-header"):
             gr.Markdown(f"# Kubin\nKandinsky models on your own machine · v{__version__}")
             for notice in ctx.notices:
-                gr.Markdown(f"⚠️ {notice}", elem_classes=["kubin-warning"])
+                gr.Markdown(f"⚠ {notice}", elem_classes=["kubin-warning"])
             # The settings file's warnings, as of each page load (a save clears them).
             ctx.settings_warning_boxes.append(
                 gr.Markdown(lambda: settings_tab.settings_text(ctx), elem_classes=["kubin-warning"],
                             elem_id="kubin-settings-warnings")
             )  # fmt: skip
-        with gr.Tabs(selected=start_tab(ctx)) as tabs:
+        # The top row: the task tabs, 3D, Tools (every tool extension's tab, nested), Settings, Extensions. On a
+        # narrow screen it wraps onto more rows, in the same order, instead of hiding tabs behind a menu.
+        with gr.Tabs(selected=start_tab(ctx), overflow_behavior="wrap", elem_id="kubin-tabs") as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
             ctx.tabs, ctx.task_tabs = tabs, {t.task: t for t in built}  # for extension tabs that send
-            settings_tab.build(ctx)
             build_extension_tabs(ctx)
+            settings_tab.build(ctx)
             extensions_tab.build(ctx)
         wire_send_to(tabs, {t.task: t for t in built}, ctx)
         wire_job_owners(ctx)
@@ -84,18 +87,37 @@ def start_tab(ctx: UIContext) -> str:
 
 
 def build_extension_tabs(ctx: UIContext) -> None:
-    """Each loaded extension's tabs; one whose build raises is marked failed and its tab says so."""
-    for ext in ctx.extensions:
-        if ext.status != "ok" or ext.api is None:
-            continue
-        for i, (title, build) in enumerate(ext.api.tabs):
-            ctx.building_tab = f"ext-{ext.name}" + (f"-{i}" if i else "")
-            with gr.Tab(title, id=ctx.building_tab, elem_id=f"tab-ext-{ext.name}" + (f"-{i}" if i else "")):
-                try:
-                    build(ctx)
-                except Exception as exc:
-                    fail(ext, exc)
-                    gr.Markdown(f"❌ The extension {ext.name} failed to build this tab: {ext.error}")
+    """Each loaded extension's tabs: those of group "top" in the top row, the others (the tools) in a Tools
+    tab of their own. One whose build raises is marked failed and its tab says so."""
+    tabs = [(ext, i, tab) for ext in ctx.extensions if ext.status == "ok" and ext.api is not None
+            for i, tab in enumerate(ext.api.tabs)]  # fmt: skip
+    for ext, i, tab in tabs:
+        if tab.group == "top":
+            _build_extension_tab(ctx, ext, i, tab)
+    tools = [(ext, i, tab) for ext, i, tab in tabs if tab.group != "top"]
+    if not tools:
+        return
+    with gr.Tab("Tools", id=TOOLS_TAB, elem_id=f"tab-{TOOLS_TAB}") as tools_tab:
+        with gr.Tabs(overflow_behavior="wrap", elem_id="kubin-tool-tabs") as tool_tabs:
+            for ext, i, tab in tools:
+                _build_extension_tab(ctx, ext, i, tab, (tools_tab, tool_tabs))
+
+
+def _build_extension_tab(ctx: UIContext, ext, i: int, tab, tools: tuple | None = None) -> None:
+    """One extension tab; `tools` is (the Tools gr.Tab, its gr.Tabs) for a tab nested there."""
+    ctx.building_tab = tab_id = f"ext-{ext.name}" + (f"-{i}" if i else "")
+    opened_by = []
+    if tools is not None:
+        ctx.tab_paths[tab_id] = [(ctx.tabs, TOOLS_TAB), (tools[1], tab_id)]
+        opened_by.append(tools[0])
+    with gr.Tab(tab.title, id=tab_id, elem_id=f"tab-{tab_id}") as built:
+        ctx.opened_by = [*opened_by, built]
+        try:
+            tab.build(ctx)
+        except Exception as exc:
+            fail(ext, exc)
+            gr.Markdown(f"✗ The extension {ext.name} failed to build this tab: {ext.error}")
+    ctx.opened_by = []
 
 
 @dataclass
@@ -108,19 +130,21 @@ class _ExtensionTarget:
     receive_value: Any = None
 
 
-def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab], ctx: UIContext | None = None) -> None:
-    """Every gallery's "→ tab" buttons put the selected image (and its prompt) into that tab and open it;
-    from a video, the frame chosen in "Frame to send" goes (saved as a PNG beside the video)."""
+def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab], ctx: UIContext) -> None:
+    """Every gallery's "→ tab" buttons put the selected image (and its prompt) into that tab and open it (a
+    tool's tab inside the Tools tab too); from a video, the frame chosen in "Frame to send" goes (saved as a
+    PNG beside the video)."""
     for source in by_task.values():
         for target_task, button in source.send_buttons.items():
             target = by_task.get(target_task)
-            if target_task.startswith("ext:") and ctx is not None and target_task[4:] in ctx.receivers:
+            if target_task.startswith("ext:") and target_task[4:] in ctx.receivers:
                 component, tab_id = ctx.receivers[target_task[4:]]
                 target = _ExtensionTarget(tab_id, component)
             if target is None:  # a tab that is not built (an extension's that failed): no button
                 button.visible = False
                 continue
-            outputs = [target.receive_image, tabs] + ([target.prompt] if target.prompt is not None else [])
+            opened = ctx.tabs_of(target.task)
+            outputs = [target.receive_image, *opened] + ([target.prompt] if target.prompt is not None else [])
             frame = [source.send_frame] if source.send_frame is not None else []
 
             def send(results, selected, frame_index=-1, _target=target):
@@ -133,13 +157,9 @@ def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab], ctx: UIContext | No
                     except KubinError as exc:
                         raise gr.Error(str(exc), print_exception=False) from None
                 value = _target.receive_value(path) if _target.receive_value else path
-                sent = [value, gr.Tabs(selected=_target.task)]
+                sent = [value, *ctx.opening(_target.task)]
                 if _target.prompt is not None:
-                    try:
-                        params = read_output_metadata(path).get("params", {})
-                    except KubinError:
-                        params = {}
-                    prompt = params.get("prompt") or " | ".join(params.get("prompts", []))
+                    prompt = saved_prompt(path)
                     sent.append(gr.update(value=prompt) if prompt else gr.update())
                 return sent
 

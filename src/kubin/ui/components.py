@@ -75,8 +75,8 @@ def seed_row(fs: FieldSpec, value: int, task: str = "t2i"):
             elem_id=eid(task, "seed"),
         )
         with gr.Column(scale=0, min_width=130):
-            random_btn = gr.Button("🎲 Random", size="sm", elem_id=eid(task, "seed-random"))
-            reuse_btn = gr.Button("♻️ Last used", size="sm", elem_id=eid(task, "seed-reuse"))
+            random_btn = gr.Button("Random", size="sm", elem_id=eid(task, "seed-random"))
+            reuse_btn = gr.Button("Last used", size="sm", elem_id=eid(task, "seed-reuse"))
     random_btn.click(lambda: -1, None, seed, queue=False, show_progress="hidden", api_visibility="private")
     return seed, reuse_btn
 

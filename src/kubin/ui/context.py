@@ -11,6 +11,18 @@ from kubin.models.registry import ModelSpec, list_models
 from kubin.params import TaskParams
 
 
+def saved_prompt(path: str) -> str:
+    """The prompt saved in a Kubin output (a frame taken from a video carries the video's), "" when none."""
+    from kubin.errors import KubinError
+    from kubin.outputs import read_output_metadata
+
+    try:
+        params = read_output_metadata(path).get("params", {})
+    except KubinError:
+        return ""
+    return params.get("prompt") or " | ".join(params.get("prompts", []))
+
+
 @dataclass
 class UIContext:
     engine: Engine
@@ -22,7 +34,12 @@ class UIContext:
     # Extension send targets: key -> (receiving component, id of the tab it is in); see receive().
     receivers: dict[str, tuple[Any, str]] = field(default_factory=dict)
     building_tab: str = ""  # id of the extension tab being built
-    tabs: Any = None  # the gr.Tabs holding every tab (select one with gr.Tabs(selected=id))
+    # The gr.Tab(s) whose click shows the extension tab being built (Tools, then its own): see on_open().
+    opened_by: list[Any] = field(default_factory=list)
+    tabs: Any = None  # the gr.Tabs of the top row (select one with gr.Tabs(selected=id))
+    # Tab id -> the (gr.Tabs, id) to select, outermost first, to show a tab nested in another (an extension's
+    # tab inside Tools); a tab not listed stands in the top row.
+    tab_paths: dict[str, list[tuple[Any, str]]] = field(default_factory=dict)
     task_tabs: dict[str, Any] = field(default_factory=dict)  # task -> TaskTab, built before extension tabs
     # (function, outputs[, input]) to run on every page load, so a new page shows the state of now, not of
     # the build.
@@ -33,16 +50,40 @@ class UIContext:
     owners: list[tuple[Any, str]] = field(default_factory=list)
 
     def send_to(self, task: str, path: str) -> list:
-        """Outputs for an event that sends the image at `path` to the tab of `task` and opens it; wire the
-        event's outputs as `ctx.send_outputs(task)`."""
+        """Outputs for an event that sends the image at `path`, with the prompt saved in it, to the tab of
+        `task` and opens it; wire the event's outputs as `ctx.send_outputs(task)`."""
         import gradio as gr
 
         target = self.task_tabs[task]
         value = target.receive_value(path) if target.receive_value else path
-        return [value, gr.Tabs(selected=task)]
+        sent = [value, *self.opening(task)]
+        if target.prompt is not None:
+            prompt = saved_prompt(path)
+            sent.append(gr.update(value=prompt) if prompt else gr.update())
+        return sent
 
     def send_outputs(self, task: str) -> list:
-        return [self.task_tabs[task].receive_image, self.tabs]
+        target = self.task_tabs[task]
+        return [target.receive_image, *self.tabs_of(task)] + (
+            [target.prompt] if target.prompt is not None else []
+        )
+
+    def tabs_of(self, tab_id: str) -> list:
+        """The gr.Tabs to update to show the tab `tab_id` (outputs for `opening`)."""
+        return [tabs for tabs, _ in self.tab_paths.get(tab_id, [(self.tabs, tab_id)])]
+
+    def opening(self, tab_id: str) -> list:
+        """Updates of `tabs_of(tab_id)` that show the tab `tab_id`."""
+        import gradio as gr
+
+        return [gr.Tabs(selected=i) for _, i in self.tab_paths.get(tab_id, [(self.tabs, tab_id)])]
+
+    def on_open(self, fn: Any, inputs: list, outputs: list) -> None:
+        """Called by an extension's tab: run `fn(*inputs)` into `outputs` when the page loads and each time
+        the user opens this tab, so it shows the state of now (new outputs, changed files)."""
+        for tab in self.opened_by:
+            tab.select(fn, inputs, outputs, queue=False, show_progress="hidden", api_visibility="private")
+        self.page_loads.append((fn, outputs, *inputs))
 
     def send_targets(self) -> list[tuple[str, str]]:
         """(key, label) of every send target the loaded extensions declared."""

@@ -133,7 +133,7 @@ def build_task_tab(
                             "ControlNet use it (Kandinsky 2.2); leave it empty otherwise."
                         )
                         widgets["hint_image"] = ui.image_input("Depth map", f"{task}-hint-image", height=200)
-                extension_widgets = build_extension_controls(ctx, task)
+                extension_widgets = build_extension_controls(ctx, task, widgets)
                 widgets.update(extension_widgets)
             with gr.Column(scale=1, min_width=300):
                 gallery = ui.result_gallery(f"{task}-gallery", video=video)
@@ -251,7 +251,7 @@ def build_task_tab(
         try:
             meta = read_output_metadata(path)
         except KubinError as exc:
-            return [gr.update()] * (len(default_names) + 1) + [f"⚠️ {exc}"]
+            return [gr.update()] * (len(default_names) + 1) + [f"⚠ {exc}"]
         if "params" not in meta:
             return [gr.update()] * (len(default_names) + 1) + [
                 "This image has only A1111-style parameters:\n\n```\n" + meta.get("parameters", "") + "\n```"
@@ -279,12 +279,15 @@ class ExtensionWidgets(dict):
         self.keys_by_name: dict[str, tuple[str, str]] = {}
 
 
-def build_extension_controls(ctx: UIContext, task: str) -> ExtensionWidgets:
+def build_extension_controls(
+    ctx: UIContext, task: str, tab_widgets: dict[str, Any] | None = None
+) -> ExtensionWidgets:
     """Each loaded extension's widgets for this task, in its own closed panel; one whose build raises is
-    marked failed (the tab is built without it)."""
+    marked failed (the tab is built without it). A build that takes a third argument gets the tab's own
+    widgets built so far (`tab_widgets`: prompt, negative_prompt, ...), to show or follow them."""
     import re
 
-    from kubin.extensions.loader import fail
+    from kubin.extensions.loader import fail, takes
 
     built = ExtensionWidgets()
     for ext in ctx.extensions:
@@ -295,10 +298,11 @@ def build_extension_controls(ctx: UIContext, task: str) -> ExtensionWidgets:
                 continue
             with gr.Accordion(controls.title, open=False, elem_id=f"{task}-ext-{ext.name}"):
                 try:
-                    widgets = dict(controls.build(ctx, task) or {})
+                    args = (ctx, task, dict(tab_widgets or {}))
+                    widgets = dict(controls.build(*(args if takes(controls.build, 3) else args[:2])) or {})
                 except Exception as exc:
                     fail(ext, exc)
-                    gr.Markdown(f"❌ The extension {ext.name} failed to add its controls: {ext.error}")
+                    gr.Markdown(f"✗ The extension {ext.name} failed to add its controls: {ext.error}")
                     continue
             for key, component in widgets.items():
                 name = re.sub(r"\W", "_", f"ext_{ext.name}_{key}")
@@ -371,9 +375,9 @@ def job_report(handle: JobHandle, what_each: Callable[[Any], dict], lines: list[
     results = handle.results
     seeds = ", ".join(str(r.seed) for r in results) or "—"
     head = f"**{len(results)} of {handle.params.image_count} {handle.params.output_kind}(s)** · seeds {seeds}"
-    lines = [head, *lines, *(f"ℹ️ {n}" for n in handle.notices)]
+    lines = [head, *lines, *(f"ℹ {n}" for n in handle.notices)]
     if handle.state == CANCELLED and handle.error:
-        lines.append(f"⚠️ {handle.error}")
+        lines.append(f"⚠ {handle.error}")
     # "file", not "path": Gradio would take dicts with a "path" key for files to upload.
     details = {
         "seed": handle.seed,

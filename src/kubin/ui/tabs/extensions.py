@@ -3,9 +3,11 @@
 import gradio as gr
 
 from kubin.config import save_user_settings
+from kubin.extensions.loader import enabled_by_default
 from kubin.ui.context import UIContext
 
-ICONS = {"ok": "✅", "disabled": "⏸️", "needs-install": "📦", "failed": "❌"}
+# Symbols every common font has (no emoji font is needed to see them).
+ICONS = {"ok": "✓", "disabled": "○", "needs-install": "↓", "failed": "✗"}
 
 
 def build(ctx: UIContext) -> None:
@@ -32,8 +34,12 @@ def build(ctx: UIContext) -> None:
         status = gr.Markdown(elem_id="extensions-status")
 
         def save_enabled(names: list[str]) -> str:
-            disabled = [e.name for e in extensions if e.name not in names]
-            path = save_user_settings(ctx.settings.user_path, {"extensions.disabled": disabled})
+            # Unticked ones that would load are disabled; ticked ones off by default (the example) enabled.
+            disabled = [e.name for e in extensions if e.name not in names and enabled_by_default(e)]
+            enabled = [e.name for e in extensions if e.name in names and not enabled_by_default(e)]
+            path = save_user_settings(
+                ctx.settings.user_path, {"extensions.disabled": disabled, "extensions.enabled": enabled}
+            )
             return f"Saved to `{path}`. Restart Kubin to apply."
 
         save.click(save_enabled, enabled, status, api_name="save_extensions")

@@ -45,7 +45,7 @@ def reload_reasons(
 
 def settings_text(ctx: UIContext) -> str:
     """The settings file's warnings (unreadable, not written yet), as shown now: empty once it is saved."""
-    return "\n\n".join(f"⚠️ {warning}" for warning in ctx.settings.warnings)
+    return "\n\n".join(f"⚠ {warning}" for warning in ctx.settings.warnings)
 
 
 def current_values(ctx: UIContext) -> list:
@@ -207,12 +207,12 @@ def build(ctx: UIContext) -> None:
             manager.configure(device_name, dtype_name, memory_options)
             if reasons and loaded:
                 saved = (
-                    f"✅ Saved to `{path}`. {loaded} reloads before the next job for: {', '.join(reasons)}."
+                    f"✓ Saved to `{path}`. {loaded} reloads before the next job for: {', '.join(reasons)}."
                 )
             elif reasons:
-                saved = f"✅ Saved to `{path}`. Applies when the next model loads: {', '.join(reasons)}."
+                saved = f"✓ Saved to `{path}`. Applies when the next model loads: {', '.join(reasons)}."
             else:
-                saved = f"✅ Saved to `{path}`."
+                saved = f"✓ Saved to `{path}`."
             return saved
 
         inputs = [model, device, dtype, output_dir, *defaults, *memory_inputs]
