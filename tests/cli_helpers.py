@@ -3,7 +3,10 @@ and the web UI server for the tests that talk to it over real HTTP."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -28,18 +31,51 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", **(extra or {})}
 
 
-def kubin_generate(workdir: Path, *args: str, timeout: float = 300, wait: bool = True):
+def kubin_generate(
+    workdir: Path, *args: str, timeout: float = 300, wait: bool = True, in_process: bool = True
+):
     """Run `generate ARGS` in `workdir`, with an empty user config there (a developer's
     configs/kubin.user.yaml stays out of the test) and the Hub offline (conftest set KUBIN_CACHE_DIR and
-    an empty HF_HOME). Returns the finished process, or with wait=False the running one."""
+    an empty HF_HOME). Returns the finished run (returncode, stdout, stderr), or with wait=False the
+    running process.
+
+    By default the command runs in this process, through the same `kubin.cli.main` that `python -m kubin`
+    calls, which saves a new interpreter's 5-10 s of importing torch and diffusers per call; the tests in
+    test_cli.py (and in_process=False) start the real `python -m kubin` process."""
     config = Path(workdir) / "user.yaml"
     if not config.exists():
         config.write_text("")
+    if wait and in_process:
+        return run_in_process(workdir, ["generate", "--config", str(config), *args])
     command = [sys.executable, "-m", "kubin", "generate", "--config", str(config), *args]
     options: dict[str, Any] = {"cwd": workdir, "env": child_env(), "text": True}
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
     return subprocess.run(command, capture_output=True, timeout=timeout, **options)
+
+
+def run_in_process(workdir: Path, argv: list[str]) -> subprocess.CompletedProcess:
+    """`kubin.cli.main(argv)` as `python -m kubin` would run it in `workdir`: what it prints and logs
+    (at INFO, as the command's own logging set-up does) is captured, and its exit code returned."""
+    from kubin.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with contextlib.chdir(workdir), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    return subprocess.CompletedProcess(["kubin", *argv], code, out.getvalue(), err.getvalue())
 
 
 def printed(stdout: str) -> list[dict[str, Any]]:

@@ -95,9 +95,10 @@ def test_a_family_added_as_a_folder_generates_through_the_cli(tmp_path, monkeypa
     monkeypatch.setenv("KUBIN_FAMILIES", str(families))
     out = tmp_path / "out"
 
-    run = kubin_generate(
-        tmp_path, "--model", "tiny-toy", "--prompt", "a red square", "--seed", "7", "--output-dir", str(out)
-    )
+    run = kubin_generate(  # a new process: the registry discovers the families as it is imported
+        tmp_path, "--model", "tiny-toy", "--prompt", "a red square", "--seed", "7", "--output-dir", str(out),
+        in_process=False,
+    )  # fmt: skip
 
     assert run.returncode == 0, run.stderr
     [saved] = printed(run.stdout)
