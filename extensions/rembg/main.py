@@ -186,13 +186,16 @@ def setup(api):
         import gradio as gr
 
         from kubin.errors import KubinError
+        from kubin.ui.components import refuse_non_images
 
         folder = models_dir(api.settings)
         files = custom_files(folder)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                source = gr.Image(
-                    label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="rembg-image"
+                source = refuse_non_images(
+                    gr.Image(
+                        label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="rembg-image"
+                    )
                 )
                 ctx.receive("rembg", source)
                 model = gr.Dropdown([*MODELS, CUSTOM], value=api.settings.get("model", MODELS[0]), label="Model",
