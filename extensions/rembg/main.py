@@ -73,25 +73,29 @@ def _abspath(path: Path) -> str:
 def new_session(model: str, folder: Path, custom: str = ""):
     """A rembg session whose model home is `folder` (set on the session class, not in os.environ).
     A named model missing there downloads on first use, unless downloads are off: then one sentence says
-    which file to put where."""
-    from rembg.sessions import sessions
-
+    which file to put where. The files are checked before rembg is imported (its first import takes ~30 s),
+    so a missing model is told at once."""
     from kubin.models.weights import hub_offline
 
     if model == CUSTOM:
         path = custom_path(folder, custom)
+        from rembg.sessions import sessions
+
         return _at_home(sessions["u2net_custom"], folder)("u2net_custom", _options(), model_path=str(path))
     if model not in MODELS:
         raise InvalidParams(f"Unknown background remover model {model!r}.")
-    cls = _at_home(sessions[model], folder)
     file = f"{model}.onnx"
-    if cls.resolve_existing(file) is None:
-        hint = f"download {file} from {RELEASES} into {folder} on a connected machine, or choose {CUSTOM!r}"
-        if hub_offline():
-            raise WeightsMissing(
-                f"Background remover {model} needs {file}, which is not in {folder} and downloads are off "
-                f"(HF_HUB_OFFLINE); {hint}."
-            )
+    found = model_file(folder, model)
+    hint = f"download {file} from {RELEASES} into {folder} on a connected machine, or choose {CUSTOM!r}"
+    if found is None and hub_offline():
+        raise WeightsMissing(
+            f"Background remover {model} needs {file}, which is not in {folder} and downloads are off "
+            f"(HF_HUB_OFFLINE); {hint}."
+        )
+    from rembg.sessions import sessions
+
+    cls = _at_home(sessions[model], folder)
+    if found is None:
         try:
             return cls(model, _options())
         except Exception as exc:  # network, DNS, checksum: the same to the user
@@ -100,6 +104,13 @@ def new_session(model: str, folder: Path, custom: str = ""):
                 f"({first_line(exc)}); {hint}."
             ) from None
     return cls(model, _options())
+
+
+def model_file(folder: Path, model: str) -> Path | None:
+    """A named model's file in the models folder, where rembg's `resolve_existing` looks for it (with the
+    folder as its home): models/<name>/<name>.onnx, or <name>.onnx at the top (rembg's older flat layout)."""
+    file = f"{model}.onnx"
+    return next((p for p in (folder / "models" / model / file, folder / file) if p.exists()), None)
 
 
 def _at_home(base: type, folder: Path) -> type:
@@ -175,13 +186,16 @@ def setup(api):
         import gradio as gr
 
         from kubin.errors import KubinError
+        from kubin.ui.components import refuse_non_images
 
         folder = models_dir(api.settings)
         files = custom_files(folder)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                source = gr.Image(
-                    label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="rembg-image"
+                source = refuse_non_images(
+                    gr.Image(
+                        label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="rembg-image"
+                    )
                 )
                 ctx.receive("rembg", source)
                 model = gr.Dropdown([*MODELS, CUSTOM], value=api.settings.get("model", MODELS[0]), label="Model",

@@ -193,13 +193,20 @@ def setup(api):
         import gradio as gr
 
         from kubin.errors import KubinError
+        from kubin.ui.components import refuse_non_images
 
         folder = models_dir(api.settings)
         choices = model_choices(folder)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                source = gr.Image(label="Image: click on the object", type="filepath", sources=["upload", "clipboard"],
-                                  elem_id="segment-image")  # fmt: skip
+                source = refuse_non_images(
+                    gr.Image(
+                        label="Image: click on the object",
+                        type="filepath",
+                        sources=["upload", "clipboard"],
+                        elem_id="segment-image",
+                    )
+                )
                 ctx.receive("segment", source)
                 mode = gr.Radio(["Include", "Exclude", "Box corner"], value="Include", label="A click adds",
                                 elem_id="segment-click-mode")  # fmt: skip

@@ -188,13 +188,19 @@ def setup(api):
         import gradio as gr
 
         from kubin.errors import KubinError
+        from kubin.ui.components import refuse_non_images
 
         folder = models_dir(api.settings)
         choices = model_choices(folder, hub_models(api.settings))
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                source = gr.Image(
-                    label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="upscaler-image"
+                source = refuse_non_images(
+                    gr.Image(
+                        label="Image",
+                        type="filepath",
+                        sources=["upload", "clipboard"],
+                        elem_id="upscaler-image",
+                    )
                 )
                 ctx.receive("upscale", source)
                 with gr.Row():

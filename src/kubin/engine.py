@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from kubin import __version__
-from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, UnsupportedTask
+from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, UnsupportedTask, without_paths
 from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.manager import ModelManager
@@ -528,9 +528,7 @@ class Engine:
                 )
             else:
                 log.exception("Tool job %s (%s) failed", handle.id, handle.job.title)
-                self._finish(
-                    handle, FAILED, KubinError(f"{handle.job.title} failed: {type(exc).__name__}: {exc}.")
-                )
+                self._finish(handle, FAILED, KubinError(f"{handle.job.title} failed: {_said(exc)}."))
 
     def _execute(self, handle: JobHandle) -> None:
         handle.state = RUNNING
@@ -590,9 +588,7 @@ class Engine:
                 self._finish(
                     handle,
                     FAILED,
-                    KubinError(
-                        f"Generation failed: {type(exc).__name__}: {exc}. The full traceback is in the console log."
-                    ),
+                    KubinError(f"Generation failed: {_said(exc)}. The full traceback is in the console log."),
                 )
 
     def _save(self, handle, model, scheduler, seed, index, output, inputs) -> Result:
@@ -726,6 +722,12 @@ def _out_of_memory_message(manager: ModelManager, job: Job, params: ImageTaskPar
     options = apply_preset(manager.memory, family)
     advice = out_of_memory_advice(family, options, video=params.output_kind == "video")
     return f"Out of memory: try {advice}. The memory it held is freed; the next job can run."
+
+
+def _said(exc: BaseException) -> str:
+    """An unexpected exception for the user: its type and message, without the server's paths (the log has
+    them, with the traceback)."""
+    return f"{type(exc).__name__}: {without_paths(str(exc))}"
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

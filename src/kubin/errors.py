@@ -3,6 +3,8 @@
 Everything else is a bug: it propagates with its traceback to the log.
 """
 
+import re
+
 
 class KubinError(Exception):
     """Base of every error whose message is meant for the user as it is."""
@@ -34,6 +36,19 @@ class JobCancelled(KubinError):
 
 class ConfigError(KubinError):
     """A configuration file could not be read."""
+
+
+# An absolute path (POSIX or Windows): quoted (it may hold spaces), or bare where it does not continue a
+# word, a URL or a relative path. Group "name" is its last part.
+_QUOTED_PATH = re.compile(r"""(?P<q>['"])(?:[A-Za-z]:)?[/\\][^'"]*?(?P<name>[^'"/\\]*)(?P=q)""")
+_BARE_PATH = re.compile(r"""(?<![\w:/\\.~-])(?:[A-Za-z]:)?[/\\](?:[^\s'"/\\]+[/\\])+(?P<name>[^\s'"/\\]*)""")
+
+
+def without_paths(text: str) -> str:
+    """`text` with every absolute file path cut to its last part, the file's name: what an exception says
+    about a file is shown to the user without the server's folders (a temp upload, the install folder)."""
+    text = _QUOTED_PATH.sub(lambda m: m["q"] + m["name"] + m["q"], text)
+    return _BARE_PATH.sub(lambda m: m["name"], text)
 
 
 def first_line(exc: BaseException, limit: int = 160) -> str:

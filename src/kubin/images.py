@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from kubin.errors import InvalidParams
+from kubin.errors import InvalidParams, first_line, without_paths
 
 DEFAULT_MAX_PIXELS = 2048 * 2048
 ImageSource = str | os.PathLike | Image.Image | np.ndarray | None
@@ -40,10 +40,39 @@ def open_image(source: ImageSource, what: str) -> Image.Image:
             "use a smaller image."
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        said = _pillow_said(exc)
         raise InvalidParams(
-            f"{what} {path.name!r} could not be read: it is not an image or it is damaged ({exc})."
+            f"{what} {path.name!r} could not be read: it is not an image or it is damaged"
+            + (f" ({said})." if said else ".")
         ) from None
     return image
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """Refuse a file (an upload) that is not an image Kubin can read, in one sentence that names it by its
+    file name, never by the folder it was uploaded into."""
+    name = Path(path).name
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Image.DecompressionBombError:
+        raise InvalidParams(
+            f"{name} is too large to open safely (over {Image.MAX_IMAGE_PIXELS * 2} pixels); use a smaller image."
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        said = _pillow_said(exc)
+        reason = (
+            f"it is damaged: {said}"
+            if said
+            else "Kubin reads PNG, JPEG, WebP, BMP, TIFF and other raster formats"
+        )
+        raise InvalidParams(f"{name} is not an image ({reason}).") from None
+
+
+def _pillow_said(exc: BaseException) -> str:
+    """What Pillow said about a file it could not read, without paths; nothing when it only says that it did
+    not recognise the file (a message that is just the file's path)."""
+    return "" if isinstance(exc, UnidentifiedImageError) else without_paths(first_line(exc))
 
 
 def to_rgb(image: Image.Image, what: str, notices: list[str]) -> Image.Image:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from kubin.errors import InvalidParams
+from kubin.errors import InvalidParams, first_line, without_paths
 
 _counter_lock = threading.Lock()
 _COUNTER_RE = re.compile(r"^(\d+)-")
@@ -129,7 +129,7 @@ def read_image_metadata(source: str | os.PathLike | Image.Image) -> dict[str, An
     try:
         image = source if isinstance(source, Image.Image) else Image.open(source)
     except (OSError, ValueError) as exc:
-        raise InvalidParams(f"Could not read the image file: {exc}.") from None
+        raise InvalidParams(f"Could not read the image file: {without_paths(first_line(exc))}.") from None
     text = getattr(image, "text", None) or image.info
     if "kubin" in text:
         try:

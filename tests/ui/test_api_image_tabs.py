@@ -315,6 +315,7 @@ def test_a_file_that_is_not_an_image_is_reported_and_the_tab_keeps_working(
     assert f"{what} 'not-an-image.png' could not be read: it is not an image or it is damaged" in (
         raised.value.message
     )
+    assert str(kubin_server.output_dir.parent) not in raised.value.message, "no server (temp) folder"
     assert kubin_server.saved_images(task) == before
     _, _, details = generate(client, api_name, good)
     assert details["state"] == "done"

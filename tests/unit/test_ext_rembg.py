@@ -3,6 +3,7 @@ custom ONNX model (a tiny one exported here) giving an RGBA cut-out, and clear e
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -61,18 +62,28 @@ def test_the_extension_adds_a_tab_and_a_send_to_button(ext):
     assert mod.CUSTOM == "custom ONNX file"
 
 
-def test_setup_does_not_import_rembg():
-    """rembg's first import takes ~30 s: loading the extension must not pay it."""
+def test_neither_setup_nor_a_missing_model_imports_rembg(tmp_path):
+    """rembg's first import takes ~30 s: loading the extension must not pay it, nor must the message that a
+    model is missing (the files are checked first), which comes at once."""
     import subprocess
 
     code = (
-        "import sys\nfrom kubin.config import REPO_ROOT\nfrom kubin.extensions.loader import discover, load_all\n"
+        "import sys, time\nfrom kubin.config import REPO_ROOT\nfrom kubin.errors import WeightsMissing\n"
+        "from kubin.extensions.loader import discover, load_all\n"
         "exts = load_all([e for e in discover(REPO_ROOT / 'extensions') if e.name == 'rembg'])\n"
-        "assert exts[0].status == 'ok', exts[0].status_line()\nprint('rembg' in sys.modules, 'onnxruntime' in sys.modules)"
+        "assert exts[0].status == 'ok', exts[0].status_line()\nprint('rembg' in sys.modules, 'onnxruntime' in sys.modules)\n"
+        "mod = sys.modules['kubin_extension_rembg']\nstarted = time.monotonic()\n"
+        f"try:\n    mod.new_session('isnet-general-use', mod.Path({str(tmp_path)!r}))\n"
+        "except WeightsMissing as exc:\n    print(round(time.monotonic() - started, 2), exc, file=sys.stderr)\n"
+        "print('rembg' in sys.modules, 'onnxruntime' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=os.environ | {"HF_HUB_OFFLINE": "1"})  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "False"]
+    seconds, _, message = out.stderr.strip().splitlines()[-1].partition(" ")
+    assert message.startswith("Background remover isnet-general-use needs isnet-general-use.onnx"), out.stderr
+    assert out.stdout.split() == ["False", "False", "False", "False"]
+    assert float(seconds) < 1.0
 
 
 def test_a_custom_onnx_model_in_the_models_folder_cuts_out_the_subject_with_alpha(ext, tmp_path):

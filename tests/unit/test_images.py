@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from kubin.errors import InvalidParams
-from kubin.images import keep_unmasked, load_image, load_mask, snap_size, store_input
+from kubin.images import check_image_file, keep_unmasked, load_image, load_mask, snap_size, store_input
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -114,14 +114,34 @@ def test_a_16_bit_image_is_reduced_to_8_bits_keeping_its_tones_and_says_so(tmp_p
     assert notices == ["Init image had more than 8 bits per channel; it was reduced to 8 bits."]
 
 
-def test_a_file_that_is_not_an_image_is_refused_naming_the_file(tmp_path):
+def test_a_file_that_is_not_an_image_is_refused_naming_the_file_but_not_its_folder(tmp_path):
     path = tmp_path / "holiday.png"
     path.write_bytes(b"this is not a PNG")
 
     with pytest.raises(
         InvalidParams, match=r"^Init image 'holiday.png' could not be read: it is not an image"
-    ):
+    ) as refused:
         load_image(str(path))
+    assert str(tmp_path) not in str(refused.value), (
+        "the server's (temp) folder is none of the user's business"
+    )
+
+
+def test_an_upload_that_is_not_a_readable_image_is_refused_in_one_sentence_naming_it(tmp_path):
+    (tmp_path / "list.png").write_text("eggs, milk")
+    (tmp_path / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>')
+    save(tmp_path, "whole.png", noise(64, 64))
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+
+    check_image_file(tmp_path / "whole.png")
+    for name, reason in (("list.png", "Kubin reads PNG, JPEG"), ("drawing.svg", "Kubin reads PNG, JPEG"),
+                         ("cut.png", "it is damaged: image file is truncated")):  # fmt: skip
+        with pytest.raises(InvalidParams) as refused:
+            check_image_file(tmp_path / name)
+        message = str(refused.value)
+        assert message.startswith(f"{name} is not an image ({reason}") and "\n" not in message
+        assert str(tmp_path) not in message
 
 
 def test_a_truncated_image_is_refused_when_loaded_not_halfway_through_a_job(tmp_path):

@@ -159,6 +159,10 @@ def test_a_file_that_is_not_an_image_is_refused_with_a_clear_message(tmp_path):
 
     with pytest.raises(InvalidParams, match="Could not read the image file"):
         read_image_metadata(path)
+    path.write_text("a shopping list")
+    with pytest.raises(InvalidParams, match="Could not read the image file") as refused:
+        read_image_metadata(path)
+    assert "broken.png" in str(refused.value) and str(tmp_path) not in str(refused.value)
 
 
 def test_a_missing_file_is_refused_with_a_clear_message(tmp_path):

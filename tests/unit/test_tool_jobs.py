@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Engine, Job, ToolJob
-from kubin.errors import InvalidParams
+from kubin.errors import InvalidParams, KubinError
 from kubin.models import registry
 from kubin.models.manager import ModelManager
 
@@ -98,6 +98,18 @@ def test_a_tool_job_reports_progress_can_be_cancelled_and_its_user_errors_reach_
     assert handle.wait(30)
     assert handle.state == CANCELLED and handle.value is None
     assert engine.run_tool("Upscale", lambda tool: "still works") == "still works"
+
+
+def test_a_tool_job_that_fails_unexpectedly_says_why_without_the_servers_folders(gated, tmp_path):
+    engine, events = gated
+    events["gate"].set()
+
+    with pytest.raises(KubinError) as failed:
+        engine.run_tool("Upscale", lambda tool: (tmp_path / "gone" / "photo.png").read_bytes())
+
+    message = str(failed.value)
+    assert message.startswith("Upscale failed: FileNotFoundError:") and "'photo.png'" in message
+    assert str(tmp_path) not in message, "the log has the path; the user sees the file's name"
 
 
 def test_tool_models_are_kept_between_jobs_and_freed_when_a_generation_model_loads(gated):

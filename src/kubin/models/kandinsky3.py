@@ -137,10 +137,17 @@ class Kandinsky30(LoadedModel):
         self.pipe = None
 
 
+def find_weights(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> str:
+    """The pipeline folder (its fp16 copy where that is what loads), found or fetched (see ModelSpec.module)."""
+    return pipeline_weights(sources["pipeline"], spec.id, placement.dtype)
+
+
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky30:
     from diffusers import Kandinsky3Pipeline
 
-    path = pipeline_weights(sources["pipeline"], spec.id, placement.dtype)
+    path = find_weights(spec, sources, placement)
     variant = FP16 if placement.dtype == "fp16" and has_variant(Path(path), FP16) else None
     pipe = Kandinsky3Pipeline.from_pretrained(path, dtype=placement.torch_dtype(), variant=variant)
     pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself

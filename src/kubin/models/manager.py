@@ -68,21 +68,25 @@ class ModelManager:
         )
 
     def get(self, model_id: str, task: str | None = None):
-        """The loaded model for `model_id`, loading it (and unloading another) if needed."""
+        """The loaded model for `model_id`, loading it (and unloading another) if needed. Its weights are
+        found (or fetched) first: missing ones raise WeightsMissing with the model in use still loaded."""
         spec = self.spec(model_id)
         if task is not None and not spec.supports(task):
             raise UnsupportedTask(f"{spec.title} cannot do {task}; it supports: {', '.join(spec.tasks)}.")
         with self._lock:
             if self._loaded_id == spec.id and not self._stale:
                 return self._loaded
-            self.unload()
-            self.free_tool_models()  # the generation model needs the memory more
             placement = self.placement_for(spec)
             sources = spec.sources
             if spec.tiny:
                 folder = tiny_model_folder(spec.id)
                 sources = {sub.name: str(sub) for sub in folder.iterdir() if sub.is_dir()}
             module = importlib.import_module(spec.module)
+            find_weights = getattr(module, "find_weights", None)
+            if find_weights is not None:
+                find_weights(spec, sources, placement, task)
+            self.unload()
+            self.free_tool_models()  # the generation model needs the memory more
             log.info("Loading %s ...", spec.id)
             with collect_load_notices() as notices:
                 self._loaded = module.load(spec, sources, placement)

@@ -116,8 +116,7 @@ def load_prior_and_decoder(
     spec: ModelSpec, sources: dict[str, str], placement: Placement, prior_cls, decoder_cls
 ):
     """Both pipelines from their sources (downloaded if needed), on the device, with their own bars off."""
-    prior_path = ensure_weights(sources["prior"], spec.id)
-    decoder_path = ensure_weights(sources["decoder"], spec.id)
+    prior_path, decoder_path = find_prior_and_decoder(spec, sources)
     prior_placement = prior_placement_for(placement)
     pipes = (
         prior_cls.from_pretrained(prior_path, dtype=prior_placement.torch_dtype()),
@@ -138,6 +137,12 @@ def load_prior_and_decoder(
         )
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return pipes
+
+
+def find_prior_and_decoder(spec: ModelSpec, sources: dict[str, str]) -> tuple[str, str]:
+    """The prior's and the decoder's folders: local, in the Hugging Face cache, or downloaded now (unless
+    offline: then WeightsMissing says what to fetch)."""
+    return ensure_weights(sources["prior"], spec.id), ensure_weights(sources["decoder"], spec.id)
 
 
 def prior_placement_for(placement: Placement) -> Placement:

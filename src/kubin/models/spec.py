@@ -19,8 +19,10 @@ class ModelSpec:
     implementation: str  # "diffusers" or "native"
     tasks: tuple[str, ...]
     title: str
-    # The module that loads and runs it: `load(spec, sources, placement)`, optionally `download(spec)` and
-    # `steps_per_batch(task, params)`. Filled in by the family from its folder (its `model` module).
+    # The module that loads and runs it: `load(spec, sources, placement)`, optionally `download(spec)`,
+    # `steps_per_batch(task, params)` and `find_weights(spec, sources, placement, task)`, which finds (or
+    # fetches) every file a load of `task` reads and raises WeightsMissing if it cannot, before the model
+    # in use is let go. Filled in by the family from its folder (its `model` module).
     module: str = ""
     sources: dict[str, str] = field(default_factory=dict)  # component -> repo id or local folder
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> recommended params

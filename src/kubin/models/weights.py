@@ -5,6 +5,7 @@ Missing weights while offline become one sentence naming the repo and how to fet
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -53,6 +54,12 @@ def ensure_weights(source: str, model_id: str) -> str:
             raise WeightsMissing(
                 f"Model {model_id}: the folder {path} does not hold a diffusers pipeline (no model_index.json)."
             )
+        missing = missing_components(path)
+        if missing:
+            raise WeightsMissing(
+                f"Model {model_id}: the folder {path} lacks {', '.join(f'{name}/' for name in missing)}, which its "
+                "model_index.json names; copy the whole pipeline folder."
+            )
         return str(path)
     from diffusers import DiffusionPipeline
 
@@ -77,6 +84,20 @@ def ensure_weights(source: str, model_id: str) -> str:
             f"Model {model_id} needs {source}, which is not in the Hugging Face cache and could not be "
             f"downloaded ({first_line(exc)}); {hint}."
         ) from None
+
+
+def missing_components(folder: Path) -> list[str]:
+    """The components a pipeline folder's model_index.json names whose subfolders are missing or empty."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # damaged: diffusers says how when it reads it
+        return []
+    named = [
+        name
+        for name, value in index.items()
+        if not name.startswith("_") and isinstance(value, list) and value and value[0] is not None
+    ]
+    return [name for name in named if not (folder / name).is_dir() or not any((folder / name).iterdir())]
 
 
 def hub_file(repo: str, filename: str, what: str, folder: str | Path) -> Path:

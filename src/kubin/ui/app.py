@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from kubin import __version__
 from kubin.config import LoadedConfig
@@ -195,6 +197,14 @@ def api_lifespan(
     return lifespan
 
 
+async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    """A client that went away in the middle of its request (a tab closed during an upload, an API call
+    aborted) is nothing the server did wrong: no traceback in the log, and no one to answer."""
+    log.debug("%s %s: the client disconnected", request.method, request.url.path)
+    # 499: nginx's "client closed request". uvicorn sends nothing to a client that is gone.
+    return Response(status_code=499)
+
+
 def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     """Start the server; returns an exit code (or, with block=False, the running Blocks for tests)."""
     from kubin.api.security import listen_warning, load_credentials
@@ -226,7 +236,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=1)
     mounted: dict = {}
-    app_kwargs = {}
+    app_kwargs: dict[str, Any] = {"exception_handlers": {ClientDisconnect: client_gone}}
     if settings.get("server.api", True):
         app_kwargs["lifespan"] = api_lifespan(
             mounted, engine, ctx.model_id, settings, credentials, max_upload_mb
@@ -242,7 +252,9 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
             auth=credentials or None,
             max_file_size=int(max_upload_mb * 1024 * 1024),
             css_paths=[CSS_PATH],
-            quiet=False,
+            # Gradio's own start lines name launch() arguments (`share=True`), not Kubin's flags: Kubin prints
+            # its own below. Errors (a failed share link) are printed either way.
+            quiet=True,
             inbrowser=False,
             app_kwargs=app_kwargs,
         )
@@ -264,7 +276,8 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
         print(warning, flush=True)
     print(
         f"Kubin is running at http://{host}:{port} (dark mode: http://{host}:{port}/?__theme=dark)"
-        + (f"; REST API docs at http://{host}:{port}/docs" if api_state else ""),
+        + (f"; REST API docs at http://{host}:{port}/docs" if api_state else "")
+        + (f"; public link: {demo.share_url}" if share else "; start with --share for a public link"),
         flush=True,
     )
     if not block:

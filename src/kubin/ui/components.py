@@ -11,6 +11,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from kubin.errors import InvalidParams
+from kubin.images import check_image_file
 from kubin.params import ASPECT_RATIOS, FieldSpec, size_for_aspect
 
 
@@ -102,10 +104,34 @@ def negative_prompt_box(values: dict[str, Any], task: str = "t2i") -> gr.Textbox
 
 
 def image_input(label: str, elem_id: str, **kwargs) -> gr.Image:
-    """An uploaded image, handed to the engine as a file path (the engine checks and converts it)."""
+    """An uploaded image, handed to the engine as a file path (the engine checks and converts it); a file
+    that is not an image is refused as it is uploaded."""
     image = gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], elem_id=elem_id,
                      image_mode=None, **kwargs)  # fmt: skip
-    return pass_unreadable_uploads_on(image, lambda payload: str(payload.path) if payload.path else None)
+    return refuse_non_images(image)
+
+
+def refuse_non_images(image: gr.Image) -> gr.Image:
+    """Check each file uploaded to `image` (a gr.Image of type "filepath", in a tab of Kubin or of an
+    extension) as it arrives: one that is not a readable image is taken out again and a message names the
+    file (never the temp folder it was uploaded into), instead of the job failing at Generate. The browser
+    already refuses files whose type is not an image; this catches the rest (an SVG, a .png that holds
+    text, a damaged or truncated picture)."""
+    pass_unreadable_uploads_on(image, lambda payload: str(payload.path) if payload.path else None)
+
+    def check(path: str | None):
+        if path:
+            try:
+                check_image_file(path)
+            except InvalidParams as exc:
+                gr.Warning(str(exc))
+                return None
+        return gr.skip()
+
+    image.upload(
+        check, image, image, show_progress="hidden", api_visibility="private", concurrency_limit=None
+    )
+    return image
 
 
 def pass_unreadable_uploads_on(component: Any, value_for: Callable[[Any], Any]) -> Any:

@@ -344,10 +344,19 @@ class ModelFiles:
         return vae_config(self.info().get("vae_ddconfig", VAE_DDCONFIG))
 
 
-def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky20:
+def find_weights(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> ModelFiles:
+    """The official files a load reads (the UNet, the autoencoder, both text encoders): in the configured
+    folder or the Hugging Face cache, or downloaded now (see ModelSpec.module)."""
     files = ModelFiles(sources["repo"], spec.id)
-    for name in (UNET_FILE, VAE_FILE, *TEXT_ENCODER_FILES):  # every file checked before the slow loading
+    for name in (UNET_FILE, VAE_FILE, *TEXT_ENCODER_FILES):
         files.path(name)
+    return files
+
+
+def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky20:
+    files = find_weights(spec, sources, placement)  # every file checked before the slow loading
     parts = load_text_encoders(files, placement)
     encoders = {"text_encoder1": parts["text_encoder1"], "text_encoder2": parts["text_encoder2"]}
     _quantize(

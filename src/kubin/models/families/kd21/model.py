@@ -12,7 +12,12 @@ from PIL import Image
 
 from kubin.models.base import StepCallback
 from kubin.models.common import cpu_generators
-from kubin.models.prior_decoder import PriorDecoderModel, for_decoder, load_prior_and_decoder
+from kubin.models.prior_decoder import (
+    PriorDecoderModel,
+    find_prior_and_decoder,
+    for_decoder,
+    load_prior_and_decoder,
+)
 from kubin.models.spec import ModelSpec
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
@@ -169,6 +174,13 @@ def _prior_generators(seeds: Sequence[int]) -> list:
     """Generators for the prior's batch: with a negative prompt it runs the prompt rows, then as many
     negative rows, so each seed gets one generator per half (without, the second half goes unused)."""
     return cpu_generators(seeds) + cpu_generators(seeds)
+
+
+def find_weights(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> None:
+    """The prior and the decoder, found or fetched (see ModelSpec.module)."""
+    find_prior_and_decoder(spec, sources)
 
 
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky21:

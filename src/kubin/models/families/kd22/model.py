@@ -10,7 +10,12 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from kubin.models.common import cpu_generators
-from kubin.models.prior_decoder import PriorDecoderModel, for_decoder, load_prior_and_decoder
+from kubin.models.prior_decoder import (
+    PriorDecoderModel,
+    find_prior_and_decoder,
+    for_decoder,
+    load_prior_and_decoder,
+)
 from kubin.models.spec import ModelSpec
 from kubin.runtime.device import Placement
 from kubin.tasks import Prepared
@@ -136,6 +141,13 @@ class Kandinsky22(PriorDecoderModel):
             cls = "KandinskyV22ControlnetPipeline" if "hint" in extra else "KandinskyV22Pipeline"
             pipe = getattr(diffusers, cls)(unet=unet, scheduler=scheduler, movq=movq)
         return _quiet(pipe), extra
+
+
+def find_weights(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> None:
+    """The prior and the decoder, found or fetched (see ModelSpec.module)."""
+    find_prior_and_decoder(spec, sources)
 
 
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky22:

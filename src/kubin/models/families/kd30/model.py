@@ -1,5 +1,5 @@
 """Loading and running Kandinsky 3.0: the Kandinsky 3 architecture's code, which 3.1 shares."""
 
-from kubin.models.kandinsky3 import Kandinsky30, load, steps_per_batch
+from kubin.models.kandinsky3 import Kandinsky30, find_weights, load, steps_per_batch
 
-__all__ = ["Kandinsky30", "load", "steps_per_batch"]
+__all__ = ["Kandinsky30", "find_weights", "load", "steps_per_batch"]

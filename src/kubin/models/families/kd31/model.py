@@ -253,26 +253,42 @@ class Kandinsky31(Kandinsky30):
         self._inpaint_pipe = None
 
 
-def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky31:
-    """Convert (once) and load the variant's UNet, the MoVQ and the T5 encoder of the official repo."""
-    import torch
-    from diffusers import DDPMScheduler, Kandinsky3Pipeline, Kandinsky3UNet, VQModel
-    from transformers import T5EncoderModel, T5Tokenizer
-
+def find_weights(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> dict[str, Path]:
+    """The official files the variant loads (its UNet and projection, the MoVQ, the T5 encoder folder): in
+    the configured folder or the Hugging Face cache, or downloaded now (see ModelSpec.module)."""
     repo = sources.get("repo")
     if not repo:
         raise WeightsMissing(
             f"{spec.title} needs the official weights: set models.{spec.id}.repo in the config to "
             f"{convert.NATIVE_REPO} or to a local folder laid out like it."
         )
-    variant = "flash" if FLASH in spec.features else "base"
-    unet_file, projection_file = (convert.native_file(repo, n, spec.id) for n in convert.UNET_FILES[variant])
-    movq_file = convert.native_file(repo, convert.MOVQ_FILE, spec.id)
-    encoder = convert.native_file(repo, convert.ENCODER_DIR + "/", spec.id)
+    unet, projection = (convert.native_file(repo, n, spec.id) for n in convert.UNET_FILES[_variant(spec)])
+    return {
+        "unet": unet,
+        "projection": projection,
+        "movq": convert.native_file(repo, convert.MOVQ_FILE, spec.id),
+        "encoder": convert.native_file(repo, convert.ENCODER_DIR + "/", spec.id),
+    }
+
+
+def _variant(spec: ModelSpec) -> str:
+    return "flash" if FLASH in spec.features else "base"
+
+
+def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky31:
+    """Convert (once) and load the variant's UNet, the MoVQ and the T5 encoder of the official repo."""
+    import torch
+    from diffusers import DDPMScheduler, Kandinsky3Pipeline, Kandinsky3UNet, VQModel
+    from transformers import T5EncoderModel, T5Tokenizer
+
+    files = find_weights(spec, sources, placement)
+    repo, variant, encoder = sources["repo"], _variant(spec), files["encoder"]
     unet_folder = convert.converted_unet(
-        unet_file, projection_file, convert.unet_arch(repo), f"kd31-{variant}-unet"
+        files["unet"], files["projection"], convert.unet_arch(repo), f"kd31-{variant}-unet"
     )
-    movq_folder = convert.converted_movq(movq_file)
+    movq_folder = convert.converted_movq(files["movq"])
     dtype = placement.torch_dtype()
     try:  # the tokenizer first: it is quick to read, and spiece.model alone needs sentencepiece
         tokenizer = T5Tokenizer.from_pretrained(encoder)

@@ -238,11 +238,18 @@ class CogVideoXParts:
 
 
 # --- loading ----------------------------------------------------------------------------------------------
+def find_weights(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> dict[str, Path]:
+    """The DiT checkpoint and CogVideoX's folders, found or fetched (see ModelSpec.module)."""
+    return download(spec.with_sources(sources))
+
+
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky4:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
     from transformers import T5EncoderModel, T5Tokenizer
 
-    found = download(spec.with_sources(sources))
+    found = find_weights(spec, sources, placement)
     dit_path, cogvideox = found["dit"], found["cogvideox"]
     dtype = placement.torch_dtype()
     dit = load_dit(dit_path, spec.id).to(dtype)

@@ -118,10 +118,17 @@ class Kandinsky5(LoadedModel):
         self.pipe = None
 
 
+def find_weights(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> str:
+    """The pipeline folder, found or fetched (see ModelSpec.module)."""
+    return ensure_weights(sources["pipeline"], spec.id)
+
+
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky5:
     import diffusers
 
-    path = ensure_weights(sources["pipeline"], spec.id)
+    path = find_weights(spec, sources, placement)
     cls = getattr(diffusers, PIPELINES[spec.tasks[0]])
     pipe = cls.from_pretrained(path, dtype=placement.torch_dtype())
     attributes = folder_attributes(Path(path))

@@ -149,13 +149,25 @@ def _counting_steps(pipe, steps: int, on_step: StepCallback) -> Iterator[None]:
         del pipe.progress_bar  # back to the class's method
 
 
+def find_weights(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> dict[str, str]:
+    """The pipeline folder of `task` (of every task when None), found or fetched (see ModelSpec.module)."""
+    found = {}
+    for each in [task] if task else spec.tasks:
+        source = sources.get(each)
+        if source is None:
+            raise WeightsMissing(
+                f"Model {spec.id} has no weights for {each} (no {each!r} source or subfolder)."
+            )
+        found[each] = pipeline_weights(source, spec.id, placement.dtype)
+    return found
+
+
 def _load_pipeline(spec: ModelSpec, task: str, sources: dict[str, str], placement: Placement):
     import diffusers
 
-    source = sources.get(task)
-    if source is None:
-        raise WeightsMissing(f"Model {spec.id} has no weights for {task} (no {task!r} source or subfolder).")
-    path = pipeline_weights(source, spec.id, placement.dtype)
+    path = find_weights(spec, sources, placement, task)[task]
     variant = FP16 if placement.dtype == "fp16" and has_variant(Path(path), FP16) else None
     cls = getattr(diffusers, PIPELINES[task])
     pipe = cls.from_pretrained(path, dtype=placement.torch_dtype(), variant=variant)
