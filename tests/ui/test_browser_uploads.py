@@ -4,11 +4,10 @@ The browser itself turns away files whose type is not an image (x.txt); these ar
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
-from browser_helpers import open_tab
+from browser_helpers import TOOL_IDS, open_tab, open_tool
 from playwright.sync_api import Page, expect
 
 # (tab, input element id, what to do first to show the input)
@@ -42,15 +41,8 @@ def not_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def open_any_tab(page: Page, label: str) -> None:
-    """A task tab, or a tool tab of an extension (those may sit in the tab bar's "More tabs" menu too)."""
-    if label not in ("Remove background", "Segment", "Upscale"):
-        open_tab(page, label)
-        return
-    button = page.get_by_role("tab", name=label, exact=True)
-    if not button.is_visible():
-        page.get_by_role("button", name="More tabs").click()
-        button = page.locator(".overflow-dropdown button").filter(has_text=re.compile(f"^{label}$"))
-    button.click()
+    """A task tab, or an extension's tool tab (inside Tools)."""
+    (open_tool if label in TOOL_IDS else open_tab)(page, label)
 
 
 def upload_is_refused(page: Page, elem_id: str, path: Path) -> None:
