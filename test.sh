@@ -20,4 +20,8 @@ fi
 venv/bin/ruff format --check src tests extensions benchmarks
 venv/bin/ruff check src tests extensions benchmarks
 export HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
-exec venv/bin/python -m pytest "$@"
+# The tests run in parallel processes (pytest-xdist), one per CPU core up to 4 (KUBIN_TEST_WORKERS sets
+# another count; 0 runs them in this process, as `-n 0` does), each test file on one worker so that its
+# module fixtures (a loaded model, a started server) are made once.
+WORKERS="${KUBIN_TEST_WORKERS:-$(venv/bin/python -c 'import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))')}"
+exec venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"

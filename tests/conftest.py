@@ -1,4 +1,5 @@
-"""Shared test setup: a private Kubin cache and an empty, offline Hugging Face home for the whole run.
+"""Shared test setup: a private Kubin cache and an empty, offline Hugging Face home for the whole run (shared
+by the pytest-xdist workers that test.sh starts; the cache writes each tiny model atomically).
 
 The environment is set in pytest_configure, before any test module is collected, because
 huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, when it is first imported.
@@ -18,9 +19,13 @@ _SESSION_DIR: Path | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _SESSION_DIR
-    _SESSION_DIR = Path(tempfile.mkdtemp(prefix="kubin-tests-"))
-    os.environ["KUBIN_CACHE_DIR"] = str(_SESSION_DIR / "kubin-cache")  # tiny models are built here once
-    os.environ["HF_HOME"] = str(_SESSION_DIR / "hf-home")  # empty: no real weights are ever found
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: share its controller's cache and home
+        shared = Path(os.environ["KUBIN_TEST_SESSION_DIR"])
+    else:
+        _SESSION_DIR = shared = Path(tempfile.mkdtemp(prefix="kubin-tests-"))
+        os.environ["KUBIN_TEST_SESSION_DIR"] = str(shared)  # the workers, started later, inherit it
+    os.environ["KUBIN_CACHE_DIR"] = str(shared / "kubin-cache")  # tiny models are built here once
+    os.environ["HF_HOME"] = str(shared / "hf-home")  # empty: no real weights are ever found
     os.environ["HF_HUB_OFFLINE"] = "1"  # and none are ever downloaded
     # Tiny models gain nothing from threads, and on a busy machine torch's threads wait on each other:
     # one thread made a tiny step 20x faster under load (servers started by the tests inherit it).

@@ -18,7 +18,7 @@ import statistics
 import threading
 import time
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
 DEFAULT_MAX_PROMPT_CHARS = 10_000  # config max_prompt_chars
+MAX_OWNER_ALIASES = 10_000  # page loads remembered by adopt_owner (a few dozen bytes each)
 
 
 @dataclass
@@ -344,6 +345,7 @@ class Engine:
         self._worker: threading.Thread | None = None
         self._current: JobHandle | None = None
         self._closed = False
+        self._owner_aliases: OrderedDict[str, str] = OrderedDict()  # see adopt_owner
 
     # --- client side -----------------------------------------------------------------------------
     def submit(self, job: Job, subscriber: Subscriber | None = None) -> JobHandle:
@@ -442,11 +444,21 @@ class Engine:
                 self._queue.remove(handle)
                 self._finish(handle, CANCELLED, JobCancelled("Cancelled before it started."))
 
+    def adopt_owner(self, old: str, new: str) -> None:
+        """From now on `new` also cancels the jobs of `old`, those running or queued and those still on their
+        way (a browser page that clicked Generate before it learnt its lasting owner id)."""
+        if old and new and old != new:
+            with self._cond:
+                self._owner_aliases[old] = new
+                while len(self._owner_aliases) > MAX_OWNER_ALIASES:
+                    self._owner_aliases.popitem(last=False)
+
     def cancel_owner(self, owner: str) -> int:
         """Cancel every queued or running job of one owner; returns how many were asked to stop."""
         with self._cond:
-            handles = [h for h in self._queue if h.job.owner == owner]
-            if self._current is not None and self._current.job.owner == owner:
+            mine = lambda h: owner in (h.job.owner, self._owner_aliases.get(h.job.owner))  # noqa: E731
+            handles = [h for h in self._queue if mine(h)]
+            if self._current is not None and mine(self._current):
                 handles.append(self._current)
         for h in handles:
             self.cancel(h)

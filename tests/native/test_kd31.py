@@ -298,6 +298,9 @@ def test_an_official_layout_folder_is_a_model_id_and_loads_offline(official_fold
 def test_the_config_points_kd31_at_a_local_folder_and_the_conversion_is_cached(
     official_folder, tmp_path, monkeypatch
 ):
+    monkeypatch.setenv(
+        "KUBIN_CACHE_DIR", str(tmp_path / "cache")
+    )  # its own: other test processes convert too
     manager = ModelManager(device="cpu", dtype="fp32", sources={"kd31": {"repo": str(official_folder)}})
     first = manager.get("kd31")
     weights = first.pipe.unet.conv_in.weight.clone()

@@ -209,3 +209,21 @@ def test_cancel_owner_stops_only_that_owners_jobs(engine):
 
     assert theirs.wait(120) and theirs.state == DONE
     assert mine.state == CANCELLED and also_mine.state == CANCELLED
+
+
+def test_an_adopted_owner_cancels_what_the_page_started_before_it_loaded(engine):
+    """A page clicks Generate under its session owner, then its load gives it the browser's lasting owner id:
+    Cancel under the new id stops the job already running and one that arrives later under the old id."""
+    with StepGate() as gate:
+        early = engine.submit(
+            Job("t2i", "tiny-kd22", {**SMALL, "seed": 1}, owner="session-1"), subscriber=gate
+        )
+        gate.wait_reached()
+        engine.adopt_owner("session-1", "browser:t2i")
+        late = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 2}, owner="session-1"))
+        other = engine.submit(Job("t2i", "tiny-kd22", {**SMALL, "seed": 3}, owner="session-2"))
+
+        assert engine.cancel_owner("browser:t2i") == 2
+
+    assert other.wait(120) and other.state == DONE
+    assert early.state == CANCELLED and late.state == CANCELLED

@@ -66,11 +66,14 @@ def wire_job_owners(ctx: UIContext) -> None:
     browser_id = gr.BrowserState(None, storage_key="kubin-browser-id")
     states = [state for state, _ in ctx.owners]
 
-    def adopt(stored: str | None) -> list[str]:
+    def adopt(stored: str | None, *session_owners: str) -> list[str]:
         known = stored or uuid.uuid4().hex
-        return [known, *(f"{known}:{key}" for _, key in ctx.owners)]
+        owners = [f"{known}:{key}" for _, key in ctx.owners]
+        for old, new in zip(session_owners, owners, strict=True):  # a Generate clicked before this load ran
+            ctx.engine.adopt_owner(old, new)
+        return [known, *owners]
 
-    ctx.page_loads.append((adopt, [browser_id, *states], browser_id))
+    ctx.page_loads.append((adopt, [browser_id, *states], browser_id, *states))
 
 
 # Tab ids in the order the tabs stand; the 3D tab serves both 3D tasks.
