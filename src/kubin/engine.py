@@ -29,10 +29,12 @@ from kubin import __version__
 from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, UnsupportedTask, without_paths
 from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
+from kubin.models.base import Phase
 from kubin.models.manager import ModelManager
 from kubin.models.registry import family_of, list_models
 from kubin.outputs import Mesh, Video, save_image, save_mesh, save_video
 from kubin.params import SEED_MAX, ImageTaskParams, params_class
+from kubin.progress import Stage, StepTracker, TimeLeft
 from kubin.runtime.memory import MemoryOptions
 from kubin.runtime.placement import free_memory
 from kubin.tasks import Prepared, prepare
@@ -110,12 +112,15 @@ class StartedEvent:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One denoising step done: `step` of `total` for the whole job, in `phase` ("prior", "decoder", ...)."""
+    """One step done: `step` of `total` for the whole job, in `phase` ("prior", "decoder", "render", ...).
+    `stage` is what the job does now, as a user reads it: the phase under way and how far it is ("Prior
+    25/25" is followed by "Decoder 0/50"; after Shap-E's last step, "Rendering the turntable…")."""
 
     job_id: int
     step: int
     total: int
     phase: str
+    stage: Stage | None = None
     kind: str = field(default="progress", init=False)
 
 
@@ -189,6 +194,8 @@ class JobHandle(_Waitable):
     started_at: float | None = None
     step_marks: list[tuple[str, float]] = field(default_factory=list, repr=False)  # (phase, time) per step
     prepared: Prepared = field(default_factory=Prepared, repr=False)
+    # Counts the steps against the phases the model declared, and times them (see kubin.progress).
+    tracker: StepTracker = field(default_factory=StepTracker, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _events: list[JobEvent] = field(default_factory=list, repr=False)
@@ -252,11 +259,20 @@ class JobHandle(_Waitable):
     def seeds(self) -> list[int]:
         return [image_seed(self.seed, i) for i in range(self.params.image_count)]
 
+    @property
+    def stage(self) -> Stage | None:
+        """What the job does now ("Prior 20/25", "Decoder 3/500", "Rendering the turntable…"); None until
+        its first step."""
+        return self.tracker.stage() if self.step else None
+
+    def time_left(self) -> TimeLeft | None:
+        """The time left, from this job's own timed steps; None until the stage under way has one."""
+        return self.tracker.time_left(time.monotonic()) if self.state == RUNNING else None
+
     def eta_seconds(self) -> float | None:
-        if self.started_at is None or self.step == 0:
-            return None
-        elapsed = time.monotonic() - self.started_at
-        return elapsed / self.step * (self.total_steps - self.step)
+        """Seconds left for the whole job; None while that cannot be measured yet."""
+        left = self.time_left()
+        return left.seconds if left is not None and left.whole_job else None
 
 
 @dataclass
@@ -311,10 +327,15 @@ def _deliver(callback: Subscriber, event: JobEvent) -> None:
         )
 
 
-def steps_per_batch(module: str, task: str, params: ImageTaskParams) -> int:
-    """The steps one batch reports: the params' count, unless the family module counts its own."""
-    count = getattr(importlib.import_module(module), "steps_per_batch", None)
-    return count(task, params) if count is not None else params.steps_per_batch()
+def step_phases(module: str, task: str, params: ImageTaskParams) -> list[Phase]:
+    """What one batch reports, phase by phase: the family module's `step_phases`; a module that only counts
+    its steps (`steps_per_batch`), or neither (the params' count), reports one phase, "denoise"."""
+    family = importlib.import_module(module)
+    phases = getattr(family, "step_phases", None)
+    if phases is not None:
+        return list(phases(task, params))
+    count = getattr(family, "steps_per_batch", None)
+    return [Phase("denoise", count(task, params) if count is not None else params.steps_per_batch())]
 
 
 def image_seed(base: int, index: int) -> int:
@@ -376,8 +397,16 @@ class Engine:
             )
         _check_limits(spec, params)
         prepared = prepare(params, self.max_pixels, spec)
-        total = params.batch_count * steps_per_batch(spec.module, job.task, params)
-        handle = JobHandle(next(self._ids), job, params, pick_seed(params.seed), total, prepared=prepared)
+        tracker = StepTracker(step_phases(spec.module, job.task, params), params.batch_count)
+        handle = JobHandle(
+            next(self._ids),
+            job,
+            params,
+            pick_seed(params.seed),
+            tracker.total,
+            prepared=prepared,
+            tracker=tracker,
+        )
         if subscriber is not None:
             handle.subscribe(subscriber)
         for text in prepared.notices:  # told at once, and replayed to whoever subscribes later
@@ -453,13 +482,18 @@ class Engine:
                 while len(self._owner_aliases) > MAX_OWNER_ALIASES:
                     self._owner_aliases.popitem(last=False)
 
-    def cancel_owner(self, owner: str) -> int:
-        """Cancel every queued or running job of one owner; returns how many were asked to stop."""
+    def jobs_of(self, owner: str) -> list[JobHandle]:
+        """The queued or running jobs of one owner (or of an owner it adopted)."""
         with self._cond:
             mine = lambda h: owner in (h.job.owner, self._owner_aliases.get(h.job.owner))  # noqa: E731
             handles = [h for h in self._queue if mine(h)]
             if self._current is not None and mine(self._current):
                 handles.append(self._current)
+        return handles
+
+    def cancel_owner(self, owner: str) -> int:
+        """Cancel every queued or running job of one owner; returns how many were asked to stop."""
+        handles = self.jobs_of(owner)
         for h in handles:
             self.cancel(h)
         return len(handles)
@@ -553,11 +587,13 @@ class Engine:
             handle.add_notices(loaded or [])
 
             def on_step(phase: str, step: int) -> None:
+                now = time.monotonic()
                 handle.phase = phase
                 handle.step += 1
-                handle.step_marks.append((phase, time.monotonic()))
+                handle.step_marks.append((phase, now))
+                stage = handle.tracker.step(phase, now)
                 # A subscriber may cancel on this event: the check below then stops the job at this step.
-                handle.emit(ProgressEvent(handle.id, handle.step, handle.total_steps, phase))
+                handle.emit(ProgressEvent(handle.id, handle.step, handle.total_steps, phase, stage))
                 if handle.cancel_requested:
                     raise JobCancelled("cancelled")
 
@@ -566,6 +602,7 @@ class Engine:
             for batch in range(params.batch_count):
                 if handle.cancel_requested:
                     raise JobCancelled("cancelled")
+                handle.tracker.start_batch(batch)
                 first = batch * params.batch_size
                 seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
                 outputs, scheduler = model.generate(job.task, params, prepared, seeds, on_step)

@@ -124,7 +124,7 @@ def test_cancel_stops_the_job_and_keeps_the_finished_images(api_client, kubin_se
     gallery, info, details = job.result(timeout=JOB_TIMEOUT_S)
     took = time.monotonic() - asked
 
-    assert reply == "Cancel requested; the images finished so far are kept."
+    assert reply == "Cancel requested: the job stops after the step under way."
     assert took < 10, f"the job took {took:.1f} s to stop after cancel"
     kept = kubin_server.saved_images() - before
     assert 1 <= len(kept) < 3

@@ -1,5 +1,6 @@
 """The 3D tab as a user sees it in Chromium: the object made with tiny-shap-e is drawn in the 3D viewer,
-on a desktop and on a phone-sized screen. One generation (tens of seconds here) serves every check."""
+on a desktop and on a phone-sized screen, and the progress says when the turntable renders. One generation
+(tens of seconds here) serves every check."""
 
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ pytestmark = pytest.mark.browser
 MESH_TIMEOUT_MS = 180_000
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
+
+
+# Keeps every progress line the 3D tab shows (in window.kubinProgress), however briefly it shows.
+RECORD_PROGRESS = """() => {
+    window.kubinProgress = [];
+    new MutationObserver(() => {
+        for (const line of document.querySelectorAll('#tab-mesh .progress-level')) {
+            if (!window.kubinProgress.includes(line.innerText)) window.kubinProgress.push(line.innerText);
+        }
+    }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
 
 
 def drawn_fraction(page: Page) -> float:
@@ -40,10 +52,21 @@ def mesh_page(browser, kubin_server):
     open_tab(page, "3D")
     expect(page.locator("#mesh-model input")).to_have_value(re.compile(r"^tiny-shap-e"))
     page.locator("#mesh-prompt textarea").fill("a red chair")
+    page.evaluate(RECORD_PROGRESS)
     page.locator("#mesh-generate-t2mesh").click()
     expect(page.locator("#mesh-info")).to_contain_text("1 of 1 3D object(s)", timeout=MESH_TIMEOUT_MS)
     yield page
     context.close()
+
+
+def test_the_progress_says_when_the_turntable_renders_and_cancel_waits_for_a_job(mesh_page):
+    lines = mesh_page.evaluate("window.kubinProgress")
+
+    # Not "Step 4/6" frozen while the preview renders: the phase under way, and the denoising steps alone.
+    assert any(line.startswith("Rendering the turntable…") for line in lines), lines
+    assert any(line.startswith("Building the mesh…") for line in lines), lines
+    assert not any(re.search(r"\d+/6\b", line) for line in lines), lines
+    expect(mesh_page.locator("#mesh-cancel")).to_be_disabled()
 
 
 def test_the_viewer_draws_the_object_on_a_desktop(mesh_page, artifacts_dir):

@@ -64,6 +64,39 @@ def test_a_model_without_a_prior_hides_the_prior_controls(new_page):
     expect(page.locator("#prior-steps")).to_be_visible()
 
 
+def frames_range(page) -> tuple[str, str, str]:
+    """The Frames slider's (least, most, step), as its box and its end labels show them."""
+    box = page.locator("#t2v-frames input[type=number]")
+    labels = (page.locator("#t2v-frames [data-testid=min-value]").inner_text(),
+              page.locator("#t2v-frames [data-testid=max-value]").inner_text())  # fmt: skip
+    assert labels == (box.get_attribute("min"), box.get_attribute("max")), labels
+    return box.get_attribute("min"), box.get_attribute("max"), box.get_attribute("step")
+
+
+def type_number(page, selector: str, value: int):
+    box = page.locator(selector)
+    box.fill(str(value))
+    box.press("Tab")
+    return box
+
+
+def test_widgets_take_their_range_and_step_from_the_model_and_snap_what_is_typed(new_page):
+    page = new_page("/")
+    # A width is a multiple of 64 for the image models: 100 would be refused at Generate.
+    expect(type_number(page, "#width input[type=number]", 100)).to_have_value("128")
+    open_tab(page, "Text to video")
+    expect(page.locator("#t2v-model input")).to_have_value(re.compile(r"^tiny-kd50-t2v "))
+    expect(page.locator("#t2v-frames input[type=number]")).to_have_attribute("max", "121")
+    assert frames_range(page) == ("17", "121", "4")  # the model's 17 to 121 frames of 4k+1, not 1 to 481
+
+    choose_model(page, "t2v-model", "tiny-kd40")
+
+    expect(page.locator("#t2v-frames input[type=number]")).to_have_attribute("max", "97")
+    assert frames_range(page) == ("1", "97", "8")  # Kandinsky 4: at most 97 frames, 8k+1
+    expect(type_number(page, "#t2v-frames input[type=number]", 100)).to_have_value("97")
+    expect(type_number(page, "#t2v-frames input[type=number]", 30)).to_have_value("33")
+
+
 def test_started_on_a_video_model_the_page_opens_on_text_to_video(browser, tmp_path):
     """A new install starts on Kandinsky 5 Lite T2V: the first thing the user sees is its tab."""
     with kubin_server(

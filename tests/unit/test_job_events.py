@@ -156,3 +156,24 @@ def test_a_before_job_hook_rewrites_the_prompt_of_typed_parameters(engine, tmp_p
     assert handle.params.prompt == "a red cat, oil painting"
     assert handle.results[0].meta["params"]["prompt"] == "a red cat, oil painting"
     assert handle.params.steps == 2 and handle.results[0].seed == 3  # the rest as given
+
+
+def test_progress_names_the_stage_under_way_and_times_only_steps_after_the_first(engine):
+    heard = []
+
+    def listen(event) -> None:
+        if isinstance(event, ProgressEvent):
+            heard.append((str(event.stage), handle.time_left(), handle.eta_seconds()))
+
+    handle = engine.submit(t2i(seed=5, steps=3, batch_count=2), subscriber=listen)
+    handle.wait(120)
+
+    stages = [stage for stage, _, _ in heard]
+    assert stages[:5] == ["Batch 1/2 · Prior 1/2", "Batch 1/2 · Decoder 0/3", "Batch 1/2 · Decoder 1/3",
+                          "Batch 1/2 · Decoder 2/3", "Batch 2/2 · Prior 0/2"]  # fmt: skip
+    assert stages[-1] == "Batch 2/2 · Decoder 3/3"
+    assert not any("/10" in stage for stage in stages)  # never the sum of every step of the job
+    # The first step also holds the model's load: nothing is timed from it.
+    assert heard[0][1:] == (None, None)
+    # By the second batch every phase has been timed: the time left covers the whole job.
+    assert all(left is not None and left.whole_job and eta is not None for _, left, eta in heard[-4:])

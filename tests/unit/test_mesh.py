@@ -162,6 +162,10 @@ def test_every_file_of_an_object_leads_back_to_its_parameters(from_text):
 def test_progress_counts_the_denoising_steps_then_the_render_and_the_mesh(from_text):
     assert from_text.total_steps == STEPS + 2
     assert from_text.step == from_text.total_steps
+    # While the turntable renders and the mesh is built (most of the time at full size), the stage says so.
+    stages = [str(event.stage) for event in from_text.events(timeout=1) if event.kind == "progress"]
+    assert stages == [*(f"Step {n}/{STEPS}" for n in range(1, STEPS)), "Rendering the turntable…",
+                      "Building the mesh…", "Building the mesh…"]  # fmt: skip
 
 
 # --- image to 3D -----------------------------------------------------------------------------------

@@ -139,6 +139,7 @@ class ApiState:
             "step": handle.step,
             "total_steps": handle.total_steps,
             "eta_seconds": round(eta, 2) if eta is not None else None,
+            "stage": str(handle.stage) if handle.stage is not None else None,
             "seed": handle.seed,
             "seeds": handle.seeds(),
             "notices": list(handle.notices),

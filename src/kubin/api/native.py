@@ -32,7 +32,10 @@ class JobView(BaseModel):
     position: int = Field(description="1 + jobs ahead while queued; 0 once running or finished")
     step: int
     total_steps: int
-    eta_seconds: float | None
+    eta_seconds: float | None = Field(
+        description="seconds left for the whole job; null until it can be measured"
+    )
+    stage: str | None = Field(None, description='what the job does now, e.g. "Prior 20/25", "Decoder 3/50"')
     seed: int
     seeds: list[int]
     notices: list[str]

@@ -5,15 +5,39 @@ against the spec before a job runs, then calls `generate` once per batch: it ret
 (a PIL image; a `kubin.outputs.Video` for a video; a `kubin.outputs.Mesh` for 3D) and the name of the scheduler
 that ran. `on_step(phase, step)` is called after every denoising step; raising from it (a cancel) stops
 the job there.
+
+What one batch reports through `on_step` is declared up front by the family's model module, as a list of
+`Phase`s: `step_phases(task, params)` (a module with only `steps_per_batch(task, params)` reports one phase,
+"denoise"). The engine counts each phase's steps against it, so a user reads "Prior 20/25", "Decoder 3/500" or
+"Rendering the turntable…" rather than one sum of every step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 StepCallback = Callable[[str, int], None]  # (phase, index of the step just finished)
+# What a user reads for the usual phase names; another name shows capitalised.
+PHASE_LABELS = {"prior": "Prior", "decoder": "Decoder", "denoise": "Step"}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One part of a batch's work, in the order it runs: the phase name the model passes to `on_step`, how
+    many steps it reports, and what the user reads while it runs. A phase that is one piece of work (a
+    render, a mesh extraction) is not `counted`: it shows as "Rendering the turntable…", not "1/1"."""
+
+    name: str
+    steps: int
+    label: str = ""
+    counted: bool = True
+
+    @property
+    def title(self) -> str:
+        return self.label or PHASE_LABELS.get(self.name, self.name.capitalize())
 
 
 class LoadedModel:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import WeightsMissing
-from kubin.models.base import LoadedModel
+from kubin.models.base import LoadedModel, Phase
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.spec import FOLDER_INFO, ModelSpec
 from kubin.models.weights import ensure_weights
@@ -32,6 +32,14 @@ PRIOR_DECODER_PRESETS = {
         "2 GB or less: layer by layer, attention in slices; much slower",
     ),
 }
+
+
+def step_phases(task: str, params) -> list[Phase]:
+    """A batch runs the prior, then the decoder (image to image: the last `strength` share of its steps)."""
+    return [
+        Phase("prior", params.prior_steps),
+        Phase("decoder", params.steps_per_batch() - params.prior_steps),
+    ]
 
 
 def prior_decoder_defaults(size: int, steps: int, prior_steps: int) -> dict[str, dict[str, Any]]:

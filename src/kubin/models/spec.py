@@ -10,6 +10,8 @@ from typing import Any
 # Written by `kubin save` next to the pipeline folders: the recommended defaults of the model saved.
 FOLDER_INFO = "kubin.json"
 TINY_NOTE = " (tiny, random weights, for tests and demos)"
+# The `limits` keys that narrow a task field's range: field -> (its least, its most, its step).
+LIMIT_KEYS = {"frames": ("min_frames", "frames", "frame_step")}
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,9 @@ class ModelSpec:
     # Task parameters this model has no use for (no prior: prior_steps, ...): hidden in the UI, left out
     # of the saved metadata.
     unused_params: tuple[str, ...] = ()
-    # Upper limits beyond the params' own ranges, e.g. {"frames": 121} for a 5-second video model.
+    # Limits beyond the params' own ranges (see LIMIT_KEYS): {"frames": 121, "frame_step": 4} for a 5-second
+    # video model of 4k+1 frames, "min_frames" for one that needs a few. The engine refuses what is outside
+    # them and the UI's widgets take their range from them.
     limits: dict[str, int] = field(default_factory=dict)
     # (width, height) pairs the model was trained for, offered as presets; empty = any multiple of 64.
     resolutions: tuple[tuple[int, int], ...] = ()
@@ -45,6 +49,19 @@ class ModelSpec:
 
     def supports(self, task: str) -> bool:
         return task in self.tasks
+
+    def field_range(self, name: str, minimum: float | None, maximum: float | None, step: float | None):
+        """A task field's (minimum, maximum, step) for this model: the params' own range, narrowed by
+        the model's `limits` (frames: at least min_frames, at most frames, in steps of frame_step)."""
+        keys = LIMIT_KEYS.get(name)
+        if keys is None:
+            return minimum, maximum, step
+        least, most, every = (self.limits.get(key) for key in keys)
+        if least is not None:
+            minimum = least if minimum is None else max(minimum, least)
+        if most is not None:
+            maximum = most if maximum is None else min(maximum, most)
+        return minimum, maximum, every or step
 
     def with_sources(self, overrides: dict[str, str] | None) -> ModelSpec:
         if not overrides:

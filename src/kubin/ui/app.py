@@ -27,6 +27,7 @@ from kubin.ui.task_tab import TaskTab
 
 log = logging.getLogger(__name__)
 CSS_PATH = Path(__file__).with_name("kubin.css")
+JS_PATH = Path(__file__).with_name("kubin.js")  # keyboard shortcut, results into view, slider steps
 SHARE_HOST = "api.gradio.app"
 TOOLS_TAB = "tools"  # the top-row tab holding the tool extensions' tabs
 
@@ -62,18 +63,20 @@ def build_app(ctx: UIContext) -> gr.Blocks:
 
 def wire_job_owners(ctx: UIContext) -> None:
     """Each page load sets the tabs' job owners from an id kept in the browser's localStorage (made on the
-    first visit), so a page reloaded while its job runs can still cancel it."""
+    first visit), so a page reloaded while its job runs can still cancel it: its Cancel button is active."""
     browser_id = gr.BrowserState(None, storage_key="kubin-browser-id")
     states = [state for state, _ in ctx.owners]
+    cancels = [button for button, _ in ctx.cancel_buttons]
 
-    def adopt(stored: str | None, *session_owners: str) -> list[str]:
+    def adopt(stored: str | None, *session_owners: str) -> list:
         known = stored or uuid.uuid4().hex
         owners = [f"{known}:{key}" for _, key in ctx.owners]
         for old, new in zip(session_owners, owners, strict=True):  # a Generate clicked before this load ran
             ctx.engine.adopt_owner(old, new)
-        return [known, *owners]
+        running = [gr.update(interactive=ctx.has_jobs(f"{known}:{key}")) for _, key in ctx.cancel_buttons]
+        return [known, *owners, *running]
 
-    ctx.page_loads.append((adopt, [browser_id, *states], browser_id, *states))
+    ctx.page_loads.append((adopt, [browser_id, *states, *cancels], browser_id, *states))
 
 
 # Tab ids in the order the tabs stand; the 3D tab serves both 3D tasks.
@@ -258,6 +261,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
             # Gradio's own start lines name launch() arguments (`share=True`), not Kubin's flags: Kubin prints
             # its own below. Errors (a failed share link) are printed either way.
             quiet=True,
+            js=JS_PATH.read_text(encoding="utf-8"),
             inbrowser=False,
             app_kwargs=app_kwargs,
         )

@@ -1,4 +1,5 @@
-"""Shared widgets: prompt boxes, sliders built from the parameter specs, seed row, size picker, gallery."""
+"""Shared widgets: prompt boxes, sliders built from the parameter specs, seed row, size picker, gallery,
+Generate and Cancel."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from kubin.errors import InvalidParams
 from kubin.images import check_image_file
 from kubin.params import ASPECT_RATIOS, FieldSpec, size_for_aspect
 
+# The keyboard shortcut kubin.js gives every Generate button (class kubin-generate) from its tab's text boxes.
+GENERATE_HINT = "Ctrl+Enter (⌘+Enter on a Mac) generates"
+
 
 def slider(fs: FieldSpec, value: Any, **kwargs) -> gr.Slider:
     """A slider whose range, step and label come from the task's parameter spec."""
@@ -27,6 +31,11 @@ def slider(fs: FieldSpec, value: Any, **kwargs) -> gr.Slider:
         info=fs.help or None,
         **kwargs,
     )
+
+
+def slider_range(fs: FieldSpec) -> dict[str, Any]:
+    """A slider's range as update arguments (gr.update(**slider_range(fs)))."""
+    return {"minimum": fs.minimum, "maximum": fs.maximum, "step": fs.step}
 
 
 def eid(task: str, name: str) -> str:
@@ -87,6 +96,7 @@ def prompt_box(values: dict[str, Any], task: str = "t2i") -> gr.Textbox:
     return gr.Textbox(
         value=values.get("prompt", ""),
         label="Prompt",
+        info=GENERATE_HINT,
         lines=3,
         elem_id=eid(task, "prompt"),
         placeholder="What to draw, e.g. a red cat on a windowsill, oil painting",
@@ -164,7 +174,8 @@ def size_presets(resolutions=()) -> list[str]:
 
 
 def result_gallery(elem_id: str, video: bool = False) -> gr.Gallery:
-    """The results of the last job; videos play in it (and download as mp4)."""
+    """The results of the last job, each shown whole (kubin.css lets the box grow to them); videos play in
+    it (and download as mp4)."""
     return gr.Gallery(
         label="Results",
         columns=1 if video else 2,
@@ -173,8 +184,26 @@ def result_gallery(elem_id: str, video: bool = False) -> gr.Gallery:
         preview=False,
         format="png",
         elem_id=elem_id,
+        elem_classes=["kubin-results"],
         interactive=False,
     )
+
+
+def generate_button(elem_id: str, **kwargs) -> gr.Button:
+    """The tab's main action. kubin.js clicks it on Ctrl/Cmd+Enter in the tab's text boxes and, on a narrow
+    screen, brings the tab's results (class kubin-results), where the progress shows, into view."""
+    return gr.Button("Generate", variant="primary", elem_id=elem_id, elem_classes=["kubin-generate"], scale=3,
+                     min_width=120, **kwargs)  # fmt: skip
+
+
+def cancel_button(elem_id: str) -> gr.Button:
+    """Secondary to Generate, and active only while the tab has a job (see cancel_state)."""
+    return gr.Button("Cancel", variant="secondary", interactive=False, elem_id=elem_id, scale=1, min_width=80)
+
+
+def cancel_state(ctx, owner: str) -> dict:
+    """The Cancel button once a job has ended: still active when the same owner has another one queued."""
+    return gr.update(interactive=ctx.has_jobs(owner))
 
 
 def model_picker(ctx, task: str, elem_id: str) -> gr.Dropdown:

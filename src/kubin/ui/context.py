@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubin.config import LoadedConfig
-from kubin.engine import Engine
+from kubin.engine import QUEUED, RUNNING, Engine
 from kubin.models.registry import ModelSpec, list_models
-from kubin.params import TaskParams
+from kubin.params import FieldSpec, TaskParams
 
 
 def saved_prompt(path: str) -> str:
@@ -48,6 +49,8 @@ class UIContext:
     # (gr.State, tab key) of each tab's job owner: what its Cancel cancels. A page load sets them from an
     # id kept in the browser, so a reloaded page can still cancel the jobs it started (see app.build_app).
     owners: list[tuple[Any, str]] = field(default_factory=list)
+    # (Cancel button, tab key of its owner): active only while that owner has a job (a page load sets them).
+    cancel_buttons: list[tuple[Any, str]] = field(default_factory=list)
 
     def send_to(self, task: str, path: str) -> list:
         """Outputs for an event that sends the image at `path`, with the prompt saved in it, to the tab of
@@ -113,6 +116,19 @@ class UIContext:
             return set(self.spec(model_id).unused_params)
         except Exception:
             return set()
+
+    def field_spec(self, model_id: str, fs: FieldSpec) -> FieldSpec:
+        """`fs` with the range the model allows: its limits narrow the params' own (a video model's frames)."""
+        try:
+            spec = self.spec(model_id)
+        except Exception:
+            return fs
+        minimum, maximum, step = spec.field_range(fs.name, fs.minimum, fs.maximum, fs.step)
+        return dataclasses.replace(fs, minimum=minimum, maximum=maximum, step=step)
+
+    def has_jobs(self, owner: str) -> bool:
+        """Whether `owner` (one tab of one browser) has a job queued or running."""
+        return any(handle.state in (QUEUED, RUNNING) for handle in self.engine.jobs_of(owner))
 
     def resolutions(self, model_id: str) -> tuple[tuple[int, int], ...]:
         try:

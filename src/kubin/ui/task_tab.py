@@ -8,6 +8,7 @@ also their order in the tab's API endpoint (after the model).
 
 import inspect
 import queue
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from kubin.engine import CANCELLED, FAILED, Job, JobHandle
 from kubin.errors import KubinError
 from kubin.outputs import read_output_metadata
 from kubin.params import TASK_LABELS, VIDEO_TASKS, params_class
+from kubin.progress import Stage, TimeLeft
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
 
@@ -30,6 +32,9 @@ BATCH_FIELDS = ["batch_count", "batch_size"]
 # waiter is a thread of Gradio's pool of 40).
 GENERATE_WAITERS = 32
 QUEUE_REFRESH_S = 0.5  # how often a queued job's place in the queue is shown again
+# The most often progress is sent to the page: a tiny model makes a hundred steps a second, and a message
+# per step kept a busy browser seconds behind the job. A new stage is always shown at once.
+PROGRESS_INTERVAL_S = 0.1
 # Tabs a result can be sent to (a video sends one of its frames).
 SEND_TARGETS = ["i2i", "mix", "inpaint", "outpaint", "i2v"]
 
@@ -86,10 +91,9 @@ def build_task_tab(
                     widgets["prompt"] = ui.prompt_box(values, task)
                 widgets["negative_prompt"] = ui.negative_prompt_box(values, task)
                 with gr.Row():
-                    generate_btn = gr.Button(
-                        "Generate", variant="primary", elem_id=f"{task}-generate", min_width=120
-                    )
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id=f"{task}-cancel", min_width=80)
+                    generate_btn = ui.generate_button(f"{task}-generate")
+                    cancel_btn = ui.cancel_button(f"{task}-cancel")
+                ctx.cancel_buttons.append((cancel_btn, task))
                 # Not the info box: the job's last message and this reply can arrive in either order.
                 cancel_status = gr.Markdown(elem_id=f"{task}-cancel-status")
                 if options:
@@ -198,22 +202,22 @@ def build_task_tab(
         + [inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress())]
     )
     event_outputs = [gallery, info, details, last_seed, results, selected]
+    # Ctrl/Cmd+Enter in the tab's text boxes clicks Generate (kubin.js); Enter adds a line.
     generate_btn.click(
-        lambda: "", None, cancel_status, queue=False, show_progress="hidden", api_visibility="private"
-    )
+        lambda: ("", gr.update(interactive=True)), None, [cancel_status, cancel_btn],
+        queue=False, show_progress="hidden", api_visibility="private",
+    )  # fmt: skip
     generate_btn.click(
         generate, [owner, model, *components], event_outputs,
         api_name=_api_name(task), concurrency_limit=GENERATE_WAITERS, concurrency_id="generate",
+    ).then(
+        lambda owner_id: ui.cancel_state(ctx, owner_id), owner, cancel_btn,
+        queue=False, show_progress="hidden", api_visibility="private",
     )  # fmt: skip
-    if has_prompt:
-        widgets["prompt"].submit(
-            generate, [owner, model, *components], event_outputs,
-            api_name=False, concurrency_limit=GENERATE_WAITERS, concurrency_id="generate",
-        )  # fmt: skip
 
     def cancel(owner_id: str) -> str:
         n = ctx.engine.cancel_owner(owner_id)
-        return "Cancel requested; the images finished so far are kept." if n else "Nothing to cancel."
+        return "Cancel requested: the job stops after the step under way." if n else "Nothing to cancel."
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     reuse_seed.click(
@@ -231,14 +235,32 @@ def build_task_tab(
     if hint_box is not None:
         toggled["hint_image"] = hint_box
 
+    # Sliders whose range the model may narrow (frames: the model's length limit and frame step).
+    ranged = [n for n in default_names if isinstance(widgets[n], gr.Slider)]
+
+    def ranges(model_id: str) -> dict[str, dict[str, Any]]:
+        return {n: ui.slider_range(ctx.field_spec(model_id, specs[n])) for n in ranged}
+
     def on_model_change(model_id: str):
         vals = ctx.defaults(model_id, params_cls)
         unused = ctx.unused_params(model_id)
+        limits = ranges(model_id)
         updates = [
-            gr.update(value=vals[n]) if n in vals and n != "scheduler" else gr.update() for n in default_names
+            gr.update(**limits.get(n, {}), **({"value": vals[n]} if n in vals and n != "scheduler" else {}))
+            for n in default_names
         ]
         shown = [gr.update(visible=n not in unused) for n in toggled]
         return [*updates, gr.update(choices=ui.scheduler_choices(ctx, model_id), value=""), *shown]
+
+    # A page shows the ranges of the model it opens with (the widgets are built with the widest, which the
+    # tab's API endpoint keeps for every model).
+    ctx.page_loads.append(
+        (
+            lambda model_id: [gr.update(**r) for r in ranges(model_id).values()],
+            [widgets[n] for n in ranged],
+            model,
+        )
+    )
 
     model.change(
         on_model_change, model, [*(widgets[n] for n in default_names), widgets["scheduler"], *toggled.values()],
@@ -328,6 +350,7 @@ def follow_job(ctx: UIContext, handle: JobHandle, progress: gr.Progress, render:
     inbox: queue.Queue = queue.Queue()
     unsubscribe = handle.subscribe(inbox.put)  # the events so far come first
     started = False
+    shown_at, shown_stage = 0.0, None
     try:
         report_progress(ctx, handle, progress)
         while True:
@@ -343,7 +366,10 @@ def follow_job(ctx: UIContext, handle: JobHandle, progress: gr.Progress, render:
             elif event.kind == "notice" and not started:  # later ones are listed with the results
                 gr.Info(event.text)
             elif event.kind == "progress":
-                report_progress(ctx, handle, progress)
+                stage = event.stage and (event.stage.title, event.stage.batch)
+                if stage != shown_stage or time.monotonic() - shown_at >= PROGRESS_INTERVAL_S:
+                    report_progress(ctx, handle, progress)
+                    shown_at, shown_stage = time.monotonic(), stage
             elif event.kind == "result":
                 yield render(handle)
     finally:
@@ -352,21 +378,30 @@ def follow_job(ctx: UIContext, handle: JobHandle, progress: gr.Progress, render:
         if handle.results:
             yield render(handle)
         raise gr.Error(str(handle.error), print_exception=False)
-    if handle.state == CANCELLED:
-        gr.Warning(str(handle.error))
-    yield render(handle)
+    yield render(handle)  # a cancel is said once, in the info under the results
 
 
 def report_progress(ctx: UIContext, handle: JobHandle, progress: gr.Progress) -> None:
+    """The job's place in the queue, or what it does now and the time left. The bar is the share of all
+    steps done; the text names the stage, so it never shows a sum of prior and decoder steps."""
     position = ctx.engine.position(handle)
+    stage = handle.stage
     if position:
         progress(0, desc=f"Queued: {position - 1} job(s) ahead")
-    elif handle.step == 0:
+    elif stage is None:
         progress(0, desc="Loading model…" if ctx.engine.manager.loaded_id is None else "Starting…")
     else:
-        eta = handle.eta_seconds()
-        desc = f"Step {handle.step}/{handle.total_steps}" + (f" · about {eta:.0f} s left" if eta else "")
-        progress((handle.step, handle.total_steps), desc=desc, unit="steps")
+        progress(handle.step / max(handle.total_steps, 1), desc=progress_text(stage, handle.time_left()))
+
+
+def progress_text(stage: Stage, left: TimeLeft | None) -> str:
+    """ "Decoder 3/500 · about 40 s left": the time left only once a step of the stage under way was timed
+    (the first step after a load holds the load), for that stage alone while a later phase is untimed."""
+    if left is None:
+        return f"{stage} · estimating time left…" if stage.counted else str(stage)
+    seconds = max(1, round(left.seconds))
+    amount = f"{seconds} s" if seconds < 90 else f"{round(seconds / 60)} min"
+    return f"{stage} · about {amount} left" + ("" if left.whole_job else " in this stage")
 
 
 def job_report(handle: JobHandle, what_each: Callable[[Any], dict], lines: list[str]) -> tuple[str, dict]:

@@ -41,7 +41,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
                     value="t2mesh", label="Make a 3D object from", elem_id=f"{TAB_ID}-mode",
                 )  # fmt: skip
                 widgets["prompt"] = gr.Textbox(
-                    value=values.get("prompt", ""), label="Prompt", lines=2, elem_id=f"{TAB_ID}-prompt",
+                    value=values.get("prompt", ""), label="Prompt", info=ui.GENERATE_HINT, lines=2,
+                    elem_id=f"{TAB_ID}-prompt",
                     placeholder="One object, e.g. a wooden chair, a birthday cake, a red sports car",
                 )  # fmt: skip
                 widgets["init_image"] = ui.image_input(
@@ -49,16 +50,11 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 )
                 with gr.Row():
                     generate = {
-                        task: gr.Button(
-                            "Generate",
-                            variant="primary",
-                            elem_id=f"{TAB_ID}-generate-{task}",
-                            min_width=120,
-                            visible=task == "t2mesh",
-                        )
+                        task: ui.generate_button(f"{TAB_ID}-generate-{task}", visible=task == "t2mesh")
                         for task in PARAMS
                     }
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id=f"{TAB_ID}-cancel", min_width=80)
+                    cancel_btn = ui.cancel_button(f"{TAB_ID}-cancel")
+                ctx.cancel_buttons.append((cancel_btn, TAB_ID))
                 cancel_status = gr.Markdown(elem_id=f"{TAB_ID}-cancel-status")
                 with gr.Row():
                     for name in ("guidance_scale", "steps"):
@@ -73,8 +69,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
                                                    elem_id=f"{TAB_ID}-batch-count")  # fmt: skip
             with gr.Column(scale=1, min_width=300):
                 viewer = gr.Model3D(
-                    label="3D object", height=420, interactive=False, elem_id=f"{TAB_ID}-viewer"
-                )
+                    label="3D object", height=420, interactive=False, elem_id=f"{TAB_ID}-viewer",
+                    elem_classes=["kubin-results"],  # brought into view on Generate (kubin.js)
+                )  # fmt: skip
                 # The job's .glb, for the viewer: Gradio 6's Model3D stays empty when a generator (which
                 # follow_job is) updates it, so the generator fills this hidden file and a plain handler
                 # then hands it to the viewer. It is also the API's first output (the mesh file).
@@ -91,27 +88,24 @@ def build(ctx: UIContext) -> dict[str, Any]:
     shared = [widgets[n] for n in SHARED_FIELDS]
     event_outputs = [mesh_file, preview, downloads, info, details, last_seed]
 
-    def show_mesh(path: str | None):
-        return path
+    def after_job(path: str | None, owner_id: str):
+        return path, ui.cancel_state(ctx, owner_id)
 
+    # Ctrl/Cmd+Enter in the prompt clicks Generate (kubin.js).
     for task, first in (("t2mesh", "prompt"), ("i2mesh", "init_image")):
         run = _generate_fn(ctx, task, [first, *SHARED_FIELDS])
         inputs = [owner, model, widgets[first], *shared]
-        generate[task].click(lambda: "", None, cancel_status, queue=False, show_progress="hidden",
-                             api_visibility="private")  # fmt: skip
+        generate[task].click(lambda: ("", gr.update(interactive=True)), None, [cancel_status, cancel_btn],
+                             queue=False, show_progress="hidden", api_visibility="private")  # fmt: skip
         generate[task].click(run, inputs, event_outputs, api_name=task, concurrency_limit=8,
                              concurrency_id="generate").then(
-            show_mesh, mesh_file, viewer, queue=False, show_progress="hidden", api_visibility="private"
+            after_job, [mesh_file, owner], [viewer, cancel_btn], queue=False, show_progress="hidden",
+            api_visibility="private",
         )  # fmt: skip
-        if task == "t2mesh":
-            widgets["prompt"].submit(run, inputs, event_outputs, api_name=False, concurrency_limit=8,
-                                     concurrency_id="generate").then(
-                show_mesh, mesh_file, viewer, queue=False, show_progress="hidden", api_visibility="private"
-            )  # fmt: skip
 
     def cancel(owner_id: str) -> str:
         n = ctx.engine.cancel_owner(owner_id)
-        return "Cancel requested; the objects finished so far are kept." if n else "Nothing to cancel."
+        return "Cancel requested: the job stops after the step under way." if n else "Nothing to cancel."
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{TAB_ID}_cancel", queue=False)
     reuse_seed.click(lambda s: s, last_seed, widgets["seed"], queue=False, show_progress="hidden",

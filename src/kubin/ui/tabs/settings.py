@@ -139,7 +139,7 @@ def build(ctx: UIContext) -> None:
                     value=initial[name],
                     label=MEMORY_LABELS[name],
                     elem_id="settings-" + name.replace("_", "-"),
-                    min_width=160,
+                    elem_classes=["kubin-option"],  # kubin.css: Gradio ignores a checkbox's min_width
                 )
                 for name in MEMORY_CHECKBOXES
             ]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from kubin.models.base import StepCallback
+from kubin.models.base import Phase, StepCallback
 from kubin.models.common import cpu_generators
 from kubin.models.prior_decoder import (
     PriorDecoderModel,
@@ -18,6 +18,7 @@ from kubin.models.prior_decoder import (
     for_decoder,
     load_prior_and_decoder,
 )
+from kubin.models.prior_decoder import step_phases as prior_then_decoder
 from kubin.models.spec import ModelSpec
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
@@ -26,12 +27,14 @@ from kubin.tasks import Prepared
 log = logging.getLogger(__name__)
 
 
-def steps_per_batch(task: str, params: ImageTaskParams) -> int:
-    """The steps one batch reports. Mix differs from the params' count: 2.1's `interpolate` runs the prior
-    once per prompt and once more for the negative embedding, and it runs once per seed (see `_mix_embeds`)."""
+def step_phases(task: str, params: ImageTaskParams) -> list[Phase]:
+    """What one batch reports: the prior, then the decoder. Mix runs the prior more often: 2.1's
+    `interpolate` runs it once per prompt and once more for the negative embedding, and it runs once per
+    seed (see `_mix_embeds`)."""
     if task == "mix":
-        return params.batch_size * (len(params.prompts) + 1) * params.prior_steps + params.steps
-    return params.steps_per_batch()
+        runs = params.batch_size * (len(params.prompts) + 1)
+        return [Phase("prior", runs * params.prior_steps), Phase("decoder", params.steps)]
+    return prior_then_decoder(task, params)
 
 
 class Kandinsky21(PriorDecoderModel):

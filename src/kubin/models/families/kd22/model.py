@@ -15,12 +15,14 @@ from kubin.models.prior_decoder import (
     find_prior_and_decoder,
     for_decoder,
     load_prior_and_decoder,
+    step_phases,
 )
 from kubin.models.spec import ModelSpec
 from kubin.runtime.device import Placement
 from kubin.tasks import Prepared
 
 log = logging.getLogger(__name__)
+__all__ = ["Kandinsky22", "find_weights", "load", "step_phases"]
 
 
 class PriorEmbeds(NamedTuple):

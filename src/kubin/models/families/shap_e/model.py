@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from kubin.errors import KubinError, WeightsMissing
-from kubin.models.base import LoadedModel, StepCallback
+from kubin.models.base import LoadedModel, Phase, StepCallback
 from kubin.models.common import FP16, cpu_generators, has_variant, pipeline_weights
 from kubin.models.schedulers import scheduler_name
 from kubin.models.spec import FOLDER_INFO, ModelSpec
@@ -32,16 +32,19 @@ log = logging.getLogger(__name__)
 
 
 PIPELINES = {"t2mesh": "ShapEPipeline", "i2mesh": "ShapEImg2ImgPipeline"}
-RENDER_PHASES = ("render", "mesh")  # reported as one step each after the denoising steps
+# After the denoising steps, one step each: they take long enough (tens of seconds at full size) that the
+# user should read what is going on.
+RENDER_PHASES = (Phase("render", 1, "Rendering the turntable", counted=False),
+                 Phase("mesh", 1, "Building the mesh", counted=False))  # fmt: skip
 # Samples along each of the turntable's rays (coarse, then fine): diffusers' defaults for Shap-E, and far
 # fewer for the tiny twin, whose random field has no detail to find (its preview renders ~8x faster).
 RENDER_SAMPLES = {"coarse": 64, "fine": 128}
 TINY_RENDER_SAMPLES = {"coarse": 8, "fine": 16}
 
 
-def steps_per_batch(task: str, params: ImageTaskParams) -> int:
-    """The denoising steps, then one step for the turntable render and one for the mesh."""
-    return params.steps + len(RENDER_PHASES)
+def step_phases(task: str, params: ImageTaskParams) -> list[Phase]:
+    """The denoising steps, then the turntable render and the mesh extraction."""
+    return [Phase("denoise", params.steps), *RENDER_PHASES]
 
 
 class ShapE(LoadedModel):
