@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from browser_helpers import open_tab
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -47,6 +48,9 @@ def test_a_template_makes_every_combination_and_a_prompts_file_a_job_per_line(
     ]
     expect(page.locator("#t2i-info")).to_contain_text("6 of 6 image(s)")
     shot(page, artifacts_dir, f"combinations-{screen}.png")
+    page.locator("#t2i-send-i2i").click()  # the first image, with the prompt it was made from
+    expect(page.locator("#i2i-prompt textarea")).to_have_value("a red blue cat")
+    open_tab(page, "Text to image")
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# three jobs\na cat\na {big|small} dog\n\nan __colors__ bird\n", encoding="utf-8")
