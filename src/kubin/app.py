@@ -23,7 +23,27 @@ def make_engine(settings):
         settings.get("output_dir"),
         max_pixels=int(settings.get("max_image_pixels")),
         max_prompt_chars=int(settings.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)),
+        wildcards=wildcards_from(settings),
     )
+
+
+def wildcards_from(settings):
+    """The wildcards folder and combination limit of the settings."""
+    from kubin.prompts import DEFAULT_MAX_COMBINATIONS, Wildcards
+
+    limit = int(settings.get("wildcards.max_combinations") or DEFAULT_MAX_COMBINATIONS)
+    return Wildcards(wildcards_folder(settings.get("wildcards.path")), limit)
+
+
+def wildcards_folder(value: str | None):
+    """The wildcards folder a setting names: a relative one is looked up in the working folder, then in
+    the Kubin folder (as the extensions folder is)."""
+    from pathlib import Path
+
+    from kubin.config import REPO_ROOT
+
+    folder = Path(value or "wildcards")
+    return folder if folder.is_absolute() or folder.exists() else REPO_ROOT / folder
 
 
 def load_extensions(settings, install_deps: bool = False):

@@ -41,6 +41,10 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     parser.add_argument(
         "--output-dir", metavar="DIR", default=d, help="where outputs are saved (default output/)"
     )
+    parser.add_argument(
+        "--wildcards-dir", metavar="DIR", default=d,
+        help="where __name__ in a prompt finds name.txt (default wildcards/ in the Kubin folder)",
+    )  # fmt: skip
     parser.add_argument("--device", default=d, help="auto (default), cpu, mps, cuda or cuda:N")
     parser.add_argument(
         "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
@@ -125,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", choices=sorted(TASK_PARAMS),
         help="task to run (default t2i, or the model's own task if it cannot do t2i)",
     )  # fmt: skip
+    gen.add_argument(
+        "--prompts-file", metavar="FILE",
+        help="one job per line: a text file of prompts (blank and # lines skipped), or a CSV file whose "
+        "first row names parameters (prompt,seed,steps,...); the other flags apply to every line",
+    )  # fmt: skip
     seen = set()
     for cls in TASK_PARAMS.values():
         for fs in cls.field_specs().values():
@@ -168,6 +177,8 @@ def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
         # Several values, or one comma-separated value: --weights 0.3 0.7 or --expand 64,0,64,0
         item = "FILE" if fs.kind == "image" else fs.item_type.__name__.upper()
         kwargs.update(nargs="+", metavar=item)
+    elif fs.choices:
+        kwargs["choices"] = fs.choices
     else:
         kwargs.update(type=fs.type, metavar="FILE" if fs.kind == "image" else fs.type.__name__.upper())
     parser.add_argument("--" + fs.name.replace("_", "-"), **kwargs)
@@ -209,6 +220,7 @@ def load_settings(args: argparse.Namespace):
     overrides = {
         "model": getattr(args, "model", None),
         "output_dir": getattr(args, "output_dir", None),
+        "wildcards.path": getattr(args, "wildcards_dir", None),
         "device": getattr(args, "device", None),
         "dtype": getattr(args, "dtype", None),
         "server.host": getattr(args, "host", None),
@@ -275,6 +287,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """One job from the flags, or with --prompts-file one job per line of the file (the flags apply to
+    every line, the line's own values over them). Every job is queued before the first runs."""
     from kubin.engine import CANCELLED, FAILED, Job
 
     settings = load_settings(args)
@@ -286,35 +300,53 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if task is None:
         spec = engine.manager.spec(settings.get("model"))
         task = "t2i" if spec.supports("t2i") else spec.tasks[0]
-    handle = engine.submit(Job(task, settings.get("model"), params))
-    printed = 0
-    try:  # each notice and each output as soon as the job tells it, so a script sees progress
-        for event in handle.events():
-            # Notices: an adjusted input (resized mask, ...), the model's load, torch.compile's warm-up.
-            if event.kind == "notice":
-                print(f"notice: {event.text}", file=sys.stderr, flush=True)
-            elif event.kind == "result":
-                print(json.dumps(event.result.as_json()), flush=True)
-                printed += 1
-    except KeyboardInterrupt:
-        engine.cancel(handle)
-        handle.wait()
-        _print_results(handle, printed)  # what was saved before the job stopped
+    lines: list[tuple[int | None, dict[str, Any]]] = [(None, params)]
+    if args.prompts_file:
+        from kubin.prompts import read_prompts_file
+
+        lines = [(p.line, {**params, **p.params}) for p in read_prompts_file(args.prompts_file, task, params)]
+    handles = []
+    try:
+        for line, values in lines:
+            handles.append((line, engine.submit(Job(task, settings.get("model"), values))))
+    except KubinError as exc:
+        for _, queued in handles:
+            engine.cancel(queued)
+        engine.close(wait=True)
+        raise KubinError(f"{args.prompts_file}, line {line}: {exc}" if line else str(exc)) from None
+    code = 0
+    for line, handle in handles:
+        printed = 0
+        extra = {"line": line} if line else {}
+        try:  # each notice and each output as soon as the job tells it, so a script sees progress
+            for event in handle.events():
+                # Notices: an adjusted input (resized mask, ...), the model's load, torch.compile's warm-up.
+                if event.kind == "notice":
+                    print(f"notice: {event.text}", file=sys.stderr, flush=True)
+                elif event.kind == "result":
+                    print(json.dumps(event.result.as_json() | extra), flush=True)
+                    printed += 1
+        except KeyboardInterrupt:
+            for _, other in handles:
+                engine.cancel(other)
+            handle.wait()
+            _print_results(handle, printed, extra)  # what was saved before the job stopped
+        where = f"line {line}: " if line else ""
+        if handle.state == FAILED:
+            print(f"error: {where}{handle.error}", file=sys.stderr)
+            code = code or EXIT_USER_ERROR
+        elif handle.state == CANCELLED:
+            print(f"cancelled: {where}{handle.error}", file=sys.stderr)
+            code = EXIT_CANCELLED
     # Let the worker thread end before Python does: torch aborts ("terminate called without an active
     # exception") when a thread is still in native code at interpreter exit.
     engine.close(wait=True)
-    if handle.state == FAILED:
-        print(f"error: {handle.error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    if handle.state == CANCELLED:
-        print(f"cancelled: {handle.error}", file=sys.stderr)
-        return EXIT_CANCELLED
-    return 0
+    return code
 
 
-def _print_results(handle, printed: int) -> int:
+def _print_results(handle, printed: int, extra: dict[str, Any] | None = None) -> int:
     for result in handle.results[printed:]:
-        print(json.dumps(result.as_json()), flush=True)
+        print(json.dumps(result.as_json() | (extra or {})), flush=True)
     return len(handle.results)
 
 

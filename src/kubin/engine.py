@@ -35,9 +35,10 @@ from kubin.models.registry import family_of, list_models
 from kubin.outputs import Mesh, Video, save_image, save_mesh, save_video
 from kubin.params import SEED_MAX, ImageTaskParams, params_class
 from kubin.progress import Stage, StepTracker, TimeLeft
+from kubin.prompts import PromptPlan, Wildcards, plan_prompts
 from kubin.runtime.memory import MemoryOptions
 from kubin.runtime.placement import free_memory
-from kubin.tasks import Prepared, prepare
+from kubin.tasks import Prepared, prepare, with_prompts
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class Result:
             "model": self.meta["model"],
             "task": self.meta["task"],
         }
+        if "prompt_template" in self.meta:  # the prompt this output was made with, and its template
+            out.update(prompt=self.meta["prompt"], prompt_template=self.meta["prompt_template"])
         if self.is_video:
             out.update(frames=self.frames, fps=self.fps, preview=str(self.preview) if self.preview else None)
         if self.is_mesh:
@@ -196,6 +199,7 @@ class JobHandle(_Waitable):
     prepared: Prepared = field(default_factory=Prepared, repr=False)
     # Counts the steps against the phases the model declared, and times them (see kubin.progress).
     tracker: StepTracker = field(default_factory=StepTracker, repr=False)
+    prompts: PromptPlan = None  # type: ignore[assignment]  # each output's expanded prompts; see __post_init__
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _events: list[JobEvent] = field(default_factory=list, repr=False)
@@ -256,8 +260,22 @@ class JobHandle(_Waitable):
         """What was adjusted in the user's input (resized mask, flattened transparency, ...)."""
         return self.prepared.notices
 
+    def __post_init__(self) -> None:
+        if self.prompts is None:  # no prompt templates: every output has the params' own prompts
+            self.prompts = PromptPlan([{} for _ in range(self.params.image_count)])
+
+    @property
+    def image_count(self) -> int:
+        """How many outputs the job makes: batch_count x batch_size, times the combinations of a prompt
+        template in combinatorial mode."""
+        return self.prompts.count
+
+    def expanded(self, index: int) -> dict[str, Any]:
+        """Output `index`'s prompt fields expanded from their templates ({} when none is a template)."""
+        return self.prompts.expanded[index]
+
     def seeds(self) -> list[int]:
-        return [image_seed(self.seed, i) for i in range(self.params.image_count)]
+        return [image_seed(self.seed, i) for i in range(self.image_count)]
 
     @property
     def stage(self) -> Stage | None:
@@ -353,11 +371,13 @@ class Engine:
         output_dir: str | Path,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+        wildcards: Wildcards | None = None,
     ):
         self.manager = manager
         self.output_dir = Path(output_dir)
         self.max_pixels = max_pixels  # input images above this are downscaled, outputs refused
         self.max_prompt_chars = max_prompt_chars  # longer prompts are refused at submit
+        self.wildcards = wildcards or Wildcards(Path("wildcards"))  # where __name__ in a prompt is looked up
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()
@@ -397,16 +417,24 @@ class Engine:
             )
         _check_limits(spec, params)
         prepared = prepare(params, self.max_pixels, spec)
-        tracker = StepTracker(step_phases(spec.module, job.task, params), params.batch_count)
+        seed = pick_seed(params.seed)
+        prompts = plan_prompts(params, lambda i: image_seed(seed, i), self.wildcards)
+        for values in prompts.expanded:  # a wildcard file's line may be long
+            replace(params, **values).check_prompt_lengths(self.max_prompt_chars)
+        # One pipeline call per batch, or more where a batch's prompts differ: the tracker counts calls.
+        calls = len(prompts.calls(params.batch_size))
+        tracker = StepTracker(step_phases(spec.module, job.task, params), calls)
         handle = JobHandle(
             next(self._ids),
             job,
             params,
-            pick_seed(params.seed),
+            seed,
             tracker.total,
             prepared=prepared,
             tracker=tracker,
+            prompts=prompts,
         )
+        prepared.notices.extend(prompts.notices)
         if subscriber is not None:
             handle.subscribe(subscriber)
         for text in prepared.notices:  # told at once, and replayed to whoever subscribes later
@@ -597,19 +625,21 @@ class Engine:
                 if handle.cancel_requested:
                     raise JobCancelled("cancelled")
 
-            prepared = handle.prepared
-            inputs = prepared.store_sources(self.output_dir)
-            for batch in range(params.batch_count):
+            inputs = handle.prepared.store_sources(self.output_dir)
+            # One pipeline call per batch, or more where a batch's prompts differ (expanded templates).
+            for call, indices in enumerate(handle.prompts.calls(params.batch_size)):
                 if handle.cancel_requested:
                     raise JobCancelled("cancelled")
-                handle.tracker.start_batch(batch)
-                first = batch * params.batch_size
-                seeds = [image_seed(handle.seed, first + i) for i in range(params.batch_size)]
-                outputs, scheduler = model.generate(job.task, params, prepared, seeds, on_step)
-                if batch == 0 and loaded is not None and model.placement.memory.compile and _compiled(model):
+                handle.tracker.start_batch(call)
+                seeds = [image_seed(handle.seed, i) for i in indices]
+                expanded = handle.expanded(indices[0])
+                call_params = replace(params, **expanded) if expanded else params
+                prepared = with_prompts(handle.prepared, call_params) if expanded else handle.prepared
+                outputs, scheduler = model.generate(job.task, call_params, prepared, seeds, on_step)
+                if call == 0 and loaded is not None and model.placement.memory.compile and _compiled(model):
                     handle.add_notices(compile_warmup_notice(handle))
-                for i, (raw, seed) in enumerate(zip(outputs, seeds, strict=True)):
-                    result = self._save(handle, model, scheduler, seed, first + i, raw, inputs)
+                for index, raw, seed in zip(indices, outputs, seeds, strict=True):
+                    result = self._save(handle, model, scheduler, seed, index, raw, inputs)
                     handle.results.append(result)
                     handle.emit(ResultEvent(handle.id, result))
             run_hooks(self.extensions, "after_job", job.task, list(handle.results))
@@ -620,7 +650,7 @@ class Engine:
                 handle,
                 CANCELLED,
                 JobCancelled(
-                    f"Cancelled after {n} of {params.image_count} {params.output_kind}(s); "
+                    f"Cancelled after {n} of {handle.image_count} {params.output_kind}(s); "
                     "the finished ones are saved."
                 ),
             )
@@ -678,6 +708,8 @@ class Engine:
             extra["notices"] = handle.notices
         if handle.job.extension_values:
             extra["extensions"] = handle.job.extension_values
+        for name, value in handle.expanded(index).items():  # what it was made with, beside the template
+            extra[name], extra[f"{name}_template"] = value, handle.prompts.templates[name]
         extra["runtime"] = runtime_metadata(model.placement)
         return extra | {
             "kubin_version": __version__,

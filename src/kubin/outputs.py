@@ -39,11 +39,15 @@ _EXTRA_LABELS = {
 
 
 def a1111_parameters(meta: dict[str, Any]) -> str:
-    """The `parameters` text in the AUTOMATIC1111 layout: prompt, negative prompt, then key: value pairs."""
+    """The `parameters` text in the AUTOMATIC1111 layout: prompt, negative prompt, then key: value pairs.
+    A prompt expanded from a template is written as made, its template as "Template" (as A1111's Dynamic
+    Prompts extension writes it)."""
     params = meta["params"]
-    lines = [params.get("prompt") or " | ".join(params.get("prompts", []))]
-    if params.get("negative_prompt"):
-        lines.append(f"Negative prompt: {params['negative_prompt']}")
+    prompts = meta.get("prompts", params.get("prompts", []))
+    lines = [meta.get("prompt", params.get("prompt")) or " | ".join(prompts)]
+    negative = meta.get("negative_prompt", params.get("negative_prompt"))
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
     pairs = [
         ("Steps", params.get("steps")),
         ("Sampler", meta.get("scheduler")),
@@ -54,6 +58,10 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
         ("Task", meta.get("task")),
     ]
     pairs += [(label, params.get(key, meta.get(key))) for key, label in _EXTRA_LABELS.items()]
+    pairs += [
+        ("Template", meta.get("prompt_template")),
+        ("Negative Template", meta.get("negative_prompt_template")),
+    ]
     pairs.append(("Version", f"kubin {meta.get('kubin_version', '')}".strip()))
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in pairs if v is not None and v != ""))
     return "\n".join(lines)

@@ -26,9 +26,11 @@ def spec(
     step: float | None = None,
     help: str = "",
     kind: str = "",
+    choices: tuple[str, ...] = (),
 ) -> Any:
-    """A dataclass field that also carries its label, range, step and kind for UIs and validation."""
-    meta = {"label": label, "minimum": minimum, "maximum": maximum, "step": step, "help": help, "kind": kind}
+    """A dataclass field that also carries its label, range, step, kind and choices for UIs and validation."""
+    meta = {"label": label, "minimum": minimum, "maximum": maximum, "step": step, "help": help, "kind": kind,
+            "choices": choices}  # fmt: skip
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -46,6 +48,7 @@ class FieldSpec:
     help: str
     kind: str = ""  # "image" for paths of input images
     item_type: type | None = None  # for lists
+    choices: tuple[str, ...] = ()  # the only values a text field takes, when it has a fixed set
 
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -83,7 +86,7 @@ class TaskParams:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             out[f.name] = FieldSpec(
                 f.name, ftype, default, meta.get("label", f.name), meta.get("minimum"), meta.get("maximum"),
-                meta.get("step"), meta.get("help", ""), meta.get("kind", ""), item_type,
+                meta.get("step"), meta.get("help", ""), meta.get("kind", ""), item_type, meta.get("choices", ()),
             )  # fmt: skip
         return out
 
@@ -128,9 +131,12 @@ class TaskParams:
         return dataclasses.asdict(self)
 
     def validate(self) -> TaskParams:
-        """Check every ranged field; raise InvalidParams naming the first bad one. Returns self."""
+        """Check every ranged field and every field with choices; raise InvalidParams naming the first bad
+        one. Returns self."""
         for fs in self.field_specs().values():
             values = getattr(self, fs.name)
+            if fs.choices and values not in fs.choices:
+                raise InvalidParams(f"{fs.label} must be one of {', '.join(fs.choices)} (got {values!r}).")
             for value in values if fs.type is list else [values]:
                 if (fs.minimum is not None and value < fs.minimum) or (
                     fs.maximum is not None and value > fs.maximum
@@ -164,6 +170,17 @@ def _num(x: float | None) -> str:
 # --- the fields Kandinsky image tasks share -----------------------------------------------------
 def _prompt():
     return spec("", label="Prompt")
+
+
+PROMPT_MODES = ("random", "combinatorial")
+
+
+def _prompt_mode():
+    return spec(
+        "random", label="Dynamic prompts", choices=PROMPT_MODES,
+        help="{a|b} and wildcards in the prompt: random picks one per output by its seed, combinatorial makes "
+        "every combination",
+    )  # fmt: skip
 
 
 def _negative_prompt():
@@ -279,6 +296,7 @@ class Text2ImageParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    prompt_mode: str = _prompt_mode()
     hint_image: str = _hint_image()
 
 
@@ -306,6 +324,7 @@ class Image2ImageParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    prompt_mode: str = _prompt_mode()
     hint_image: str = _hint_image()
 
     def decoder_steps(self) -> int:
@@ -348,6 +367,7 @@ class InpaintParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    prompt_mode: str = _prompt_mode()
 
 
 @dataclass
@@ -378,6 +398,7 @@ class OutpaintParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    prompt_mode: str = _prompt_mode()
 
     def validate(self) -> OutpaintParams:
         super().validate()
@@ -511,6 +532,7 @@ class Text2VideoParams(VideoTaskParams):
     seed: int = _seed()
     batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
     scheduler: str = _scheduler()
+    prompt_mode: str = _prompt_mode()
 
 
 @dataclass
@@ -531,6 +553,7 @@ class Image2VideoParams(VideoTaskParams):
     seed: int = _seed()
     batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
     scheduler: str = _scheduler()
+    prompt_mode: str = _prompt_mode()
 
 
 # --- 3D (Shap-E) ----------------------------------------------------------------------------------
@@ -585,6 +608,7 @@ class Text2MeshParams(MeshTaskParams):
     mesh_resolution: int = _mesh_resolution()
     seed: int = _seed()
     batch_count: int = spec(1, label="Objects", minimum=1, maximum=100, step=1, help="made one after another")
+    prompt_mode: str = _prompt_mode()
 
     def validate(self) -> Text2MeshParams:
         super().validate()

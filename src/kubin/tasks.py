@@ -5,7 +5,7 @@ before a job is queued; what was adjusted on the way is returned as notices for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,14 @@ def prepare(
         prepared.hint = hint.resize(prepared.size, Image.Resampling.BILINEAR)
         prepared.notices += notices
         prepared.sources["hint_image"] = hint
+    return prepared
+
+
+def with_prompts(prepared: Prepared, params: ImageTaskParams) -> Prepared:
+    """The prepared inputs for `params` whose prompts were expanded from templates (see kubin.prompts):
+    Mix's items hold its prompts after its images; the other tasks read their prompts from the params."""
+    if isinstance(params, MixParams):
+        return replace(prepared, mix_items=[*prepared.mix_items[: len(params.images)], *params.prompts])
     return prepared
 
 

@@ -45,6 +45,7 @@ class KubinServer:
     user_config: Path
     log_path: Path
     process: subprocess.Popen
+    wildcards_dir: Path  # holds colors.txt: red, green, blue
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
@@ -77,16 +78,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.fixture(scope="session")
 def kubin_server(tmp_path_factory: pytest.TempPathFactory):
-    """A running `python -m kubin --model tiny-kd22` on a free port; stopped after the last test."""
+    """A running `python -m kubin --model tiny-kd22` on a free port, with a wildcards folder of its own;
+    stopped after the last test."""
     root = tmp_path_factory.mktemp("kubin-ui")
     output_dir = root / "output"
+    wildcards_dir = root / "wildcards"
+    wildcards_dir.mkdir()
+    (wildcards_dir / "colors.txt").write_text("red\ngreen\nblue\n", encoding="utf-8")
     env = {"KUBIN_CACHE_DIR": str(root / "kubin-cache"), "HF_HOME": str(root / "hf-home")}
     running = start_server(
-        root, "--model", "tiny-kd22", "--output-dir", str(output_dir),
+        root, "--model", "tiny-kd22", "--output-dir", str(output_dir), "--wildcards-dir", str(wildcards_dir),
         config=HAND_WRITTEN_CONFIG, env=env, timeout=START_TIMEOUT_S,
     )  # fmt: skip
     try:
-        yield KubinServer(running.url, output_dir, running.user_config, running.log_path, running.process)
+        yield KubinServer(
+            running.url, output_dir, running.user_config, running.log_path, running.process, wildcards_dir
+        )
     finally:
         stop_server(running)
 

@@ -23,8 +23,8 @@ STROKE_BOX = (60, 30, 80, 50)  # where the "drawn" stroke is, on the 100x80 phot
 # Outputs of /t2i_restore, in order: the tab's widgets, its model, then the status line.
 T2I_RESTORE_OUTPUTS = [
     "prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "prior_steps",
-    "prior_guidance_scale", "seed", "batch_count", "batch_size", "scheduler", "negative_prior_prompt", "model",
-    "status",
+    "prior_guidance_scale", "seed", "batch_count", "batch_size", "scheduler", "negative_prior_prompt",
+    "prompt_mode", "model", "status",
 ]  # fmt: skip
 
 
@@ -336,7 +336,7 @@ def test_restore_fills_text_to_image_from_a_png_it_made(client):
     values = {name: update.get("value") for name, update in restored.items()}
     # Everything the image was made with, the tiny defaults included, and its model.
     expected = {k: v for k, v in TINY.items() if k != "model_id"} | made
-    expected |= {"negative_prior_prompt": "", "model": "tiny-kd22"}
+    expected |= {"negative_prior_prompt": "", "prompt_mode": "random", "model": "tiny-kd22"}
     assert values == expected
     assert status == "Restored the parameters of a Text to image result (seed 1234, model tiny-kd22)."
 
@@ -346,9 +346,20 @@ def test_restore_fills_image_to_image_with_its_strength(client, pictures):
 
     reply = client.predict(upload(Path(details["outputs"][0]["file"])), api_name="/i2i_restore")
 
-    prompt, _negative, strength, *_middle, seed, _count, _size, _scheduler, _prior_negative, model, status = (
-        reply
-    )
+    (
+        prompt,
+        _negative,
+        strength,
+        *_middle,
+        seed,
+        _count,
+        _size,
+        _scheduler,
+        _prior_negative,
+        _mode,
+        model,
+        status,
+    ) = reply
     restored = {"prompt": prompt, "strength": strength, "seed": seed, "model": model}
     assert {name: update["value"] for name, update in restored.items()} == {
         "prompt": "a red cat", "strength": 0.75, "seed": 77, "model": "tiny-kd22",

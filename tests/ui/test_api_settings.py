@@ -37,3 +37,35 @@ def test_save_settings_refuses_an_empty_output_folder_and_leaves_the_file_alone(
 
     assert "output folder cannot be empty" in raised.value.message
     assert kubin_server.user_config.read_text(encoding="utf-8") == before
+
+
+def test_the_wildcards_folder_is_saved_and_applies_at_once(api_client, kubin_server, http, tmp_path):
+    folder = tmp_path / "my-wildcards"
+    folder.mkdir()
+    (folder / "animals.txt").write_text("otter\n", encoding="utf-8")
+    output_dir = str(kubin_server.output_dir)
+    try:
+        reply = api_client.predict(
+            "tiny-kd22", "cpu", "fp32", output_dir, *DEFAULTS_STEPS_3, wildcards_dir=str(folder),
+            api_name="/save_settings",
+        )  # fmt: skip
+        assert reply.startswith("✓ Saved") and "does not exist" not in reply
+        saved = yaml.safe_load(kubin_server.user_config.read_text(encoding="utf-8"))
+        assert saved["wildcards"]["path"] == str(folder)
+        job = http.post(
+            "/kubin/api/v1/tasks/t2i", json={"prompt": "an __animals__", "steps": 2, "seed": 1}
+        ).json()
+        assert job["results"][0]["prompt"] == "an otter"
+
+        gone = api_client.predict(
+            "tiny-kd22", "cpu", "fp32", output_dir, *DEFAULTS_STEPS_3, wildcards_dir=str(tmp_path / "nowhere"),
+            api_name="/save_settings",
+        )  # fmt: skip
+        assert gone.endswith(
+            f"The wildcards folder {tmp_path / 'nowhere'} does not exist yet: create it for __name__ wildcards."
+        )
+    finally:  # the other tests' wildcards
+        api_client.predict(
+            "tiny-kd22", "cpu", "fp32", output_dir, *DEFAULTS_STEPS_3,
+            wildcards_dir=str(kubin_server.wildcards_dir), api_name="/save_settings",
+        )  # fmt: skip

@@ -304,3 +304,16 @@ def test_a_client_that_disconnects_loses_nothing_and_blocks_no_one(kubin_server)
         if Image.open(p).text.get("parameters", "").startswith(prompt)
     ]
     assert len(saved) == 2, "both images of the abandoned request are saved"
+
+
+def test_txt2img_takes_a_prompt_template_and_tells_each_images_prompt(http, kubin_server):
+    template = "a {red|green|blue} __colors__ kite"
+    reply = txt2img(http, prompt=template, seed=50, batch_size=2, n_iter=2)
+
+    info = json.loads(reply["info"])
+    made = {f"a {a} {b} kite" for a in ("red", "green", "blue") for b in ("red", "green", "blue")}
+    assert info["prompt"] == template and len(info["all_prompts"]) == 4 and set(info["all_prompts"]) <= made
+    assert len(set(info["all_prompts"])) > 1, "each image's seed picks its own prompt"
+    assert info["extra_generation_params"] == {"Template": template}
+    for prompt, infotext in zip(info["all_prompts"], info["infotexts"], strict=True):
+        assert infotext.startswith(f"{prompt}\n") and f"Template: {template}," in infotext

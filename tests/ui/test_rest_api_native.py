@@ -319,3 +319,56 @@ def test_image_fields_never_read_server_paths(http, outside_file):
         reply = http.post(f"{API}/tasks/i2i", json={"init_image": value, "steps": 2})
         assert reply.status_code == 422, (value, reply.text)
         assert SECRET not in reply.text
+
+
+def test_prompt_templates_expand_per_image_and_a_prompts_file_queues_one_job_per_line(http, kubin_server):
+    from kubin.outputs import read_image_metadata
+
+    template = "a __colors__ {cat|dog}"
+    job = run(http, "t2i", prompt=template, seed=30, steps=2, prior_steps=2, batch_size=2)
+    made = {f"a {c} {a}" for c in ("red", "green", "blue") for a in ("cat", "dog")}
+    for result in job["results"]:
+        assert result["prompt_template"] == template and result["prompt"] in made
+        saved = read_image_metadata(result["path"])
+        assert (saved["prompt"], saved["prompt_template"]) == (result["prompt"], template)
+        assert saved["params"]["prompt"] == template
+
+    reply = http.post(
+        f"{API}/tasks/t2i/prompts-file",
+        json={
+            "text": "a red cat\n# not a prompt\n\na {big|small} __colors__ dog\n",
+            "params": {"steps": 2, "seed": 9},
+        },
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["lines"] == [1, 4]
+    first, second = (job["results"] for job in body["jobs"])
+    assert read_image_metadata(first[0]["path"])["params"]["prompt"] == "a red cat" and first[0]["seed"] == 9
+    assert second[0]["prompt_template"] == "a {big|small} __colors__ dog"
+    assert second[0]["prompt"] in {
+        f"a {s} {c} dog" for s in ("big", "small") for c in ("red", "green", "blue")
+    }
+
+    csv = http.post(
+        f"{API}/tasks/t2i/prompts-file",
+        json={"format": "csv", "text": "prompt,steps\na cat,2\na dog,2\n", "params": {"prior_steps": 2}},
+        params={"wait": False},
+    )
+    assert csv.status_code == 202 and len(csv.json()["jobs"]) == 2
+    for job in csv.json()["jobs"]:
+        wait_for(http, job["id"], lambda j: j["state"] == "done", "finished")
+
+    missing = http.post(f"{API}/tasks/t2i", json={"prompt": "a __animals__ at night", "steps": 2})
+    assert missing.status_code == 422
+    assert (
+        f"__animals__ has no file: put animals.txt (one value per line) in the wildcards folder {kubin_server.wildcards_dir}"
+        in missing.json()["detail"]
+    )
+    bad_column = http.post(
+        f"{API}/tasks/t2i/prompts-file", json={"format": "csv", "text": "prompt,stepz\na cat,2\n"}
+    )
+    assert (
+        bad_column.status_code == 422
+        and "column 2 ('stepz') is not a parameter" in bad_column.json()["detail"]
+    )

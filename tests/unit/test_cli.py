@@ -16,6 +16,8 @@ import pytest
 from cli_helpers import run_in_process
 from PIL import Image
 
+from kubin.outputs import read_image_metadata
+
 GENERATE = ["--task", "t2i", "--prompt", "a red cat", "--width", "64", "--height", "64", "--steps", "2"]
 
 
@@ -208,6 +210,40 @@ def test_generate_help_shows_ranges_from_the_parameter_specs(workdir):
     assert done.returncode == 0
     assert "Width [64..2048]" in done.stdout
     assert "-1 picks a random seed" in done.stdout
+
+
+def test_a_prompts_file_makes_one_job_per_line_with_its_parameters_and_templates(workdir):
+    wildcards = workdir / "my-wildcards"
+    wildcards.mkdir()
+    (wildcards / "birds.txt").write_text("owl\n", encoding="utf-8")
+    prompts = workdir / "prompts.csv"
+    prompts.write_text(
+        "prompt,seed,negative_prompt,steps\n"
+        "a red cat,5,,\n"
+        '"a {green|blue} dog, running",6,blurry,3\n'
+        "a __birds__ in the snow,7,,\n",
+        encoding="utf-8",
+    )
+    out = workdir / "out-prompts-file"
+    done = generate(
+        workdir, "--model", "tiny-kd22", "--prompts-file", str(prompts), "--wildcards-dir", str(wildcards),
+        "--width", "64", "--height", "64", "--steps", "2", "--prior-steps", "2", "--output-dir", str(out),
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    printed = json_lines(done.stdout)
+    assert [(p["line"], p["seed"]) for p in printed] == [(2, 5), (3, 6), (4, 7)]
+    saved = [read_image_metadata(p["path"]) for p in printed]
+    assert [m["params"]["prompt"] for m in saved] == [
+        "a red cat",
+        "a {green|blue} dog, running",
+        "a __birds__ in the snow",
+    ]
+    assert saved[1]["prompt"] == printed[1]["prompt"] in ("a green dog, running", "a blue dog, running")
+    assert saved[2]["prompt"] == printed[2]["prompt"] == "a owl in the snow"
+    assert "prompt_template" not in saved[0], "a prompt without variants or wildcards is no template"
+    assert [m["params"]["steps"] for m in saved] == [2, 3, 2], "a line's own value over the flags'"
+    assert [m["params"]["negative_prompt"] for m in saved] == ["", "blurry", ""]
 
 
 # --- image tasks --------------------------------------------------------------------------------------

@@ -227,3 +227,85 @@ def test_an_adopted_owner_cancels_what_the_page_started_before_it_loaded(engine)
 
     assert other.wait(120) and other.state == DONE
     assert early.state == CANCELLED and late.state == CANCELLED
+
+
+@pytest.fixture
+def wildcards(engine, tmp_path):
+    """The engine's wildcards folder, with colors.txt in it."""
+    from kubin.prompts import Wildcards
+
+    folder = tmp_path / "wildcards"
+    folder.mkdir()
+    (folder / "colors.txt").write_text("red\ngreen\nblue\n", encoding="utf-8")
+    engine.wildcards = Wildcards(folder)
+    return engine.wildcards
+
+
+def test_a_prompt_template_gives_each_image_the_prompt_its_seed_picks_and_saves_both(engine, wildcards):
+    template = "a __colors__ {cat|dog|fox|owl}"
+    handle = engine.run(
+        t2i(prompt=template, negative_prompt="{blur|noise}", seed=20, batch_size=2, batch_count=2)
+    )
+
+    expected = [wildcards.random(template, seed) for seed in (20, 21, 22, 23)]
+    assert [r.meta["prompt"] for r in handle.results] == expected
+    assert len(set(expected)) > 1, "the seeds of one job pick different prompts"
+    for result in handle.results:
+        saved = read_image_metadata(result.path)
+        assert saved["prompt_template"] == template and saved["prompt"] == result.meta["prompt"]
+        assert (
+            saved["negative_prompt"] in ("blur", "noise")
+            and saved["negative_prompt_template"] == "{blur|noise}"
+        )
+        assert saved["params"]["prompt"] == template, "restoring the output restores the template"
+        with Image.open(result.path) as image:
+            text = image.text["parameters"]
+        assert text.startswith(f"{saved['prompt']}\nNegative prompt: {saved['negative_prompt']}\n")
+        assert f"Template: {template}, Negative Template: {{blur|noise}}" in text
+    assert handle.step == handle.total_steps, "progress counts the extra calls of batches split by prompt"
+    # The expanded prompt is what the pipeline got: the same pixels as that prompt written out.
+    first = handle.results[0]
+    plain = engine.run(
+        t2i(prompt=first.meta["prompt"], negative_prompt=first.meta["negative_prompt"], seed=20)
+    )
+    assert np.array_equal(pixels(plain.results[0].path), pixels(first.path))
+    again = engine.run(
+        t2i(prompt=template, negative_prompt="{blur|noise}", seed=20, batch_size=2, batch_count=2)
+    )
+    assert [r.meta["prompt"] for r in again.results] == expected, "the same seed makes the same prompts"
+
+
+def test_combinatorial_mode_makes_every_combination_and_a_missing_wildcard_fails_at_submit(engine, wildcards):
+    handle = engine.run(t2i(prompt="a {red|blue} __colors__ ball", prompt_mode="combinatorial", seed=1))
+
+    assert [r.meta["prompt"] for r in handle.results] == [
+        "a red blue ball", "a red green ball", "a red red ball",
+        "a blue blue ball", "a blue green ball", "a blue red ball",
+    ]  # fmt: skip
+    assert [r.seed for r in handle.results] == [1, 2, 3, 4, 5, 6] and handle.image_count == 6
+    assert handle.results[0].as_json()["prompt_template"] == "a {red|blue} __colors__ ball"
+
+    with pytest.raises(
+        InvalidParams, match=r"^Wildcard __animals__ has no file: put animals.txt .* in the wildcards folder"
+    ):
+        engine.submit(t2i(prompt="an __animals__ in the snow"))
+    with pytest.raises(InvalidParams, match="^Dynamic prompts must be one of random, combinatorial"):
+        engine.submit(t2i(prompt="a {red|blue} cat", prompt_mode="every"))
+
+
+def test_mix_prompts_may_be_templates_too(engine, wildcards):
+    template = ["a {red|green|blue} cat", "a dog"]
+    small = {k: v for k, v in SMALL.items() if k != "prompt"}
+    handle = engine.run(
+        Job("mix", "tiny-kd22", {**small, "prompts": template, "weights": [0.5, 0.5], "seed": 3})
+    )
+
+    [result] = handle.results
+    assert result.meta["prompts_template"] == template
+    assert result.meta["prompts"] == [wildcards.random(template[0], "3:prompts:0"), "a dog"]
+    plain = engine.run(
+        Job(
+            "mix", "tiny-kd22", {**small, "prompts": result.meta["prompts"], "weights": [0.5, 0.5], "seed": 3}
+        )
+    )
+    assert np.array_equal(pixels(plain.results[0].path), pixels(result.path))

@@ -488,14 +488,20 @@ def _response(
     count = len(seeds)
     prompt = getattr(params, "prompt", "")
     negative = getattr(params, "negative_prompt", "")
+    # Each image's own prompts: a template's expansion (see kubin.prompts), else the request's.
+    indices = [r.index for r in results] or range(count)
+    all_prompts = [handle.expanded(i).get("prompt", prompt) for i in indices]
+    all_negative = [handle.expanded(i).get("negative_prompt", negative) for i in indices]
+    labels = {"prompt": "Template", "negative_prompt": "Negative Template"}  # as A1111's Dynamic Prompts
+    templates = {labels[k]: v for k, v in handle.prompts.templates.items() if k in labels}
     ignored = sorted(n for n in request.model_fields_set if n not in MAPPED)
     ran = results[0].meta.get("scheduler") if results else getattr(params, "scheduler", "")
     sampler_notice = sampler.notice(ran)
     info = {
         "prompt": prompt,
-        "all_prompts": [prompt] * count,
+        "all_prompts": all_prompts,
         "negative_prompt": negative,
-        "all_negative_prompts": [negative] * count,
+        "all_negative_prompts": all_negative,
         "seed": handle.seed,
         "all_seeds": seeds,
         "subseed": -1,
@@ -517,7 +523,7 @@ def _response(
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
         "denoising_strength": getattr(params, "strength", None),
-        "extra_generation_params": {},
+        "extra_generation_params": templates,
         "index_of_first_image": 0,
         "infotexts": infotexts,
         "styles": request.styles or [],

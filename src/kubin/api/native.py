@@ -8,7 +8,7 @@ URL, or the `url` of an earlier output; never a path on the server.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from kubin.api.jobs import ApiState, wait_for
 from kubin.api.security import safe_output_path
 from kubin.engine import FAILED, JobHandle
+from kubin.errors import KubinError
 from kubin.models.registry import list_models
 from kubin.params import TASK_LABELS, TASK_PARAMS, FieldSpec
 
@@ -55,6 +56,8 @@ def _describe(fs: FieldSpec) -> str:
         parts.append(f"{fs.minimum}..{fs.maximum}")
     if fs.kind == "image":
         parts.append("base64 image, data: URL or an output url")
+    if fs.choices:
+        parts.append(" or ".join(fs.choices))
     if fs.help:
         parts.append(fs.help)
     return "; ".join(str(p) for p in parts)
@@ -71,6 +74,35 @@ def task_body_model(task: str) -> type[BaseModel]:
     return create_model(
         f"{cls.__name__}Request", __config__=ConfigDict(extra="forbid"), __doc__=cls.__doc__, **fields
     )
+
+
+def prompts_file_model(task: str) -> type[BaseModel]:
+    """The request body of a prompts file: its text, its format, and the parameters every line starts from."""
+    cls = TASK_PARAMS[task]
+    return create_model(
+        f"{cls.__name__}PromptsFileRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="A prompts file: one job per line, each line's values over `params`.",
+        model=(str | None, Field(None, description="model id; default: the API's current model")),
+        text=(str, Field(description="the file's content")),
+        format=(
+            Literal["text", "csv"],
+            Field(
+                "text",
+                description="text: one prompt per line (blank and # lines skipped); csv: the "
+                "first row names parameters, each later row sets them for one job",
+            ),
+        ),  # fmt: skip
+        params=(
+            task_body_model(task) | None,
+            Field(None, description="parameters of every line, under the line's own (no model here)"),
+        ),
+    )
+
+
+class PromptsFileJobs(BaseModel):
+    jobs: list[JobView] = Field(description="one job per line of the file, in order")
+    lines: list[int] = Field(description="the file's line number of each job")
 
 
 def build_router(state: ApiState, route_class) -> APIRouter:
@@ -155,6 +187,7 @@ def _task_info(task: str) -> dict[str, Any]:
                 "step": fs.step,
                 "help": fs.help,
                 "kind": fs.kind,
+                "choices": list(fs.choices) or None,
             }
             for name, fs in specs.items()
         },
@@ -191,12 +224,55 @@ def _add_task_route(router: APIRouter, state: ApiState, task: str) -> None:
         + "\n\nAnswers when the job ends (cancelled jobs too, with what was saved); with ?wait=false at once.",
         name=f"kubin_{task}",
     )
+    if "prompt" in TASK_PARAMS[task].field_specs():
+        _add_prompts_file_route(router, state, task)
     router.add_api_route(
         f"/tasks/{task}",
         lambda: _task_info(task),
         methods=["GET"],
         summary=f"{TASK_LABELS.get(task, task)}: parameters",
         name=f"kubin_{task}_params",
+    )
+
+
+def _add_prompts_file_route(router: APIRouter, state: ApiState, task: str) -> None:
+    body_model = prompts_file_model(task)
+
+    async def run(
+        body,
+        wait: bool = Query(True, description="wait for every job to end; false answers at once (202)"),  # noqa: B008
+    ):
+        from kubin.prompts import parse_prompts
+
+        base = body.params.model_dump(exclude_none=True) if body.params else {}
+        base.pop("model", None)
+        lines = parse_prompts(body.text, task, as_csv=body.format == "csv", base=base)
+        handles: list[JobHandle] = []
+        for line in lines:
+            try:
+                handle = await run_in_threadpool(state.submit, task, body.model, base | line.params)
+            except KubinError as exc:  # nothing of a file half queued
+                for queued in handles:
+                    state.engine.cancel(queued)
+                raise type(exc)(f"Line {line.line}: {exc}") from None
+            handles.append(handle)
+        answer = {"lines": [line.line for line in lines]}
+        if not wait:
+            return JSONResponse(answer | {"jobs": [state.job_json(h) for h in handles]}, status_code=202)
+        for handle in handles:
+            await wait_for(handle)
+        return answer | {"jobs": [state.job_json(h) for h in handles]}
+
+    run.__annotations__["body"] = body_model
+    router.add_api_route(
+        f"/tasks/{task}/prompts-file",
+        run,
+        methods=["POST"],
+        response_model=PromptsFileJobs,
+        summary=f"{TASK_LABELS.get(task, task)}: prompts file",
+        description="One job per line of a prompts file (text or CSV), every line checked before any job is "
+        "queued. Answers when every job has ended; with ?wait=false at once.",
+        name=f"kubin_{task}_prompts_file",
     )
 
 

@@ -99,7 +99,8 @@ def prompt_box(values: dict[str, Any], task: str = "t2i") -> gr.Textbox:
         info=GENERATE_HINT,
         lines=3,
         elem_id=eid(task, "prompt"),
-        placeholder="What to draw, e.g. a red cat on a windowsill, oil painting",
+        placeholder="What to draw, e.g. a red cat on a windowsill, oil painting; "
+        "{red|green} picks a variant, __colors__ a line of wildcards/colors.txt",
     )
 
 
@@ -111,6 +112,14 @@ def negative_prompt_box(values: dict[str, Any], task: str = "t2i") -> gr.Textbox
         elem_id=eid(task, "negative-prompt"),
         placeholder="What to avoid",
     )
+
+
+def prompt_mode_picker(fs: FieldSpec, value: str, task: str = "t2i") -> gr.Dropdown:
+    """How the prompt's {a|b} variants and __wildcards__ expand: random or every combination."""
+    return gr.Dropdown(
+        list(fs.choices), value=value, label=fs.label, info=fs.help, min_width=160,
+        elem_id=eid(task, "prompt-mode"),
+    )  # fmt: skip
 
 
 def image_input(label: str, elem_id: str, **kwargs) -> gr.Image:

@@ -13,15 +13,21 @@ from kubin.params import FieldSpec, TaskParams
 
 
 def saved_prompt(path: str) -> str:
-    """The prompt saved in a Kubin output (a frame taken from a video carries the video's), "" when none."""
+    """The prompt saved in a Kubin output (a frame taken from a video carries the video's), "" when none;
+    for a prompt made from a template, the prompt as made (the template is in its parameters)."""
     from kubin.errors import KubinError
     from kubin.outputs import read_output_metadata
 
     try:
-        params = read_output_metadata(path).get("params", {})
+        meta = read_output_metadata(path)
     except KubinError:
         return ""
-    return params.get("prompt") or " | ".join(params.get("prompts", []))
+    params = meta.get("params", {})
+    return (
+        meta.get("prompt")
+        or params.get("prompt")
+        or " | ".join(meta.get("prompts", params.get("prompts", [])))
+    )
 
 
 @dataclass

@@ -67,9 +67,11 @@ def build_task_tab(
     options: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     to_params: Callable[[dict[str, Any]], dict[str, Any]] = dict,
     has_prompt: bool = True,
+    prompts_file: bool = False,
 ) -> TaskTab:
     """Build one tab. `inputs` adds widgets above the prompt, `options` below Generate; each returns
-    {name: component}. `to_params` turns {name: value} into the task's parameter dict."""
+    {name: component}. `to_params` turns {name: value} into the task's parameter dict. With
+    `prompts_file`, a prompts file queues one job per line (kubin.ui.prompts_file)."""
     params_cls = params_class(task)
     specs = params_cls.field_specs()
     video = task in VIDEO_TASKS
@@ -114,6 +116,9 @@ def build_task_tab(
                     for name in (n for n in BATCH_FIELDS if n in specs):
                         widgets[name] = ui.slider(specs[name], values[name], min_width=160,
                                                   visible=name not in hidden)  # fmt: skip
+                    prompt_mode = None
+                    if "prompt_mode" in specs:
+                        prompt_mode = ui.prompt_mode_picker(specs["prompt_mode"], values["prompt_mode"], task)
                 widgets["scheduler"] = gr.Dropdown(
                     ui.scheduler_choices(ctx, model.value),
                     value="",
@@ -137,6 +142,12 @@ def build_task_tab(
                             "ControlNet use it (Kandinsky 2.2); leave it empty otherwise."
                         )
                         widgets["hint_image"] = ui.image_input("Depth map", f"{task}-hint-image", height=200)
+                if prompt_mode is not None:  # registered after the scheduler: optional for API callers
+                    widgets["prompt_mode"] = prompt_mode
+                if prompts_file:
+                    from kubin.ui.prompts_file import prompts_file_box
+
+                    file_box = prompts_file_box(task)
                 extension_widgets = build_extension_controls(ctx, task, widgets)
                 widgets.update(extension_widgets)
             with gr.Column(scale=1, min_width=300):
@@ -218,6 +229,12 @@ def build_task_tab(
     def cancel(owner_id: str) -> str:
         n = ctx.engine.cancel_owner(owner_id)
         return "Cancel requested: the job stops after the step under way." if n else "Nothing to cancel."
+
+    if prompts_file:
+        from kubin.ui.prompts_file import wire_prompts_file
+
+        wire_prompts_file(ctx, task, file_box, owner, model, names, components, event_outputs, to_params,
+                          extension_widgets.keys_by_name)  # fmt: skip
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     reuse_seed.click(
@@ -409,7 +426,7 @@ def job_report(handle: JobHandle, what_each: Callable[[Any], dict], lines: list[
     cancel) and its details as JSON, each output described by `what_each(result)`."""
     results = handle.results
     seeds = ", ".join(str(r.seed) for r in results) or "—"
-    head = f"**{len(results)} of {handle.params.image_count} {handle.params.output_kind}(s)** · seeds {seeds}"
+    head = f"**{len(results)} of {handle.image_count} {handle.params.output_kind}(s)** · seeds {seeds}"
     lines = [head, *lines, *(f"ℹ {n}" for n in handle.notices)]
     if handle.state == CANCELLED and handle.error:
         lines.append(f"⚠ {handle.error}")
@@ -426,7 +443,7 @@ def job_report(handle: JobHandle, what_each: Callable[[Any], dict], lines: list[
 
 def outputs(handle: JobHandle):
     results = handle.results
-    gallery = [(str(r.path), f"seed {r.seed}") for r in results]
+    gallery = [(str(r.path), caption(r)) for r in results]
     lines = []
     videos = [r for r in results if r.is_video]
     if videos:
@@ -440,7 +457,16 @@ def outputs(handle: JobHandle):
         lambda r: (
             {"width": r.width, "height": r.height}
             | ({"frames": r.frames, "fps": r.fps} if r.is_video else {})
+            | ({"prompt": r.meta["prompt"]} if "prompt_template" in r.meta else {})
         ),
         lines,
     )
     return gallery, info, details, handle.seed, [str(r.path) for r in results], 0
+
+
+def caption(result) -> str:
+    """A result's caption in the gallery: its seed, and the prompt it was made with when that came from a
+    template."""
+    if "prompt_template" in result.meta:
+        return f"seed {result.seed} · {result.meta['prompt']}"
+    return f"seed {result.seed}"

@@ -1,9 +1,12 @@
 """Settings tab: the main options, saved to the user config file (merged, so hand-written keys stay)."""
 
+import inspect
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 
+from kubin.app import wildcards_folder
 from kubin.config import save_user_settings
 from kubin.errors import KubinError
 from kubin.params import Text2ImageParams
@@ -26,6 +29,7 @@ INPUT_NAMES = [
     "output_dir",
     *(f"default_{n}" for n in UI_DEFAULT_FIELDS),
     *MEMORY_FIELDS,
+    "wildcards_dir",  # last: API callers written before it may leave it out
 ]
 # Labels come from the options' declarations (runtime/memory.py), as the CLI flags' help does.
 MEMORY_LABELS = {name: spec.metadata["label"] for name, spec in DECLARED.items()}
@@ -61,6 +65,7 @@ def current_values(ctx: UIContext) -> list:
         str(s.get("output_dir")),
         *("" if t2i.get(name) is None else str(t2i[name]) for name in UI_DEFAULT_FIELDS),
         *(getattr(memory, name) for name in MEMORY_FIELDS),
+        str(s.get("wildcards.path") or "wildcards"),
     ]
 
 
@@ -81,7 +86,7 @@ def build(ctx: UIContext) -> None:
     initial = dict(zip(INPUT_NAMES, current_values(ctx), strict=True))
     with gr.Tab("Settings", id="settings", elem_id="tab-settings"):
         gr.Markdown(
-            f"Settings are saved to `{s.user_path}`. The output folder applies at once; model, device "
+            f"Settings are saved to `{s.user_path}`. The output and wildcards folders apply at once; model, device "
             "and dtype apply from the next model load (the loaded model is unloaded)."
         )
         warnings = gr.Markdown(
@@ -111,9 +116,18 @@ def build(ctx: UIContext) -> None:
                 elem_id="settings-dtype",
                 min_width=120,
             )
-        output_dir = gr.Textbox(
-            value=initial["output_dir"], label="Output folder", elem_id="settings-output-dir"
-        )
+        with gr.Row():
+            output_dir = gr.Textbox(
+                value=initial["output_dir"],
+                label="Output folder",
+                elem_id="settings-output-dir",
+                min_width=200,
+            )
+            wildcards_dir = gr.Textbox(
+                value=initial["wildcards_dir"], label="Wildcards folder", min_width=200,
+                info="one .txt file per wildcard (colors.txt for a colors wildcard); applies at once",
+                elem_id="settings-wildcards-dir",
+            )  # fmt: skip
         gr.Markdown(
             "**Memory and speed** — every option here applies on the next model load: saving a change "
             "reloads the loaded model before the next job (the status below names what changed). "
@@ -173,7 +187,10 @@ def build(ctx: UIContext) -> None:
 
         def save_settings(model_id, device_name, dtype_name, out_dir, *values):
             default_values = values[: len(UI_DEFAULT_FIELDS)]
-            memory_values = dict(zip(MEMORY_FIELDS, values[len(UI_DEFAULT_FIELDS) :], strict=False))
+            rest = values[len(UI_DEFAULT_FIELDS) :]
+            memory_values = dict(zip(MEMORY_FIELDS, rest, strict=False))
+            wildcards_path = str(rest[len(MEMORY_FIELDS)] if len(rest) > len(MEMORY_FIELDS) else "").strip()
+            wildcards_path = wildcards_path or str(s.get("wildcards.path") or "wildcards")
             try:
                 memory_options = MemoryOptions.from_dict({**(s.get("memory") or {}), **memory_values})
                 ctx.spec(model_id)
@@ -193,12 +210,15 @@ def build(ctx: UIContext) -> None:
                 "output_dir": out_dir,
                 "ui.defaults.t2i": ui_defaults,
                 "memory": memory_options.to_dict(),
+                "wildcards.path": wildcards_path,
             }
             path = save_user_settings(s.user_path, updates)
             for key, value in updates.items():
                 s.set(key, value)
             s.warnings.clear()  # they were about the file, which is now written (a bad one kept as .bad)
             ctx.engine.output_dir = Path(out_dir)
+            folder = wildcards_folder(wildcards_path)
+            ctx.engine.wildcards = replace(ctx.engine.wildcards, folder=folder)
             manager = ctx.engine.manager
             reasons = reload_reasons(
                 manager.memory, memory_options, (manager.device, manager.dtype), (device_name, dtype_name)
@@ -213,9 +233,17 @@ def build(ctx: UIContext) -> None:
                 saved = f"✓ Saved to `{path}`. Applies when the next model loads: {', '.join(reasons)}."
             else:
                 saved = f"✓ Saved to `{path}`."
+            if not folder.is_dir():
+                saved += (
+                    f" The wildcards folder {folder} does not exist yet: create it for __name__ wildcards."
+                )
             return saved
 
-        inputs = [model, device, dtype, output_dir, *defaults, *memory_inputs]
+        inputs = [model, device, dtype, output_dir, *defaults, *memory_inputs, wildcards_dir]
+        # API callers see the inputs' names (default_steps, offload, wildcards_dir, ...), not param_N.
+        save_settings.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in INPUT_NAMES]
+        )
         boxes = [warnings, *ctx.settings_warning_boxes]  # this tab's and the header's
         save.click(save_settings, inputs, status, api_name="save_settings", concurrency_limit=1).then(
             lambda: [settings_text(ctx)] * len(boxes), None, boxes, queue=False, show_progress="hidden",
