@@ -260,11 +260,13 @@ class GridPlan:
         return tuple(a.labels if a is not None else [] for a in axes[:3])  # type: ignore[return-value]
 
     def as_json(self) -> dict[str, Any]:
+        """The plan as the grid's metadata keeps it; input images are left out (a restore asks for them)."""
+        images = params_class(self.task).image_fields()
         return {
             "task": self.task,
             "model": self.model_id,
             "axes": [a.as_json() for a in self.axes],
-            "base": self.base,
+            "base": {k: v for k, v in self.base.items() if k not in images},
         }
 
 
@@ -310,6 +312,22 @@ def make_plan(
 
         plan.base["seed"] = pick_seed(-1)
     return plan
+
+
+def engine_plan(
+    engine, task: str, model_id: str, base: dict[str, Any], axes: list[tuple[str, str]]
+) -> GridPlan:
+    """make_plan with what the engine knows: its models, the grid model's schedulers and the cell cap."""
+    spec = engine.manager.spec(model_id)
+    return make_plan(
+        task,
+        model_id,
+        base,
+        axes,
+        max_cells=getattr(engine, "grid_max_cells", DEFAULT_MAX_CELLS),
+        model_ids=engine.manager.spec,
+        schedulers=tuple(spec.schedulers),
+    )
 
 
 # --- the grid image ------------------------------------------------------------------------------
