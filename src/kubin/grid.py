@@ -381,7 +381,9 @@ def make_grid(
     font = _font(max(12, min(cw, ch) // 12))
     line = int(font.size * 1.25) if hasattr(font, "size") else 14
     pad = max(4, line // 3)
-    left_w = max(cw, 96) if y_labels else 0
+    # The Y labels' column: as wide as a cell, or as the longest label up to two cells (then they wrap).
+    longest = max((font.getlength(t) for t in y_labels), default=0)
+    left_w = max(cw, min(int(longest) + 2 * pad, max(2 * cw, 160))) if y_labels else 0
     x_lines = [wrap(t, font, cw - 2 * pad) for t in x_labels]
     y_lines = [wrap(t, font, left_w - 2 * pad) for t in y_labels]
     top_h = (max(len(ls) for ls in x_lines) * line + 2 * pad) if x_labels else 0

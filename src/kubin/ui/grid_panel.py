@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from kubin.engine import Job
 from kubin.errors import KubinError
 from kubin.grid import AXIS_LETTERS, engine_plan, save_grid, start_grid
 from kubin.outputs import read_output_metadata
@@ -75,12 +76,19 @@ def wire_grid_panel(
         pairs = values_in[:axis_count]
         axes = [(pairs[i] or "", pairs[i + 1] or "") for i in range(0, axis_count, 2)]
         values = dict(zip(names, values_in[axis_count:], strict=True))
-        for name in extension_keys:  # the extensions' values do not go into a grid's cells
-            values.pop(name)
+        extension_values: dict[str, dict[str, Any]] = {}  # each cell gets them, as Generate's job does
+        for name, (ext_name, control) in extension_keys.items():
+            extension_values.setdefault(ext_name, {})[control] = values.pop(name)
         base = {k: v for k, v in to_params(values).items() if v is not None}
         try:
             plan = engine_plan(ctx.engine, task, model_id, base, axes)
-            grid = start_grid(ctx.engine, plan, owner=owner_id)
+            grid = start_grid(
+                ctx.engine,
+                plan,
+                submit=lambda cell: ctx.engine.submit(
+                    Job(task, cell.model_id, cell.params, owner=owner_id, extension_values=extension_values)
+                ),
+            )
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         done: list = []
