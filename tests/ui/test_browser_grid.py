@@ -47,6 +47,16 @@ def test_the_grid_panel_makes_a_labelled_2x3_grid_and_a_restore_fills_its_axes(
     page.screenshot(path=artifacts_dir / "grid-desktop.png", full_page=True)
     grid_path = Path(page.locator("#t2i-info code").first.inner_text())
     assert grid_path.parent.parent.name == "grids" and grid_path.is_file()
+    expect(page.locator("#t2i-cancel")).to_be_disabled()
+
+    # The tab's Cancel stops a long grid: the cells made are kept in a grid, the others left grey.
+    page.locator("#t2i-grid-y-values textarea, #t2i-grid-y-values input").first.fill("1-50")
+    page.locator("#t2i-grid-run").click()
+    expect(page.locator("#t2i-cancel")).to_be_enabled(timeout=TIMEOUT_MS)
+    page.locator("#t2i-cancel").click()
+    expect(info).to_contain_text("X/Y/Z grid (2 x 50)", timeout=TIMEOUT_MS)
+    expect(info).to_contain_text("Cells not made are left grey")
+    expect(page.locator("#t2i-cancel")).to_be_disabled()
 
     # A fresh page: the restore fills the axes (and the tab's parameters) from the grid's PNG.
     page = new_page("/", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)

@@ -9,10 +9,11 @@ from typing import Any
 
 import gradio as gr
 
-from kubin.engine import Job
+from kubin.engine import CANCELLED, Job
 from kubin.errors import KubinError
 from kubin.grid import AXIS_LETTERS, engine_plan, save_grid, start_grid
 from kubin.outputs import read_output_metadata
+from kubin.ui import components as ui
 from kubin.ui.context import UIContext
 from kubin.ui.task_tab import GENERATE_WAITERS, caption, follow_job, outputs
 
@@ -67,6 +68,7 @@ def wire_grid_panel(
     to_params: Callable[[dict[str, Any]], dict[str, Any]],
     extension_keys: dict[str, tuple[str, str]],
     restore_file: Any,
+    cancel: tuple[Any, Any],
 ) -> None:
     """Run grid queues every cell, follows them, then saves and shows the grid; a restored grid PNG fills
     the axes."""
@@ -95,6 +97,8 @@ def wire_grid_panel(
         failures: list[str] = []
         count = len(grid.handles)
         for number, handle in enumerate(grid.handles, start=1):
+            if handle.state == CANCELLED and not handle.results:
+                continue  # cancelled while queued: nothing to show (a grid of 100 cells cancels at once)
 
             def render(h, number=number, done=done):
                 gallery, info, details, seed, _, _ = outputs(h)
@@ -123,9 +127,17 @@ def wire_grid_panel(
         if failures:
             raise gr.Error("\n".join(failures), print_exception=False)
 
+    cancel_btn, cancel_status = cancel  # the tab's Cancel stops the grid's cells (they are the tab's jobs)
+    panel.run.click(
+        lambda: ("", gr.update(interactive=True)), None, [cancel_status, cancel_btn],
+        queue=False, show_progress="hidden", api_visibility="private",
+    )  # fmt: skip
     panel.run.click(
         run_grid, [owner, model, *panel.components, *components], event_outputs,
         api_visibility="private", concurrency_limit=GENERATE_WAITERS, concurrency_id="generate",
+    ).then(
+        lambda owner_id: ui.cancel_state(ctx, owner_id), owner, cancel_btn,
+        queue=False, show_progress="hidden", api_visibility="private",
     )  # fmt: skip
 
     def restore_axes(path: str | None):

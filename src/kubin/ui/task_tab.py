@@ -245,7 +245,7 @@ def build_task_tab(
         from kubin.ui.grid_panel import wire_grid_panel
 
         wire_grid_panel(ctx, task, panel, owner, model, names, components, event_outputs, to_params,
-                        extension_widgets.keys_by_name, restore_file)  # fmt: skip
+                        extension_widgets.keys_by_name, restore_file, (cancel_btn, cancel_status))  # fmt: skip
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     reuse_seed.click(
