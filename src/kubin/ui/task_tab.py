@@ -58,10 +58,12 @@ def build_task_tab(
     to_params: Callable[[dict[str, Any]], dict[str, Any]] = dict,
     has_prompt: bool = True,
     prompts_file: bool = False,
+    grid: bool = False,
 ) -> TaskTab:
     """Build one tab. `inputs` adds widgets above the prompt, `options` below Generate; each returns
     {name: component}. `to_params` turns {name: value} into the task's parameter dict. With
-    `prompts_file`, a prompts file queues one job per line (kubin.ui.prompts_file)."""
+    `prompts_file`, a prompts file queues one job per line (kubin.ui.prompts_file); with `grid`, an X/Y/Z
+    grid queues one per combination (kubin.ui.grid_panel)."""
     params_cls = params_class(task)
     specs = params_cls.field_specs()
     video = task in VIDEO_TASKS
@@ -138,6 +140,10 @@ def build_task_tab(
                     from kubin.ui.prompts_file import prompts_file_box
 
                     file_box = prompts_file_box(task)
+                if grid:
+                    from kubin.ui.grid_panel import grid_panel
+
+                    panel = grid_panel(task)
                 extension_widgets = build_extension_controls(ctx, task, widgets)
                 widgets.update(extension_widgets)
             with gr.Column(scale=1, min_width=300):
@@ -225,6 +231,11 @@ def build_task_tab(
 
         wire_prompts_file(ctx, task, file_box, owner, model, names, components, event_outputs, to_params,
                           extension_widgets.keys_by_name)  # fmt: skip
+    if grid:
+        from kubin.ui.grid_panel import wire_grid_panel
+
+        wire_grid_panel(ctx, task, panel, owner, model, names, components, event_outputs, to_params,
+                        extension_widgets.keys_by_name, restore_file, (cancel_btn, cancel_status))  # fmt: skip
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     reuse_seed.click(
