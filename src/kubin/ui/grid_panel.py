@@ -15,7 +15,7 @@ from kubin.grid import AXIS_LETTERS, engine_plan, save_grid, start_grid
 from kubin.outputs import read_output_metadata
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
-from kubin.ui.task_tab import GENERATE_WAITERS, caption, follow_job, outputs
+from kubin.ui.job_view import GENERATE_WAITERS, caption, follow_job, outputs
 
 HELP = (
     "One job per combination, over this tab's values. Values as in A1111: `20,30,40`, `1-5`, `1-10 (+2)`, "
