@@ -15,7 +15,7 @@ from kubin.grid import AXIS_LETTERS, engine_plan, save_grid, start_grid
 from kubin.outputs import read_output_metadata
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
-from kubin.ui.job_view import GENERATE_WAITERS, caption, follow_job, outputs
+from kubin.ui.job_view import GENERATE_WAITERS, follow_jobs
 
 HELP = (
     "One job per combination, over this tab's values. Values as in A1111: `20,30,40`, `1-5`, `1-10 (+2)`, "
@@ -93,24 +93,16 @@ def wire_grid_panel(
             )
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        done: list = []
         failures: list[str] = []
         count = len(grid.handles)
-        for number, handle in enumerate(grid.handles, start=1):
-            if handle.state == CANCELLED and not handle.results:
-                continue  # cancelled while queued: nothing to show (a grid of 100 cells cancels at once)
-
-            def render(h, number=number, done=done):
-                gallery, info, details, seed, _, _ = outputs(h)
-                shown = done + gallery
-                head = f"**X/Y/Z grid: cell {number} of {count}** · {len(shown)} image(s) so far"
-                return shown, f"{head}\n\n{info}", details, seed, [p for p, _ in shown], 0
-
-            try:
-                yield from follow_job(ctx, handle, progress, render)
-            except gr.Error as exc:
-                failures.append(f"Cell {number}: {exc.message}")
-            done = done + [(str(r.path), caption(r)) for r in handle.results]
+        done = yield from follow_jobs(
+            ctx,
+            ((f"**X/Y/Z grid: cell {n} of {count}**", f"Cell {n}", handle)
+             for n, handle in enumerate(grid.handles, start=1)
+             # cancelled while queued: nothing to show (a grid of 100 cells cancels at once)
+             if not (handle.state == CANCELLED and not handle.results)),
+            progress, failures,
+        )  # fmt: skip
         path = save_grid(grid, ctx.engine.output_dir)
         made = sum(1 for p in grid.cell_paths() if p)
         shape = " x ".join(str(n) for n in plan.shape[: len(plan.axes)])

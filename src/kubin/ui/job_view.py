@@ -4,7 +4,7 @@ the panels that queue several jobs (prompts file) share it."""
 
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import gradio as gr
@@ -133,3 +133,26 @@ def caption(result) -> str:
     if "prompt_template" in result.meta:
         return f"seed {result.seed} · {result.meta['prompt']}"
     return f"seed {result.seed}"
+
+
+def follow_jobs(ctx: UIContext, jobs: Iterable[tuple[str, str, JobHandle]], progress: gr.Progress,
+                failures: list[str]):  # fmt: skip
+    """Follow several jobs one after another in one tab (the lines of a prompts file, the cells of a grid):
+    the gallery gathers every output so far and the info starts with the job's `head`; a failed job's error
+    goes into `failures` after its `name`, and the next job is followed still. `jobs` is read as it goes, so
+    it may skip jobs by their state at that moment. Yields renders; returns the gallery items of all."""
+    done: list = []
+    for head, name, handle in jobs:
+
+        def render(h: JobHandle, head=head, done=done):
+            gallery, info, details, seed, _, _ = outputs(h)
+            shown = done + gallery
+            text = f"{head} · {len(shown)} image(s) so far\n\n{info}"
+            return shown, text, details, seed, [path for path, _ in shown], 0
+
+        try:
+            yield from follow_job(ctx, handle, progress, render)
+        except gr.Error as exc:
+            failures.append(f"{name}: {exc.message}")
+        done = done + [(str(r.path), caption(r)) for r in handle.results]
+    return done

@@ -12,7 +12,7 @@ from kubin.engine import Job, JobHandle
 from kubin.errors import KubinError
 from kubin.prompts import read_prompts_file
 from kubin.ui.context import UIContext
-from kubin.ui.job_view import GENERATE_WAITERS, caption, follow_job, outputs
+from kubin.ui.job_view import GENERATE_WAITERS, follow_jobs
 
 
 def prompts_file_box(task: str) -> gr.File:
@@ -66,31 +66,18 @@ def wire_prompts_file(
                 for _, queued in handles:  # nothing of a file half queued
                     ctx.engine.cancel(queued)
                 raise gr.Error(f"Line {line.line}: {exc}", print_exception=False) from None
-        yield from follow_jobs(ctx, handles, progress)
+        failures: list[str] = []  # a failed line is reported at the end; the others still run
+        count = len(handles)
+        yield from follow_jobs(
+            ctx,
+            ((f"**Prompts file: job {n} of {count}** (line {line})", f"Line {line}", handle)
+             for n, (line, handle) in enumerate(handles, start=1)),
+            progress, failures,
+        )  # fmt: skip
+        if failures:
+            raise gr.Error("\n".join(failures), print_exception=False)
 
     file_box.upload(
         queue_file, [file_box, owner, model, *components], event_outputs,
         api_visibility="private", concurrency_limit=GENERATE_WAITERS, concurrency_id="generate",
     )  # fmt: skip
-
-
-def follow_jobs(ctx: UIContext, handles: list[tuple[int, JobHandle]], progress: gr.Progress):
-    """Follow the jobs one after another: the gallery shows every output so far, the info which line runs;
-    a failed line is reported at the end, the others still run."""
-    done: list = []  # gallery items of the jobs followed so far
-    failures: list[str] = []
-    for number, (line, handle) in enumerate(handles, start=1):
-
-        def render(h: JobHandle, number=number, line=line, done=done):
-            gallery, info, details, seed, _, _ = outputs(h)
-            shown = done + gallery
-            head = f"**Prompts file: job {number} of {len(handles)}** (line {line}) · {len(shown)} image(s) so far"
-            return shown, f"{head}\n\n{info}", details, seed, [path for path, _ in shown], 0
-
-        try:
-            yield from follow_job(ctx, handle, progress, render)
-        except gr.Error as exc:
-            failures.append(f"Line {line}: {exc.message}")
-        done = done + [(str(r.path), caption(r)) for r in handle.results]
-    if failures:
-        raise gr.Error("\n".join(failures), print_exception=False)
