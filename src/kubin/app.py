@@ -9,6 +9,7 @@ EXIT_CANCELLED = 130
 
 def make_engine(settings):
     from kubin.engine import DEFAULT_MAX_PROMPT_CHARS, Engine
+    from kubin.models.lora import DEFAULT_FOLDER, LoraLibrary
     from kubin.models.manager import ModelManager
     from kubin.runtime.memory import MemoryOptions
 
@@ -24,6 +25,7 @@ def make_engine(settings):
         max_pixels=int(settings.get("max_image_pixels")),
         max_prompt_chars=int(settings.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)),
         wildcards=wildcards_from(settings),
+        loras=LoraLibrary(settings.get("lora.path") or DEFAULT_FOLDER),
     )
 
 

@@ -171,6 +171,10 @@ def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
     rng = f" [{_n(fs.minimum)}..{_n(fs.maximum)}]" if fs.minimum is not None else ""
     extra = f"; {fs.help}" if fs.help else ""
     kwargs: dict[str, Any] = {"dest": f"param_{fs.name}", "help": f"{fs.label}{rng}{extra}"}
+    if fs.kind == "lora":  # --lora NAME[:WEIGHT], once per adapter
+        kwargs.update(action="append", metavar="NAME[:WEIGHT]")
+        parser.add_argument("--lora", **kwargs)
+        return
     if fs.type is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif fs.type is list:
