@@ -45,6 +45,10 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         "--wildcards-dir", metavar="DIR", default=d,
         help="where __name__ in a prompt finds name.txt (default wildcards/ in the Kubin folder)",
     )  # fmt: skip
+    parser.add_argument(
+        "--lora-dir", metavar="DIR", default=d,
+        help="the LoRA adapters (.safetensors, subfolders allowed; default models/lora in the Kubin folder)",
+    )  # fmt: skip
     parser.add_argument("--device", default=d, help="auto (default), cpu, mps, cuda or cuda:N")
     parser.add_argument(
         "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
@@ -225,6 +229,7 @@ def load_settings(args: argparse.Namespace):
         "model": getattr(args, "model", None),
         "output_dir": getattr(args, "output_dir", None),
         "wildcards.path": getattr(args, "wildcards_dir", None),
+        "lora.path": getattr(args, "lora_dir", None),
         "device": getattr(args, "device", None),
         "dtype": getattr(args, "dtype", None),
         "server.host": getattr(args, "host", None),

@@ -4,6 +4,7 @@ the prompt's <lora:name:weight> tag, switched off for a job without them, and re
 
 import numpy as np
 import pytest
+from lora_helpers import ATTENTION, KD50_ATTENTION, kd22_decoder_lora, save_lora
 from PIL import Image
 
 from kubin.engine import Engine, Job
@@ -13,23 +14,6 @@ from kubin.outputs import read_image_metadata
 
 KD22 = {"prompt": "a red cat", "width": 64, "height": 64, "steps": 2, "prior_steps": 2, "seed": 7}
 KD50 = {"prompt": "a red cat", "width": 64, "height": 64, "steps": 2, "seed": 7}
-ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
-
-
-def save_lora(module, path, targets, seed, prefix=""):
-    """A rank-4 adapter with random (not zero) weights on `targets` of `module`, saved as diffusers does."""
-    import torch
-    from peft import LoraConfig, get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    torch.manual_seed(seed)
-    module.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False))
-    state = get_peft_model_state_dict(module)
-    module.delete_adapters("default")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"{prefix}{k}": v.contiguous() for k, v in state.items()}, str(path),
-              metadata={"format": "pt", "modelspec.trigger_phrase": "inkstyle"})  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +27,14 @@ def lora_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lora")
     kd22 = tiny_model_folder("tiny-kd22")
     unet = UNet2DConditionModel.from_pretrained(kd22 / "decoder" / "unet")
-    save_lora(unet, folder / "ink.safetensors", ATTENTION, 1)
+    kd22_decoder_lora(folder / "ink.safetensors", seed=1)
     save_lora(unet, folder / "styles" / "glow.safetensors", ATTENTION, 2, prefix="unet.")
     prior = PriorTransformer.from_pretrained(kd22 / "prior" / "prior")
     save_lora(prior, folder / "prior_mood.safetensors", ATTENTION, 3)
     transformer = Kandinsky5Transformer3DModel.from_pretrained(
         tiny_model_folder("tiny-kd50-t2i") / "pipeline" / "transformer"
     )
-    save_lora(transformer, folder / "k5style.safetensors", ["to_query", "to_key", "to_value"], 4)
+    save_lora(transformer, folder / "k5style.safetensors", KD50_ATTENTION, 4)
     import torch
     from safetensors.torch import save_file
 

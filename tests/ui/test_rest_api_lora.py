@@ -1,0 +1,58 @@
+"""LoRA through both REST APIs of the shared server: /sdapi/v1/loras lists the folder in A1111's shape,
+a <lora:name:weight> tag in an A1111 prompt and `loras` in a native request apply the same adapter, and
+the saved PNG says which (A1111's `Lora hashes`)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from lora_helpers import kd22_decoder_lora
+from PIL import Image
+
+BODY = {"steps": 2, "width": 64, "height": 64, "seed": 5}
+
+
+def image_of(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")).astype(int)
+
+
+@pytest.fixture
+def lora_file(http, kubin_server):
+    """ink.safetensors in the server's LoRA folder (scanned again); taken away after the test."""
+    path = kd22_decoder_lora(kubin_server.lora_dir / "ink.safetensors")
+    assert http.post("/sdapi/v1/refresh-loras").status_code == 200
+    yield path
+    path.unlink()
+    http.post("/sdapi/v1/refresh-loras")
+
+
+def test_both_apis_list_and_apply_a_lora_and_the_png_records_it(http, lora_file):
+    from kubin.models.lora import file_hash
+
+    listed = http.get("/sdapi/v1/loras").json()
+    assert listed == [
+        {"name": "ink", "alias": "ink", "path": str(lora_file), "metadata": listed[0]["metadata"]}
+    ]
+    assert listed[0]["metadata"]["modelspec.trigger_phrase"] == "inkstyle"
+    native = http.get("/kubin/api/v1/loras").json()
+    assert [(f["name"], f["family"], f["part"], f["rank"]) for f in native] == [("ink", "kd22", "decoder", 4)]
+
+    plain = http.post("/sdapi/v1/txt2img", json={**BODY, "prompt": "a red cat"}).json()
+    tagged = http.post("/sdapi/v1/txt2img", json={**BODY, "prompt": "a red cat <lora:ink:0.8>"}).json()
+    assert np.abs(image_of(plain["images"][0]) - image_of(tagged["images"][0])).mean() > 1
+    infotext = json.loads(tagged["info"])["infotexts"][0]
+    assert infotext.startswith("a red cat\n") and f'Lora hashes: "ink: {file_hash(lora_file)}"' in infotext
+
+    job = http.post("/kubin/api/v1/tasks/t2i", json={**BODY, "prompt": "a red cat",
+                                                     "loras": [{"name": "ink", "weight": 0.8}]}).json()  # fmt: skip
+    assert job["state"] == "done", job
+    with Image.open(job["results"][0]["path"]) as made:
+        same = np.asarray(made.convert("RGB")).astype(int)
+    assert np.array_equal(same, image_of(tagged["images"][0]))
+
+    other = http.post("/kubin/api/v1/tasks/t2i", json={**BODY, "loras": ["nothere"]})
+    assert other.status_code == 422 and "No LoRA named 'nothere'" in other.text
