@@ -182,8 +182,8 @@ class LoraLibrary:
         """The adapter a user named: a name in the folder (with or without subfolders, when unique) or a
         path to a file. InvalidParams says what is there when nothing matches."""
         path = Path(name).expanduser()
-        if path.suffix == SUFFIX and path.is_file():
-            return inspect_lora(path, path.stem, self.families())
+        if path.suffix == SUFFIX and path.is_file():  # named by its path, so restoring finds it again
+            return inspect_lora(path, name, self.families())
         files = {f.name: f for f in self.list()}
         if name not in files:
             stems = [f for f in files.values() if f.name.rsplit("/", 1)[-1] == name]
