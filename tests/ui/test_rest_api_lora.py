@@ -56,3 +56,16 @@ def test_both_apis_list_and_apply_a_lora_and_the_png_records_it(http, lora_file)
 
     other = http.post("/kubin/api/v1/tasks/t2i", json={**BODY, "loras": ["nothere"]})
     assert other.status_code == 422 and "No LoRA named 'nothere'" in other.text
+
+
+def test_the_tab_takes_loras_and_restoring_its_png_selects_them_again(api_client, lora_file, kubin_server):
+    from gradio_client import handle_file
+
+    tiny = {"model_id": "tiny-kd22", "prompt": "a red cat", "width": 64, "height": 64, "steps": 2,
+            "prior_steps": 2, "seed": 5}  # fmt: skip
+    details = api_client.predict(**tiny, loras=["ink:0.8"], api_name="/txt2img")[2]
+    made = details["outputs"][0]["file"]
+    assert details["params"]["loras"] == ["ink:0.8"]
+    *updates, status = api_client.predict(handle_file(made), api_name="/t2i_restore")
+    assert ["ink:0.8"] in [update.get("value") for update in updates]
+    assert "Restored the parameters" in status
