@@ -134,7 +134,7 @@ def build_task_tab(
                             "<lora:ink:0.6> in the prompt", elem_id=f"{task}-loras", scale=5,
                         )  # fmt: skip
                         lora_refresh = gr.Button(
-                            "↻", size="sm", min_width=40, scale=0, elem_id=f"{task}-loras-refresh"
+                            "↻", size="sm", min_width=56, scale=0, elem_id=f"{task}-loras-refresh"
                         )
                 if "negative_prior_prompt" in specs:
                     fs = specs["negative_prior_prompt"]
