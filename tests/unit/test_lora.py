@@ -161,3 +161,20 @@ def test_a_lora_for_another_family_a_damaged_file_and_an_unknown_name_fail_at_su
         with pytest.raises(InvalidParams, match=said.replace("(", r"\(")):
             lora_engine.submit(Job("t2i", "tiny-kd22", {**KD22, "loras": loras}))
     assert run(lora_engine).path.is_file()  # the engine goes on
+
+
+def test_mix_prompts_take_tags_too_and_inpainting_says_a_decoder_lora_is_not_for_it(lora_engine, photo):
+    mix = {k: v for k, v in KD22.items() if k != "prompt"}
+    mixed = lora_engine.run(Job("mix", "tiny-kd22", {**mix, "prompts": ["a cat <lora:ink:0.5>", "a dog"],
+                                                     "weights": [0.5, 0.5]})).results[0]  # fmt: skip
+    assert mixed.meta["params"]["prompts"] == ["a cat", "a dog"] and mixed.meta["params"]["loras"] == [
+        "ink:0.5"
+    ]
+    inpaint = {k: v for k, v in KD22.items() if k not in ("width", "height")} | {
+        "init_image": photo,
+        "mask": photo,
+    }
+    with pytest.raises(InvalidParams, match="A decoder LoRA applies to the text-to-image decoder"):
+        lora_engine.run(Job("inpaint", "tiny-kd22", {**inpaint, "loras": ["ink"]}))
+    prior_only = lora_engine.run(Job("inpaint", "tiny-kd22", {**inpaint, "loras": ["prior_mood"]}))
+    assert prior_only.results[0].meta["loras"][0]["name"] == "prior_mood"
