@@ -68,4 +68,10 @@ def test_the_tab_takes_loras_and_restoring_its_png_selects_them_again(api_client
     assert details["params"]["loras"] == ["ink:0.8"]
     *updates, status = api_client.predict(handle_file(made), api_name="/t2i_restore")
     assert ["ink:0.8"] in [update.get("value") for update in updates]
-    assert "Restored the parameters" in status
+    assert "Restored the parameters" in status and "Not on this machine" not in status
+    lora_file.rename(lora_file.with_suffix(".away"))  # the adapter is gone from this machine
+    try:
+        status = api_client.predict(handle_file(made), api_name="/t2i_restore")[-1]
+    finally:
+        lora_file.with_suffix(".away").rename(lora_file)
+    assert status.endswith("Not on this machine (add them to the LoRA folder): ink.")

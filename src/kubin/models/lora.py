@@ -184,13 +184,12 @@ class LoraLibrary:
         path = Path(name).expanduser()
         if path.suffix == SUFFIX and path.is_file():  # named by its path, so restoring finds it again
             return inspect_lora(path, name, self.families())
-        files = {f.name: f for f in self.list()}
+        files = {f.name: f for f in self.list() if f.path.is_file()}  # one removed since the scan is gone
         if name not in files:
             stems = [f for f in files.values() if f.name.rsplit("/", 1)[-1] == name]
             if len(stems) == 1:
                 return self._checked(stems[0])
-            self.refresh()  # a file added since the last scan
-            files = {f.name: f for f in self.list()}
+            files = {f.name: f for f in self.refresh()}  # a file added since the last scan
         if name not in files:
             known = ", ".join(sorted(files)) or "none"
             raise InvalidParams(

@@ -156,6 +156,20 @@ class UIContext:
             if f.family == family.id and f.part in parts
         ]
 
+    def missing_loras(self, entries: list[str]) -> list[str]:
+        """The names of restored adapters ("name:weight") that the LoRA folder does not hold."""
+        from kubin.errors import KubinError
+        from kubin.models.lora import parse_entry
+
+        missing = []
+        for entry in entries:
+            name = parse_entry(entry)[0]
+            try:
+                self.engine.loras.find(name)
+            except KubinError:
+                missing.append(name)
+        return missing
+
     def takes_loras(self, model_id: str) -> bool:
         from kubin.models.registry import family_of
 

@@ -326,6 +326,9 @@ def build_task_tab(
         model_update = gr.update(value=meta.get("model")) if meta.get("model") else gr.update()
         note = f"Restored the parameters of a {TASK_LABELS.get(meta.get('task'), meta.get('task'))} result"
         note += f" (seed {saved.get('seed')}, model {meta.get('model')})."
+        missing = ctx.missing_loras(saved.get("loras") or [])
+        if missing:
+            note += f" Not on this machine (add them to the LoRA folder): {', '.join(missing)}."
         return [*updates, model_update, note]
 
     restore_file.upload(
