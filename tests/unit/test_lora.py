@@ -178,3 +178,25 @@ def test_mix_prompts_take_tags_too_and_inpainting_says_a_decoder_lora_is_not_for
         lora_engine.run(Job("inpaint", "tiny-kd22", {**inpaint, "loras": ["ink"]}))
     prior_only = lora_engine.run(Job("inpaint", "tiny-kd22", {**inpaint, "loras": ["prior_mood"]}))
     assert prior_only.results[0].meta["loras"][0]["name"] == "prior_mood"
+
+
+def test_an_extension_adds_an_adapter_from_its_before_job_hook(lora_engine, tmp_path):
+    import yaml
+
+    from kubin.extensions.loader import discover, load_all
+
+    folder = tmp_path / "extensions" / "inker"
+    folder.mkdir(parents=True)
+    manifest = {"name": "inker", "version": "0.1.0", "kubin": ">=0.1", "requirements": []}
+    (folder / "extension.yaml").write_text(yaml.safe_dump(manifest))
+    (folder / "main.py").write_text(
+        "def setup(api):\n"
+        "    api.on('before_job', lambda task, params: {**params, 'loras': [*params.get('loras', []), 'ink:0.7']})\n"
+    )
+    lora_engine.extensions = load_all(discover(tmp_path / "extensions"))
+    try:
+        added = run(lora_engine)
+    finally:
+        lora_engine.extensions = []
+    assert added.meta["params"]["loras"] == ["ink:0.7"]
+    assert diff(added, run(lora_engine, loras=["ink:0.7"])) == 0
