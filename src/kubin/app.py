@@ -9,6 +9,7 @@ EXIT_CANCELLED = 130
 
 def make_engine(settings):
     from kubin.engine import DEFAULT_MAX_PROMPT_CHARS, Engine
+    from kubin.models.lora import DEFAULT_FOLDER, LoraLibrary
     from kubin.models.manager import ModelManager
     from kubin.runtime.memory import MemoryOptions
 
@@ -25,6 +26,7 @@ def make_engine(settings):
         max_prompt_chars=int(settings.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)),
         wildcards=wildcards_from(settings),
         grid_max_cells=int(settings.get("grid_max_cells") or 100),
+        loras=LoraLibrary(settings_folder(settings.get("lora.path"), DEFAULT_FOLDER)),
     )
 
 
@@ -39,11 +41,17 @@ def wildcards_from(settings):
 def wildcards_folder(value: str | None):
     """The wildcards folder a setting names: a relative one is looked up in the working folder, then in
     the Kubin folder (as the extensions folder is)."""
+    return settings_folder(value, "wildcards")
+
+
+def settings_folder(value: str | None, default: str):
+    """A folder a setting names (or the default): a relative one is looked up in the working folder, then
+    in the Kubin folder."""
     from pathlib import Path
 
     from kubin.config import REPO_ROOT
 
-    folder = Path(value or "wildcards")
+    folder = Path(value or default)
     return folder if folder.is_absolute() or folder.exists() else REPO_ROOT / folder
 
 

@@ -45,6 +45,10 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         "--wildcards-dir", metavar="DIR", default=d,
         help="where __name__ in a prompt finds name.txt (default wildcards/ in the Kubin folder)",
     )  # fmt: skip
+    parser.add_argument(
+        "--lora-dir", metavar="DIR", default=d,
+        help="the LoRA adapters (.safetensors, subfolders allowed; default models/lora in the Kubin folder)",
+    )  # fmt: skip
     parser.add_argument("--device", default=d, help="auto (default), cpu, mps, cuda or cuda:N")
     parser.add_argument(
         "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
@@ -176,6 +180,10 @@ def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
     rng = f" [{_n(fs.minimum)}..{_n(fs.maximum)}]" if fs.minimum is not None else ""
     extra = f"; {fs.help}" if fs.help else ""
     kwargs: dict[str, Any] = {"dest": f"param_{fs.name}", "help": f"{fs.label}{rng}{extra}"}
+    if fs.kind == "lora":  # --lora NAME[:WEIGHT], once per adapter
+        kwargs.update(action="append", metavar="NAME[:WEIGHT]")
+        parser.add_argument("--lora", **kwargs)
+        return
     if fs.type is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif fs.type is list:
@@ -226,6 +234,7 @@ def load_settings(args: argparse.Namespace):
         "model": getattr(args, "model", None),
         "output_dir": getattr(args, "output_dir", None),
         "wildcards.path": getattr(args, "wildcards_dir", None),
+        "lora.path": getattr(args, "lora_dir", None),
         "device": getattr(args, "device", None),
         "dtype": getattr(args, "dtype", None),
         "server.host": getattr(args, "host", None),

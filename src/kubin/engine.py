@@ -30,6 +30,7 @@ from kubin.errors import InvalidParams, JobCancelled, KubinError, OutOfMemory, U
 from kubin.extensions.loader import run_hooks
 from kubin.images import DEFAULT_MAX_PIXELS
 from kubin.models.base import Phase
+from kubin.models.lora import ActiveLora, LoraLibrary, take_prompt_tags
 from kubin.models.manager import ModelManager
 from kubin.models.registry import family_of, list_models
 from kubin.outputs import Mesh, Video, save_image, save_mesh, save_video
@@ -200,6 +201,7 @@ class JobHandle(_Waitable):
     # Counts the steps against the phases the model declared, and times them (see kubin.progress).
     tracker: StepTracker = field(default_factory=StepTracker, repr=False)
     prompts: PromptPlan = None  # type: ignore[assignment]  # each output's expanded prompts; see __post_init__
+    loras: list[ActiveLora] = field(default_factory=list)  # the adapters it runs with
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _events: list[JobEvent] = field(default_factory=list, repr=False)
@@ -373,6 +375,7 @@ class Engine:
         max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
         wildcards: Wildcards | None = None,
         grid_max_cells: int = 100,
+        loras: LoraLibrary | None = None,
     ):
         self.manager = manager
         self.output_dir = Path(output_dir)
@@ -380,6 +383,7 @@ class Engine:
         self.max_prompt_chars = max_prompt_chars  # longer prompts are refused at submit
         self.wildcards = wildcards or Wildcards(Path("wildcards"))  # where __name__ in a prompt is looked up
         self.grid_max_cells = grid_max_cells  # the most cells an X/Y/Z grid may queue (kubin.grid)
+        self.loras = loras or LoraLibrary()  # where LoRA names are looked up
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()
@@ -418,6 +422,7 @@ class Engine:
                 f"model with ControlNet ({', '.join(m.id for m in list_models() if 'controlnet' in m.features)})."
             )
         _check_limits(spec, params)
+        params, loras = self._take_loras(spec, params)
         prepared = prepare(params, self.max_pixels, spec)
         seed = pick_seed(params.seed)
         prompts = plan_prompts(params, lambda i: image_seed(seed, i), self.wildcards)
@@ -435,6 +440,7 @@ class Engine:
             prepared=prepared,
             tracker=tracker,
             prompts=prompts,
+            loras=loras,
         )
         prepared.notices.extend(prompts.notices)
         if subscriber is not None:
@@ -448,6 +454,27 @@ class Engine:
             self._ensure_worker()
             self._cond.notify_all()
         return handle
+
+    def _take_loras(self, spec, params: ImageTaskParams) -> tuple[ImageTaskParams, list[ActiveLora]]:
+        """The job's adapters: its `loras` and the <lora:name:weight> tags of its prompts (taken out of the
+        text the encoder reads), each found and checked against the model's family now."""
+        if "loras" not in params.field_specs():
+            return params, []
+        entries, changed = list(params.loras), {}
+        for name in ("prompt", "prompts"):
+            if name not in params.field_specs():
+                continue
+            value = getattr(params, name)
+            texts = value if isinstance(value, list) else [value]
+            taken = [take_prompt_tags(text) for text in texts]
+            if any(tags for _, tags in taken):
+                entries += [tag for _, tags in taken for tag in tags]
+                changed[name] = [text for text, _ in taken] if isinstance(value, list) else taken[0][0]
+        if not entries:
+            return params, []
+        loras = self.loras.resolve(entries, family_of(spec), spec.title)
+        params = replace(params, **changed, loras=[f"{a.file.name}:{a.weight:g}" for a in loras])
+        return params, loras
 
     def submit_tool(self, job: ToolJob) -> ToolHandle:
         """Queue a tool job behind the jobs already queued: it runs when the device is free."""
@@ -615,6 +642,9 @@ class Engine:
             model = self.manager.get(job.model_id, job.task)
             loaded = self.manager.take_load_notices()  # a list when this job loaded the model
             handle.add_notices(loaded or [])
+            set_loras = getattr(model, "set_loras", None)
+            if set_loras is not None:  # every job: one without adapters switches the last job's off
+                set_loras(handle.loras)
 
             def on_step(phase: str, step: int) -> None:
                 now = time.monotonic()
@@ -712,6 +742,8 @@ class Engine:
             extra["extensions"] = handle.job.extension_values
         for name, value in handle.expanded(index).items():  # what it was made with, beside the template
             extra[name], extra[f"{name}_template"] = value, handle.prompts.templates[name]
+        if handle.loras:
+            extra["loras"] = [lora.as_json() for lora in handle.loras]
         extra["runtime"] = runtime_metadata(model.placement)
         return extra | {
             "kubin_version": __version__,

@@ -58,6 +58,8 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
         ("Task", meta.get("task")),
     ]
     pairs += [(label, params.get(key, meta.get(key))) for key, label in _EXTRA_LABELS.items()]
+    loras = meta.get("loras") or []
+    pairs.append(("Lora hashes", ", ".join(f"{lora['name']}: {lora['hash']}" for lora in loras)))
     pairs += [
         ("Template", meta.get("prompt_template")),
         ("Negative Template", meta.get("negative_prompt_template")),

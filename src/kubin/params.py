@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kubin.errors import InvalidParams
+from kubin.models.lora import entry_text
 
 SEED_MAX = 2**32 - 1
 SIZE_STEP = 64
@@ -110,6 +111,10 @@ class TaskParams:
             if value is None:
                 continue
             try:
+                if fs.kind == "lora":  # "name:weight" strings, or {"name": ..., "weight": ...} from JSON
+                    items = [value] if isinstance(value, (str, dict)) else list(value)
+                    converted[name] = [entry_text(v) for v in items]
+                    continue
                 if fs.type is list:
                     items = [value] if isinstance(value, str) else list(value)
                     if fs.item_type is not str:  # numbers may come as one "64,0,64,0"
@@ -214,6 +219,14 @@ def _hint_image():
     )  # fmt: skip
 
 
+def _loras():
+    return spec(
+        [], label="LoRA", kind="lora",
+        help="adapters as name:weight (weight 1 when left out), from the LoRA folder or a file's path; "
+        "<lora:name:weight> in the prompt adds one too",
+    )  # fmt: skip
+
+
 def _steps():
     return spec(50, label="Steps", minimum=1, maximum=500, step=1)
 
@@ -296,6 +309,7 @@ class Text2ImageParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
     hint_image: str = _hint_image()
 
@@ -324,6 +338,7 @@ class Image2ImageParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
     hint_image: str = _hint_image()
 
@@ -367,6 +382,7 @@ class InpaintParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
 
 
@@ -398,6 +414,7 @@ class OutpaintParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
 
     def validate(self) -> OutpaintParams:
@@ -440,6 +457,7 @@ class MixParams(ImageTaskParams):
     batch_count: int = _batch_count()
     batch_size: int = _batch_size()
     scheduler: str = _scheduler()
+    loras: list[str] = _loras()
 
     @property
     def prompt(self) -> str:  # what the A1111 `parameters` line shows
@@ -532,6 +550,7 @@ class Text2VideoParams(VideoTaskParams):
     seed: int = _seed()
     batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
     scheduler: str = _scheduler()
+    loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
 
 
@@ -553,6 +572,7 @@ class Image2VideoParams(VideoTaskParams):
     seed: int = _seed()
     batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
     scheduler: str = _scheduler()
+    loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
 
 

@@ -46,6 +46,7 @@ class KubinServer:
     log_path: Path
     process: subprocess.Popen
     wildcards_dir: Path  # holds colors.txt: red, green, blue
+    lora_dir: Path  # the LoRA folder, empty at start
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
@@ -85,14 +86,22 @@ def kubin_server(tmp_path_factory: pytest.TempPathFactory):
     wildcards_dir = root / "wildcards"
     wildcards_dir.mkdir()
     (wildcards_dir / "colors.txt").write_text("red\ngreen\nblue\n", encoding="utf-8")
+    lora_dir = root / "lora"  # empty at start: a test adds files and refreshes
+    lora_dir.mkdir()
     env = {"KUBIN_CACHE_DIR": str(root / "kubin-cache"), "HF_HOME": str(root / "hf-home")}
     running = start_server(
         root, "--model", "tiny-kd22", "--output-dir", str(output_dir), "--wildcards-dir", str(wildcards_dir),
-        config=HAND_WRITTEN_CONFIG, env=env, timeout=START_TIMEOUT_S,
+        "--lora-dir", str(lora_dir), config=HAND_WRITTEN_CONFIG, env=env, timeout=START_TIMEOUT_S,
     )  # fmt: skip
     try:
         yield KubinServer(
-            running.url, output_dir, running.user_config, running.log_path, running.process, wildcards_dir
+            running.url,
+            output_dir,
+            running.user_config,
+            running.log_path,
+            running.process,
+            wildcards_dir,
+            lora_dir,
         )
     finally:
         stop_server(running)

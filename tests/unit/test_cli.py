@@ -66,6 +66,24 @@ def tiny_image(workdir) -> dict:
     return line
 
 
+def test_lora_flags_apply_adapters_by_name_or_by_path_and_an_unknown_one_exits_2(workdir, tiny_image):
+    from lora_helpers import kd22_decoder_lora
+
+    folder = workdir / "loras"
+    kd22_decoder_lora(folder / "ink.safetensors")
+    outside = kd22_decoder_lora(workdir / "elsewhere" / "glow.safetensors", seed=2)
+    flags = ["--model", "tiny-kd22", *GENERATE, "--seed", "42", "--lora-dir", str(folder)]
+    done = generate(workdir, *flags, "--output-dir", str(workdir / "out-lora"),
+                    "--lora", "ink:0.8", "--lora", str(outside))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [line] = json_lines(done.stdout)
+    assert np.abs(pixels(line["path"]).astype(int) - pixels(tiny_image["path"])).mean() > 1
+    saved = read_image_metadata(line["path"])
+    assert saved["params"]["loras"] == ["ink:0.8", f"{outside}:1"]
+    unknown = generate(workdir, *flags, "--lora", "nothere")
+    assert unknown.returncode == 2 and "error: No LoRA named 'nothere'" in unknown.stderr
+
+
 def test_generate_prints_one_json_line_per_image_with_path_and_seed(workdir, tiny_image):
     assert tiny_image["seed"] == 42
     assert tiny_image["model"] == "tiny-kd22"

@@ -225,10 +225,25 @@ def build_router(state: ApiState, route_class) -> APIRouter:
 
     # What A1111 clients list at start; Kandinsky has none of these, so they are empty.
     for path, empty in (
-        ("/upscalers", []), ("/sd-vae", []), ("/loras", []), ("/prompt-styles", []),
+        ("/upscalers", []), ("/sd-vae", []), ("/prompt-styles", []),
         ("/embeddings", {"loaded": {}, "skipped": {}}), ("/hypernetworks", []), ("/face-restorers", []),
     ):  # fmt: skip
         router.add_api_route(path, _constant(empty), methods=["GET"], summary=f"always {empty}")
+
+    @router.get("/loras")
+    def loras() -> list[dict[str, Any]]:
+        """The adapters of the LoRA folder that fit a model family, as A1111 lists them: name, alias, path,
+        metadata (the file's safetensors metadata). Use them in a prompt as <lora:name:weight>."""
+        return [
+            {"name": f.name, "alias": f.name, "path": str(f.path), "metadata": dict(f.metadata)}
+            for f in state.engine.loras.list()
+            if f.fits
+        ]
+
+    @router.post("/refresh-loras")
+    def refresh_loras() -> None:
+        """Scan the LoRA folder again."""
+        state.engine.loras.refresh()
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:

@@ -45,6 +45,8 @@ class JobView(BaseModel):
 
 
 def _field_type(fs: FieldSpec) -> Any:
+    if fs.kind == "lora":  # "name:weight" or {"name": ..., "weight": ...}
+        return list[str | dict[str, Any]]
     if fs.type is list:
         return list[str] if fs.kind == "image" else list[fs.item_type or str]
     return str if fs.kind == "image" else fs.type
@@ -161,6 +163,13 @@ def build_router(state: ApiState, route_class) -> APIRouter:
             }
             for spec in list_models()
         ]
+
+    @router.get("/loras")
+    def loras(refresh: bool = False) -> list[dict[str, Any]]:
+        """The LoRA adapters in the LoRA folder: name, path, the family and part each fits (by its keys),
+        rank, trigger words; a file that fits no family says why. `refresh=true` scans the folder again."""
+        library = state.engine.loras
+        return [f.as_json() for f in (library.refresh() if refresh else library.list())]
 
     @router.get("/tasks")
     def tasks() -> dict[str, Any]:

@@ -59,5 +59,25 @@ class LoadedModel:
         """Write the model to `folder` so that the folder loads as a model id (`kubin save`)."""
         raise NotImplementedError(f"{self.spec.title} cannot be saved to a folder.")
 
+    def lora_modules(self) -> dict[str, Any]:
+        """The parts that take LoRA adapters, by the part names of the family's `lora_parts`: diffusers
+        modules with peft support (`load_lora_adapter`, `set_adapters`). Empty: the model takes none."""
+        return {}
+
+    def set_loras(self, loras: Sequence[Any]) -> None:
+        """Switch on this job's adapters (kubin.models.lora.ActiveLora, each loaded once and kept), or,
+        for a job without any, switch every loaded one off: the model then gives its own pixels."""
+        from kubin.errors import InvalidParams
+        from kubin.models.lora import AdapterSlots
+
+        modules = self.lora_modules()
+        if not modules:
+            if loras:
+                raise InvalidParams(f"{self.spec.title} takes no LoRA adapters.")
+            return
+        slots = self.__dict__.setdefault("_lora_slots", AdapterSlots())
+        slots.activate(modules, list(loras))
+        self.active_loras = list(loras)
+
     def release(self) -> None:
         """Drop the weights (the manager frees the memory after)."""

@@ -87,6 +87,14 @@ class PriorDecoderModel(LoadedModel):
             self.spec.title,
         )
 
+    def lora_modules(self) -> dict[str, Any]:
+        """The decoder's UNet and the prior's transformer, for the family's `lora_parts` that name them."""
+        return {"decoder": self.decoder.unet, "prior": self.prior.prior}
+
+    def decoder_loras(self) -> list:
+        """The adapters of the job under way that change the text-to-image decoder's UNet."""
+        return [lora for lora in getattr(self, "active_loras", []) if lora.file.part == "decoder"]
+
     def extra_decoder(self, name: str):
         """A second decoder (inpainting, ControlNet) loaded on first use and kept with the model."""
         if name not in self.extra_decoders:

@@ -77,6 +77,18 @@ def with_tiny_twin(spec: ModelSpec, **tiny: Any) -> tuple[ModelSpec, ModelSpec]:
 
 
 @dataclass(frozen=True)
+class LoraPart:
+    """One part of a family's models that takes LoRA adapters: what a user calls it, the module names an
+    adapter for it holds (a regular expression every adapted module's name matches in full), and the
+    prefix diffusers writes before those names when a whole pipeline's adapters share one file."""
+
+    name: str  # "decoder", "prior", "transformer": the loaded model's `lora_modules()` key
+    title: str  # "decoder UNet"
+    modules: str  # e.g. r"(down_blocks|mid_block|up_blocks)\..*"
+    prefix: str = ""  # "unet", "transformer"; an adapter saved for the part alone has none
+
+
+@dataclass(frozen=True)
 class Family:
     """Everything Kubin knows about one model family without loading it. The runtime, the engine and the UI
     read these fields and never name a family.
@@ -112,6 +124,9 @@ class Family:
     # Tasks and features a folder offers only when it holds their subfolder (e.g. {"t2mesh": "t2mesh"}).
     task_folders: dict[str, str] = field(default_factory=dict)
     feature_folders: dict[str, str] = field(default_factory=dict)
+    # The parts of its models that take LoRA adapters (kubin.models.lora recognises files by them); empty:
+    # the family takes none.
+    lora_parts: tuple[LoraPart, ...] = ()
     # Filled in by the registry from where the family was found.
     package: str = ""
 

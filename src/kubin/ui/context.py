@@ -136,6 +136,48 @@ class UIContext:
         """Whether `owner` (one tab of one browser) has a job queued or running."""
         return any(handle.state in (QUEUED, RUNNING) for handle in self.engine.jobs_of(owner))
 
+    def lora_choices(self, model_id: str, refresh: bool = False) -> list[tuple[str, str]]:
+        """The LoRA picker's choices for a model: (label, "name:1") for each adapter of the LoRA folder
+        that fits one of its family's parts; none when the family takes no adapters."""
+        from kubin.models.registry import family_of
+
+        try:
+            family = family_of(self.spec(model_id))
+        except Exception:
+            return []
+        if not family.lora_parts:
+            return []
+        library = self.engine.loras
+        found = library.refresh() if refresh else library.list()
+        parts = {part.name: part.title for part in family.lora_parts}
+        return [
+            (f"{f.name} ({parts[f.part]}, rank {f.rank})", f"{f.name}:1")
+            for f in found
+            if f.family == family.id and f.part in parts
+        ]
+
+    def missing_loras(self, entries: list[str]) -> list[str]:
+        """The names of restored adapters ("name:weight") that the LoRA folder does not hold."""
+        from kubin.errors import KubinError
+        from kubin.models.lora import parse_entry
+
+        missing = []
+        for entry in entries:
+            name = parse_entry(entry)[0]
+            try:
+                self.engine.loras.find(name)
+            except KubinError:
+                missing.append(name)
+        return missing
+
+    def takes_loras(self, model_id: str) -> bool:
+        from kubin.models.registry import family_of
+
+        try:
+            return bool(family_of(self.spec(model_id)).lora_parts)
+        except Exception:
+            return False
+
     def resolutions(self, model_id: str) -> tuple[tuple[int, int], ...]:
         try:
             return self.spec(model_id).resolutions

@@ -117,6 +117,17 @@ def build_task_tab(
                     label="Scheduler",
                     elem_id=f"{task}-scheduler",
                 )
+                lora_picker = None
+                if "loras" in specs:
+                    with gr.Row(equal_height=True, visible=ctx.takes_loras(model.value)) as lora_row:
+                        lora_picker = gr.Dropdown(
+                            ctx.lora_choices(model.value), value=[], multiselect=True, allow_custom_value=True,
+                            label="LoRA", info="name:weight: type ink:0.6 for another weight, or write "
+                            "<lora:ink:0.6> in the prompt", elem_id=f"{task}-loras", scale=5,
+                        )  # fmt: skip
+                        lora_refresh = gr.Button(
+                            "↻", size="sm", min_width=56, scale=0, elem_id=f"{task}-loras-refresh"
+                        )
                 if "negative_prior_prompt" in specs:
                     fs = specs["negative_prior_prompt"]
                     widgets["negative_prior_prompt"] = gr.Textbox(
@@ -136,6 +147,8 @@ def build_task_tab(
                         widgets["hint_image"] = ui.image_input("Depth map", f"{task}-hint-image", height=200)
                 if prompt_mode is not None:  # registered after the scheduler: optional for API callers
                     widgets["prompt_mode"] = prompt_mode
+                if lora_picker is not None:  # optional for API callers, like the prompt mode
+                    widgets["loras"] = lora_picker
                 if prompts_file:
                     from kubin.ui.prompts_file import prompts_file_box
 
@@ -249,7 +262,9 @@ def build_task_tab(
 
     default_names = [n for n in names if n in specs and n not in params_cls.image_fields()]
     # Widgets a model may hide (its unused params); the ControlNet box stands for hint_image.
-    toggled = {n: widgets[n] for n in names if n in specs and n not in ("prompt", "seed", "scheduler")}
+    toggled = {
+        n: widgets[n] for n in names if n in specs and n not in ("prompt", "seed", "scheduler", "loras")
+    }
     if hint_box is not None:
         toggled["hint_image"] = hint_box
 
@@ -268,6 +283,10 @@ def build_task_tab(
             for n in default_names
         ]
         shown = [gr.update(visible=n not in unused) for n in toggled]
+        if lora_picker is not None:  # the adapters that fit the model; kept where the model takes them
+            at = default_names.index("loras")
+            updates[at] = gr.update(choices=ctx.lora_choices(model_id))
+            shown.append(gr.update(visible=ctx.takes_loras(model_id)))
         return [*updates, gr.update(choices=ui.scheduler_choices(ctx, model_id), value=""), *shown]
 
     # A page shows the ranges of the model it opens with (the widgets are built with the widest, which the
@@ -280,10 +299,17 @@ def build_task_tab(
         )
     )
 
+    lora_outputs = [lora_row] if lora_picker is not None else []
     model.change(
-        on_model_change, model, [*(widgets[n] for n in default_names), widgets["scheduler"], *toggled.values()],
+        on_model_change, model,
+        [*(widgets[n] for n in default_names), widgets["scheduler"], *toggled.values(), *lora_outputs],
         queue=False, show_progress="hidden", api_visibility="private",
     )  # fmt: skip
+    if lora_picker is not None:
+        lora_refresh.click(
+            lambda model_id: gr.update(choices=ctx.lora_choices(model_id, refresh=True)), model, lora_picker,
+            queue=False, show_progress="hidden", api_visibility="private",
+        )  # fmt: skip
 
     def restore(path: str | None):
         if not path:
@@ -301,6 +327,9 @@ def build_task_tab(
         model_update = gr.update(value=meta.get("model")) if meta.get("model") else gr.update()
         note = f"Restored the parameters of a {TASK_LABELS.get(meta.get('task'), meta.get('task'))} result"
         note += f" (seed {saved.get('seed')}, model {meta.get('model')})."
+        missing = ctx.missing_loras(saved.get("loras") or [])
+        if missing:
+            note += f" Not on this machine (add them to the LoRA folder): {', '.join(missing)}."
         return [*updates, model_update, note]
 
     restore_file.upload(

@@ -2,7 +2,7 @@
 with an inpainting and a depth-ControlNet decoder."""
 
 from kubin.models.prior_decoder import PRIOR_DECODER_FOLDERS, PRIOR_DECODER_PRESETS, prior_decoder_defaults
-from kubin.models.spec import Family, ModelSpec, with_tiny_twin
+from kubin.models.spec import Family, LoraPart, ModelSpec, with_tiny_twin
 
 # The 2.2 decoder loop never calls scale_model_input and passes generator= to step(), so only schedulers
 # that need no input scaling and take a generator (UniPC, DEIS and PNDM do not).
@@ -41,4 +41,21 @@ FAMILY = Family(
     pipeline_classes={"KandinskyV22Pipeline": "kd22"},
     # ControlNet needs its own decoder: only a folder that holds one has the feature.
     feature_folders={"controlnet": "decoder_controlnet"},
+    # The text-to-image decoder's UNet (also used for image to image and mix) and the prior's transformer.
+    lora_parts=(
+        LoraPart(
+            "decoder",
+            "decoder UNet",
+            r"(conv_in|time_embedding|add_embedding|encoder_hid_proj|down_blocks"
+            r"|mid_block|up_blocks|conv_out)(\..*)?",
+            prefix="unet",
+        ),
+        LoraPart(
+            "prior",
+            "prior transformer",
+            r"(transformer_blocks\.\d+\.(attn1|ff)|proj_in|embedding_proj"
+            r"|encoder_hidden_states_proj|time_embedding|proj_to_clip_embeddings)(\..*)?",
+            prefix="prior",
+        ),
+    ),  # fmt: skip
 )

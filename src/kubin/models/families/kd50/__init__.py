@@ -3,7 +3,7 @@ Pro, text to image and image editing Lite), one model id per task and variant.""
 
 from typing import Any
 
-from kubin.models.spec import TINY_NOTE, Family, ModelSpec
+from kubin.models.spec import TINY_NOTE, Family, LoraPart, ModelSpec
 from kubin.runtime.presets import Preset
 
 REPO = "kandinskylab/Kandinsky-5.0-{}-Diffusers"
@@ -137,4 +137,14 @@ FAMILY = Family(
     cache_modules=(r"visual_transformer_blocks\.\d+\.(self_attention|cross_attention|feed_forward)",),
     main_pipelines=("pipeline",),
     pipeline_classes=PIPELINE_CLASSES,
+    # The diffusion transformer of every Kandinsky 5 pipeline (text and visual blocks, embeddings).
+    lora_parts=(
+        LoraPart(
+            "transformer",
+            "transformer",
+            r"(time_embeddings|text_embeddings|pooled_text_embeddings"
+            r"|visual_embeddings|text_transformer_blocks|visual_transformer_blocks|out_layer)(\..*)?",
+            prefix="transformer",
+        ),
+    ),  # fmt: skip
 )

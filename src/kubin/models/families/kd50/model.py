@@ -55,6 +55,9 @@ class Kandinsky5(LoadedModel):
         self._scheduler_config = dict(pipe.scheduler.config)
         self.default_scheduler = scheduler_name(pipe.scheduler)
 
+    def lora_modules(self) -> dict[str, Any]:
+        return {"transformer": self.pipe.transformer}
+
     def schedulers(self, task: str | None = None) -> list[str]:
         # Flow matching: the pipelines step a velocity; diffusers has no drop-in alternative to offer.
         return [self.default_scheduler]
