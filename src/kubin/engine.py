@@ -372,8 +372,10 @@ class Engine:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
         wildcards: Wildcards | None = None,
+        history=None,
     ):
         self.manager = manager
+        self.history = history  # a kubin.history.History that records every job, or None
         self.output_dir = Path(output_dir)
         self.max_pixels = max_pixels  # input images above this are downscaled, outputs refused
         self.max_prompt_chars = max_prompt_chars  # longer prompts are refused at submit
@@ -442,6 +444,8 @@ class Engine:
         with self._cond:
             if self._closed:
                 raise KubinError("The engine is shutting down; no new jobs are accepted.")
+            if self.history is not None:  # recorded before the worker can start it
+                self.history.track(handle)
             self._queue.append(handle)
             self._ensure_worker()
             self._cond.notify_all()
@@ -552,7 +556,10 @@ class Engine:
         with self._cond:
             self._closed = True
             while self._queue:
-                self._finish(self._queue.popleft(), CANCELLED, JobCancelled("Kubin is shutting down."))
+                handle = self._queue.popleft()
+                if self.history is not None and isinstance(handle, JobHandle):
+                    self.history.interrupt(handle)  # offered again at the next start
+                self._finish(handle, CANCELLED, JobCancelled("Kubin is shutting down."))
             self._cond.notify_all()
         if self._current is not None:
             self._current.cancel()

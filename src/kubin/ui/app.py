@@ -230,7 +230,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
                 flush=True,
             )
             return EXIT_USER_ERROR
-    engine = make_engine(settings)
+    engine = make_engine(settings, history=True)
     engine.extensions = load_extensions(settings, bool(settings.get("extensions.install_deps")))
     ctx = UIContext(engine, settings, str(settings.get("model")), extensions=engine.extensions)
     try:
