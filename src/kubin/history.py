@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubin.errors import KubinError
+from kubin.errors import InvalidParams
 
 FILE_NAME = "kubin-history.sqlite3"
 INTERRUPTED = "interrupted"  # queued or running when the server stopped
@@ -204,7 +204,7 @@ class History:
             where.append("offered = 1")
         elif state:
             if state not in STATES:
-                raise KubinError(f"Unknown state {state!r}; use one of {', '.join(STATES)} or offered.")
+                raise InvalidParams(f"Unknown state {state!r}; use one of {', '.join(STATES)} or offered.")
             where.append("state = ?")
             args.append(state)
         if q:
