@@ -445,7 +445,10 @@ class Engine:
             if self._closed:
                 raise KubinError("The engine is shutting down; no new jobs are accepted.")
             if self.history is not None:  # recorded before the worker can start it
-                self.history.track(handle)
+                try:
+                    self.history.track(handle)
+                except Exception:  # a history that cannot be written never stops a job
+                    log.exception("Job %s could not be recorded in the history", handle.id)
             self._queue.append(handle)
             self._ensure_worker()
             self._cond.notify_all()

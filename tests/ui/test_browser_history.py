@@ -1,8 +1,9 @@
 """The History tool in Chromium: a running job shows its progress there, Cancel stops it, and the row then
-shows its final state and the thumbnails of what it saved; on a phone the table scrolls inside its box."""
+shows its final state and the thumbnails of what it saved; Re-run queues it again; on a phone the table scrolls inside its box."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from browser_helpers import open_tool
@@ -44,11 +45,18 @@ def test_the_history_panel_shows_a_jobs_progress_and_its_result(new_page, http, 
     page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=thumb.element_handle())
     page.screenshot(path=artifacts_dir / "ui-history-done-desktop.png")
 
+    page.locator("#history-rerun").click()  # the same job again, with its seed: listed first
+    expect(page.locator("#history-said")).to_contain_text("Queued again")
+    expect(row).to_have_count(2)
+    expect(row.first.locator(".history-state")).to_contain_text(re.compile("queued|running"))
+    page.locator("#history-cancel").click()  # the picker holds the new one
+    expect(row.first.locator(".history-state")).to_contain_text("cancelled")
+
     phone = new_page("/", **PHONE)
     open_tool(phone, "History")
     prow = phone.locator("#history-table tr", has_text="panel fox")
-    expect(prow).to_have_count(1)
-    expect(prow.locator(".history-state")).to_contain_text("cancelled")
+    expect(prow).to_have_count(2)
+    expect(prow.last.locator(".history-state")).to_contain_text("cancelled")
     box = phone.locator("#kubin-history").bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, "the panel fits the phone's width"
     phone.screenshot(path=artifacts_dir / "ui-history-phone.png")

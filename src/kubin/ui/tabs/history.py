@@ -11,6 +11,7 @@ import urllib.parse
 import gradio as gr
 
 from kubin.api.history import live_handle, requeue
+from kubin.errors import KubinError
 from kubin.history import STATES
 from kubin.ui.context import UIContext
 
@@ -84,7 +85,10 @@ def build(ctx: UIContext, opened_by: list) -> None:
         if entry is None and action != "rebuild":
             raise gr.Error("Pick a job first.", print_exception=False)
         if action == "rerun":
-            handle = requeue(ctx.engine, history, entry, OWNER)
+            try:
+                handle = requeue(ctx.engine, history, entry, OWNER)
+            except KubinError as exc:  # its input image is gone, its model is no longer there, ...
+                raise gr.Error(str(exc), print_exception=False) from None
             text = f"Queued again as job {handle.id}."
         elif action == "cancel":
             live = live_handle(ctx.engine, entry)
