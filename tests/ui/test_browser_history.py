@@ -10,6 +10,7 @@ from browser_helpers import open_tool
 from playwright.sync_api import expect
 
 API = "/kubin/api/v1"
+SLOW_MS = 30_000  # a click that waits for the server on a busy machine
 DESKTOP = {"viewport": {"width": 1366, "height": 900}}
 PHONE = {
     "viewport": {"width": 390, "height": 844},
@@ -32,31 +33,33 @@ def test_the_history_panel_shows_a_jobs_progress_and_its_result(new_page, http, 
     page.locator("#history-filter textarea, #history-filter input").first.fill("panel fox")
     page.locator("#history-filter textarea, #history-filter input").first.press("Enter")
     row = page.locator("#history-table tr", has_text="panel fox")
-    expect(row).to_have_count(1)
+    expect(row).to_have_count(1, timeout=SLOW_MS)
     expect(row.locator(".history-state")).to_contain_text("running")
-    expect(row.locator(".history-state")).to_contain_text("Decoder")  # its stage, e.g. "Decoder 3/500"
+    # Its stage: the batch and the phase under way, e.g. "Batch 3/50 · Decoder 120/200".
+    expect(row.locator(".history-state")).to_contain_text(re.compile(r"Batch \d+/50 · (Prior|Decoder) \d+/"))
+    expect(row).to_contain_text("t2i · API")  # queued through the REST API
     page.screenshot(path=artifacts_dir / "ui-history-running-desktop.png")
 
     page.locator("#history-cancel").click()
-    expect(page.locator("#history-said")).to_contain_text("cancelled")
-    expect(row.locator(".history-state")).to_contain_text("cancelled")
+    expect(page.locator("#history-said")).to_contain_text("cancelled", timeout=SLOW_MS)
+    expect(row.locator(".history-state")).to_contain_text("cancelled", timeout=SLOW_MS)
     thumb = row.locator(".history-thumbs img").first
     expect(thumb).to_be_visible()
     page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=thumb.element_handle())
     page.screenshot(path=artifacts_dir / "ui-history-done-desktop.png")
 
     page.locator("#history-rerun").click()  # the same job again, with its seed: listed first
-    expect(page.locator("#history-said")).to_contain_text("Queued again")
-    expect(row).to_have_count(2)
+    expect(page.locator("#history-said")).to_contain_text("Queued again", timeout=SLOW_MS)
+    expect(row).to_have_count(2, timeout=SLOW_MS)
     expect(row.first.locator(".history-state")).to_contain_text(re.compile("queued|running"))
     page.locator("#history-cancel").click()  # the picker holds the new one
-    expect(row.first.locator(".history-state")).to_contain_text("cancelled")
+    expect(row.first.locator(".history-state")).to_contain_text("cancelled", timeout=SLOW_MS)
 
     phone = new_page("/", **PHONE)
     open_tool(phone, "History")
     prow = phone.locator("#history-table tr", has_text="panel fox")
-    expect(prow).to_have_count(2)
-    expect(prow.last.locator(".history-state")).to_contain_text("cancelled")
+    expect(prow).to_have_count(2, timeout=SLOW_MS)
+    expect(prow.last.locator(".history-state")).to_contain_text("cancelled", timeout=SLOW_MS)
     box = phone.locator("#kubin-history").bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, "the panel fits the phone's width"
     phone.screenshot(path=artifacts_dir / "ui-history-phone.png")

@@ -25,6 +25,13 @@ def file_url(path) -> str:
     return "/gradio_api/file=" + urllib.parse.quote(str(path))
 
 
+def source(entry) -> str:
+    """Who queued the job, as a user reads it (a browser's owner id says nothing to them)."""
+    if entry.source == "files":
+        return "from files"
+    return {"api": "API", OWNER: "re-run", "": "Python"}.get(entry.owner, "UI")
+
+
 def render(ctx: UIContext, q: str, state: str) -> tuple[str, dict]:
     """The table's HTML and the job picker's choices, for the filter."""
     history = ctx.engine.history
@@ -47,11 +54,11 @@ def render(ctx: UIContext, q: str, state: str) -> tuple[str, dict]:
             f'<img src="{file_url(t)}" alt="output {i + 1}" loading="lazy">'
             for i, t in enumerate(e.thumbs[:4])
             if t.is_file()
-        )
+        ) + (f"<small>+{len(e.thumbs) - 4} more</small>" if len(e.thumbs) > 4 else "")
         rows.append(
             f'<tr data-state="{e.state}"><td>#{e.id}</td><td>{when}</td>'
             f'<td class="history-state">{status}</td><td class="history-thumbs">{thumbs}</td>'
-            f'<td class="history-prompt">{html.escape(e.prompt)}</td><td>{e.task}</td><td>{html.escape(e.model)}</td></tr>'
+            f'<td class="history-prompt">{html.escape(e.prompt)}</td><td>{e.task} · {source(e)}</td><td>{html.escape(e.model)}</td></tr>'
         )
     head = "<tr><th>#</th><th>Time</th><th>State</th><th>Outputs</th><th>Prompt</th><th>Task</th><th>Model</th></tr>"
     shown = f"<p>{len(entries)} of {total} job(s)</p>" if total else "<p>No jobs yet.</p>"
