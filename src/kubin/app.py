@@ -27,6 +27,7 @@ def make_engine(settings, history: bool = False):
         max_pixels=int(settings.get("max_image_pixels")),
         max_prompt_chars=int(settings.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)),
         wildcards=wildcards_from(settings),
+        grid_max_cells=int(settings.get("grid_max_cells") or 100),
         history=History(settings.get("output_dir")) if history else None,
     )
 

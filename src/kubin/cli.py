@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="one job per line: a text file of prompts (blank and # lines skipped), or a CSV file whose "
         "first row names parameters (prompt,seed,steps,...); the other flags apply to every line",
     )  # fmt: skip
+    gen.add_argument(
+        "--xyz", action="append", metavar="NAME=VALUES",
+        help='an X/Y/Z grid axis, up to three: "steps=20,30", "seed=1-4", "size=512x512,768x512", '
+        '"prompt S/R=cat,dog"; one job per combination, then a labelled grid image (printed last)',
+    )  # fmt: skip
     seen = set()
     for cls in TASK_PARAMS.values():
         for fs in cls.field_specs().values():
@@ -300,6 +305,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if task is None:
         spec = engine.manager.spec(settings.get("model"))
         task = "t2i" if spec.supports("t2i") else spec.tasks[0]
+    if args.xyz:
+        return _generate_grid(args, engine, task, settings.get("model"), params)
     lines: list[tuple[int | None, dict[str, Any]]] = [(None, params)]
     if args.prompts_file:
         from kubin.prompts import read_prompts_file
@@ -340,6 +347,46 @@ def cmd_generate(args: argparse.Namespace) -> int:
             code = EXIT_CANCELLED
     # Let the worker thread end before Python does: torch aborts ("terminate called without an active
     # exception") when a thread is still in native code at interpreter exit.
+    engine.close(wait=True)
+    return code
+
+
+def _generate_grid(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]) -> int:
+    """--xyz: every combination queued, each cell's output printed as it is saved (with its place in the
+    grid), then the grid image as a last line {"grid": path, ...}. Ctrl+C stops the cells left and saves
+    a grid of those made."""
+    from kubin.engine import FAILED
+    from kubin.grid import engine_plan, save_grid, start_grid
+
+    axes = []
+    for item in args.xyz:
+        name, sep, values = item.partition("=")
+        if not sep:
+            engine.close(wait=True)
+            raise KubinError(f"--xyz takes NAME=VALUES, e.g. steps=20,30 (got {item!r}).")
+        axes.append((name.strip(), values))
+    try:
+        plan = engine_plan(engine, task, model_id, params, axes)
+        run = start_grid(engine, plan)
+    except KubinError:
+        engine.close(wait=True)
+        raise
+    code = 0
+    try:
+        for handle, cell in zip(run.handles, plan.cells(), strict=True):
+            handle.wait()
+            _print_results(handle, 0, {"cell": [cell.x, cell.y, cell.z]})
+            if handle.state == FAILED:
+                print(f"error: cell {cell.x},{cell.y},{cell.z}: {handle.error}", file=sys.stderr)
+                code = EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        run.cancel(engine)
+        code = EXIT_CANCELLED
+    path = save_grid(run, engine.output_dir)
+    made = sum(1 for p in run.cell_paths() if p)
+    print(
+        json.dumps({"grid": str(path) if path else None, "cells": made, "of": len(run.handles)}), flush=True
+    )
     engine.close(wait=True)
     return code
 

@@ -372,6 +372,7 @@ class Engine:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
         wildcards: Wildcards | None = None,
+        grid_max_cells: int = 100,
         history=None,
     ):
         self.manager = manager
@@ -380,6 +381,7 @@ class Engine:
         self.max_pixels = max_pixels  # input images above this are downscaled, outputs refused
         self.max_prompt_chars = max_prompt_chars  # longer prompts are refused at submit
         self.wildcards = wildcards or Wildcards(Path("wildcards"))  # where __name__ in a prompt is looked up
+        self.grid_max_cells = grid_max_cells  # the most cells an X/Y/Z grid may queue (kubin.grid)
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()

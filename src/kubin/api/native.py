@@ -100,6 +100,40 @@ def prompts_file_model(task: str) -> type[BaseModel]:
     )
 
 
+class GridAxis(BaseModel):
+    name: str = Field(
+        description='a parameter (steps, seed, guidance_scale, ...), "scheduler", "size", "model" or "prompt S/R"'
+    )
+    values: str = Field(
+        description='A1111-style: "20,30,40", "1-5", "1-10 (+2)", "0.5-1 [3]", "512x512,768x512"'
+    )
+
+
+def grid_model(task: str) -> type[BaseModel]:
+    """The request body of an X/Y/Z grid: the parameters every cell starts from and up to three axes."""
+    cls = TASK_PARAMS[task]
+    return create_model(
+        f"{cls.__name__}GridRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="An X/Y/Z grid: one job per combination of the axes' values, over `params`.",
+        model=(str | None, Field(None, description="model id; default: the API's current model")),
+        params=(
+            task_body_model(task) | None,
+            Field(None, description="parameters of every cell (no model here)"),
+        ),
+        axes=(list[GridAxis], Field(description="X, then Y, then Z (one to three)")),
+    )
+
+
+class GridAnswer(BaseModel):
+    jobs: list[JobView] = Field(description="one job per cell, X fastest, then Y, then Z")
+    cells: list[str | None] = Field(description="each cell's image url (null for a cell not made)")
+    grid: str | None = Field(description="the grid image's url; null when no cell was made")
+    plan: dict[str, Any] = Field(
+        description="task, model, axes and base parameters, as the grid's PNG keeps them"
+    )
+
+
 class PromptsFileJobs(BaseModel):
     jobs: list[JobView] = Field(description="one job per line of the file, in order")
     lines: list[int] = Field(description="the file's line number of each job")
@@ -226,6 +260,8 @@ def _add_task_route(router: APIRouter, state: ApiState, task: str) -> None:
     )
     if "prompt" in TASK_PARAMS[task].field_specs():
         _add_prompts_file_route(router, state, task)
+    if TASK_PARAMS[task].output_kind == "image":
+        _add_grid_route(router, state, task)
     router.add_api_route(
         f"/tasks/{task}",
         lambda: _task_info(task),
@@ -273,6 +309,43 @@ def _add_prompts_file_route(router: APIRouter, state: ApiState, task: str) -> No
         description="One job per line of a prompts file (text or CSV), every line checked before any job is "
         "queued. Answers when every job has ended; with ?wait=false at once.",
         name=f"kubin_{task}_prompts_file",
+    )
+
+
+def _add_grid_route(router: APIRouter, state: ApiState, task: str) -> None:
+    body_model = grid_model(task)
+
+    async def run(body):
+        from kubin.grid import engine_plan, save_grid, start_grid
+
+        base = body.params.model_dump(exclude_none=True) if body.params else {}
+        base.pop("model", None)
+        model_id = body.model or state.model_id
+        plan = engine_plan(state.engine, task, model_id, base, [(a.name, a.values) for a in body.axes])
+        grid = await run_in_threadpool(
+            start_grid, state.engine, plan, "api", lambda cell: state.submit(task, cell.model_id, cell.params)
+        )
+        for handle in grid.handles:
+            await wait_for(handle)
+        path = await run_in_threadpool(save_grid, grid, state.output_dir)
+        return {
+            "jobs": [state.job_json(h) for h in grid.handles],
+            "cells": [state.output_url(p) if p else None for p in grid.cell_paths()],
+            "grid": state.output_url(path) if path else None,
+            "plan": plan.as_json(),
+        }
+
+    run.__annotations__["body"] = body_model
+    router.add_api_route(
+        f"/tasks/{task}/grid",
+        run,
+        methods=["POST"],
+        response_model=GridAnswer,
+        summary=f"{TASK_LABELS.get(task, task)}: X/Y/Z grid",
+        description="One job per combination of up to three axes' values (every value checked before any job "
+        "is queued), then one labelled grid image holding the plan in its metadata. Answers when every "
+        "cell has ended; cancelling the cells' jobs saves a grid of the cells made (none if none was).",
+        name=f"kubin_{task}_grid",
     )
 
 

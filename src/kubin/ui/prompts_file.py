@@ -12,7 +12,7 @@ from kubin.engine import Job, JobHandle
 from kubin.errors import KubinError
 from kubin.prompts import read_prompts_file
 from kubin.ui.context import UIContext
-from kubin.ui.task_tab import GENERATE_WAITERS, caption, follow_job, outputs
+from kubin.ui.job_view import GENERATE_WAITERS, caption, follow_job, outputs
 
 
 def prompts_file_box(task: str) -> gr.File:

@@ -7,34 +7,24 @@ also their order in the tab's API endpoint (after the model).
 """
 
 import inspect
-import queue
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
-from kubin.engine import CANCELLED, FAILED, Job, JobHandle
+from kubin.engine import Job
 from kubin.errors import KubinError
 from kubin.outputs import read_output_metadata
 from kubin.params import TASK_LABELS, VIDEO_TASKS, params_class
-from kubin.progress import Stage, TimeLeft
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
+from kubin.ui.job_view import GENERATE_WAITERS, follow_job, outputs
 
 # Fields the shared part shows when the task has them, in this order, two per row.
 SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
 VIDEO_FIELDS = ["frames", "fps"]
 BATCH_FIELDS = ["batch_count", "batch_size"]
-# How many UI generate events may wait on the engine at once. The engine's queue sets the order; this
-# only has to be high enough that Gradio never holds a UI job back while API jobs overtake it (each
-# waiter is a thread of Gradio's pool of 40).
-GENERATE_WAITERS = 32
-QUEUE_REFRESH_S = 0.5  # how often a queued job's place in the queue is shown again
-# The most often progress is sent to the page: a tiny model makes a hundred steps a second, and a message
-# per step kept a busy browser seconds behind the job. A new stage is always shown at once.
-PROGRESS_INTERVAL_S = 0.1
 # Tabs a result can be sent to (a video sends one of its frames).
 SEND_TARGETS = ["i2i", "mix", "inpaint", "outpaint", "i2v"]
 
@@ -68,10 +58,12 @@ def build_task_tab(
     to_params: Callable[[dict[str, Any]], dict[str, Any]] = dict,
     has_prompt: bool = True,
     prompts_file: bool = False,
+    grid: bool = False,
 ) -> TaskTab:
     """Build one tab. `inputs` adds widgets above the prompt, `options` below Generate; each returns
     {name: component}. `to_params` turns {name: value} into the task's parameter dict. With
-    `prompts_file`, a prompts file queues one job per line (kubin.ui.prompts_file)."""
+    `prompts_file`, a prompts file queues one job per line (kubin.ui.prompts_file); with `grid`, an X/Y/Z
+    grid queues one per combination (kubin.ui.grid_panel)."""
     params_cls = params_class(task)
     specs = params_cls.field_specs()
     video = task in VIDEO_TASKS
@@ -148,6 +140,10 @@ def build_task_tab(
                     from kubin.ui.prompts_file import prompts_file_box
 
                     file_box = prompts_file_box(task)
+                if grid:
+                    from kubin.ui.grid_panel import grid_panel
+
+                    panel = grid_panel(task)
                 extension_widgets = build_extension_controls(ctx, task, widgets)
                 widgets.update(extension_widgets)
             with gr.Column(scale=1, min_width=300):
@@ -235,6 +231,11 @@ def build_task_tab(
 
         wire_prompts_file(ctx, task, file_box, owner, model, names, components, event_outputs, to_params,
                           extension_widgets.keys_by_name)  # fmt: skip
+    if grid:
+        from kubin.ui.grid_panel import wire_grid_panel
+
+        wire_grid_panel(ctx, task, panel, owner, model, names, components, event_outputs, to_params,
+                        extension_widgets.keys_by_name, restore_file, (cancel_btn, cancel_status))  # fmt: skip
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     reuse_seed.click(
@@ -358,115 +359,3 @@ def _new_owner() -> str:
     import uuid
 
     return uuid.uuid4().hex
-
-
-def follow_job(ctx: UIContext, handle: JobHandle, progress: gr.Progress, render: Callable[[JobHandle], Any]):
-    """Show a submitted job in a tab until it ends, driven by its events: the notices about its input,
-    progress at each step, `render(handle)` each time an output is saved; a failure as the error (after
-    what was finished), a cancel as a warning. While it waits in the queue, its place is refreshed."""
-    inbox: queue.Queue = queue.Queue()
-    unsubscribe = handle.subscribe(inbox.put)  # the events so far come first
-    started = False
-    shown_at, shown_stage = 0.0, None
-    try:
-        report_progress(ctx, handle, progress)
-        while True:
-            try:
-                event = inbox.get(timeout=QUEUE_REFRESH_S)
-            except queue.Empty:  # queued or loading: nothing happens to the job itself meanwhile
-                report_progress(ctx, handle, progress)
-                continue
-            if event.kind == "finished":
-                break
-            if event.kind == "started":
-                started = True
-            elif event.kind == "notice" and not started:  # later ones are listed with the results
-                gr.Info(event.text)
-            elif event.kind == "progress":
-                stage = event.stage and (event.stage.title, event.stage.batch)
-                if stage != shown_stage or time.monotonic() - shown_at >= PROGRESS_INTERVAL_S:
-                    report_progress(ctx, handle, progress)
-                    shown_at, shown_stage = time.monotonic(), stage
-            elif event.kind == "result":
-                yield render(handle)
-    finally:
-        unsubscribe()
-    if handle.state == FAILED:
-        if handle.results:
-            yield render(handle)
-        raise gr.Error(str(handle.error), print_exception=False)
-    yield render(handle)  # a cancel is said once, in the info under the results
-
-
-def report_progress(ctx: UIContext, handle: JobHandle, progress: gr.Progress) -> None:
-    """The job's place in the queue, or what it does now and the time left. The bar is the share of all
-    steps done; the text names the stage, so it never shows a sum of prior and decoder steps."""
-    position = ctx.engine.position(handle)
-    stage = handle.stage
-    if position:
-        progress(0, desc=f"Queued: {position - 1} job(s) ahead")
-    elif stage is None:
-        progress(0, desc="Loading model…" if ctx.engine.manager.loaded_id is None else "Starting…")
-    else:
-        progress(handle.step / max(handle.total_steps, 1), desc=progress_text(stage, handle.time_left()))
-
-
-def progress_text(stage: Stage, left: TimeLeft | None) -> str:
-    """ "Decoder 3/500 · about 40 s left": the time left only once a step of the stage under way was timed
-    (the first step after a load holds the load), for that stage alone while a later phase is untimed."""
-    if left is None:
-        return f"{stage} · estimating time left…" if stage.counted else str(stage)
-    seconds = max(1, round(left.seconds))
-    amount = f"{seconds} s" if seconds < 90 else f"{round(seconds / 60)} min"
-    return f"{stage} · about {amount} left" + ("" if left.whole_job else " in this stage")
-
-
-def job_report(handle: JobHandle, what_each: Callable[[Any], dict], lines: list[str]) -> tuple[str, dict]:
-    """The info under a job's results (how many of how many, seeds, `lines` about the outputs, notices, a
-    cancel) and its details as JSON, each output described by `what_each(result)`."""
-    results = handle.results
-    seeds = ", ".join(str(r.seed) for r in results) or "—"
-    head = f"**{len(results)} of {handle.image_count} {handle.params.output_kind}(s)** · seeds {seeds}"
-    lines = [head, *lines, *(f"ℹ {n}" for n in handle.notices)]
-    if handle.state == CANCELLED and handle.error:
-        lines.append(f"⚠ {handle.error}")
-    # "file", not "path": Gradio would take dicts with a "path" key for files to upload.
-    details = {
-        "seed": handle.seed,
-        "state": handle.state,
-        "outputs": [{"file": str(r.path), "seed": r.seed} | what_each(r) for r in results],
-        "params": handle.params.to_dict() | {"seed": handle.seed},
-        "notices": handle.notices,
-    }
-    return "\n\n".join(lines), details
-
-
-def outputs(handle: JobHandle):
-    results = handle.results
-    gallery = [(str(r.path), caption(r)) for r in results]
-    lines = []
-    videos = [r for r in results if r.is_video]
-    if videos:
-        lines.append(
-            f"{videos[0].frames} frames at {videos[0].fps:g} fps, {videos[0].width}x{videos[0].height}"
-        )
-    if results:
-        lines.append(f"Saved in `{results[0].path.parent}`")
-    info, details = job_report(
-        handle,
-        lambda r: (
-            {"width": r.width, "height": r.height}
-            | ({"frames": r.frames, "fps": r.fps} if r.is_video else {})
-            | ({"prompt": r.meta["prompt"]} if "prompt_template" in r.meta else {})
-        ),
-        lines,
-    )
-    return gallery, info, details, handle.seed, [str(r.path) for r in results], 0
-
-
-def caption(result) -> str:
-    """A result's caption in the gallery: its seed, and the prompt it was made with when that came from a
-    template."""
-    if "prompt_template" in result.meta:
-        return f"seed {result.seed} · {result.meta['prompt']}"
-    return f"seed {result.seed}"

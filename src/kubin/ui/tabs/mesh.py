@@ -16,7 +16,7 @@ from kubin.errors import KubinError
 from kubin.params import TASK_LABELS, Image2MeshParams, Text2MeshParams
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
-from kubin.ui.task_tab import follow_job, job_report
+from kubin.ui.job_view import follow_job, job_report
 
 TAB_ID = "mesh"
 PARAMS = {"t2mesh": Text2MeshParams, "i2mesh": Image2MeshParams}

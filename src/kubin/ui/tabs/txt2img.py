@@ -6,4 +6,4 @@ from kubin.ui.task_tab import TaskTab, build_task_tab
 
 
 def build(ctx: UIContext) -> TaskTab:
-    return build_task_tab(ctx, "t2i", prompts_file=True)
+    return build_task_tab(ctx, "t2i", prompts_file=True, grid=True)
