@@ -7,8 +7,11 @@ EXIT_USER_ERROR = 2  # the exit code for an error the user can fix (bad flag, un
 EXIT_CANCELLED = 130
 
 
-def make_engine(settings):
+def make_engine(settings, history: bool = False):
+    """The engine of the settings; with `history` (the server's), it records every job in the output
+    folder's history (see kubin.history), and marks what a previous server left unfinished."""
     from kubin.engine import DEFAULT_MAX_PROMPT_CHARS, Engine
+    from kubin.history import History
     from kubin.models.lora import DEFAULT_FOLDER, LoraLibrary
     from kubin.models.manager import ModelManager
     from kubin.runtime.memory import MemoryOptions
@@ -27,6 +30,7 @@ def make_engine(settings):
         wildcards=wildcards_from(settings),
         grid_max_cells=int(settings.get("grid_max_cells") or 100),
         loras=LoraLibrary(settings_folder(settings.get("lora.path"), DEFAULT_FOLDER)),
+        history=History(settings.get("output_dir")) if history else None,
     )
 
 

@@ -376,8 +376,10 @@ class Engine:
         wildcards: Wildcards | None = None,
         grid_max_cells: int = 100,
         loras: LoraLibrary | None = None,
+        history=None,
     ):
         self.manager = manager
+        self.history = history  # a kubin.history.History that records every job, or None
         self.output_dir = Path(output_dir)
         self.max_pixels = max_pixels  # input images above this are downscaled, outputs refused
         self.max_prompt_chars = max_prompt_chars  # longer prompts are refused at submit
@@ -450,6 +452,11 @@ class Engine:
         with self._cond:
             if self._closed:
                 raise KubinError("The engine is shutting down; no new jobs are accepted.")
+            if self.history is not None:  # recorded before the worker can start it
+                try:
+                    self.history.track(handle)
+                except Exception:  # a history that cannot be written never stops a job
+                    log.exception("Job %s could not be recorded in the history", handle.id)
             self._queue.append(handle)
             self._ensure_worker()
             self._cond.notify_all()
@@ -581,7 +588,10 @@ class Engine:
         with self._cond:
             self._closed = True
             while self._queue:
-                self._finish(self._queue.popleft(), CANCELLED, JobCancelled("Kubin is shutting down."))
+                handle = self._queue.popleft()
+                if self.history is not None and isinstance(handle, JobHandle):
+                    self.history.interrupt(handle)  # offered again at the next start
+                self._finish(handle, CANCELLED, JobCancelled("Kubin is shutting down."))
             self._cond.notify_all()
         if self._current is not None:
             self._current.cancel()

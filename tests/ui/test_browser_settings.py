@@ -70,6 +70,7 @@ def test_a_page_opened_after_a_save_shows_what_was_saved_and_no_warning(open_set
     save(first)
 
     expect(first.get_by_text(NOT_YET)).to_have_count(0)  # gone from this page at once
+    assert (tmp_path / "kept" / "kubin-history.sqlite3").is_file(), "the job history moves with the folder"
     second = open_settings(DESKTOP)  # a reload: a new page
     expect(second.locator("#tab-settings").get_by_label("Output folder", exact=True)).to_have_value(
         str(tmp_path / "kept")

@@ -29,7 +29,8 @@ TOOLS = [
     "Segment",
     "Styles",
     "Upscale",
-]  # hello: on in the test config
+    "History",
+]  # hello: on in the test config; History is Kubin's own, last
 OIL = "oil painting on canvas, visible brush strokes, rich colours, classical composition"
 OIL_NEGATIVE = "photograph, 3d render, flat colours, low quality"
 # Characters a browser draws from an emoji font (an empty box where none is installed): pictographs, the

@@ -78,6 +78,10 @@ class ApiState:
         finally:
             for path in created:
                 path.unlink(missing_ok=True)
+        return self.keep(handle)
+
+    def keep(self, handle: JobHandle) -> JobHandle:
+        """Remember a job this API submitted, for GET /jobs/{id} after it ends."""
         with self._lock:
             self._jobs[handle.id] = handle
             while len(self._jobs) > KEEP_JOBS:

@@ -21,6 +21,7 @@ from kubin.extensions.loader import fail
 from kubin.outputs import save_video_frame
 from kubin.ui.context import UIContext, saved_prompt
 from kubin.ui.tabs import extensions as extensions_tab
+from kubin.ui.tabs import history as history_tab
 from kubin.ui.tabs import img2img, img2vid, inpaint, mesh, mix, outpaint, txt2img, txt2vid
 from kubin.ui.tabs import settings as settings_tab
 from kubin.ui.task_tab import TaskTab
@@ -95,20 +96,22 @@ def start_tab(ctx: UIContext) -> str:
 
 
 def build_extension_tabs(ctx: UIContext) -> None:
-    """Each loaded extension's tabs: those of group "top" in the top row, the others (the tools) in a Tools
-    tab of their own. One whose build raises is marked failed and its tab says so."""
+    """Each loaded extension's tabs: those of group "top" in the top row, the others (the tools) in the Tools
+    tab, followed by the job history. One whose build raises is marked failed and its tab says so."""
     tabs = [(ext, i, tab) for ext in ctx.extensions if ext.status == "ok" and ext.api is not None
             for i, tab in enumerate(ext.api.tabs)]  # fmt: skip
     for ext, i, tab in tabs:
         if tab.group == "top":
             _build_extension_tab(ctx, ext, i, tab)
     tools = [(ext, i, tab) for ext, i, tab in tabs if tab.group != "top"]
-    if not tools:
-        return
     with gr.Tab("Tools", id=TOOLS_TAB, elem_id=f"tab-{TOOLS_TAB}") as tools_tab:
         with gr.Tabs(overflow_behavior="wrap", elem_id="kubin-tool-tabs") as tool_tabs:
             for ext, i, tab in tools:
                 _build_extension_tab(ctx, ext, i, tab, (tools_tab, tool_tabs))
+            # The job history, Kubin's own tool: last, so that the first tool still opens with the tab.
+            ctx.tab_paths[history_tab.TAB_ID] = [(ctx.tabs, TOOLS_TAB), (tool_tabs, history_tab.TAB_ID)]
+            with gr.Tab("History", id=history_tab.TAB_ID, elem_id=f"tab-{history_tab.TAB_ID}") as built:
+                history_tab.build(ctx, [tools_tab, built])
 
 
 def _build_extension_tab(ctx: UIContext, ext, i: int, tab, tools: tuple | None = None) -> None:
@@ -230,7 +233,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
                 flush=True,
             )
             return EXIT_USER_ERROR
-    engine = make_engine(settings)
+    engine = make_engine(settings, history=True)
     engine.extensions = load_extensions(settings, bool(settings.get("extensions.install_deps")))
     ctx = UIContext(engine, settings, str(settings.get("model")), extensions=engine.extensions)
     try:

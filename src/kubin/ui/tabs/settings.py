@@ -216,6 +216,10 @@ def build(ctx: UIContext) -> None:
             for key, value in updates.items():
                 s.set(key, value)
             s.warnings.clear()  # they were about the file, which is now written (a bad one kept as .bad)
+            if ctx.engine.history is not None and Path(out_dir).resolve() != ctx.engine.output_dir.resolve():
+                from kubin.history import History
+
+                ctx.engine.history = History(out_dir)  # each output folder keeps its own history
             ctx.engine.output_dir = Path(out_dir)
             folder = wildcards_folder(wildcards_path)
             ctx.engine.wildcards = replace(ctx.engine.wildcards, folder=folder)
