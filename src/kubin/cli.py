@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from kubin import __version__
@@ -137,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompts-file", metavar="FILE",
         help="one job per line: a text file of prompts (blank and # lines skipped), or a CSV file whose "
         "first row names parameters (prompt,seed,steps,...); the other flags apply to every line",
+    )  # fmt: skip
+    gen.add_argument(
+        "--input-dir", metavar="DIR",
+        help="batch over a folder: one job per image of DIR as the task's input image (i2i, inpaint, outpaint, "
+        "i2v, i2mesh); outputs keep the images' names in a new folder; unreadable files are skipped and reported",
+    )  # fmt: skip
+    gen.add_argument(
+        "--mask-dir", metavar="DIR",
+        help="with --input-dir and --task inpaint: the mask of each image, the file with the same name here",
     )  # fmt: skip
     gen.add_argument(
         "--xyz", action="append", metavar="NAME=VALUES",
@@ -303,7 +313,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     """One job from the flags, or with --prompts-file one job per line of the file (the flags apply to
     every line, the line's own values over them). Every job is queued before the first runs."""
-    from kubin.engine import CANCELLED, FAILED, Job
+    from kubin.engine import CANCELLED, FAILED
 
     settings = load_settings(args)
     params = {
@@ -316,24 +326,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         task = "t2i" if spec.supports("t2i") else spec.tasks[0]
     if args.xyz:
         return _generate_grid(args, engine, task, settings.get("model"), params)
-    lines: list[tuple[int | None, dict[str, Any]]] = [(None, params)]
-    if args.prompts_file:
-        from kubin.prompts import read_prompts_file
-
-        lines = [(p.line, {**params, **p.params}) for p in read_prompts_file(args.prompts_file, task, params)]
-    handles = []
-    try:
-        for line, values in lines:
-            handles.append((line, engine.submit(Job(task, settings.get("model"), values))))
-    except KubinError as exc:
-        for _, queued in handles:
-            engine.cancel(queued)
+    if args.mask_dir and not args.input_dir:
         engine.close(wait=True)
-        raise KubinError(f"{args.prompts_file}, line {line}: {exc}" if line else str(exc)) from None
+        raise KubinError("--mask-dir goes with --input-dir (the folder of images to inpaint).")
+    if args.input_dir:
+        handles = _queue_folder(args, engine, task, settings.get("model"), params)
+    else:
+        handles = _queue_lines(args, engine, task, settings.get("model"), params)
     code = 0
-    for line, handle in handles:
+    for extra, handle in handles:
         printed = 0
-        extra = {"line": line} if line else {}
         try:  # each notice and each output as soon as the job tells it, so a script sees progress
             for event in handle.events():
                 # Notices: an adjusted input (resized mask, ...), the model's load, torch.compile's warm-up.
@@ -347,7 +349,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 engine.cancel(other)
             handle.wait()
             _print_results(handle, printed, extra)  # what was saved before the job stopped
-        where = f"line {line}: " if line else ""
+        where = (
+            f"line {extra['line']}: "
+            if "line" in extra
+            else f"{Path(extra['source']).name}: "
+            if extra
+            else ""
+        )
         if handle.state == FAILED:
             print(f"error: {where}{handle.error}", file=sys.stderr)
             code = code or EXIT_USER_ERROR
@@ -358,6 +366,42 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # exception") when a thread is still in native code at interpreter exit.
     engine.close(wait=True)
     return code
+
+
+def _queue_lines(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]):
+    """The flags' job, or one per line of --prompts-file: [(what to add to each JSON line, handle)]."""
+    from kubin.engine import Job
+
+    lines: list[tuple[int | None, dict[str, Any]]] = [(None, params)]
+    if args.prompts_file:
+        from kubin.prompts import read_prompts_file
+
+        lines = [(p.line, {**params, **p.params}) for p in read_prompts_file(args.prompts_file, task, params)]
+    handles = []
+    try:
+        for line, values in lines:
+            handles.append(({"line": line} if line else {}, engine.submit(Job(task, model_id, values))))
+    except KubinError as exc:
+        for _, queued in handles:
+            engine.cancel(queued)
+        engine.close(wait=True)
+        raise KubinError(f"{args.prompts_file}, line {line}: {exc}" if line else str(exc)) from None
+    return handles
+
+
+def _queue_folder(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]):
+    """--input-dir: one job per image, each JSON line with its `source`; skipped files on stderr."""
+    from kubin.batch import queue_folder
+
+    try:
+        plan, queued = queue_folder(engine, task, model_id, params, args.input_dir, args.mask_dir)
+    except KubinError:
+        engine.close(wait=True)
+        raise
+    for name, why in plan.skipped:
+        print(f"skipped: {name}: {why}", file=sys.stderr, flush=True)
+    print(f"notice: {len(queued)} image(s) of {plan.folder} → {plan.output}", file=sys.stderr, flush=True)
+    return [({"source": str(item.source)}, handle) for item, handle in queued]
 
 
 def _generate_grid(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]) -> int:

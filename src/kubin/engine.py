@@ -33,7 +33,7 @@ from kubin.models.base import Phase
 from kubin.models.lora import ActiveLora, LoraLibrary, take_prompt_tags
 from kubin.models.manager import ModelManager
 from kubin.models.registry import family_of, list_models
-from kubin.outputs import Mesh, Video, save_image, save_mesh, save_video
+from kubin.outputs import Mesh, OutputName, Video, save_image, save_mesh, save_video
 from kubin.params import SEED_MAX, ImageTaskParams, params_class
 from kubin.progress import Stage, StepTracker, TimeLeft
 from kubin.prompts import PromptPlan, Wildcards, plan_prompts
@@ -56,6 +56,8 @@ class Job:
     owner: str = ""  # who may cancel it without knowing its id (a browser session)
     # Values of the extensions' own widgets in the tab, by extension folder: passed to their before_job.
     extension_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where its outputs go when they keep a name (a folder batch's); the day's <counter>-<seed> otherwise.
+    output_name: OutputName | None = None
 
 
 @dataclass
@@ -716,13 +718,14 @@ class Engine:
         """Save one output with its metadata at once, as what it is: a Mesh (with its turntable frames), a
         Video, or an image."""
         task = handle.job.task
+        name = handle.job.output_name.indexed(index, handle.image_count) if handle.job.output_name else None
         if isinstance(output, Mesh):
             size = handle.prepared.size  # the preview's
             meta = self._metadata(
                 handle, model, scheduler, seed, index, SimpleNamespace(width=size[0], height=size[1]), inputs
             )
             meta["frames"] = len(output.turntable)
-            paths = save_mesh(output, self.output_dir, task, meta)
+            paths = save_mesh(output, self.output_dir, task, meta, name)
             meta.update(vertices=len(output.vertices), faces=len(output.faces))
             files = {kind: paths[kind] for kind in ("glb", "ply", "obj")}
             return Result(
@@ -735,11 +738,11 @@ class Engine:
             first = frames[0]
             meta = self._metadata(handle, model, scheduler, seed, index, first, inputs)
             meta.update(frames=len(frames), fps=fps)
-            path, preview = save_video(frames, fps, self.output_dir, task, meta)
+            path, preview = save_video(frames, fps, self.output_dir, task, meta, name=name)
             return Result(path, seed, first.width, first.height, index, meta, len(frames), fps, preview)
         image = handle.prepared.finish(output)
         meta = self._metadata(handle, model, scheduler, seed, index, image, inputs)
-        path = save_image(image, self.output_dir, task, meta)
+        path = save_image(image, self.output_dir, task, meta, name)
         return Result(path, seed, image.width, image.height, index, meta)
 
     def _metadata(self, handle, model, scheduler, seed, index, image, inputs) -> dict[str, Any]:

@@ -74,12 +74,32 @@ def _quote(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False) if ("," in text or ":" in text) and " " in text else text
 
 
-def next_output_path(directory: Path, seed: int, suffix: str = ".png") -> Path:
-    """`<counter>-<seed><suffix>` where counter is one more than the highest in the folder.
+@dataclass(frozen=True)
+class OutputName:
+    """Where an output goes when it keeps a name (a folder batch's `<folder>/<stem>.png`) instead of the
+    day's `<counter>-<seed>` one."""
+
+    folder: Path
+    stem: str
+
+    def indexed(self, index: int, count: int) -> OutputName:
+        """The name of output `index` of `count` made from one source: `stem-1`, `stem-2`, ... when more than one."""
+        return self if count <= 1 else OutputName(self.folder, f"{self.stem}-{index + 1}")
+
+
+def next_output_path(directory: Path, seed: int, suffix: str = ".png", stem: str | None = None) -> Path:
+    """`<counter>-<seed><suffix>` where counter is one more than the highest in the folder; with `stem`,
+    `<stem><suffix>` (`<stem> (2)<suffix>`, ... when taken: nothing is ever overwritten).
 
     Call under `_counter_lock` together with the write, so that two jobs never pick one name.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    if stem is not None:
+        path, n = directory / f"{stem}{suffix}", 1
+        while path.exists() or path.with_suffix(".json").exists():
+            n += 1
+            path = directory / f"{stem} ({n}){suffix}"
+        return path
     highest = 0
     for entry in os.scandir(directory):
         m = _COUNTER_RE.match(entry.name)
@@ -92,14 +112,17 @@ def output_folder(root: Path, task: str, when: _dt.date | None = None) -> Path:
     return Path(root) / task / (when or _dt.date.today()).isoformat()
 
 
-def save_image(image: Image.Image, root: Path, task: str, meta: dict[str, Any]) -> Path:
-    """Write `image` under root/task/YYYY-MM-DD/ with its metadata; the file appears complete or not at all."""
+def save_image(
+    image: Image.Image, root: Path, task: str, meta: dict[str, Any], name: OutputName | None = None
+) -> Path:
+    """Write `image` under root/task/YYYY-MM-DD/ (or as `name`) with its metadata; the file appears complete
+    or not at all."""
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", a1111_parameters(meta))
     info.add_text("kubin", json.dumps(meta, ensure_ascii=False, sort_keys=True))
-    folder = output_folder(root, task)
+    folder = name.folder if name else output_folder(root, task)
     with _counter_lock:
-        path = next_output_path(folder, int(meta.get("seed", 0)))
+        path = next_output_path(folder, int(meta.get("seed", 0)), stem=name.stem if name else None)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -114,10 +137,16 @@ def save_image(image: Image.Image, root: Path, task: str, meta: dict[str, Any]) 
 
 
 def save_tool_output(
-    image: Image.Image, root: Path, task: str, model: str, params: dict[str, Any], inputs: dict[str, Any]
+    image: Image.Image,
+    root: Path,
+    task: str,
+    model: str,
+    params: dict[str, Any],
+    inputs: dict[str, Any],
+    name: OutputName | None = None,
 ) -> Path:
-    """Save what a tool made from an image (an upscale, a mask, a cut-out) under root/task/ like every
-    output, with the tool's model and parameters and the input it came from."""
+    """Save what a tool made from an image (an upscale, a mask, a cut-out) under root/task/ (or as `name`)
+    like every output, with the tool's model and parameters and the input it came from."""
     from kubin import __version__
 
     meta = {
@@ -131,7 +160,7 @@ def save_tool_output(
         "params": params,
         "inputs": inputs,
     }
-    return save_image(image, root, task, meta)
+    return save_image(image, root, task, meta, name)
 
 
 def read_image_metadata(source: str | os.PathLike | Image.Image) -> dict[str, Any]:
@@ -156,7 +185,13 @@ PREVIEW_MAX_SIDE = 384
 
 
 def save_video(
-    frames: list[Image.Image], fps: float, root: Path, task: str, meta: dict[str, Any], preview: bool = True
+    frames: list[Image.Image],
+    fps: float,
+    root: Path,
+    task: str,
+    meta: dict[str, Any],
+    preview: bool = True,
+    name: OutputName | None = None,
 ) -> tuple[Path, Path | None]:
     """Write `frames` as root/task/YYYY-MM-DD/<counter>-<seed>.mp4 with a `.json` sidecar and (optionally)
     a `.webp` preview; returns (video, preview). Encoding goes to temporary names; the files are renamed
@@ -174,12 +209,13 @@ def save_video(
             f"Every frame of a video must have one size: frame {odd} is {frames[odd].width}x{frames[odd].height}, "
             f"frame 0 is {width}x{height}."
         )
-    folder = output_folder(root, task)
+    folder = name.folder if name else output_folder(root, task)
+    stem = name.stem if name else None
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
-    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=folder)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".mp4", dir=folder)
     os.close(fd)  # ffmpeg writes the file by its name
-    tmp_video = Path(name)
+    tmp_video = Path(tmp_name)
     tmp_files = [tmp_video]
     try:
         writer = imageio_ffmpeg.write_frames(
@@ -205,7 +241,7 @@ def save_video(
         if preview:
             tmp_preview = _write_preview(folder, frames, fps, tmp_files)
         with _counter_lock:
-            path = next_output_path(folder, int(meta.get("seed", 0)), ".mp4")
+            path = next_output_path(folder, int(meta.get("seed", 0)), ".mp4", stem)
             preview_path = path.with_suffix(".webp") if tmp_preview else None
             os.replace(tmp_json, path.with_suffix(".json"))
             if tmp_preview:
@@ -329,11 +365,14 @@ def mesh_files(mesh: Mesh) -> dict[str, bytes]:
     return out
 
 
-def save_mesh(mesh: Mesh, root: Path, task: str, meta: dict[str, Any]) -> dict[str, Path]:
+def save_mesh(
+    mesh: Mesh, root: Path, task: str, meta: dict[str, Any], name: OutputName | None = None
+) -> dict[str, Path]:
     """Write root/task/YYYY-MM-DD/<counter>-<seed>.glb with .ply, .obj, a .gif turntable (if frames are given)
     and a .json sidecar; returns {"glb", "ply", "obj", "preview", "json"} -> path. Everything is written to
     temporary names first and renamed into place with the .glb last, so a listed .glb is complete."""
-    folder = output_folder(root, task)
+    folder = name.folder if name else output_folder(root, task)
+    stem = name.stem if name else None
     folder.mkdir(parents=True, exist_ok=True)
     files = mesh_files(mesh)
     meta = meta | {"vertices": len(mesh.vertices), "faces": len(mesh.faces)}
@@ -345,14 +384,14 @@ def save_mesh(mesh: Mesh, root: Path, task: str, meta: dict[str, Any]) -> dict[s
         for kind in ("ply", "obj", "glb"):
             temps[kind] = _write_temp(folder, f".{kind}", files[kind])
         if mesh.turntable:
-            fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".gif", dir=folder)
-            temps["preview"] = Path(name)
+            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".gif", dir=folder)
+            temps["preview"] = Path(tmp_name)
             frames = [f.convert("RGB") for f in mesh.turntable]
             with os.fdopen(fd, "wb") as fh:
                 frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
                                duration=round(1000 / TURNTABLE_FPS), loop=0)  # fmt: skip
         with _counter_lock:
-            glb = next_output_path(folder, int(meta.get("seed", 0)), ".glb")
+            glb = next_output_path(folder, int(meta.get("seed", 0)), ".glb", stem)
             paths = {kind: glb.with_suffix(".gif" if kind == "preview" else f".{kind}") for kind in temps}
             for kind in ("json", "preview", "ply", "obj", "glb"):  # the mesh that lists the object goes last
                 if kind in temps:

@@ -236,3 +236,25 @@ def test_infotext_parses_like_a1111():
     assert (parsed["Size-1"], parsed["Size-2"]) == ("512", "768")
     assert parsed["Model"] == "a, b: c"
     assert parse_infotext("just a prompt") == {"Prompt": "just a prompt", "Negative prompt": ""}
+
+
+def test_a_server_others_reach_reads_no_folder_for_a_batch_unless_the_config_lists_it(tmp_path, engine):
+    from kubin.api.jobs import ApiState
+    from kubin.config import load_config
+    from kubin.ui.app import api_folder_roots
+
+    local = load_config(tmp_path / "none.yaml")
+    assert api_folder_roots(local) is None  # any folder: only this machine reaches the server
+    listening = load_config(tmp_path / "none.yaml", {"server.listen": True})
+    assert api_folder_roots(listening) == []
+    listed = load_config(
+        tmp_path / "none.yaml", {"server.share": True, "api_folder_roots": [str(tmp_path / "ok")]}
+    )
+    assert api_folder_roots(listed) == [tmp_path / "ok"]
+
+    state = ApiState(engine, "tiny-kd22", tmp_path, 1 << 20, folder_roots=api_folder_roots(listed))
+    state.check_folder(str(tmp_path / "ok" / "pictures"), "input_dir")
+    with pytest.raises(HTTPException) as refused:
+        state.check_folder(str(tmp_path / "ok" / ".." / "secret"), "input_dir")
+    assert refused.value.status_code == 403
+    assert "reads folders only under api_folder_roots" in refused.value.detail

@@ -35,11 +35,12 @@ def mount_api(
     credentials: Credentials | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
+    folder_roots: list[Path] | None = None,
 ) -> ApiState:
     """Add the API routes and /docs to `app` (Gradio's, as its server starts: see ui.app.api_lifespan);
-    returns the API's state."""
+    returns the API's state. `folder_roots`: the server folders a folder batch may read (None: any)."""
     uploads = Path(tempfile.mkdtemp(prefix="kubin-uploads-"))
-    state = ApiState(engine, model_id, uploads, max_upload_pixels)
+    state = ApiState(engine, model_id, uploads, max_upload_pixels, folder_roots=folder_roots)
     route_class = limited_route(int(max_upload_mb * 1024 * 1024))
     guard = [Depends(auth_dependency(credentials or []))]
     routers = [

@@ -5,12 +5,15 @@ turning uploaded or referenced images into files for the engine, and a job's JSO
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fastapi import HTTPException
 
 from kubin.api.security import decode_image, safe_output_path
 from kubin.engine import Engine, FinishedEvent, Job, JobHandle
@@ -49,6 +52,8 @@ class ApiState:
     uploads: Path  # decoded request images live here until the engine has read them (at submit)
     max_upload_pixels: int
     interrupted: bool = False  # the last A1111 /interrupt stopped a job (for /progress)
+    # The server folders a folder batch may read: None = any (a server only this machine reaches).
+    folder_roots: list[Path] | None = None
     _jobs: OrderedDict[int, JobHandle] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,6 +84,19 @@ class ApiState:
             for path in created:
                 path.unlink(missing_ok=True)
         return self.keep(handle)
+
+    def check_folder(self, folder: str, what: str) -> None:
+        """Refuse a server folder outside `folder_roots` (403): a server others reach must not read any folder."""
+        if self.folder_roots is None:
+            return
+        real = Path(os.path.realpath(Path(folder).expanduser()))
+        if not any(real.is_relative_to(os.path.realpath(root)) for root in self.folder_roots):
+            allowed = ", ".join(str(r) for r in self.folder_roots) or "none are set"
+            raise HTTPException(
+                403,
+                f"{what}: this server reads folders only under api_folder_roots of its config ({allowed}), "
+                "because other machines can reach it.",
+            )
 
     def keep(self, handle: JobHandle) -> JobHandle:
         """Remember a job this API submitted, for GET /jobs/{id} after it ends."""

@@ -136,6 +136,41 @@ class GridAnswer(BaseModel):
     )
 
 
+def folder_model(task: str) -> type[BaseModel]:
+    """The request body of a folder batch: the server folder of images (and of masks) and the parameters
+    every image's job starts from."""
+    cls = TASK_PARAMS[task]
+    return create_model(
+        f"{cls.__name__}FolderRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="A folder batch: one job per image of `input_dir`, each image as the task's input image.",
+        model=(str | None, Field(None, description="model id; default: the API's current model")),
+        input_dir=(str, Field(description="a folder on the server (its images, not its subfolders)")),
+        mask_dir=(
+            str | None,
+            Field(None, description="inpaint: the folder of masks, each named as its image"),
+        ),
+        params=(
+            task_body_model(task) | None,
+            Field(
+                None, description="parameters of every image's job (no model; the input image is the file)"
+            ),
+        ),
+    )
+
+
+class SkippedFile(BaseModel):
+    file: str = Field(description="the file's name in the input folder")
+    why: str
+
+
+class FolderJobs(BaseModel):
+    jobs: list[JobView] = Field(description="one job per image, in the folder's name order")
+    sources: list[str] = Field(description="each job's image file")
+    skipped: list[SkippedFile] = Field(description="files not run: not images, damaged, or without a mask")
+    output_dir: str = Field(description="the new folder the outputs go to, each named as its image")
+
+
 class PromptsFileJobs(BaseModel):
     jobs: list[JobView] = Field(description="one job per line of the file, in order")
     lines: list[int] = Field(description="the file's line number of each job")
@@ -271,6 +306,8 @@ def _add_task_route(router: APIRouter, state: ApiState, task: str) -> None:
         _add_prompts_file_route(router, state, task)
     if TASK_PARAMS[task].output_kind == "image":
         _add_grid_route(router, state, task)
+    if "init_image" in TASK_PARAMS[task].field_specs():
+        _add_folder_route(router, state, task)
     router.add_api_route(
         f"/tasks/{task}",
         lambda: _task_info(task),
@@ -318,6 +355,51 @@ def _add_prompts_file_route(router: APIRouter, state: ApiState, task: str) -> No
         description="One job per line of a prompts file (text or CSV), every line checked before any job is "
         "queued. Answers when every job has ended; with ?wait=false at once.",
         name=f"kubin_{task}_prompts_file",
+    )
+
+
+def _add_folder_route(router: APIRouter, state: ApiState, task: str) -> None:
+    body_model = folder_model(task)
+
+    async def run(
+        body,
+        wait: bool = Query(True, description="wait for every job to end; false answers at once (202)"),  # noqa: B008
+    ):
+        from kubin.batch import queue_folder
+
+        base = body.params.model_dump(exclude_none=True) if body.params else {}
+        base.pop("model", None)
+        for what, folder in (("input_dir", body.input_dir), ("mask_dir", body.mask_dir)):
+            if folder:
+                state.check_folder(folder, what)
+        plan, queued = await run_in_threadpool(
+            queue_folder, state.engine, task, body.model or state.model_id, base, body.input_dir, body.mask_dir,
+            "api",
+        )  # fmt: skip
+        handles = [state.keep(handle) for _, handle in queued]
+        answer = {
+            "sources": [str(item.source) for item, _ in queued],
+            "skipped": [{"file": name, "why": why} for name, why in plan.skipped],
+            "output_dir": str(plan.output),
+        }
+        if not wait:
+            return JSONResponse(answer | {"jobs": [state.job_json(h) for h in handles]}, status_code=202)
+        for handle in handles:
+            await wait_for(handle)
+        return answer | {"jobs": [state.job_json(h) for h in handles]}
+
+    run.__annotations__["body"] = body_model
+    router.add_api_route(
+        f"/tasks/{task}/folder",
+        run,
+        methods=["POST"],
+        response_model=FolderJobs,
+        summary=f"{TASK_LABELS.get(task, task)}: every image of a folder",
+        description="One job per image of a server folder, the outputs keeping the images' names in a new "
+        "folder; files that are not readable images are skipped and listed. A server reachable from other "
+        "machines (--listen, --share) reads only folders under `api_folder_roots` of its config. Answers when "
+        "every job has ended; with ?wait=false at once.",
+        name=f"kubin_{task}_folder",
     )
 
 

@@ -32,6 +32,8 @@ JS_PATH = Path(__file__).with_name("kubin.js")  # keyboard shortcut, results int
 SHARE_HOST = "api.gradio.app"
 TOOLS_TAB = "tools"  # the top-row tab holding the tool extensions' tabs
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
 
 def build_app(ctx: UIContext) -> gr.Blocks:
     with gr.Blocks(title="Kubin", analytics_enabled=False) as demo:
@@ -187,6 +189,19 @@ def share_reachable(timeout: float = 5.0) -> str | None:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
+def api_folder_roots(settings: LoadedConfig) -> list[Path] | None:
+    """The server folders an API folder batch may read: those of `api_folder_roots` when set; else any on a
+    server only this machine reaches, none on one others reach (--listen, --share, a non-loopback host)."""
+    roots = settings.get("api_folder_roots") or []
+    if isinstance(roots, str):
+        roots = [roots]
+    if roots:
+        return [Path(str(r)).expanduser() for r in roots]
+    host = str(settings.get("server.host") or "127.0.0.1")
+    exposed = settings.get("server.listen") or settings.get("server.share") or host not in LOOPBACK_HOSTS
+    return [] if exposed else None
+
+
 def api_lifespan(
     mounted: dict, engine, model_id: str, settings: LoadedConfig, credentials, max_upload_mb: float
 ):
@@ -199,7 +214,7 @@ def api_lifespan(
     async def lifespan(app):
         mounted["api"] = mount_api(
             app, engine, model_id, credentials, max_upload_mb,
-            int(settings.get("server.max_upload_pixels", 8192 * 8192)),
+            int(settings.get("server.max_upload_pixels", 8192 * 8192)), api_folder_roots(settings),
         )  # fmt: skip
         yield
 

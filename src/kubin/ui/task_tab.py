@@ -59,11 +59,13 @@ def build_task_tab(
     has_prompt: bool = True,
     prompts_file: bool = False,
     grid: bool = False,
+    folder: bool = False,
 ) -> TaskTab:
     """Build one tab. `inputs` adds widgets above the prompt, `options` below Generate; each returns
     {name: component}. `to_params` turns {name: value} into the task's parameter dict. With
     `prompts_file`, a prompts file queues one job per line (kubin.ui.prompts_file); with `grid`, an X/Y/Z
-    grid queues one per combination (kubin.ui.grid_panel)."""
+    grid queues one per combination (kubin.ui.grid_panel); with `folder`, every image of a folder is the
+    task's input image of one job (kubin.ui.folder_batch)."""
     params_cls = params_class(task)
     specs = params_cls.field_specs()
     video = task in VIDEO_TASKS
@@ -157,6 +159,10 @@ def build_task_tab(
                     from kubin.ui.grid_panel import grid_panel
 
                     panel = grid_panel(task)
+                if folder:
+                    from kubin.ui.folder_batch import folder_box
+
+                    batch_box = folder_box(task, masks="mask" in specs)
                 extension_widgets = build_extension_controls(ctx, task, widgets)
                 widgets.update(extension_widgets)
             with gr.Column(scale=1, min_width=300):
@@ -249,6 +255,12 @@ def build_task_tab(
 
         wire_grid_panel(ctx, task, panel, owner, model, names, components, event_outputs, to_params,
                         extension_widgets.keys_by_name, restore_file, (cancel_btn, cancel_status))  # fmt: skip
+
+    if folder:
+        from kubin.ui.folder_batch import wire_folder_batch
+
+        wire_folder_batch(ctx, task, batch_box, owner, model, names, components, event_outputs, to_params,
+                          extension_widgets.keys_by_name, (cancel_btn, cancel_status))  # fmt: skip
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     reuse_seed.click(

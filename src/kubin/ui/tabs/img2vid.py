@@ -11,7 +11,7 @@ def build(ctx: UIContext) -> TaskTab:
     def inputs(values):
         return {"init_image": ui.image_input("First frame", f"{TASK}-init-image", height=320)}
 
-    tab = build_task_tab(ctx, TASK, inputs)
+    tab = build_task_tab(ctx, TASK, inputs, folder=True)
     tab.receive_image = tab.widgets["init_image"]
     # An uploaded image sets the size to 0 x 0: the model's resolution nearest the image's aspect ratio.
     tab.widgets["init_image"].upload(lambda _: (0, 0), tab.widgets["init_image"],

@@ -38,7 +38,7 @@ def build(ctx: UIContext) -> TaskTab:
             blur = ui.slider(specs["mask_blur"], values["mask_blur"], elem_id=f"{TASK}-mask-blur")
         return {"invert_mask": invert, "mask_blur": blur}
 
-    tab = build_task_tab(ctx, TASK, inputs, options, to_params=editor_to_params)
+    tab = build_task_tab(ctx, TASK, inputs, options, to_params=editor_to_params, folder=True)
     tab.receive_image = tab.widgets["editor"]
     tab.receive_value = lambda path: {"background": path, "layers": [], "composite": path}
     return tab

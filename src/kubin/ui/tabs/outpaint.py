@@ -41,6 +41,6 @@ def build(ctx: UIContext) -> TaskTab:
         values["expand"] = [int(values.pop(f"expand_{side}") or 0) for side in SIDES]
         return values
 
-    tab = build_task_tab(ctx, TASK, inputs, options, to_params=to_params)
+    tab = build_task_tab(ctx, TASK, inputs, options, to_params=to_params, folder=True)
     tab.receive_image = tab.widgets["init_image"]
     return tab
