@@ -147,37 +147,41 @@ def remove_background(
 
 
 def save_cutout(
-    image: Image.Image, root: Path, model: str, mask_only: bool, alpha_matting: bool, source: str
+    image: Image.Image, root: Path, model: str, mask_only: bool, alpha_matting: bool, source: str, name=None
 ) -> Path:
-    """Save under <output>/rembg/<date>/ with its parameters, as every Kubin output."""
+    """Save under <output>/rembg/<date>/ (or as `name`, a folder batch's) with its parameters, as every
+    Kubin output."""
     from kubin.outputs import save_tool_output
 
-    return save_tool_output(
-        image,
-        root,
-        "rembg",
-        model,
-        {"mask_only": mask_only, "alpha_matting": alpha_matting},
-        {"image": source},
-    )
+    params = {"mask_only": mask_only, "alpha_matting": alpha_matting}
+    return save_tool_output(image, root, "rembg", model, params, {"image": source}, name)
+
+
+def model_name(model: str, custom: str | None) -> str:
+    return f"{CUSTOM}: {custom}" if model == CUSTOM else model
 
 
 def setup(api):
-    def run(ctx, image_path, model, custom, mask_only, alpha_matting) -> tuple[str, str]:
-        if not image_path:
-            raise InvalidParams("Choose an image first.")
-        image = open_image(image_path, "The image")
+    def cutting(model: str, custom: str | None, mask_only: bool, alpha_matting: bool):
+        """`work(tool, image)` -> the cut-out (or mask) by `model`, for a tool job."""
         folder = models_dir(api.settings)
         key = f"rembg:{model}:{folder}:{custom if model == CUSTOM else ''}"
 
-        def cut_out(tool) -> Image.Image:
+        def work(tool, image: Image.Image) -> Image.Image:
             # In the engine's queue, as every tool model: never beside a generation; the manager keeps the
             # session between clicks and frees it when a generation model needs the memory.
             session = tool.model(key, lambda device: new_session(model, folder, custom or ""))
             return remove_background(session, image, bool(mask_only), bool(alpha_matting))
 
-        result = ctx.engine.run_tool("Remove background", cut_out)
-        name = f"{CUSTOM}: {custom}" if model == CUSTOM else model
+        return work
+
+    def run(ctx, image_path, model, custom, mask_only, alpha_matting) -> tuple[str, str]:
+        if not image_path:
+            raise InvalidParams("Choose an image first.")
+        image = open_image(image_path, "The image")
+        cut_out = cutting(model, custom, mask_only, alpha_matting)
+        result = ctx.engine.run_tool("Remove background", lambda tool: cut_out(tool, image))
+        name = model_name(model, custom)
         path = save_cutout(result, Path(ctx.engine.output_dir), name, bool(mask_only), bool(alpha_matting),
                            str(image_path))  # fmt: skip
         return str(path), f"{'Mask' if mask_only else 'Cut-out'} saved as {path.name}."
@@ -187,6 +191,7 @@ def setup(api):
 
         from kubin.errors import KubinError
         from kubin.ui.components import refuse_non_images
+        from kubin.ui.folder_batch import tool_folder_panel
 
         folder = models_dir(api.settings)
         files = custom_files(folder)
@@ -237,6 +242,21 @@ def setup(api):
                 raise gr.Error("Give a folder.", print_exception=False)
             api.save_settings({"models_dir": str(text).strip()})
             return listing(current), str(models_dir(api.settings))
+
+        def folder_tool(choice, custom_name, only_mask, alpha_matting):
+            work = cutting(choice, custom_name, only_mask, alpha_matting)
+            root, name = Path(ctx.engine.output_dir), model_name(choice, custom_name)
+
+            def save(image, item, output_name):
+                return save_cutout(image, root, name, bool(only_mask), bool(alpha_matting), str(item.source),
+                                   output_name)  # fmt: skip
+
+            return work, save
+
+        with gr.Row():
+            with gr.Column():
+                tool_folder_panel(ctx, "rembg", "Remove background", "rembg", [model, custom, mask_only, matting],
+                                  folder_tool)  # fmt: skip
 
         go.click(on_run, [source, model, custom, mask_only, matting], [result, info], api_name="rembg",
                  concurrency_limit=1, concurrency_id="rembg")  # fmt: skip

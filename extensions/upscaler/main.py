@@ -135,31 +135,25 @@ def _tiled(model, x, scale: int, tile: int, progress=None):
     return out
 
 
-def save_upscaled(image: Image.Image, root: Path, model: str, scale: int, tile: int, source: str) -> Path:
-    """Save under <output>/upscale/<date>/ with its parameters, as every Kubin output."""
+def save_upscaled(
+    image: Image.Image, root: Path, model: str, scale: int, tile: int, source: str, name=None
+) -> Path:
+    """Save under <output>/upscale/<date>/ (or as `name`, a folder batch's) with its parameters, as every
+    Kubin output."""
     from kubin.outputs import save_tool_output
 
     return save_tool_output(
-        image,
-        root,
-        "upscale",
-        model,
-        {"scale": scale, "tile": tile},
-        {"image": source},
+        image, root, "upscale", model, {"scale": scale, "tile": tile}, {"image": source}, name
     )
 
 
 def setup(api):
-    def run(ctx, image_path: str, choice: str, tile: int, progress=None) -> tuple[str, str]:
-        """Upscale in the engine's queue: never on the device beside a generation; the manager keeps the
-        upscaler between clicks and frees it when a generation model needs the memory."""
-        if not image_path:
-            raise InvalidParams("Choose an image to upscale first.")
-        image = open_image(image_path, "The image")
+    def upscaling(choice: str, tile: int, progress=None):
+        """`work(tool, image)` -> (the image upscaled by the `choice` model, the Upscaler), for a tool job."""
         path = weights_path(choice, models_dir(api.settings), hub_models(api.settings))
         limit = int(api.settings.get("max_output_pixels") or MAX_OUTPUT_PIXELS)
 
-        def upscale_job(tool) -> tuple[Image.Image, Upscaler]:
+        def work(tool, image: Image.Image) -> tuple[Image.Image, Upscaler]:
             upscaler = tool.model(f"upscaler:{path}", lambda device: load_upscaler(path, device))
             if image.width * image.height * upscaler.scale**2 > limit:
                 raise InvalidParams(
@@ -172,9 +166,18 @@ def setup(api):
                 if progress:
                     progress(done, total)
 
-            return upscale(upscaler, image, int(tile), report), upscaler
+            return upscale(upscaler, image, tile, report), upscaler
 
-        result, upscaler = ctx.engine.run_tool("Upscale", upscale_job)
+        return work
+
+    def run(ctx, image_path: str, choice: str, tile: int, progress=None) -> tuple[str, str]:
+        """Upscale in the engine's queue: never on the device beside a generation; the manager keeps the
+        upscaler between clicks and frees it when a generation model needs the memory."""
+        if not image_path:
+            raise InvalidParams("Choose an image to upscale first.")
+        image = open_image(image_path, "The image")
+        work = upscaling(choice, int(tile), progress)
+        result, upscaler = ctx.engine.run_tool("Upscale", lambda tool: work(tool, image))
         saved = save_upscaled(
             result, Path(ctx.engine.output_dir), choice, upscaler.scale, int(tile), str(image_path)
         )
@@ -189,6 +192,7 @@ def setup(api):
 
         from kubin.errors import KubinError
         from kubin.ui.components import refuse_non_images
+        from kubin.ui.folder_batch import tool_folder_panel
 
         folder = models_dir(api.settings)
         choices = model_choices(folder, hub_models(api.settings))
@@ -240,6 +244,27 @@ def setup(api):
                 raise gr.Error("Give a folder.", print_exception=False)
             api.save_settings({"models_dir": str(text).strip()})
             return listing(choice), str(models_dir(api.settings))
+
+        def folder_tool(choice, tile_size):
+            work = upscaling(choice, int(tile_size))
+            root = Path(ctx.engine.output_dir)
+            upscaled = {}  # the scale of each result, for its metadata
+
+            def one(tool, image):
+                result, upscaler = work(tool, image)
+                upscaled["scale"] = upscaler.scale
+                return result
+
+            def save(image, item, name):
+                return save_upscaled(
+                    image, root, choice, upscaled["scale"], int(tile_size), str(item.source), name
+                )
+
+            return one, save
+
+        with gr.Row():
+            with gr.Column():
+                tool_folder_panel(ctx, "upscaler", "Upscale", "upscale", [model, tile], folder_tool)
 
         go.click(on_run, [source, model, tile], [result, info], api_name="upscale",
                  concurrency_limit=1, concurrency_id="upscaler")  # fmt: skip

@@ -10,6 +10,7 @@ saved with every parameter plus the source's path); only their file names differ
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,45 @@ def queue_folder(
             plan.output.rmdir()
         raise
     return plan, queued
+
+
+@dataclass
+class ToolFolderRun:
+    """A tool's pass over a folder as it goes: the outputs saved so far and the images that failed."""
+
+    plan: FolderPlan
+    saved: list[tuple[FolderItem, Path]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file name, why)
+
+
+def tool_over_folder(
+    engine,
+    title: str,
+    task: str,
+    folder: str | Path,
+    work: Callable[[Any, Image.Image], Image.Image],
+    save: Callable[[Image.Image, FolderItem, OutputName], Path],
+    owner: str = "",
+):
+    """Queue one tool job (an upscale, a background removal) that runs `work(tool, image)` on each image of
+    `folder` in turn and `save`s each result under the image's name, in a new folder under `task`. An image
+    the tool refuses is reported and the job goes on; Cancel stops it between images (or inside one, where
+    the tool reports progress), keeping what was saved. Returns (the ToolHandle, the ToolFolderRun it fills)."""
+    from kubin.engine import ToolJob
+    from kubin.images import open_image
+
+    plan = scan_folder(folder)
+    plan.make_output(Path(engine.output_dir), task)
+    run = ToolFolderRun(plan)
+
+    def job(tool) -> ToolFolderRun:
+        for done, item in enumerate(plan.items, start=1):
+            try:
+                result = work(tool, open_image(str(item.source), item.source.name))
+                run.saved.append((item, save(result, item, plan.name_of(item))))
+            except InvalidParams as exc:
+                run.failed.append((item.source.name, str(exc)))
+            tool.progress(done, len(plan.items))  # stops here when cancelled
+        return run
+
+    return engine.submit_tool(ToolJob(f"{title} ({len(plan.items)} images)", job, owner)), run

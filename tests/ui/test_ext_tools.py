@@ -109,3 +109,48 @@ def test_remove_background_with_a_custom_onnx_model(api_client, kubin_server, ph
     assert cutout.getpixel((20, 24))[3] > 200 and cutout.getpixel((1, 1))[3] < 50
     assert "Cut-out saved" in info
     assert list((kubin_server.output_dir / "rembg").glob("*/*.png"))
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("screen", ["desktop", "phone"])
+def test_upscale_a_whole_folder_from_the_tab(new_page, api_client, artifacts_dir, tmp_path, screen):
+    import torch
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    models = tmp_path / "upscalers"
+    models.mkdir()
+    torch.manual_seed(0)
+    torch.save({"params_ema": ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=2).state_dict()},
+               models / "tiny_x2.pth")  # fmt: skip
+    api_client.predict(str(models), None, api_name="/upscaler_folder")
+    pictures = tmp_path / f"scans-{screen}"
+    pictures.mkdir()
+    for name in ("page1.png", "page2.png"):
+        Image.new("RGB", (24, 16), (200, 120, 40)).save(pictures / name)
+    (pictures / "index.html").write_text("<p>not a picture</p>")
+
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    page = new_page("/", **(phone if screen == "phone" else {"viewport": {"width": 1366, "height": 900}}))
+    open_tool(page, "Upscale")
+    page.locator("#upscaler-refresh").click()  # the folder was chosen after the page was built
+    page.locator("#upscaler-model input").click()
+    page.get_by_role("option", name="tiny_x2.pth", exact=True).click()
+    page.locator("#upscaler-folder-box").get_by_text("Whole folder").click()
+    page.locator("#upscaler-folder-input textarea, #upscaler-folder-input input").first.fill(str(pictures))
+    page.locator("#upscaler-folder-run").click()
+
+    report = page.locator("#upscaler-folder-report")
+    expect(report).to_contain_text("2 of 2 image(s)", timeout=60_000)
+    expect(report).to_contain_text("index.html: not an image Pillow can read")
+    expect(page.locator("#upscaler-folder-gallery .caption-label")).to_have_count(2, timeout=60_000)
+    assert page.locator("#upscaler-folder-gallery .caption-label").all_inner_texts() == [
+        "page1.png",
+        "page2.png",
+    ]
+    output = Path(report.inner_text().split("→")[1].strip().split()[0].strip("`"))
+    assert [Image.open(output / n).size for n in ("page1.png", "page2.png")] == [(48, 32), (48, 32)]
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
+        "no sideways scroll"
+    )
+    page.locator("#upscaler-folder-box").scroll_into_view_if_needed()
+    page.screenshot(path=artifacts_dir / f"upscale-folder-{screen}.png", full_page=True)

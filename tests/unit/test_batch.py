@@ -165,3 +165,53 @@ def test_a_video_keeps_its_name_with_its_sidecar_and_a_second_one_never_overwrit
     second, _ = save_video(frames, 8, tmp_path, "i2v", {"seed": 2, "task": "i2v"}, name=name)
     assert (first.name, preview.name, second.name) == ("beach.mp4", "beach.webp", "beach (2).mp4")
     assert read_video_metadata(first)["seed"] == 1 and read_video_metadata(second)["seed"] == 2
+
+
+def test_a_tool_over_a_folder_saves_each_result_named_as_its_image_and_reports_the_refused(engine, folder):
+    from kubin.batch import tool_over_folder
+    from kubin.outputs import save_tool_output
+
+    def work(tool, image):
+        if image.getpixel((0, 0)) == Image.open(folder / "img2.png").convert("RGB").getpixel((0, 0)):
+            raise InvalidParams("too dull to mirror")
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    def save(image, item, name):
+        return save_tool_output(
+            image, engine.output_dir, "mirror", "flip", {}, {"image": str(item.source)}, name
+        )
+
+    handle, run = tool_over_folder(engine, "Mirror", "mirror", folder, work, save)
+    handle.wait(60)
+
+    assert handle.state == DONE
+    assert [(item.source.name, path.name) for item, path in run.saved] == [
+        ("a.jpg", "a.png"),
+        ("img10.png", "img10.png"),
+    ]
+    assert run.failed == [("img2.png", "too dull to mirror")]
+    assert {name for name, _ in run.plan.skipped} == {"notes.txt", "broken.png"}
+    mirrored = Image.open(run.plan.output / "img10.png")
+    assert mirrored.getpixel((0, 0)) == Image.open(folder / "img10.png").getpixel((63, 0))
+    assert read_image_metadata(mirrored)["inputs"] == {"image": str(folder / "img10.png")}
+
+
+def test_cancel_stops_a_tool_between_images_and_keeps_those_done(engine, folder):
+    from kubin.batch import tool_over_folder
+
+    first_done, release = threading.Event(), threading.Event()
+
+    def work(tool, image):
+        first_done.set()
+        release.wait(30)
+        return image
+
+    handle, run = tool_over_folder(
+        engine, "Hold", "hold", folder, work, lambda image, item, name: name.folder / name.stem
+    )
+    assert first_done.wait(30)
+    engine.cancel(handle)
+    release.set()
+    handle.wait(60)
+    assert handle.state == CANCELLED
+    assert [item.source.name for item, _ in run.saved] == ["a.jpg"]

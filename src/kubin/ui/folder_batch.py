@@ -11,10 +11,11 @@ from typing import Any
 import gradio as gr
 
 from kubin.batch import queue_folder
+from kubin.engine import CANCELLED, FAILED
 from kubin.errors import KubinError
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
-from kubin.ui.job_view import GENERATE_WAITERS, follow_jobs
+from kubin.ui.job_view import GENERATE_WAITERS, follow_jobs, new_owner
 
 
 @dataclass
@@ -114,3 +115,84 @@ def wire_folder_batch(
         lambda owner_id: ui.cancel_state(ctx, owner_id), owner, cancel_btn,
         queue=False, show_progress="hidden", api_visibility="private",
     )  # fmt: skip
+
+
+def tool_folder_panel(
+    ctx: UIContext,
+    key: str,
+    title: str,
+    task: str,
+    inputs: list[Any],
+    start: Callable[..., tuple[Callable, Callable]],
+) -> None:
+    """A tool tab's "Whole folder" box: every image of a folder through the tool with the tab's choices
+    (`inputs`: `start(*their values)` gives the tool's `work(tool, image)` and `save(image, item, name)`),
+    one tool job in the queue, the outputs shown as they are saved, Cancel between images."""
+    from kubin.batch import tool_over_folder
+
+    with gr.Accordion("Whole folder", open=False, elem_id=f"{key}-folder-box"):
+        gr.Markdown(
+            f"{title} every image of a folder on this server's machine with the choices above. The results "
+            "keep the images' names in a new folder beside today's outputs; files that are not images are "
+            "skipped and listed."
+        )
+        folder = gr.Textbox(
+            label="Input folder", placeholder="/path/to/images", elem_id=f"{key}-folder-input"
+        )
+        with gr.Row():
+            run = gr.Button("Run folder", variant="primary", elem_id=f"{key}-folder-run")
+            stop = gr.Button("Cancel", interactive=False, elem_id=f"{key}-folder-cancel")
+        report = gr.Markdown(elem_id=f"{key}-folder-report")
+        gallery = gr.Gallery(
+            label="Results", columns=4, height=260, object_fit="contain", elem_id=f"{key}-folder-gallery"
+        )
+    owner = gr.State(new_owner)
+    ctx.owners.append((owner, f"{key}-folder"))
+    ctx.cancel_buttons.append((stop, f"{key}-folder"))
+
+    def lines(run_state, handle) -> str:
+        plan = run_state.plan
+        text = (
+            f"**{len(run_state.saved)} of {len(plan.items)} image(s)** of `{plan.folder}` → `{plan.output}`"
+        )
+        problems = [*plan.skipped, *run_state.failed]
+        if problems:
+            text += f"\n\n⚠ Skipped {len(problems)} file(s):" + "".join(
+                f"\n- {n}: {why}" for n, why in problems
+            )
+        if handle.state == CANCELLED:
+            text += "\n\n⚠ Cancelled: the images done are saved."
+        return text
+
+    def on_run(owner_id, folder_path, *values, progress=gr.Progress()):  # noqa: B008 (Gradio injects it)
+        try:
+            work, save = start(*values)
+            handle, run_state = tool_over_folder(ctx.engine, title, task, folder_path, work, save, owner_id)
+        except KubinError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        shown = -1
+        while True:
+            finished = handle.wait(0.5)
+            count = len(plan_items := run_state.plan.items)
+            position = ctx.engine.position(handle)
+            if position:
+                progress(0, desc=f"Queued: {position - 1} job(s) ahead")
+            else:
+                progress(
+                    len(run_state.saved) / max(count, 1),
+                    desc=f"{len(run_state.saved)}/{len(plan_items)} images",
+                )
+            if len(run_state.saved) != shown or finished:
+                shown = len(run_state.saved)
+                yield [(str(p), item.source.name) for item, p in run_state.saved], lines(run_state, handle)
+            if finished:
+                break
+        if handle.state == FAILED and handle.error is not None:
+            raise gr.Error(str(handle.error), print_exception=False)
+
+    run.click(lambda: gr.update(interactive=True), None, stop, queue=False, api_visibility="private")
+    run.click(on_run, [owner, folder, *inputs], [gallery, report], api_visibility="private").then(
+        lambda owner_id: ui.cancel_state(ctx, owner_id), owner, stop, queue=False, api_visibility="private"
+    )
+    stop.click(lambda owner_id: ctx.engine.cancel_owner(owner_id) and None, owner, None, queue=False,
+               api_visibility="private")  # fmt: skip

@@ -4,6 +4,7 @@ the panels that queue several jobs (prompts file) share it."""
 
 import queue
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -156,3 +157,9 @@ def follow_jobs(ctx: UIContext, jobs: Iterable[tuple[str, str, JobHandle]], prog
             failures.append(f"{name}: {exc.message}")
         done = done + [(str(r.path), caption(r)) for r in handle.results]
     return done
+
+
+def new_owner() -> str:
+    """A fresh job owner for a session: what its Cancel cancels (the page load then sets the browser's, so
+    that a reloaded page still can: see ui.app.wire_job_owners)."""
+    return uuid.uuid4().hex

@@ -19,7 +19,7 @@ from kubin.outputs import read_output_metadata
 from kubin.params import TASK_LABELS, VIDEO_TASKS, params_class
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
-from kubin.ui.job_view import GENERATE_WAITERS, follow_job, outputs
+from kubin.ui.job_view import GENERATE_WAITERS, follow_job, new_owner, outputs
 
 # Fields the shared part shows when the task has them, in this order, two per row.
 SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
@@ -73,7 +73,7 @@ def build_task_tab(
         model = ui.model_picker(ctx, task, f"{task}-model")
         values = ctx.defaults(model.value, params_cls)
         hidden = ctx.unused_params(model.value)
-        owner = gr.State(_new_owner)  # what Cancel cancels: per session, then per browser once the page loads
+        owner = gr.State(new_owner)  # what Cancel cancels: per session, then per browser once the page loads
         ctx.owners.append((owner, task))
         last_seed = gr.State(-1)
         results = gr.State([])
@@ -394,9 +394,3 @@ def build_extension_controls(
 
 def _api_name(task: str) -> str:
     return {"t2i": "txt2img", "i2i": "img2img"}.get(task, task)
-
-
-def _new_owner() -> str:
-    import uuid
-
-    return uuid.uuid4().hex

@@ -6,7 +6,6 @@ Text and image mode each have their own Generate button, so each task has its ow
 """
 
 import inspect
-import uuid
 from typing import Any
 
 import gradio as gr
@@ -16,7 +15,7 @@ from kubin.errors import KubinError
 from kubin.params import TASK_LABELS, Image2MeshParams, Text2MeshParams
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
-from kubin.ui.job_view import follow_job, job_report
+from kubin.ui.job_view import follow_job, job_report, new_owner
 
 TAB_ID = "mesh"
 PARAMS = {"t2mesh": Text2MeshParams, "i2mesh": Image2MeshParams}
@@ -30,7 +29,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         model = ui.model_picker(ctx, "t2mesh", f"{TAB_ID}-model")
         values = ctx.defaults(model.value, Text2MeshParams)
         specs = Text2MeshParams.field_specs()
-        owner = gr.State(_new_owner)  # what Cancel cancels: per session, then per browser once the page loads
+        owner = gr.State(new_owner)  # what Cancel cancels: per session, then per browser once the page loads
         ctx.owners.append((owner, TAB_ID))
         last_seed = gr.State(-1)
         widgets: dict[str, Any] = {}
@@ -141,10 +140,6 @@ def build(ctx: UIContext) -> dict[str, Any]:
         "preview": preview,
         "downloads": downloads,
     }
-
-
-def _new_owner() -> str:
-    return uuid.uuid4().hex
 
 
 def _generate_fn(ctx: UIContext, task: str, names: list[str]):
