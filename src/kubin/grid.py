@@ -34,8 +34,11 @@ AXIS_ALIASES = {
     "sampler": "scheduler",
     "prompt_sr": "prompt S/R",
     "prompt s/r": "prompt S/R",
+    "lora": "LoRA weight",
+    "lora weight": "LoRA weight",
+    "lora_weight": "LoRA weight",
 }
-SPECIAL_AXES = ("size", "model", "prompt S/R")
+SPECIAL_AXES = ("size", "model", "prompt S/R", "LoRA weight")
 _RANGE = re.compile(
     r"^\s*(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\s*(?:\(\s*([+-]?\d+(?:\.\d+)?)\s*\)|\[\s*(\d+)\s*\])?\s*$"
 )
@@ -43,7 +46,8 @@ _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
 
 def axis_choices(task: str) -> list[str]:
-    """The axis names a task offers: its numeric parameters, the scheduler, size, model and prompt S/R."""
+    """The axis names a task offers: its numeric parameters, the scheduler, size, model, prompt S/R and the
+    weight of one LoRA."""
     specs = params_class(task).field_specs()
     names = [
         n for n, fs in specs.items() if fs.type in (int, float) and n not in ("batch_count", "batch_size")
@@ -55,6 +59,8 @@ def axis_choices(task: str) -> list[str]:
     names.append("model")
     if "prompt" in specs:
         names.append("prompt S/R")
+    if "loras" in specs:
+        names.append("LoRA weight")
     return names
 
 
@@ -72,7 +78,14 @@ class Axis:
             return [f"{w}x{h}" for w, h in self.values]
         if self.name == "prompt S/R":
             return [str(v) for v in self.values]
+        if self.name == "LoRA weight":
+            return [f"{self.values[0]}: {_show(w)}" for w in self.values[1:]]
         return [f"{self.name}: {_show(v)}" for v in self.values]
+
+    @property
+    def steps(self) -> list[Any]:
+        """The values the cells take: a LoRA weight axis's first value is the adapter's name, not a cell."""
+        return self.values[1:] if self.name == "LoRA weight" else self.values
 
     def apply(self, params: dict[str, Any], value: Any) -> dict[str, Any]:
         """The parameters of a cell with this axis at `value` (prompt S/R rewrites the prompts)."""
@@ -87,10 +100,26 @@ class Axis:
             }
         if self.name == "model":
             return params  # the cell's model, not a parameter
+        if self.name == "LoRA weight":  # this adapter at this weight (0: left out), the others as they are
+            adapter = self.values[0]
+            others = [e for e in params.get("loras") or [] if _lora_name(e) != adapter]
+            return params | {"loras": others + ([f"{adapter}:{_show(value)}"] if value else [])}
         return params | {self.name: value}
 
     def as_json(self) -> dict[str, str]:
         return {"name": self.name, "values": self.text}
+
+
+def _lora_name(entry: Any) -> str:
+    """The adapter an entry of `loras` names ("ink:0.6" or {"name": "ink", ...})."""
+    if isinstance(entry, dict):
+        return str(entry.get("name", ""))
+    name, _, weight = str(entry).rpartition(":")
+    try:
+        float(weight)
+    except ValueError:
+        return str(entry)
+    return name
 
 
 def _show(value: Any) -> str:
@@ -163,6 +192,20 @@ def parse_axis(
                 f'{where} needs the text to search for and at least one replacement, e.g. "cat, dog, bird".'
             )
         return Axis(name, text, values)
+    if name == "LoRA weight":
+        parts = split_values(text)
+        if len(parts) < 2:
+            raise InvalidParams(
+                f'{where} needs the adapter\'s name, then its weights, e.g. "ink, 0, 0.5, 1".'
+            )
+        try:
+            weights = _numbers(",".join(f'"{p}"' if "," in p else p for p in parts[1:]), float)
+        except ValueError as exc:
+            raise InvalidParams(
+                f"{where}: {exc.args[0] if exc.args else text!r} is not a weight; give numbers after the name "
+                '("ink, 0, 0.5, 1" or "ink, 0-1 [5]").'
+            ) from None
+        return Axis(name, text, [parts[0], *weights])
     parts = split_values(text)
     if not parts:
         raise InvalidParams(f"{where} has no values.")
@@ -236,7 +279,7 @@ class GridPlan:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        sizes = [len(a.values) for a in self.axes] + [1, 1, 1]
+        sizes = [len(a.steps) for a in self.axes] + [1, 1, 1]
         return sizes[0], sizes[1], sizes[2]
 
     def cells(self) -> list[Cell]:
@@ -249,9 +292,9 @@ class GridPlan:
             for axis, i in zip(axes[:3], (x, y, z), strict=True):
                 if axis is None:
                     continue
-                params = axis.apply(params, axis.values[i])
+                params = axis.apply(params, axis.steps[i])
                 if axis.name == "model":
-                    model_id = axis.values[i]
+                    model_id = axis.steps[i]
             out.append(Cell(x, y, z, model_id, params))
         return out
 
@@ -302,7 +345,7 @@ def make_plan(
     plan = GridPlan(task, model_id, dict(base) | {"batch_count": 1, "batch_size": 1}, parsed)
     count = len(plan.cells())
     if count > max_cells:
-        shape = " x ".join(str(len(a.values)) for a in parsed)
+        shape = " x ".join(str(len(a.steps)) for a in parsed)
         raise InvalidParams(
             f"The grid would have {count} cells ({shape}); the limit is {max_cells} (grid_max_cells in the "
             "config). Use fewer values."

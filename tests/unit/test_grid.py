@@ -9,7 +9,16 @@ from PIL import Image
 
 from kubin.engine import Job
 from kubin.errors import InvalidParams
-from kubin.grid import make_grid, make_plan, parse_axis, plan_from_grid, run_grid, save_grid, start_grid
+from kubin.grid import (
+    axis_choices,
+    make_grid,
+    make_plan,
+    parse_axis,
+    plan_from_grid,
+    run_grid,
+    save_grid,
+    start_grid,
+)
 from kubin.models.registry import resolve_model
 from kubin.outputs import read_image_metadata
 
@@ -155,3 +164,16 @@ def test_a_cancelled_grid_saves_the_cells_made_and_leaves_the_rest_grey(engine):
     nothing = start_grid(engine, make_plan("t2i", "tiny-kd22", dict(SMALL), [("seed", "1-2")]))
     nothing.cancel(engine)
     assert save_grid(nothing, engine.output_dir) is None, "no grid when no cell was made"
+
+
+def test_a_lora_weight_axis_takes_the_adapters_name_then_its_weights():
+    axis = parse_axis("t2i", "lora", "styles/ink, 0-1 [3]")
+    assert (axis.name, axis.steps, axis.labels) == (
+        "LoRA weight", [0.0, 0.5, 1.0], ["styles/ink: 0", "styles/ink: 0.5", "styles/ink: 1"]
+    )  # fmt: skip
+    assert axis.apply({"loras": ["styles/ink:0.2", "glow"]}, 0.5)["loras"] == ["glow", "styles/ink:0.5"]
+    with pytest.raises(InvalidParams, match=r"needs the adapter's name, then its weights"):
+        parse_axis("t2i", "LoRA weight", "ink")
+    with pytest.raises(InvalidParams, match=r"X axis \(LoRA weight\): 'strong' is not a weight"):
+        parse_axis("t2i", "LoRA weight", "ink, strong")
+    assert "LoRA weight" not in axis_choices("t2mesh")

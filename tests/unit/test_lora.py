@@ -200,3 +200,21 @@ def test_an_extension_adds_an_adapter_from_its_before_job_hook(lora_engine, tmp_
         lora_engine.extensions = []
     assert added.meta["params"]["loras"] == ["ink:0.7"]
     assert diff(added, run(lora_engine, loras=["ink:0.7"])) == 0
+
+
+def test_a_lora_weight_grid_axis_makes_one_cell_per_weight_from_the_base_model_up(lora_engine):
+    from kubin.grid import make_plan, run_grid
+
+    plan = make_plan(
+        "t2i", "tiny-kd22", dict(KD22, loras=["prior_mood:1"]), [("LoRA weight", "ink, 0, 0.5, 1")]
+    )
+    assert [c.params["loras"] for c in plan.cells()] == [
+        ["prior_mood:1"], ["prior_mood:1", "ink:0.5"], ["prior_mood:1", "ink:1"],
+    ]  # fmt: skip
+    assert plan.labels()[0] == ["ink: 0", "ink: 0.5", "ink: 1"]
+    grid = run_grid(lora_engine, plan)
+    cells = [h.results[0] for h in grid.handles]
+    base = run(lora_engine, loras=["prior_mood:1"])
+    assert diff(cells[0], base) == 0
+    assert 1 < diff(cells[1], base) < diff(cells[2], base)
+    assert read_image_metadata(cells[2].path)["loras"][-1]["weight"] == 1

@@ -20,7 +20,8 @@ from kubin.ui.job_view import GENERATE_WAITERS, follow_jobs
 HELP = (
     "One job per combination, over this tab's values. Values as in A1111: `20,30,40`, `1-5`, `1-10 (+2)`, "
     "`0.5-1 [3]`; sizes `512x512, 768x512`; models by id; **prompt S/R** `cat, dog, bird` replaces the "
-    "first (found in the prompt) by each. Cancel stops the cells left and saves a grid of those made."
+    "first (found in the prompt) by each; **LoRA weight** `ink, 0, 0.5, 1` is an adapter's name, then its "
+    "weights. Cancel stops the cells left and saves a grid of those made."
 )
 
 
