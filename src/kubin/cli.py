@@ -149,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --input-dir and --task inpaint: the mask of each image, the file with the same name here",
     )  # fmt: skip
     gen.add_argument(
+        "--server", metavar="URL",
+        help="queue the job(s) on a running Kubin (e.g. http://127.0.0.1:7860) instead of loading the model "
+        "here: they join its queue and history; outputs stay in its output folder (see --download)",
+    )  # fmt: skip
+    gen.add_argument(
+        "--server-auth", metavar="USER:PASSWORD",
+        help="credentials of a server started with --auth (or set KUBIN_SERVER_AUTH)",
+    )  # fmt: skip
+    gen.add_argument(
+        "--download", metavar="DIR",
+        help="with --server: copy each output into DIR; the JSON line's path is then the copy",
+    )  # fmt: skip
+    gen.add_argument(
         "--xyz", action="append", metavar="NAME=VALUES",
         help='an X/Y/Z grid axis, up to three: "steps=20,30", "seed=1-4", "size=512x512,768x512", '
         '"prompt S/R=cat,dog"; one job per combination, then a labelled grid image (printed last)',
@@ -315,10 +328,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     every line, the line's own values over them). Every job is queued before the first runs."""
     from kubin.engine import CANCELLED, FAILED
 
-    settings = load_settings(args)
     params = {
         k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_") and v is not None
     }
+    if args.server:
+        return _generate_on_server(args, params)
+    if args.download or args.server_auth:
+        raise KubinError("--download and --server-auth go with --server URL (a running Kubin).")
+    settings = load_settings(args)
     engine = make_engine(settings)
     task = args.task
     if task is None:
@@ -366,6 +383,47 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # exception") when a thread is still in native code at interpreter exit.
     engine.close(wait=True)
     return code
+
+
+def _generate_on_server(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """--server: the job (or the prompts file's, or the folder's) queued on a running Kubin and followed
+    there; nothing is loaded here."""
+    import os
+
+    from kubin.remote import RemoteServer, encode_images, follow
+
+    if args.xyz:
+        raise KubinError("--xyz does not run with --server yet: run the grid in the server's tab or its API.")
+    task = args.task or "t2i"
+    model = getattr(args, "model", None)
+    server = RemoteServer(args.server, args.server_auth or os.environ.get("KUBIN_SERVER_AUTH"))
+    try:
+        if args.input_dir:
+            masks = Path(args.mask_dir).expanduser().resolve() if args.mask_dir else None
+            answer = server.submit_folder(
+                task, Path(args.input_dir).expanduser().resolve(), masks, dict(params, model=model)
+            )
+            for skipped in answer["skipped"]:
+                print(f"skipped: {skipped['file']}: {skipped['why']}", file=sys.stderr, flush=True)
+            jobs = answer["jobs"]
+            extras = [{"source": source} for source in answer["sources"]]
+        elif args.prompts_file:
+            path = Path(args.prompts_file)
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except OSError as exc:
+                raise KubinError(f"Could not read {path} ({exc.strerror or exc}).") from None
+            answer = server.submit_file(
+                task, text, path.suffix.lower() == ".csv", dict(encode_images(task, params), model=model)
+            )
+            jobs, extras = answer["jobs"], [{"line": line} for line in answer["lines"]]
+        else:
+            body = encode_images(task, params) | ({"model": model} if model else {})
+            jobs, extras = [server.submit(task, body)], [{}]
+        download = Path(args.download).expanduser() if args.download else None
+        return follow(server, [job["id"] for job in jobs], extras, download)
+    finally:
+        server.close()
 
 
 def _queue_lines(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -277,11 +277,13 @@ def _add_task_route(router: APIRouter, state: ApiState, task: str) -> None:
 
     async def run(
         body,
+        request: Request,
         wait: bool = Query(True, description="wait for the job to end; false answers at once (202)"),  # noqa: B008
     ):
         values = body.model_dump(exclude_none=True)
         model_id = values.pop("model", None)
-        handle = await run_in_threadpool(state.submit, task, model_id, values)  # reads the input images
+        # reads the input images
+        handle = await run_in_threadpool(state.submit, task, model_id, values, client_owner(request))
         if not wait:
             return JSONResponse(state.job_json(handle), status_code=202)
         # Waiting holds no worker thread; a client that disconnects loses nothing: the job finishes
@@ -322,6 +324,7 @@ def _add_prompts_file_route(router: APIRouter, state: ApiState, task: str) -> No
 
     async def run(
         body,
+        request: Request,
         wait: bool = Query(True, description="wait for every job to end; false answers at once (202)"),  # noqa: B008
     ):
         from kubin.prompts import parse_prompts
@@ -332,7 +335,9 @@ def _add_prompts_file_route(router: APIRouter, state: ApiState, task: str) -> No
         handles: list[JobHandle] = []
         for line in lines:
             try:
-                handle = await run_in_threadpool(state.submit, task, body.model, base | line.params)
+                handle = await run_in_threadpool(
+                    state.submit, task, body.model, base | line.params, client_owner(request)
+                )
             except KubinError as exc:  # nothing of a file half queued
                 for queued in handles:
                     state.engine.cancel(queued)
@@ -363,6 +368,7 @@ def _add_folder_route(router: APIRouter, state: ApiState, task: str) -> None:
 
     async def run(
         body,
+        request: Request,
         wait: bool = Query(True, description="wait for every job to end; false answers at once (202)"),  # noqa: B008
     ):
         from kubin.batch import queue_folder
@@ -374,7 +380,7 @@ def _add_folder_route(router: APIRouter, state: ApiState, task: str) -> None:
                 state.check_folder(folder, what)
         plan, queued = await run_in_threadpool(
             queue_folder, state.engine, task, body.model or state.model_id, base, body.input_dir, body.mask_dir,
-            "api",
+            client_owner(request),
         )  # fmt: skip
         handles = [state.keep(handle) for _, handle in queued]
         answer = {
@@ -438,6 +444,11 @@ def _add_grid_route(router: APIRouter, state: ApiState, task: str) -> None:
         "cell has ended; cancelling the cells' jobs saves a grid of the cells made (none if none was).",
         name=f"kubin_{task}_grid",
     )
+
+
+def client_owner(request: Request) -> str:
+    """Who a job is for the history: "cli" when `kubin generate --server` sent it, else "api"."""
+    return "cli" if request.headers.get("x-kubin-client", "").lower() == "cli" else "api"
 
 
 def _find(state: ApiState, job_id: int) -> JobHandle:

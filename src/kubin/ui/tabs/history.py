@@ -29,7 +29,7 @@ def source(entry) -> str:
     """Who queued the job, as a user reads it (a browser's owner id says nothing to them)."""
     if entry.source == "files":
         return "from files"
-    return {"api": "API", OWNER: "re-run", "": "Python"}.get(entry.owner, "UI")
+    return {"api": "API", "cli": "CLI", OWNER: "re-run", "": "Python"}.get(entry.owner, "UI")
 
 
 def render(ctx: UIContext, q: str, state: str) -> tuple[str, dict]:
