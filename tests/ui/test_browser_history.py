@@ -60,6 +60,9 @@ def test_the_history_panel_shows_a_jobs_progress_and_its_result(new_page, http, 
     prow = phone.locator("#history-table tr", has_text="panel fox")
     expect(prow).to_have_count(2, timeout=SLOW_MS)
     expect(prow.last.locator(".history-state")).to_contain_text("cancelled", timeout=SLOW_MS)
+    http.post(f"{API}/tasks/t2i", params={"wait": False}, json=LONG | {"batch_count": 1, "steps": 2})
+    expect(prow).to_have_count(3, timeout=SLOW_MS)  # a new job shows without a click on Refresh
+    expect(prow.first.locator(".history-state")).to_contain_text("done", timeout=SLOW_MS)
     box = phone.locator("#kubin-history").bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, "the panel fits the phone's width"
     phone.screenshot(path=artifacts_dir / "ui-history-phone.png")

@@ -19,6 +19,7 @@ TAB_ID = "history"
 PAGE = 50  # entries shown
 ALL = "all"
 OWNER = "history"  # the owner of jobs re-run from this tab
+REFRESH_S = 2.0  # how often an open page's table is brought up to date (sent only when it changed)
 
 
 def file_url(path) -> str:
@@ -82,6 +83,8 @@ def build(ctx: UIContext, opened_by: list) -> None:
             refresh = gr.Button("Refresh", elem_id="history-refresh", min_width=150)
             rebuild = gr.Button("Rebuild history", elem_id="history-rebuild", min_width=150)
         said = gr.Markdown(elem_id="history-said")
+    ticker = gr.Timer(REFRESH_S)  # new jobs, progress and ends show without a click
+    shown = gr.State("")  # the table last sent to this page: an unchanged one is not sent again
 
     def show(q_value, state_value):
         return render(ctx, q_value, state_value)
@@ -108,9 +111,16 @@ def build(ctx: UIContext, opened_by: list) -> None:
             text = f"{history.rebuild()} output file(s) added from the output folder."
         return (*render(ctx, q_value, state_value), text)
 
+    def tick(q_value, state_value, last):
+        html_now, _ = render(ctx, q_value, state_value)
+        if html_now == last:
+            return gr.skip(), gr.skip()
+        return html_now, html_now
+
     common = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
     for trigger in (q.submit, state.change, refresh.click):
         trigger(show, [q, state], [table, picked], **common)
+    ticker.tick(tick, [q, state, shown], [table, shown], **common)
     for name, button in (("rerun", rerun), ("cancel", cancel), ("rebuild", rebuild)):
         button.click(lambda *a, _n=name: act(_n, *a), [picked, q, state], [table, picked, said], **common)
     ctx.opened_by = opened_by
