@@ -75,3 +75,30 @@ def test_the_grid_panel_makes_a_labelled_2x3_grid_and_a_restore_fills_its_axes(
     expect(page.locator("#prompt textarea")).to_have_value("a grid of cats")  # the tab's values, restored
     page.locator("#t2i-grid-run").scroll_into_view_if_needed()
     page.screenshot(path=artifacts_dir / "grid-phone.png", full_page=True)
+
+
+def test_image_to_image_has_the_grid_too_over_its_init_image(new_page, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (30, 160, 90)).save(photo)
+    page = new_page("/", viewport={"width": 1366, "height": 900})
+    page.get_by_role("tab", name="Image to image", exact=True).click()
+    page.locator("#i2i-init-image input[type=file]").set_input_files(str(photo))
+    page.locator("#i2i-prompt textarea").fill("a grid of leaves")
+    page.locator("#i2i-grid-box").get_by_text("X/Y/Z grid").first.click()
+    page.locator("#i2i-grid-x-axis input").click()
+    page.locator('#i2i-grid-x-axis li[role=option][aria-label="strength"]').click()
+    page.locator("#i2i-grid-x-values textarea, #i2i-grid-x-values input").first.fill("0.3, 0.6")
+    page.locator("#i2i-grid-run").click()
+
+    expect(page.locator("#i2i-info")).to_contain_text("2 of 2 cells", timeout=TIMEOUT_MS)
+    grid = Path(page.locator("#i2i-info code").first.inner_text())
+    from kubin.grid import plan_from_grid
+    from kubin.outputs import read_image_metadata
+
+    plan = plan_from_grid(grid)
+    assert plan.task == "i2i" and [c.params["strength"] for c in plan.cells()] == [0.3, 0.6]
+    for cell in read_image_metadata(grid)["grid"]["cells"]:  # each cell started from the uploaded image
+        assert read_image_metadata(cell)["inputs"]["init_image"]
+    expect(page.locator("#i2i-prompts-file-box")).to_be_attached()

@@ -17,7 +17,7 @@ def build(ctx: UIContext) -> TaskTab:
     def options(values):
         return {"strength": ui.slider(specs["strength"], values["strength"], elem_id=f"{TASK}-strength")}
 
-    tab = build_task_tab(ctx, TASK, inputs, options, folder=True)
+    tab = build_task_tab(ctx, TASK, inputs, options, prompts_file=True, grid=True, folder=True)
     tab.receive_image = tab.widgets["init_image"]
     # An uploaded image sets the size to its own (0 = keep the init image's size).
     tab.widgets["init_image"].upload(lambda _: (0, 0), tab.widgets["init_image"],
