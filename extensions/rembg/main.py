@@ -175,6 +175,54 @@ def setup(api):
 
         return work
 
+    def folder_parts(root: Path, model: str, custom: str | None, mask_only: bool, alpha_matting: bool):
+        """(work, save) of a folder pass (kubin.batch.tool_over_folder): each cut-out saved under its name."""
+        work, name = cutting(model, custom, mask_only, alpha_matting), model_name(model, custom)
+
+        def save(image, item, output_name):
+            return save_cutout(
+                image, root, name, bool(mask_only), bool(alpha_matting), str(item.source), output_name
+            )
+
+        return work, save
+
+    def command_flags(parser) -> None:
+        parser.add_argument(
+            "--input", required=True, metavar="IMAGE_OR_DIR", help="an image, or a folder of them"
+        )
+        parser.add_argument("--model", default=api.settings.get("model", MODELS[0]),
+                            help=f"one of {', '.join(MODELS)}, or a custom .onnx file (a path)")  # fmt: skip
+        parser.add_argument("--mask-only", action="store_true", help="save the mask (white = subject)")
+        parser.add_argument("--alpha-matting", action="store_true", help="finer edges, slower")
+
+    def command(engine, args) -> int:
+        """`kubin tool rembg --input IMAGE_OR_DIR [--model M]`: one JSON line per result."""
+        import json
+
+        from kubin.batch import print_tool_run, tool_over_folder
+
+        model, custom = args.model, None
+        if model not in MODELS:  # a custom ONNX file: its folder is the models folder for this run
+            path = Path(model).expanduser()
+            if not path.is_file():
+                raise InvalidParams(f"--model: {model!r} is none of {', '.join(MODELS)} and no .onnx file.")
+            api.settings["models_dir"] = str(path.resolve().parent)
+            model, custom = CUSTOM, path.name
+        source = Path(args.input).expanduser()
+        if source.is_dir():
+            work, save = folder_parts(
+                Path(engine.output_dir), model, custom, args.mask_only, args.alpha_matting
+            )
+            handle, run_state = tool_over_folder(engine, "Remove background", "rembg", source, work, save)
+            return print_tool_run(engine, handle, run_state)
+        image = open_image(str(source), "The image")
+        work = cutting(model, custom, args.mask_only, args.alpha_matting)
+        result = engine.run_tool("Remove background", lambda tool: work(tool, image))
+        path = save_cutout(result, Path(engine.output_dir), model_name(model, custom), args.mask_only,
+                           args.alpha_matting, str(source))  # fmt: skip
+        print(json.dumps({"path": str(path), "source": str(source)}))
+        return 0
+
     def run(ctx, image_path, model, custom, mask_only, alpha_matting) -> tuple[str, str]:
         if not image_path:
             raise InvalidParams("Choose an image first.")
@@ -244,14 +292,7 @@ def setup(api):
             return listing(current), str(models_dir(api.settings))
 
         def folder_tool(choice, custom_name, only_mask, alpha_matting):
-            work = cutting(choice, custom_name, only_mask, alpha_matting)
-            root, name = Path(ctx.engine.output_dir), model_name(choice, custom_name)
-
-            def save(image, item, output_name):
-                return save_cutout(image, root, name, bool(only_mask), bool(alpha_matting), str(item.source),
-                                   output_name)  # fmt: skip
-
-            return work, save
+            return folder_parts(Path(ctx.engine.output_dir), choice, custom_name, only_mask, alpha_matting)
 
         with gr.Row():
             with gr.Column():
@@ -266,4 +307,7 @@ def setup(api):
         )
 
     api.add_tab("Remove background", tab)
+    api.add_command(
+        "rembg", command, command_flags, "remove the background of an image or of every image of a folder"
+    )
     api.add_send_target("rembg", "Remove background")

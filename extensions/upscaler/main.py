@@ -170,6 +170,62 @@ def setup(api):
 
         return work
 
+    def folder_parts(root: Path, choice: str, tile: int):
+        """(work, save) of a folder pass (kubin.batch.tool_over_folder): each image upscaled and saved under
+        its own name with the scale the model has."""
+        work = upscaling(choice, tile)
+        upscaled = {}  # the model's scale, for each result's metadata
+
+        def one(tool, image):
+            result, upscaler = work(tool, image)
+            upscaled["scale"] = upscaler.scale
+            return result
+
+        def save(image, item, name):
+            return save_upscaled(image, root, choice, upscaled["scale"], tile, str(item.source), name)
+
+        return one, save
+
+    def command_flags(parser) -> None:
+        parser.add_argument(
+            "--input", required=True, metavar="IMAGE_OR_DIR", help="an image, or a folder of them"
+        )
+        parser.add_argument("--model", required=True,
+                            help='a checkpoint file (a path, or a name in the models folder), or "hub: NAME"')  # fmt: skip
+        parser.add_argument(
+            "--models-dir", metavar="DIR", help="the models folder (default: the configured one)"
+        )
+        parser.add_argument("--tile", type=int, default=int(api.settings.get("tile", DEFAULT_TILE)),
+                            help="tile size (0 = the whole image at once)")  # fmt: skip
+
+    def command(engine, args) -> int:
+        """`kubin tool upscale --input IMAGE_OR_DIR --model FILE`: one JSON line per result."""
+        import json
+
+        from kubin.batch import print_tool_run, tool_over_folder
+
+        choice = args.model
+        if Path(choice).expanduser().is_file():  # a path: its folder is the models folder for this run
+            api.settings["models_dir"] = str(Path(choice).expanduser().resolve().parent)
+            choice = Path(choice).name
+        elif args.models_dir:
+            api.settings["models_dir"] = args.models_dir
+        source = Path(args.input).expanduser()
+        if source.is_dir():
+            work, save = folder_parts(Path(engine.output_dir), choice, args.tile)
+            handle, run_state = tool_over_folder(engine, "Upscale", "upscale", source, work, save)
+            return print_tool_run(engine, handle, run_state)
+        image = open_image(str(source), "The image")
+        work = upscaling(choice, args.tile)
+        result, upscaler = engine.run_tool("Upscale", lambda tool: work(tool, image))
+        path = save_upscaled(result, Path(engine.output_dir), choice, upscaler.scale, args.tile, str(source))
+        print(
+            json.dumps(
+                {"path": str(path), "source": str(source), "width": result.width, "height": result.height}
+            )
+        )
+        return 0
+
     def run(ctx, image_path: str, choice: str, tile: int, progress=None) -> tuple[str, str]:
         """Upscale in the engine's queue: never on the device beside a generation; the manager keeps the
         upscaler between clicks and frees it when a generation model needs the memory."""
@@ -246,21 +302,7 @@ def setup(api):
             return listing(choice), str(models_dir(api.settings))
 
         def folder_tool(choice, tile_size):
-            work = upscaling(choice, int(tile_size))
-            root = Path(ctx.engine.output_dir)
-            upscaled = {}  # the scale of each result, for its metadata
-
-            def one(tool, image):
-                result, upscaler = work(tool, image)
-                upscaled["scale"] = upscaler.scale
-                return result
-
-            def save(image, item, name):
-                return save_upscaled(
-                    image, root, choice, upscaled["scale"], int(tile_size), str(item.source), name
-                )
-
-            return one, save
+            return folder_parts(Path(ctx.engine.output_dir), choice, int(tile_size))
 
         with gr.Row():
             with gr.Column():
@@ -274,4 +316,5 @@ def setup(api):
         )
 
     api.add_tab("Upscale", tab)
+    api.add_command("upscale", command, command_flags, "upscale an image or every image of a folder")
     api.add_send_target("upscale", "Upscale")

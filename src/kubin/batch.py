@@ -246,3 +246,41 @@ def tool_over_folder(
         return run
 
     return engine.submit_tool(ToolJob(f"{title} ({len(plan.items)} images)", job, owner)), run
+
+
+def print_tool_run(engine, handle, run: ToolFolderRun) -> int:
+    """A tool's folder pass on the command line: one JSON line per saved result (its `path` and `source`)
+    as it comes, skipped and failed files on stderr; Ctrl+C cancels, keeping what was saved. Returns the
+    exit code (0, 2 when nothing was made, 130 cancelled)."""
+    import json
+    import sys
+
+    from kubin.app import EXIT_CANCELLED, EXIT_USER_ERROR
+    from kubin.engine import CANCELLED, FAILED
+
+    for name, why in run.plan.skipped:
+        print(f"skipped: {name}: {why}", file=sys.stderr, flush=True)
+    printed = 0
+
+    def flush() -> None:
+        nonlocal printed
+        for item, path in run.saved[printed:]:
+            print(json.dumps({"path": str(path), "source": str(item.source)}), flush=True)
+        printed = len(run.saved)
+
+    try:
+        while not handle.wait(0.2):
+            flush()
+    except KeyboardInterrupt:
+        engine.cancel(handle)
+        handle.wait()
+    flush()
+    for name, why in run.failed:
+        print(f"skipped: {name}: {why}", file=sys.stderr, flush=True)
+    if handle.state == CANCELLED:
+        print(f"cancelled: {len(run.saved)} of {len(run.plan.items)} saved.", file=sys.stderr)
+        return EXIT_CANCELLED
+    if handle.state == FAILED:
+        print(f"error: {handle.error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0 if run.saved else EXIT_USER_ERROR

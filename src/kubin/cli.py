@@ -183,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="pip-install missing requirements of the enabled extensions first",
     )  # fmt: skip
 
+    tool = sub.add_parser(
+        "tool", help="run an extension's command: `kubin tool` lists them, `kubin tool NAME --help` tells one"
+    )
+    _common(tool, suppress=True)
+    tool.add_argument(
+        "--extensions-path", metavar="DIR", default=argparse.SUPPRESS, help="folder of extensions"
+    )
+    tool.add_argument("tool_name", metavar="NAME", nargs="?", help="the command (e.g. upscale, rembg)")
+    tool.add_argument("tool_args", metavar="ARGS", nargs=argparse.REMAINDER, help="the command's own flags")
+
     models = sub.add_parser("models", help="list the models Kubin knows")
     models.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -242,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_generate(args)
         if args.command == "download":
             return cmd_download(args)
+        if args.command == "tool":
+            return cmd_tool(args)
         if args.command == "save":
             return cmd_save(args)
         return cmd_launch(args)
@@ -301,6 +313,34 @@ def cmd_extensions(args: argparse.Namespace) -> int:
     for ext in load_extensions(load_settings(args), bool(getattr(args, "install_extension_deps", False))):
         print(ext.status_line())
     return 0  # a failed extension is reported, not an error of this command
+
+
+def cmd_tool(args: argparse.Namespace) -> int:
+    """`kubin tool NAME ARGS`: the command an enabled extension added (api.add_command), run with this
+    command line's own engine; without NAME, the list of commands."""
+    settings = load_settings(args)
+    extensions = load_extensions(settings)
+    commands = {
+        c.name: (ext, c) for ext in extensions if ext.status == "ok" and ext.api for c in ext.api.commands
+    }
+    if not args.tool_name:
+        for name, (ext, command) in sorted(commands.items()):
+            print(f"{name:<16} {command.help} ({ext.name})")
+        return 0
+    if args.tool_name not in commands:
+        known = ", ".join(sorted(commands)) or "none (are the extensions enabled? see `kubin extensions`)"
+        raise KubinError(f"No extension command {args.tool_name!r}; the commands are: {known}.")
+    ext, command = commands[args.tool_name]
+    parser = argparse.ArgumentParser(prog=f"kubin tool {command.name}", description=command.help)
+    if command.configure is not None:
+        command.configure(parser)
+    own = parser.parse_args(args.tool_args)
+    engine = make_engine(settings)
+    engine.extensions = extensions  # their job hooks run around this command's jobs too
+    try:
+        return int(command.run(engine, own) or 0)
+    finally:
+        engine.close(wait=True)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

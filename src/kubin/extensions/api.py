@@ -23,6 +23,15 @@ class Tab(NamedTuple):
     group: str = "tools"
 
 
+class Command(NamedTuple):
+    """A command line of an extension: `kubin tool NAME ARGS`."""
+
+    name: str
+    run: Callable[[Any, Any], int]  # run(engine, args) -> exit code
+    configure: Callable[[Any], None] | None = None  # configure(argparse parser): its own flags
+    help: str = ""
+
+
 @dataclass
 class Controls:
     """Widgets an extension adds to the tabs of some tasks; their values reach its before_job hook."""
@@ -40,6 +49,7 @@ class ExtensionAPI:
     hooks: dict[str, list[Callable[..., Any]]] = field(default_factory=lambda: {h: [] for h in HOOKS})
     controls: list[Controls] = field(default_factory=list)
     send_targets: list[tuple[str, str]] = field(default_factory=list)  # (key, button label)
+    commands: list[Command] = field(default_factory=list)
     # Writes {key: value} into this extension's section of the user config file (set by the loader).
     saver: Callable[[dict[str, Any]], Any] | None = None
 
@@ -74,6 +84,20 @@ class ExtensionAPI:
         """Put a "→ label" button under every result gallery. The extension's tab says which component
         receives the image: `ctx.receive(key, component)` inside its build(ctx)."""
         self.send_targets.append((key, label))
+
+    def add_command(
+        self,
+        name: str,
+        run: Callable[[Any, Any], int],
+        configure: Callable[[Any], None] | None = None,
+        help: str = "",
+    ) -> None:
+        """`kubin tool NAME ARGS` runs `run(engine, args)` (its return value is the exit code), after
+        `configure(parser)` added the command's flags to an argparse parser. The engine is the command line's
+        own (its queue, models and output folder); run tool work through `engine.run_tool`/`submit_tool`."""
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"A command name is letters, digits, - and _ (got {name!r}).")
+        self.commands.append(Command(name, run, configure, help))
 
     def save_settings(self, values: dict[str, Any]) -> None:
         """Write `values` into this extension's section of the user config (and api.settings)."""
