@@ -343,12 +343,7 @@ def _add_prompts_file_route(router: APIRouter, state: ApiState, task: str) -> No
                     state.engine.cancel(queued)
                 raise type(exc)(f"Line {line.line}: {exc}") from None
             handles.append(handle)
-        answer = {"lines": [line.line for line in lines]}
-        if not wait:
-            return JSONResponse(answer | {"jobs": [state.job_json(h) for h in handles]}, status_code=202)
-        for handle in handles:
-            await wait_for(handle)
-        return answer | {"jobs": [state.job_json(h) for h in handles]}
+        return await _jobs_answer(state, handles, {"lines": [line.line for line in lines]}, wait)
 
     run.__annotations__["body"] = body_model
     router.add_api_route(
@@ -388,11 +383,7 @@ def _add_folder_route(router: APIRouter, state: ApiState, task: str) -> None:
             "skipped": [{"file": name, "why": why} for name, why in plan.skipped],
             "output_dir": str(plan.output),
         }
-        if not wait:
-            return JSONResponse(answer | {"jobs": [state.job_json(h) for h in handles]}, status_code=202)
-        for handle in handles:
-            await wait_for(handle)
-        return answer | {"jobs": [state.job_json(h) for h in handles]}
+        return await _jobs_answer(state, handles, answer, wait)
 
     run.__annotations__["body"] = body_model
     router.add_api_route(
@@ -444,6 +435,16 @@ def _add_grid_route(router: APIRouter, state: ApiState, task: str) -> None:
         "cell has ended; cancelling the cells' jobs saves a grid of the cells made (none if none was).",
         name=f"kubin_{task}_grid",
     )
+
+
+async def _jobs_answer(state: ApiState, handles: list[JobHandle], answer: dict[str, Any], wait: bool):
+    """The answer of a route that queued several jobs, with each job's view: at once (202), or once every
+    job has ended."""
+    if not wait:
+        return JSONResponse(answer | {"jobs": [state.job_json(h) for h in handles]}, status_code=202)
+    for handle in handles:
+        await wait_for(handle)
+    return answer | {"jobs": [state.job_json(h) for h in handles]}
 
 
 def client_owner(request: Request) -> str:
