@@ -318,9 +318,23 @@ class ToolContext:
         return self._engine.manager.tool_model(key, lambda: load(self.device))
 
     def progress(self, done: int, total: int) -> None:
-        self._handle.step, self._handle.total_steps = done, total
+        self.report(done, total)
         if self._handle.cancel_requested:
             raise JobCancelled(f"{self._handle.job.title} was cancelled.")
+
+    def report(self, done: int, total: int) -> None:
+        """Progress of a job that stops by itself when `cancel_requested` (a training run checkpoints first)."""
+        self._handle.step, self._handle.total_steps = done, total
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._handle.cancel_requested
+
+    def free_models(self) -> None:
+        """Let go of the generation model and the tool models: a job that loads its own (training) needs
+        the device's memory to itself. The next generation loads its model again."""
+        self._engine.manager.unload()
+        self._engine.manager.free_tool_models()
 
 
 @dataclass
@@ -382,6 +396,7 @@ class Engine:
         self.max_prompt_chars = max_prompt_chars  # longer prompts are refused at submit
         self.wildcards = wildcards or Wildcards(Path("wildcards"))  # where __name__ in a prompt is looked up
         self.loras = loras or LoraLibrary()  # where LoRA names are looked up
+        self.trainings: Any = None  # kubin.training.runs.Trainings, set by kubin.app.make_engine
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()
