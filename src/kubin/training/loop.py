@@ -206,7 +206,7 @@ class Trainer:
                 module.add_adapter(config)
             except ValueError as exc:
                 raise InvalidParams(
-                    f"The {self.target_cls.part} of {self.spec.title} has no module named "
+                    f"The {self.target_cls.part} of {self.spec.title} cannot take an adapter on "
                     f"{', '.join(modules)} ({str(exc).splitlines()[0][:160]})."
                 ) from None
         for p in module.parameters():  # the adapter trains in fp32 even over half-precision weights
@@ -269,7 +269,7 @@ class Trainer:
                 parts = [
                     target.encode(load_picture(dataset.items[i]), dataset.items[i].caption) for i in indices
                 ]
-        return {key: torch.stack([p[key] for p in parts]) for key in parts[0]}
+        return target.collate(parts)
 
     def _samples(self, target: TrainTarget, step: int, on_event) -> None:
         prompts = self.options.sample_prompts or [self.options.trigger or "a picture"]

@@ -36,6 +36,16 @@ class TrainTarget:
         """One image per prompt with the adapter as trained so far."""
         raise NotImplementedError
 
+    @classmethod
+    def check_model(cls, spec) -> None:
+        """InvalidParams when this model of the family cannot be trained on this part (a video model)."""
+
+    def collate(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """One batch from several pictures' encodings (same bucket, so same sizes)."""
+        import torch
+
+        return {key: torch.stack([p[key] for p in parts]) for key in parts[0]}
+
 
 def pixels_tensor(image) -> Any:
     """A PIL image as a (3, H, W) float tensor in [-1, 1], what the VAEs encode."""
@@ -60,11 +70,11 @@ def target_class(family, spec, part: str) -> type[TrainTarget]:
     found = family_targets(family)
     if not found:
         raise InvalidParams(f"{spec.title} cannot be trained in Kubin yet (no trainable part).")
-    if not part:
-        return next(iter(found.values()))
-    if part not in found:
+    if part and part not in found:
         raise InvalidParams(f"{spec.title} has no part {part!r} to train; it has: {', '.join(found)}.")
-    return found[part]
+    chosen = found[part] if part else next(iter(found.values()))
+    chosen.check_model(spec)
+    return chosen
 
 
 def model_folders(family, spec, sources: dict[str, str]) -> dict[str, str]:
