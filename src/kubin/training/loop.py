@@ -229,10 +229,11 @@ class Trainer:
         text = f"{self.spec.id}|{self.target_cls.part}|{item.path.name}|{stat.st_size}|{stat.st_mtime_ns}|{item.bucket}|{item.caption}"
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
-    def _cache(self, target: TrainTarget, dataset: DatasetReport, on_event) -> list[Path]:
-        """Each picture's encoding in the run's cache folder (made once; a resume reuses them)."""
+    def _cache(self, target: TrainTarget, dataset: DatasetReport, on_event) -> list[dict[str, Any]]:
+        """Each picture's encoding, made once into the run's cache folder (a resume reuses the files) and
+        held in memory while the run goes (a few hundred kB a picture at 768 px)."""
         import torch
-        from safetensors.torch import save_file
+        from safetensors.torch import load_file, save_file
 
         folder = self.run_dir / "cache"
         folder.mkdir(parents=True, exist_ok=True)
@@ -248,11 +249,10 @@ class Trainer:
             staging = path.with_suffix(".tmp")
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(staging))
             os.replace(staging, path)
-        return paths
+        return [load_file(str(path)) for path in paths]
 
-    def _batch(self, target, dataset: DatasetReport, index: int, epochs: dict, encoded: list[Path] | None):
+    def _batch(self, target, dataset: DatasetReport, index: int, epochs: dict, encoded: list[dict] | None):
         import torch
-        from safetensors.torch import load_file
 
         batches = epochs.setdefault(
             0, batches_for_epoch(dataset, self.options.batch_size, self.options.seed, 0)
@@ -263,7 +263,7 @@ class Trainer:
             epochs[epoch] = batches_for_epoch(dataset, self.options.batch_size, self.options.seed, epoch)
         indices = epochs[epoch][position]
         if encoded is not None:
-            parts = [load_file(str(encoded[i])) for i in indices]
+            parts = [encoded[i] for i in indices]
         else:
             with torch.no_grad():
                 parts = [
