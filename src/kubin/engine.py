@@ -576,6 +576,16 @@ class Engine:
             except ValueError:
                 return 0
 
+    def busy_with(self) -> str:
+        """What a running tool job (a training run, an upscale) is doing, as a queued job's status says it
+        ("Training squares, step 3/40"); "" when none runs."""
+        with self._cond:
+            current = self._current
+        if not isinstance(current, ToolHandle) or current.state != RUNNING:
+            return ""
+        steps = f", step {current.step}/{current.total_steps}" if current.total_steps else ""
+        return f"{current.job.title}{steps}"
+
     def current(self) -> JobHandle | None:
         """The running generation job, if any (a running tool job is not one)."""
         with self._cond:

@@ -1,6 +1,6 @@
 """The Training tab in Chromium: a short run started from the tab shows its loss plot and a sample image
 and ends with the adapter in the LoRA folder; a long run's Cancel stops it and its name is offered to
-Resume; on a phone the tab's fields and buttons stay within the screen."""
+Resume, and the new adapter is in the text-to-image tab's LoRA picker; on a phone the tab's fields and buttons stay within the screen."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ pytestmark = pytest.mark.browser
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 RUN_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_adapter(kubin_server):
+    """The shared server's LoRA folder as it was: other test files list it."""
+    import httpx
+
+    before = set(kubin_server.lora_dir.rglob("*.safetensors"))
+    yield
+    for path in set(kubin_server.lora_dir.rglob("*.safetensors")) - before:
+        path.unlink()
+    httpx.post(kubin_server.url + "/sdapi/v1/refresh-loras", timeout=60)
 
 
 def fill(page: Page, name: str, value: str) -> None:
@@ -69,6 +81,12 @@ def test_a_run_from_the_tab_shows_the_loss_plot_and_samples_and_cancel_offers_re
     )
     page.locator("#train-resumable input").click()
     expect(page.get_by_role("option", name="ui-long")).to_be_visible()
+    page.keyboard.press("Escape")
+    open_tab(page, "Text to image")  # the new adapter is in the picker without a refresh
+    page.locator("#t2i-loras input").click()
+    expect(
+        page.get_by_role("option", name=re.compile(r"^ui-squares \(decoder UNet, rank 2\)"))
+    ).to_be_visible()
 
 
 def test_on_a_phone_the_training_tab_fits_the_screen(new_page, artifacts_dir):

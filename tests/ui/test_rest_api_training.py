@@ -6,9 +6,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from training_helpers import make_pictures
 
 RUNS = "/kubin/api/v1/training"
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_adapter(http, kubin_server):
+    """The shared server's LoRA folder as it was: other test files list it."""
+    before = set(kubin_server.lora_dir.rglob("*.safetensors"))
+    yield
+    for path in set(kubin_server.lora_dir.rglob("*.safetensors")) - before:
+        path.unlink()
+    http.post("/sdapi/v1/refresh-loras")
+
+
 BODY = {"model": "tiny-kd22", "resolution": 64, "rank": 2, "target_modules": ["to_q", "to_v"]}
 
 

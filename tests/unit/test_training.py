@@ -4,6 +4,7 @@ very weights of an unbroken one, bad files are skipped and reported, a user's mi
 and a run is a job of the engine's queue (a generation submitted meanwhile waits for it)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -142,6 +143,8 @@ def test_a_users_mistakes_get_clear_errors_before_the_run_is_queued(studio, tmp_
         start(data=str(texts), target="transformer")
     with pytest.raises(InvalidParams, match="cannot be trained in Kubin yet"):
         start(data=str(texts), model="tiny-kd30")
+    with pytest.raises(InvalidParams, match="must stay inside the LoRA folder"):
+        start(data=str(texts), output="../outside")
     with pytest.raises(UnknownModel):
         start(data=str(texts), model="no-such-model")
     with pytest.raises(InvalidParams, match="no checkpoint of 'never' to resume"):
@@ -165,7 +168,8 @@ def test_a_generation_submitted_during_training_runs_after_it_and_cancel_then_re
     generation = studio.submit(Job("t2i", "tiny-kd22", KD22))
     for event in run.follow(timeout=120):
         if event.kind == "step" and event.step == 3:
-            assert studio.position(generation) == 1  # waiting behind the run
+            assert studio.position(generation) == 1  # waiting behind the run, which a queued job names
+            assert re.fullmatch(r"Training queued, step \d+/30", studio.busy_with())
             run.cancel()
     stopped = run.step  # the step under way when Cancel came (it checkpoints there)
     assert run.state == "cancelled" and f"stopped at step {stopped} of 30" in str(run.error) and stopped < 30
@@ -175,6 +179,7 @@ def test_a_generation_submitted_during_training_runs_after_it_and_cancel_then_re
     assert resumed.wait(300) and resumed.state == "done", resumed.error
     assert resumed.notices[1].startswith(f"Resumed from step {stopped}") and resumed.step == 30
     assert resumed.losses[0][0] == stopped + 1 and resumed.result.steps == 30
+    assert studio.busy_with() == ""
 
 
 def test_kubin_train_prints_progress_and_a_json_line_whose_path_generate_loads(pictures, tmp_path):
@@ -198,5 +203,41 @@ def test_kubin_train_prints_progress_and_a_json_line_whose_path_generate_loads(p
                           "64", "--steps", "2", "--prior-steps", "2", "--lora", path)  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout.splitlines()[-1])["path"]
+    longer = run_in_process(
+        tmp_path, ["train", *folders, "--output", "cli/first", "--resume", "--steps", "5"]
+    )
+    assert longer.returncode == 0, longer.stderr
+    assert (
+        longer.stdout.splitlines()[0].startswith("step 4/5 loss ")
+        and json.loads(longer.stdout.splitlines()[-1])["steps"] == 5
+    )
     wrong = run_in_process(tmp_path, ["train", *folders, *flags, "--target", "transformer"])
     assert wrong.returncode == 2 and "has no part 'transformer' to train" in wrong.stderr
+
+
+def test_a_memory_preset_fills_the_options_not_given_and_its_memory_savers_run(studio, pictures):
+    options = TrainingOptions.from_dict(
+        {"preset": "16gb", "rank": 4, "model": "m", "data": "d", "output": "o"}
+    )
+    assert (options.rank, options.mixed_precision, options.gradient_checkpointing) == (4, "bf16", True)
+    run = studio.trainings.start({**FAST, "data": str(pictures), "output": "saver", "steps": 3,
+                                  "mixed_precision": "bf16", "gradient_checkpointing": True,
+                                  "cache_latents": False})  # fmt: skip
+    assert run.wait(120) and run.state == "done", run.error
+    assert all(np.isfinite(loss) for _, loss in run.losses)
+    with pytest.raises(InvalidParams, match="8-bit Adam needs the bitsandbytes package and a CUDA GPU"):
+        studio.trainings.start({**FAST, "data": str(pictures), "output": "x", "preset": "8gb"})
+
+
+def test_the_prior_learns_from_the_captions_and_its_adapter_changes_the_pixels(studio, pictures):
+    run = studio.trainings.start({**FAST, "target": "prior", "target_modules": [], "learning_rate": 1e-2,
+                                  "data": str(pictures), "output": "prior-squares", "steps": 40,
+                                  "checkpoint_every": 40})  # fmt: skip
+    assert run.wait(300) and run.state == "done", run.error
+    losses = [loss for _, loss in run.losses]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    found = {f.name: f for f in studio.loras.list()}["prior-squares"]
+    assert (found.family, found.part) == ("kd22", "prior")
+    base = studio.run(Job("t2i", "tiny-kd22", KD22)).results[0]
+    tuned = studio.run(Job("t2i", "tiny-kd22", {**KD22, "loras": ["prior-squares"]})).results[0]
+    assert np.abs(pixels(base) - pixels(tuned)).mean() > 1

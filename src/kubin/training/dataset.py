@@ -134,3 +134,18 @@ def batches_for_epoch(report: DatasetReport, batch_size: int, seed: int, epoch: 
         batches += [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+class BatchOrder:
+    """Which pictures the n-th batch of a run holds: epoch after epoch of `batches_for_epoch`, one epoch's
+    plan kept at a time. Every epoch has as many batches (the buckets' sizes do not change)."""
+
+    def __init__(self, report: DatasetReport, batch_size: int, seed: int):
+        self.report, self.batch_size, self.seed = report, batch_size, seed
+        self._epoch, self._plan = 0, batches_for_epoch(report, batch_size, seed, 0)
+
+    def __call__(self, index: int) -> list[int]:
+        epoch, position = divmod(index, len(self._plan))
+        if epoch != self._epoch:
+            self._epoch, self._plan = epoch, batches_for_epoch(self.report, self.batch_size, self.seed, epoch)
+        return self._plan[position]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import InvalidParams, JobCancelled
-from kubin.training.dataset import DatasetReport, TrainingItem, batches_for_epoch, scan_dataset
+from kubin.training.dataset import BatchOrder, DatasetReport, TrainingItem, scan_dataset
 from kubin.training.options import TrainingOptions
 from kubin.training.targets import TrainTarget, model_folders, target_class
 
@@ -92,6 +92,10 @@ class Trainer:
         self.family = family_of(spec)
         self.target_cls = target_class(self.family, spec, options.target)
         self.run_dir, self.lora_folder, self.device = Path(run_dir), Path(lora_folder), device
+        if self.options.optimizer == "adamw8bit" and not _has_bitsandbytes(device):
+            raise InvalidParams(
+                "8-bit Adam needs the bitsandbytes package and a CUDA GPU; choose the optimizer adamw here."
+            )
 
     def check_dataset(self) -> DatasetReport:
         o = self.options
@@ -117,7 +121,12 @@ class Trainer:
         modules = o.target_modules or target.default_modules
         self._add_adapter(module, modules)
         trainable = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=o.learning_rate)
+        if o.optimizer == "adamw8bit":
+            import bitsandbytes
+
+            optimizer = bitsandbytes.optim.AdamW8bit(trainable, lr=o.learning_rate)
+        else:
+            optimizer = torch.optim.AdamW(trainable, lr=o.learning_rate)
         from diffusers.optimization import get_scheduler
 
         schedule = get_scheduler(o.lr_scheduler, optimizer, num_warmup_steps=o.warmup_steps,
@@ -137,14 +146,14 @@ class Trainer:
             on_event(TrainingEvent("notice", text=f"Resumed from step {step} ({found.name})."))
         encoded = self._cache(target, dataset, on_event) if o.cache_latents else None
         module.train()
-        epoch_batches: dict[int, list[list[int]]] = {}
+        order = BatchOrder(dataset, o.batch_size, o.seed)
         started, first_step = time.monotonic(), step
         while step < o.steps:
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for micro in range(o.gradient_accumulation):
                 index = step * o.gradient_accumulation + micro
-                batch = self._batch(target, dataset, index, epoch_batches, encoded)
+                batch = self._batch(target, dataset, order(index), encoded)
                 with self._autocast():
                     loss = target.loss(batch, generator) / o.gradient_accumulation
                 (scaler.scale(loss) if scaler else loss).backward()
@@ -251,17 +260,9 @@ class Trainer:
             os.replace(staging, path)
         return [load_file(str(path)) for path in paths]
 
-    def _batch(self, target, dataset: DatasetReport, index: int, epochs: dict, encoded: list[dict] | None):
+    def _batch(self, target, dataset: DatasetReport, indices: list[int], encoded: list[dict] | None):
         import torch
 
-        batches = epochs.setdefault(
-            0, batches_for_epoch(dataset, self.options.batch_size, self.options.seed, 0)
-        )
-        epoch, position = divmod(index, len(batches))
-        if epoch not in epochs:
-            epochs.clear()  # one epoch's plan at a time
-            epochs[epoch] = batches_for_epoch(dataset, self.options.batch_size, self.options.seed, epoch)
-        indices = epochs[epoch][position]
         if encoded is not None:
             parts = [encoded[i] for i in indices]
         else:
@@ -366,6 +367,12 @@ class Trainer:
         )
         os.replace(staging, path)
         return path, metadata
+
+
+def _has_bitsandbytes(device: str) -> bool:
+    import importlib.util
+
+    return device.startswith("cuda") and importlib.util.find_spec("bitsandbytes") is not None
 
 
 def load_picture(item: TrainingItem):

@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from kubin.errors import InvalidParams
 
 SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
 PRECISIONS = ("no", "fp16", "bf16")
+OPTIMIZERS = ("adamw", "adamw8bit")
+# Starting points by GPU memory (not measured on those GPUs: no GPU was lent to this work). An option given
+# with the preset wins over the preset's value. 8 GB cards are often pre-Ampere, without bf16: fp16 there.
+PRESETS: dict[str, dict[str, Any]] = {
+    "8gb": {"batch_size": 1, "rank": 8, "resolution": 512, "mixed_precision": "fp16",
+            "gradient_checkpointing": True, "cache_latents": True, "optimizer": "adamw8bit"},
+    "16gb": {"batch_size": 1, "rank": 16, "resolution": 768, "mixed_precision": "bf16",
+             "gradient_checkpointing": True, "cache_latents": True, "optimizer": "adamw"},
+    "24gb": {"batch_size": 2, "rank": 32, "resolution": 768, "mixed_precision": "bf16",
+             "gradient_checkpointing": False, "cache_latents": True, "optimizer": "adamw"},
+}  # fmt: skip
 
 
 def _opt(default: Any, help: str, minimum: float | None = None, maximum: float | None = None,
@@ -42,6 +54,11 @@ class TrainingOptions:
     resolution: int = _opt(0, "training size: buckets hold about resolution² pixels (0: the model's own size)",
                            0, 4096)  # fmt: skip
     mixed_precision: str = _opt("no", "bf16 or fp16 on a GPU (the adapter stays fp32)", choices=PRECISIONS)
+    optimizer: str = _opt(
+        "adamw", "adamw8bit saves memory (needs bitsandbytes and a CUDA GPU)", choices=OPTIMIZERS
+    )
+    preset: str = _opt("", "fill the options that suit a GPU of this much memory (those given win)",
+                       choices=("", *PRESETS))  # fmt: skip
     gradient_checkpointing: bool = _opt(False, "recompute activations: less memory, slower")
     cache_latents: bool = _opt(True, "encode each picture once and keep its latents/embeddings on disk")
     seed: int = _opt(0, "seed of the noise, the timesteps and the picture order", 0, 2**31 - 1)
@@ -57,7 +74,9 @@ class TrainingOptions:
         unknown = sorted(set(values) - known)
         if unknown:
             raise InvalidParams(f"Unknown training option(s): {', '.join(unknown)}.")
-        return cls(**{k: v for k, v in values.items() if v is not None})
+        given = {k: v for k, v in values.items() if v is not None}
+        preset = PRESETS.get(str(given.get("preset", "")), {})
+        return cls(**{**preset, **given})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,8 +93,11 @@ class TrainingOptions:
                 raise InvalidParams(
                     f"{f.name} must be between {meta['min']} and {meta['max']} (got {value})."
                 )
-        if "/" in self.output.strip("/") and ".." in self.output:
-            raise InvalidParams("The output name may hold subfolders but not '..'.")
+        name = PurePosixPath(self.output.replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts:
+            raise InvalidParams(
+                f"The adapter name {self.output!r} must stay inside the LoRA folder (subfolders allowed, no '..')."
+            )
         return self
 
     @property

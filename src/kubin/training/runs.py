@@ -173,7 +173,8 @@ class Trainings:
             options = TrainingOptions.from_dict(options)
         options.validate()
         spec = self.engine.manager.spec(options.model)
-        trainer = Trainer(options, spec, {}, self.run_dir(options), self.engine.loras.folder)
+        device = self.engine.manager.placement().device  # where it will run: 8-bit Adam needs CUDA
+        trainer = Trainer(options, spec, {}, self.run_dir(options), self.engine.loras.folder, device)
         dataset = trainer.check_dataset()
         options = replace(trainer.options, target=trainer.target_cls.part)
         with self._lock:

@@ -49,8 +49,8 @@ def build_app(ctx: UIContext) -> gr.Blocks:
         with gr.Tabs(selected=start_tab(ctx), overflow_behavior="wrap", elem_id="kubin-tabs") as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
-            training_tab.build(ctx)  # a folder of pictures to a LoRA adapter
             ctx.tabs, ctx.task_tabs = tabs, {t.task: t for t in built}  # for extension tabs that send
+            training_tab.build(ctx)  # a folder of pictures to a LoRA adapter (updates the tabs' LoRA pickers)
             build_extension_tabs(ctx)
             settings_tab.build(ctx)
             extensions_tab.build(ctx)

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from kubin.errors import KubinError
-from kubin.training.options import TrainingOptions, option_fields
+from kubin.training.options import PRESETS, TrainingOptions, option_fields
 from kubin.ui.context import UIContext
 
 TAB_ID = "training"
@@ -36,7 +36,7 @@ def trainable_models(ctx: UIContext) -> dict[str, list[str]]:
 
 LABELS = {"lr_scheduler": "LR schedule", "learning_rate": "Learning rate", "data": "Pictures folder",
           "output": "Adapter name", "trigger": "Trigger word", "mixed_precision": "Mixed precision",
-          "cache_latents": "Cache encodings"}  # fmt: skip
+          "cache_latents": "Cache encodings", "preset": "GPU memory preset"}  # fmt: skip
 
 
 def _widget(f, models: dict[str, list[str]], default_model: str) -> Any:
@@ -162,6 +162,15 @@ def build(ctx: UIContext) -> None:
             return gr.update(choices=parts, value=parts[0] if parts else None)
 
         widgets["model"].change(parts_of, widgets["model"], widgets["target"], queue=False)
+        preset_names = sorted({name for values in PRESETS.values() for name in values})
+
+        def fill_preset(preset: str):
+            values = PRESETS.get(preset, {})
+            return [gr.update(value=values[name]) if name in values else gr.update() for name in preset_names]
+
+        widgets["preset"].change(
+            fill_preset, widgets["preset"], [widgets[n] for n in preset_names], queue=False
+        )
 
         def check_pictures(*values) -> str:
             from kubin.training.loop import Trainer
@@ -221,15 +230,29 @@ def build(ctx: UIContext) -> None:
             if current is not None:
                 trainings.get(current).cancel()
 
+        # After a run: Resume's list, and every generation tab's LoRA picker, which lists the new adapter.
+        pickers = [
+            (tab.model, tab.widgets["loras"]) for tab in ctx.task_tabs.values() if "loras" in tab.widgets
+        ]
+
+        def after_run(*model_ids):
+            return [gr.update(choices=trainings.resumable())] + [
+                gr.update(choices=ctx.lora_choices(model_id)) for model_id in model_ids
+            ]
+
+        refresh = (
+            after_run,
+            [model for model, _ in pickers],
+            [resumable, *(picker for _, picker in pickers)],
+        )
+        start.click(train, inputs, outputs, api_visibility="private").then(*refresh, queue=False)
+        resume.click(resume_run, [resumable, widgets["steps"]], outputs, api_visibility="private").then(
+            *refresh, queue=False
+        )
+
         def refresh_resumable():
             return gr.update(choices=trainings.resumable())
 
-        start.click(train, inputs, outputs, api_visibility="private").then(
-            refresh_resumable, None, resumable, queue=False
-        )
-        resume.click(resume_run, [resumable, widgets["steps"]], outputs, api_visibility="private").then(
-            refresh_resumable, None, resumable, queue=False
-        )
         cancel.click(cancel_run, run_id, None, queue=False, api_visibility="private")
         ctx.page_loads.append((refresh_resumable, resumable))
 
