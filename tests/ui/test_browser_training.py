@@ -75,6 +75,8 @@ def test_a_run_from_the_tab_shows_the_loss_plot_and_samples_and_cancel_offers_re
         re.compile(r"Step \d+/5000"), timeout=RUN_TIMEOUT_MS
     )
     expect(page.locator("#train-cancel")).to_be_enabled()
+    page.wait_for_timeout(1500)  # a few plot updates
+    page.screenshot(path=artifacts_dir / "ui-training-running-desktop.png", full_page=True)
     page.locator("#train-cancel").click()
     expect(page.locator("#train-status")).to_contain_text(
         "Cancelled: Training stopped at step", timeout=60_000

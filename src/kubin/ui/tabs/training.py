@@ -53,7 +53,8 @@ def _widget(f, models: dict[str, list[str]], default_model: str) -> Any:
     if str(f.type) == "bool":
         return gr.Checkbox(value=f.default, label=label, info=info, elem_id=elem_id)
     if meta["choices"]:
-        return gr.Dropdown(list(meta["choices"]), value=f.default, label=label, info=info, elem_id=elem_id)
+        choices = [(c or "none", c) for c in meta["choices"]]  # an empty choice (no preset) reads "none"
+        return gr.Dropdown(choices, value=f.default, label=label, info=info, elem_id=elem_id)
     if str(f.type) in ("int", "float"):
         precision = 0 if str(f.type) == "int" else None
         return gr.Number(value=f.default, label=label, info=info, minimum=meta["min"], maximum=meta["max"],
@@ -77,13 +78,22 @@ def collect(names: list[str], values: tuple) -> dict[str, Any]:
     return out
 
 
+PLOT_POINTS = 500  # a long run's losses are averaged in windows down to this many points
+
+
 def loss_frame(run) -> Any:
+    """The loss history for the plot: every step, or for a long run the mean of each window of steps (at
+    its last step), so that an update stays small."""
     import pandas as pd
 
+    losses = run.losses if run is not None else []
+    window = max(1, -(-len(losses) // PLOT_POINTS))
+    chunks = [losses[i : i + window] for i in range(0, len(losses), window)]
     return pd.DataFrame(
-        {"step": [s for s, _ in run.losses], "loss": [v for _, v in run.losses]}
-        if run is not None
-        else {"step": [], "loss": []}
+        {
+            "step": [chunk[-1][0] for chunk in chunks],
+            "loss": [sum(v for _, v in chunk) / len(chunk) for chunk in chunks],
+        }
     )
 
 
