@@ -215,7 +215,9 @@ def test_kubin_train_prints_progress_and_a_json_line_whose_path_generate_loads(p
     assert wrong.returncode == 2 and "has no part 'transformer' to train" in wrong.stderr
 
 
-def test_a_memory_preset_fills_the_options_not_given_and_its_memory_savers_run(studio, pictures):
+def test_a_memory_preset_fills_the_options_not_given_epochs_set_the_steps_and_memory_savers_run(
+    studio, pictures
+):
     options = TrainingOptions.from_dict(
         {"preset": "16gb", "rank": 4, "model": "m", "data": "d", "output": "o"}
     )
@@ -225,6 +227,10 @@ def test_a_memory_preset_fills_the_options_not_given_and_its_memory_savers_run(s
                                   "cache_latents": False})  # fmt: skip
     assert run.wait(120) and run.state == "done", run.error
     assert all(np.isfinite(loss) for _, loss in run.losses)
+    passes = studio.trainings.start({**FAST, "data": str(pictures), "output": "passes", "epochs": 2,
+                                     "gradient_accumulation": 2})  # fmt: skip
+    assert passes.options.steps == 4  # 8 pictures in batches of 2, twice, 2 batches a step
+    assert passes.wait(120) and passes.state == "done" and passes.step == 4, passes.error
     with pytest.raises(InvalidParams, match="8-bit Adam needs the bitsandbytes package and a CUDA GPU"):
         studio.trainings.start({**FAST, "data": str(pictures), "output": "x", "preset": "8gb"})
 

@@ -98,8 +98,13 @@ class Trainer:
             )
 
     def check_dataset(self) -> DatasetReport:
+        """The folder checked; with `epochs`, the options' steps become what that many passes take."""
         o = self.options
-        return scan_dataset(o.data, o.resolution, self.target_cls.divisibility, o.trigger)
+        dataset = scan_dataset(o.data, o.resolution, self.target_cls.divisibility, o.trigger)
+        if o.epochs:
+            batches = sum(-(-count // o.batch_size) for count in dataset.buckets.values())
+            self.options = replace(o, steps=max(1, -(-o.epochs * batches // o.gradient_accumulation)))
+        return dataset
 
     def run(
         self,
@@ -111,8 +116,8 @@ class Trainer:
         checkpoint at the step reached and raises JobCancelled (a resume goes on from there)."""
         import torch
 
-        o = self.options
         dataset = self.check_dataset()
+        o = self.options
         on_event(TrainingEvent("notice", text=f"Dataset: {dataset.summary()}"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / OPTIONS_FILE).write_text(json.dumps(o.to_dict(), indent=2), encoding="utf-8")

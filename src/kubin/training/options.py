@@ -44,6 +44,8 @@ class TrainingOptions:
     target: str = _opt("", "the part to train: decoder or prior (Kandinsky 2.2), transformer (Kandinsky 5); "
                        "default: the model's first")  # fmt: skip
     steps: int = _opt(500, "optimizer steps", 1, 1_000_000)
+    epochs: int = _opt(0, "passes over the pictures; sets the steps from the pictures' count (0: use steps)",
+                       0, 10_000)  # fmt: skip
     rank: int = _opt(16, "LoRA rank", 1, 1024)
     alpha: float = _opt(0.0, "LoRA alpha (0: the rank)", 0, 4096)
     learning_rate: float = _opt(1e-4, "learning rate", 1e-8, 1.0)

@@ -193,7 +193,7 @@ class Trainings:
         saved = saved_options(run_dir)
         if not output.strip() or saved is None or latest_checkpoint(run_dir) is None:
             raise InvalidParams(f"There is no checkpoint of {output!r} to resume from; start a new run.")
-        return replace(saved, steps=max(saved.steps, int(steps or 0)))
+        return replace(saved, steps=max(saved.steps, int(steps or 0)), epochs=0)  # the steps are set by now
 
     def _train(self, run: TrainingRun, spec, ctx) -> dict[str, Any]:
         from kubin.models.tiny import tiny_model_folder
