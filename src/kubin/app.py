@@ -22,7 +22,7 @@ def make_engine(settings, history: bool = False):
         settings.get("models") or {},
         MemoryOptions.from_dict(settings.get("memory")),
     )
-    return Engine(
+    engine = Engine(
         manager,
         settings.get("output_dir"),
         max_pixels=int(settings.get("max_image_pixels")),
@@ -32,6 +32,11 @@ def make_engine(settings, history: bool = False):
         loras=LoraLibrary(settings_folder(settings.get("lora.path"), DEFAULT_FOLDER)),
         history=History(settings.get("output_dir")) if history else None,
     )
+    from kubin.training.runs import DEFAULT_FOLDER as TRAINING_FOLDER
+    from kubin.training.runs import Trainings
+
+    engine.trainings = Trainings(engine, settings_folder(settings.get("training.path"), TRAINING_FOLDER))
+    return engine
 
 
 def wildcards_from(settings):

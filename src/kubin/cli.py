@@ -50,6 +50,10 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         "--lora-dir", metavar="DIR", default=d,
         help="the LoRA adapters (.safetensors, subfolders allowed; default models/lora in the Kubin folder)",
     )  # fmt: skip
+    parser.add_argument(
+        "--training-dir", metavar="DIR", default=d,
+        help="where LoRA training runs keep checkpoints, caches and samples (default training/ in the Kubin folder)",
+    )  # fmt: skip
     parser.add_argument("--device", default=d, help="auto (default), cpu, mps, cuda or cuda:N")
     parser.add_argument(
         "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
@@ -199,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     download = sub.add_parser("download", help="fetch a model's weights into the Hugging Face cache")
     download.add_argument("model_id", metavar="ID")
 
+    _train_parser(sub)
+
     save = sub.add_parser(
         "save", help="write a model in diffusers layout to a folder (usable as --model FOLDER)"
     )
@@ -206,6 +212,43 @@ def build_parser() -> argparse.ArgumentParser:
     save.add_argument("model_id", metavar="ID")
     save.add_argument("folder", metavar="FOLDER")
     return parser
+
+
+def _train_parser(sub) -> None:
+    """`train`: one flag per training option, from its declaration in TrainingOptions."""
+    from kubin.training.options import option_fields
+
+    train = sub.add_parser(
+        "train", help="train a LoRA adapter on a folder of pictures; prints progress and a final JSON line",
+        description="Train a LoRA adapter for --model on the pictures in --data (each with an optional "
+        "same-named .txt caption); the adapter is written as NAME.safetensors to the LoRA folder, usable "
+        "with `generate --lora NAME` or the path the last line gives.",
+    )  # fmt: skip
+    _common(train, suppress=True)
+    for f in option_fields():
+        if f.name == "model":
+            continue  # a common option
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        rng = f" [{_n(meta['min'])}..{_n(meta['max'])}]" if meta["min"] is not None else ""
+        kwargs: dict[str, Any] = {"dest": f"train_{f.name}", "help": meta["help"] + rng, "default": None}
+        if f.type in (bool, "bool"):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.type in (list, "list[str]"):
+            kwargs.update(action="append", metavar="TEXT")
+        elif meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            kwargs.update(type=kind, metavar=kind.__name__.upper())
+        train.add_argument(flag, **kwargs)
+    train.add_argument(
+        "--resume", action="store_true", help="go on from the last checkpoint of --output NAME"
+    )
+    train.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the dataset: print what is usable, skipped, and the buckets",
+    )
 
 
 def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
@@ -250,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_extensions(args)
         if args.command == "generate":
             return cmd_generate(args)
+        if args.command == "train":
+            return cmd_train(args)
         if args.command == "download":
             return cmd_download(args)
         if args.command == "tool":
@@ -270,6 +315,7 @@ def load_settings(args: argparse.Namespace):
         "output_dir": getattr(args, "output_dir", None),
         "wildcards.path": getattr(args, "wildcards_dir", None),
         "lora.path": getattr(args, "lora_dir", None),
+        "training.path": getattr(args, "training_dir", None),
         "device": getattr(args, "device", None),
         "dtype": getattr(args, "dtype", None),
         "server.host": getattr(args, "host", None),
@@ -546,6 +592,57 @@ def _print_results(handle, printed: int, extra: dict[str, Any] | None = None) ->
     for result in handle.results[printed:]:
         print(json.dumps(result.as_json() | (extra or {})), flush=True)
     return len(handle.results)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Queue one training run and follow it: a line per step (and per notice, sample and checkpoint), then
+    the result as one JSON line. Ctrl-C stops it at the next step with a checkpoint (--resume goes on)."""
+    from kubin.engine import CANCELLED, FAILED
+    from kubin.training.options import TrainingOptions
+
+    settings = load_settings(args)
+    values = {
+        k.removeprefix("train_"): v for k, v in vars(args).items() if k.startswith("train_") and v is not None
+    }
+    values = {**values, "model": settings.get("model")}
+    engine = make_engine(settings)
+    if args.check:
+        from kubin.training.loop import Trainer
+
+        options = TrainingOptions.from_dict(values)
+        spec = engine.manager.spec(options.model)
+        trainer = Trainer(options, spec, {}, engine.trainings.run_dir(options), engine.loras.folder)
+        print(json.dumps(trainer.check_dataset().as_json()))
+        return 0
+    run = engine.trainings.start(values, resume=args.resume)
+    for line in run.dataset.skipped:
+        print(f"skipped: {line[0]} ({line[1]})", file=sys.stderr, flush=True)
+    try:
+        for event in run.follow():
+            if event.kind == "step":
+                eta = f" eta {event.eta:.0f}s" if event.eta is not None else ""
+                print(
+                    f"step {event.step}/{event.total} loss {event.loss:.5f} lr {event.lr:.3g}{eta}",
+                    flush=True,
+                )
+            elif event.kind == "notice":
+                print(f"notice: {event.text}", file=sys.stderr, flush=True)
+            elif event.kind == "sample":
+                print(f"samples at step {event.step}: {', '.join(event.paths)}", file=sys.stderr, flush=True)
+            elif event.kind == "checkpoint":
+                print(f"checkpoint: {event.text}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        run.cancel()
+        run.wait()
+    engine.close(wait=True)
+    if run.state == FAILED:
+        print(f"error: {run.error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if run.state == CANCELLED:
+        print(f"cancelled: {run.error}", file=sys.stderr)
+        return EXIT_CANCELLED
+    print(json.dumps(run.result.as_json() if run.result else run.as_json()), flush=True)
+    return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:

@@ -320,9 +320,23 @@ class ToolContext:
         return self._engine.manager.tool_model(key, lambda: load(self.device))
 
     def progress(self, done: int, total: int) -> None:
-        self._handle.step, self._handle.total_steps = done, total
+        self.report(done, total)
         if self._handle.cancel_requested:
             raise JobCancelled(f"{self._handle.job.title} was cancelled.")
+
+    def report(self, done: int, total: int) -> None:
+        """Progress of a job that stops by itself when `cancel_requested` (a training run checkpoints first)."""
+        self._handle.step, self._handle.total_steps = done, total
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._handle.cancel_requested
+
+    def free_models(self) -> None:
+        """Let go of the generation model and the tool models: a job that loads its own (training) needs
+        the device's memory to itself. The next generation loads its model again."""
+        self._engine.manager.unload()
+        self._engine.manager.free_tool_models()
 
 
 @dataclass
@@ -388,6 +402,7 @@ class Engine:
         self.wildcards = wildcards or Wildcards(Path("wildcards"))  # where __name__ in a prompt is looked up
         self.grid_max_cells = grid_max_cells  # the most cells an X/Y/Z grid may queue (kubin.grid)
         self.loras = loras or LoraLibrary()  # where LoRA names are looked up
+        self.trainings: Any = None  # kubin.training.runs.Trainings, set by kubin.app.make_engine
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()
@@ -571,6 +586,16 @@ class Engine:
                 return self._queue.index(handle) + 1
             except ValueError:
                 return 0
+
+    def busy_with(self) -> str:
+        """What a running tool job (a training run, an upscale) is doing, as a queued job's status says it
+        ("Training squares, step 3/40"); "" when none runs."""
+        with self._cond:
+            current = self._current
+        if not isinstance(current, ToolHandle) or current.state != RUNNING:
+            return ""
+        steps = f", step {current.step}/{current.total_steps}" if current.total_steps else ""
+        return f"{current.job.title}{steps}"
 
     def current(self) -> JobHandle | None:
         """The running generation job, if any (a running tool job is not one)."""

@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 
 from kubin import __version__
-from kubin.api import a1111, native
+from kubin.api import a1111, native, training
 from kubin.api import history as history_api
 from kubin.api.docs import docs_page
 from kubin.api.jobs import ApiState
@@ -47,6 +47,7 @@ def mount_api(
         a1111.build_router(state, route_class),
         native.build_router(state, route_class),
         history_api.build_router(state, route_class),
+        training.build_router(state, route_class),
     ]
     for router in routers:
         app.include_router(router, dependencies=guard)

@@ -24,6 +24,7 @@ from kubin.ui.tabs import extensions as extensions_tab
 from kubin.ui.tabs import history as history_tab
 from kubin.ui.tabs import img2img, img2vid, inpaint, mesh, mix, outpaint, txt2img, txt2vid
 from kubin.ui.tabs import settings as settings_tab
+from kubin.ui.tabs import training as training_tab
 from kubin.ui.task_tab import TaskTab
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,13 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                 gr.Markdown(lambda: settings_tab.settings_text(ctx), elem_classes=["kubin-warning"],
                             elem_id="kubin-settings-warnings")
             )  # fmt: skip
-        # The top row: the task tabs, 3D, Tools (every tool extension's tab, nested), Settings, Extensions. On a
+        # The top row: the task tabs, 3D, Training, Tools (every tool extension's tab, nested), Settings, Extensions. On a
         # narrow screen it wraps onto more rows, in the same order, instead of hiding tabs behind a menu.
         with gr.Tabs(selected=start_tab(ctx), overflow_behavior="wrap", elem_id="kubin-tabs") as tabs:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
             ctx.tabs, ctx.task_tabs = tabs, {t.task: t for t in built}  # for extension tabs that send
+            training_tab.build(ctx)  # a folder of pictures to a LoRA adapter (updates the tabs' LoRA pickers)
             build_extension_tabs(ctx)
             settings_tab.build(ctx)
             extensions_tab.build(ctx)

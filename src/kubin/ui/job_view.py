@@ -68,7 +68,8 @@ def report_progress(ctx: UIContext, handle: JobHandle, progress: gr.Progress) ->
     position = ctx.engine.position(handle)
     stage = handle.stage
     if position:
-        progress(0, desc=f"Queued: {position - 1} job(s) ahead")
+        busy = ctx.engine.busy_with()  # a training run ahead says so, with how far it is
+        progress(0, desc=f"Queued: {position - 1} job(s) ahead" + (f" · waiting for {busy}" if busy else ""))
     elif stage is None:
         progress(0, desc="Loading model…" if ctx.engine.manager.loaded_id is None else "Starting…")
     else:
