@@ -11,6 +11,7 @@ def make_engine(settings):
     from kubin.engine import DEFAULT_MAX_PROMPT_CHARS, Engine
     from kubin.models.manager import ModelManager
     from kubin.runtime.memory import MemoryOptions
+    from kubin.tools.jobs import ToolModels
 
     manager = ModelManager(
         settings.get("device"),
@@ -25,6 +26,7 @@ def make_engine(settings):
         max_prompt_chars=int(settings.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)),
         wildcards=wildcards_from(settings),
         grid_max_cells=int(settings.get("grid_max_cells") or 100),
+        tool_models=ToolModels.from_settings(settings),
     )
 
 

@@ -39,6 +39,7 @@ from kubin.prompts import PromptPlan, Wildcards, plan_prompts
 from kubin.runtime.memory import MemoryOptions
 from kubin.runtime.placement import free_memory
 from kubin.tasks import Prepared, prepare, with_prompts
+from kubin.tools.jobs import ToolModels, estimate_hint_depth
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class Job:
     owner: str = ""  # who may cancel it without knowing its id (a browser session)
     # Values of the extensions' own widgets in the tab, by extension folder: passed to their before_job.
     extension_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the client did before submitting that the outputs' metadata should tell (the prompt expansion used).
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Result:
     fps: float = 0
     preview: Path | None = None  # an animated WebP of a video, a turntable GIF of a 3D object
     files: dict[str, Path] = field(default_factory=dict)  # 3D only: "glb" (= path), "ply", "obj"
+    depth_map: Path | None = None  # the depth map estimated from a photo hint (its ControlNet input)
 
     @property
     def is_video(self) -> bool:
@@ -92,6 +96,10 @@ class Result:
         }
         if "prompt_template" in self.meta:  # the prompt this output was made with, and its template
             out.update(prompt=self.meta["prompt"], prompt_template=self.meta["prompt_template"])
+        if (
+            self.depth_map is not None
+        ):  # the depth map estimated from a photo hint, saved under <output>/depth/
+            out.update(depth_map=str(self.depth_map), depth_model=self.meta["depth_model"])
         if self.is_video:
             out.update(frames=self.frames, fps=self.fps, preview=str(self.preview) if self.preview else None)
         if self.is_mesh:
@@ -373,6 +381,7 @@ class Engine:
         max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
         wildcards: Wildcards | None = None,
         grid_max_cells: int = 100,
+        tool_models: ToolModels | None = None,
     ):
         self.manager = manager
         self.output_dir = Path(output_dir)
@@ -380,6 +389,9 @@ class Engine:
         self.max_prompt_chars = max_prompt_chars  # longer prompts are refused at submit
         self.wildcards = wildcards or Wildcards(Path("wildcards"))  # where __name__ in a prompt is looked up
         self.grid_max_cells = grid_max_cells  # the most cells an X/Y/Z grid may queue (kubin.grid)
+        self.tool_models = (
+            tool_models or ToolModels()
+        )  # depth, caption and prompt expansion models (kubin.tools)
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()
@@ -615,6 +627,10 @@ class Engine:
             model = self.manager.get(job.model_id, job.task)
             loaded = self.manager.take_load_notices()  # a list when this job loaded the model
             handle.add_notices(loaded or [])
+            if (
+                handle.prepared.depth_from is not None
+            ):  # a photo hint: its depth map first, on the same worker
+                handle.add_notices([estimate_hint_depth(self, handle.prepared)])
 
             def on_step(phase: str, step: int) -> None:
                 now = time.monotonic()
@@ -700,10 +716,12 @@ class Engine:
         image = handle.prepared.finish(output)
         meta = self._metadata(handle, model, scheduler, seed, index, image, inputs)
         path = save_image(image, self.output_dir, task, meta)
-        return Result(path, seed, image.width, image.height, index, meta)
+        return Result(path, seed, image.width, image.height, index, meta, depth_map=handle.prepared.depth_map)
 
     def _metadata(self, handle, model, scheduler, seed, index, image, inputs) -> dict[str, Any]:
         unused = set(model.spec.unused_params)
+        if "hint_image" in unused:
+            unused.add("estimate_depth")
         params = {k: v for k, v in handle.params.to_dict().items() if k not in unused} | {"seed": handle.seed}
         extra = {"inputs": inputs} if inputs else {}
         if handle.notices:
@@ -712,6 +730,10 @@ class Engine:
             extra["extensions"] = handle.job.extension_values
         for name, value in handle.expanded(index).items():  # what it was made with, beside the template
             extra[name], extra[f"{name}_template"] = value, handle.prompts.templates[name]
+        if handle.prepared.depth_map is not None:
+            extra["depth_model"] = handle.prepared.depth_model
+            extra["depth_map"] = handle.prepared.depth_map.relative_to(self.output_dir).as_posix()
+        extra.update(handle.job.meta)
         extra["runtime"] = runtime_metadata(model.placement)
         return extra | {
             "kubin_version": __version__,

@@ -20,6 +20,7 @@ from kubin.params import TASK_LABELS, VIDEO_TASKS, params_class
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
 from kubin.ui.job_view import GENERATE_WAITERS, follow_job, outputs
+from kubin.ui.vision_tools import depth_box
 
 # Fields the shared part shows when the task has them, in this order, two per row.
 SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
@@ -129,11 +130,9 @@ def build_task_tab(
                         "ControlNet (depth)", open=False, visible="hint_image" not in hidden
                     )
                     with hint_box:
-                        gr.Markdown(
-                            "Upload a depth map (white = near) to steer the layout. Only models with "
-                            "ControlNet use it (Kandinsky 2.2); leave it empty otherwise."
+                        widgets.update(
+                            depth_box(ctx, task, specs["estimate_depth"], values["estimate_depth"])
                         )
-                        widgets["hint_image"] = ui.image_input("Depth map", f"{task}-hint-image", height=200)
                 if prompt_mode is not None:  # registered after the scheduler: optional for API callers
                     widgets["prompt_mode"] = prompt_mode
                 if prompts_file:
@@ -248,8 +247,11 @@ def build_task_tab(
     gallery.select(on_select, None, selected, queue=False, show_progress="hidden", api_visibility="private")
 
     default_names = [n for n in names if n in specs and n not in params_cls.image_fields()]
-    # Widgets a model may hide (its unused params); the ControlNet box stands for hint_image.
-    toggled = {n: widgets[n] for n in names if n in specs and n not in ("prompt", "seed", "scheduler")}
+    # Widgets a model may hide (its unused params); the ControlNet box stands for hint_image and what is in it.
+    in_box = ("estimate_depth",)
+    toggled = {
+        n: widgets[n] for n in names if n in specs and n not in ("prompt", "seed", "scheduler", *in_box)
+    }
     if hint_box is not None:
         toggled["hint_image"] = hint_box
 
