@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from kubin import __version__
 from kubin.api import a1111, native
+from kubin.api import tools as tool_routes
 from kubin.api.docs import docs_page
 from kubin.api.jobs import ApiState
 from kubin.api.security import Credentials, auth_dependency, limited_route
@@ -41,7 +42,11 @@ def mount_api(
     state = ApiState(engine, model_id, uploads, max_upload_pixels)
     route_class = limited_route(int(max_upload_mb * 1024 * 1024))
     guard = [Depends(auth_dependency(credentials or []))]
-    routers = [a1111.build_router(state, route_class), native.build_router(state, route_class)]
+    routers = [
+        a1111.build_router(state, route_class),
+        native.build_router(state, route_class),
+        *tool_routes.build_routers(state, route_class),
+    ]
     for router in routers:
         app.include_router(router, dependencies=guard)
 

@@ -20,7 +20,14 @@ from kubin.params import TASK_LABELS, VIDEO_TASKS, params_class
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
 from kubin.ui.job_view import GENERATE_WAITERS, follow_job, outputs
-from kubin.ui.vision_tools import depth_box
+from kubin.ui.vision_tools import (
+    depth_box,
+    describe_button,
+    enhance_button,
+    enhancement_meta,
+    wire_describe,
+    wire_enhance,
+)
 
 # Fields the shared part shows when the task has them, in this order, two per row.
 SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
@@ -82,8 +89,12 @@ def build_task_tab(
             with gr.Column(scale=1, min_width=300):
                 if inputs:
                     widgets.update(inputs(values))
+                # Describe under the input image; Enhance prompt under the prompt (kubin.ui.vision_tools).
+                describe = describe_button(task) if isinstance(widgets.get("init_image"), gr.Image) else None
+                enhance = None
                 if has_prompt:
                     widgets["prompt"] = ui.prompt_box(values, task)
+                    enhance = enhance_button(task)
                 widgets["negative_prompt"] = ui.negative_prompt_box(values, task)
                 with gr.Row():
                     generate_btn = ui.generate_button(f"{task}-generate")
@@ -189,9 +200,10 @@ def build_task_tab(
             extension_values: dict[str, dict[str, Any]] = {}
             for name, (ext_name, control) in extension_widgets.keys_by_name.items():
                 extension_values.setdefault(ext_name, {})[control] = values.pop(name)
+            meta = enhancement_meta(ctx, owner_id, str(values.get("prompt") or ""))
             params = to_params(values)
             handle = ctx.engine.submit(
-                Job(task, model_id, params, owner=owner_id, extension_values=extension_values)
+                Job(task, model_id, params, owner=owner_id, extension_values=extension_values, meta=meta)
             )
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
@@ -237,6 +249,10 @@ def build_task_tab(
                         extension_widgets.keys_by_name, restore_file, (cancel_btn, cancel_status))  # fmt: skip
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
+    if describe is not None and "prompt" in widgets:
+        wire_describe(ctx, task, describe, widgets["init_image"], widgets["prompt"], owner)
+    if enhance is not None:
+        wire_enhance(ctx, task, enhance, widgets["prompt"], model, owner)
     reuse_seed.click(
         lambda s: s, last_seed, widgets["seed"], queue=False, show_progress="hidden", api_visibility="private"
     )

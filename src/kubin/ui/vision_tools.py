@@ -50,3 +50,60 @@ def depth_box(ctx: UIContext, task: str, fs: FieldSpec, value: str) -> dict[str,
     button.click(run, hint, [hint, status], api_name=f"{task}_estimate_depth", concurrency_limit=1,
                  concurrency_id="tools")  # fmt: skip
     return {"hint_image": hint, "estimate_depth": estimate}
+
+
+def describe_button(task: str) -> gr.Button:
+    """The "Describe" button under an input image (wired to the prompt by `wire_describe`)."""
+    return gr.Button("Describe", size="sm", elem_id=f"{task}-describe", min_width=100)
+
+
+def wire_describe(ctx: UIContext, task: str, button: gr.Button, image: Any, prompt: Any, owner: Any) -> None:
+    """Describe puts the caption model's description of the image into the prompt."""
+
+    def run(path: str | None, owner_id: str) -> str:
+        from kubin.images import open_image
+        from kubin.tools.jobs import caption_image
+
+        try:
+            return caption_image(ctx.engine, open_image(path, "The image"), detail="detailed", owner=owner_id)
+        except KubinError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    button.click(run, [image, owner], prompt, api_name=f"{task}_describe", concurrency_limit=1,
+                 concurrency_id="tools")  # fmt: skip
+
+
+def enhance_button(task: str) -> gr.Button:
+    return gr.Button("Enhance prompt", size="sm", elem_id=f"{task}-enhance", min_width=120)
+
+
+def wire_enhance(ctx: UIContext, task: str, button: gr.Button, prompt: Any, model: Any, owner: Any) -> None:
+    """Enhance prompt rewrites the prompt in detail for the selected model, for the user to edit; the next
+    Generate of this tab records it in the outputs' metadata (see `enhancement_meta`)."""
+
+    def run(text: str, model_id: str, owner_id: str) -> str:
+        from kubin.tools.jobs import enhance_prompt
+
+        try:
+            enhanced = enhance_prompt(ctx.engine, text or "", ctx.spec(model_id).title, owner=owner_id)
+        except KubinError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        ctx.remember_enhancement(owner_id, (text, enhanced, ctx.engine.tool_models.enhance))
+        return enhanced
+
+    button.click(run, [prompt, model, owner], prompt, api_name=f"{task}_enhance", concurrency_limit=1,
+                 concurrency_id="tools")  # fmt: skip
+
+
+def enhancement_meta(ctx: UIContext, owner_id: str, prompt: str) -> dict[str, Any]:
+    """The metadata of this tab's last prompt expansion, while the prompt still comes from it (the expanded
+    text, as it is or edited; not once the original prompt is back or the box was cleared)."""
+    from kubin.tools.jobs import enhancement_meta as meta
+
+    remembered = ctx.enhancements.get(owner_id)
+    if remembered is None:
+        return {}
+    original, enhanced, model = remembered
+    if not prompt.strip() or prompt.strip() == original.strip():
+        return {}
+    return meta(original, enhanced, model, prompt)
