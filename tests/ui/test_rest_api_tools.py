@@ -69,3 +69,24 @@ def test_the_enhance_route_expands_a_prompt_for_the_model(http):
     body = reply.json()
     assert body["prompt"] == "a red cat" and body["enhanced"] and body["enhanced"] != "a red cat"
     assert (body["model"], body["enhance_model"]) == ("tiny-kd22", "tiny-enhance")
+
+
+def test_a_tool_model_set_in_settings_applies_at_once_and_missing_weights_name_it(
+    api_client, kubin_server, http, photo
+):
+    def save(caption_model: str) -> str:
+        return api_client.predict("tiny-kd22", "auto", "auto", str(kubin_server.output_dir),
+                                  wildcards_dir=str(kubin_server.wildcards_dir), caption_model=caption_model,
+                                  api_name="/save_settings")  # fmt: skip
+
+    try:
+        assert save("someone/missing-captioner").startswith("✓ Saved")
+        reply = http.post("/sdapi/v1/interrogate", json={"image": photo})
+
+        assert reply.status_code == 503
+        assert "someone/missing-captioner" in reply.json()["detail"]
+        assert "kubin download someone/missing-captioner" in reply.json()["detail"]
+        assert "caption_model: someone/missing-captioner" in kubin_server.user_config.read_text()
+    finally:
+        save("tiny-caption")
+    assert http.post("/sdapi/v1/interrogate", json={"image": photo}).status_code == 200
