@@ -90,3 +90,19 @@ def test_a_tool_model_set_in_settings_applies_at_once_and_missing_weights_name_i
     finally:
         save("tiny-caption")
     assert http.post("/sdapi/v1/interrogate", json={"image": photo}).status_code == 200
+
+
+def test_describe_answers_under_every_input_image_of_the_task_tabs(api_client, tmp_path, photo):
+    from gradio_client import handle_file
+
+    path = tmp_path / "photo.png"
+    path.write_bytes(base64.b64decode(photo))
+    picture = handle_file(str(path))
+    editor = {"background": picture, "layers": [], "composite": picture}
+
+    said = {
+        tab: api_client.predict(editor if tab == "inpaint" else picture, api_name=f"/{tab}_describe")
+        for tab in ("i2i", "inpaint", "outpaint", "i2v")
+    }
+
+    assert len(set(said.values())) == 1 and said["i2i"].strip()  # the same picture, the same words

@@ -122,3 +122,15 @@ def test_the_cli_estimates_depth_from_a_hint_photo(tmp_path, photo):
     assert out["depth_model"] == "tiny-depth"
     assert Image.open(out["depth_map"]).size == (72, 40)
     assert "notice: The ControlNet hint was a photo: tiny-depth estimated its depth map" in done.stderr
+
+
+def test_kubin_download_knows_the_tool_models(tmp_path):
+    (tmp_path / "user.yaml").write_text("")
+    config = ["--config", str(tmp_path / "user.yaml")]
+
+    tiny = run_in_process(tmp_path, [*config, "download", "tiny-depth"])
+    real = run_in_process(tmp_path, [*config, "download", "Intel/dpt-hybrid-midas"])
+
+    assert tiny.returncode == 0 and "tiny-depth is built in code and needs no download" in tiny.stdout
+    assert real.returncode == 2  # offline in the tests: the one sentence, not a registry error
+    assert "error: The tool model Intel/dpt-hybrid-midas is not in the Hugging Face cache" in real.stderr

@@ -22,6 +22,7 @@ from kubin.ui.context import UIContext
 from kubin.ui.job_view import GENERATE_WAITERS, follow_job, outputs
 from kubin.ui.vision_tools import (
     depth_box,
+    describable_image,
     describe_button,
     enhance_button,
     enhancement_meta,
@@ -90,7 +91,8 @@ def build_task_tab(
                 if inputs:
                     widgets.update(inputs(values))
                 # Describe under the input image; Enhance prompt under the prompt (kubin.ui.vision_tools).
-                describe = describe_button(task) if isinstance(widgets.get("init_image"), gr.Image) else None
+                describable = describable_image(widgets)
+                describe = describe_button(task) if describable is not None else None
                 enhance = None
                 if has_prompt:
                     widgets["prompt"] = ui.prompt_box(values, task)
@@ -250,7 +252,7 @@ def build_task_tab(
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     if describe is not None and "prompt" in widgets:
-        wire_describe(ctx, task, describe, widgets["init_image"], widgets["prompt"], owner)
+        wire_describe(ctx, task, describe, describable, widgets["prompt"], owner)
     if enhance is not None:
         wire_enhance(ctx, task, enhance, widgets["prompt"], model, owner)
     reuse_seed.click(

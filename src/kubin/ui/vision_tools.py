@@ -52,6 +52,14 @@ def depth_box(ctx: UIContext, task: str, fs: FieldSpec, value: str) -> dict[str,
     return {"hint_image": hint, "estimate_depth": estimate}
 
 
+def describable_image(widgets: dict[str, Any]) -> Any:
+    """The input image a tab's Describe describes: its init image, or the inpaint editor's picture."""
+    for name, kind in (("init_image", gr.Image), ("editor", gr.ImageEditor)):
+        if isinstance(widgets.get(name), kind):
+            return widgets[name]
+    return None
+
+
 def describe_button(task: str) -> gr.Button:
     """The "Describe" button under an input image (wired to the prompt by `wire_describe`)."""
     return gr.Button("Describe", size="sm", elem_id=f"{task}-describe", min_width=100)
@@ -60,12 +68,15 @@ def describe_button(task: str) -> gr.Button:
 def wire_describe(ctx: UIContext, task: str, button: gr.Button, image: Any, prompt: Any, owner: Any) -> None:
     """Describe puts the caption model's description of the image into the prompt."""
 
-    def run(path: str | None, owner_id: str) -> str:
+    def run(value: Any, owner_id: str) -> str:
         from kubin.images import open_image
         from kubin.tools.jobs import caption_image
 
+        if isinstance(value, dict):  # an image editor: its picture, without the painted strokes
+            value = value.get("background")
         try:
-            return caption_image(ctx.engine, open_image(path, "The image"), detail="detailed", owner=owner_id)
+            picture = open_image(value, "The image").convert("RGB")
+            return caption_image(ctx.engine, picture, detail="detailed", owner=owner_id)
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
