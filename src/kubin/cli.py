@@ -153,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         help='an X/Y/Z grid axis, up to three: "steps=20,30", "seed=1-4", "size=512x512,768x512", '
         '"prompt S/R=cat,dog"; one job per combination, then a labelled grid image (printed last)',
     )  # fmt: skip
+    gen.add_argument(
+        "--enhance-prompt", action="store_true",
+        help="expand each job's prompt with the prompt expansion model (--enhance-model) first; the outputs' "
+        "metadata records it (prompt_enhancement)",
+    )  # fmt: skip
     seen = set()
     for cls in TASK_PARAMS.values():
         for fs in cls.field_specs().values():
@@ -357,7 +362,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     handles = []
     try:
         for line, values in lines:
-            handles.append((line, engine.submit(Job(task, settings.get("model"), values))))
+            meta = _enhanced(engine, settings.get("model"), values) if args.enhance_prompt else {}
+            handles.append((line, engine.submit(Job(task, settings.get("model"), values, meta=meta))))
     except KubinError as exc:
         for _, queued in handles:
             engine.cancel(queued)
@@ -391,6 +397,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # exception") when a thread is still in native code at interpreter exit.
     engine.close(wait=True)
     return code
+
+
+def _enhanced(engine, model_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    """--enhance-prompt: the job's prompt expanded in place; returns what its outputs' metadata records."""
+    from kubin.tools.jobs import enhance_prompt, enhancement_meta
+
+    original = str(values.get("prompt") or "")
+    if not original.strip():
+        return {}
+    values["prompt"] = enhance_prompt(engine, original, engine.manager.spec(model_id).title)
+    print(
+        f"notice: prompt expanded by {engine.tool_models.enhance}: {values['prompt']}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return enhancement_meta(original, values["prompt"], engine.tool_models.enhance, values["prompt"])
 
 
 def _generate_grid(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]) -> int:

@@ -72,3 +72,24 @@ def test_kubin_enhance_prints_the_expanded_prompt(tmp_path, enhance_engine):
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+def test_generate_enhance_prompt_expands_the_prompt_and_records_it(tmp_path, enhance_engine):
+    from cli_helpers import printed
+
+    (tmp_path / "user.yaml").write_text("")
+    expected = enhance_prompt(enhance_engine, "a red cat", resolve_model("tiny-kd22").title)
+
+    done = run_in_process(tmp_path, [
+        "generate", "--config", str(tmp_path / "user.yaml"), "--model", "tiny-kd22", "--prompt", "a red cat",
+        "--width", "64", "--height", "64", "--steps", "2", "--prior-steps", "2", "--enhance-prompt",
+        "--enhance-model", "tiny-enhance", "--output-dir", str(tmp_path / "out"),
+    ])  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    saved = read_output_metadata(printed(done.stdout)[0]["path"])
+    assert saved["params"]["prompt"] == expected
+    assert (
+        saved["prompt_enhancement"]["original"] == "a red cat" and not saved["prompt_enhancement"]["edited"]
+    )
+    assert f"notice: prompt expanded by tiny-enhance: {expected}" in done.stderr
