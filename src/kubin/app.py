@@ -15,6 +15,7 @@ def make_engine(settings, history: bool = False):
     from kubin.models.lora import DEFAULT_FOLDER, LoraLibrary
     from kubin.models.manager import ModelManager
     from kubin.runtime.memory import MemoryOptions
+    from kubin.tools.jobs import ToolModels
 
     manager = ModelManager(
         settings.get("device"),
@@ -31,6 +32,7 @@ def make_engine(settings, history: bool = False):
         grid_max_cells=int(settings.get("grid_max_cells") or 100),
         loras=LoraLibrary(settings_folder(settings.get("lora.path"), DEFAULT_FOLDER)),
         history=History(settings.get("output_dir")) if history else None,
+        tool_models=ToolModels.from_settings(settings),
     )
     from kubin.training.runs import DEFAULT_FOLDER as TRAINING_FOLDER
     from kubin.training.runs import Trainings

@@ -19,6 +19,8 @@ from kubin.errors import KubinError
 from kubin.params import TASK_PARAMS
 from kubin.runtime.memory import CHOICES, MEMORY_FIELDS
 
+CAPTION_DETAILS = ("short", "detailed", "more detailed")  # kubin.tools.caption.DETAILS, without its imports
+
 __all__ = [
     "EXIT_CANCELLED",
     "EXIT_USER_ERROR",
@@ -55,6 +57,9 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         help="where LoRA training runs keep checkpoints, caches and samples (default training/ in the Kubin folder)",
     )  # fmt: skip
     parser.add_argument("--device", default=d, help="auto (default), cpu, mps, cuda or cuda:N")
+    for tool, what in TOOL_FLAGS.items():
+        parser.add_argument(f"--{tool}-model", metavar="ID", default=d,
+                            help=f"{what}: a Hugging Face id, a local folder or tiny-{tool} (config tools.{tool}_model)")  # fmt: skip
     parser.add_argument(
         "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
     )
@@ -73,6 +78,15 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         help=MEMORY_FIELDS["preset"].metadata["help"],
     )  # fmt: skip
     parser.add_argument("--verbose", "-v", action="store_true", default=d or False, help="debug logging")
+
+
+TOOL_FLAGS = {
+    "depth": "the depth model that turns a ControlNet hint photo into a depth map",
+    "caption": "the caption model (Describe, `kubin caption`, /sdapi/v1/interrogate)",
+    "enhance": "the prompt expansion model (Enhance prompt, `kubin enhance`)",
+}
+# Choice flags that may stand alone: `--estimate-depth` means --estimate-depth always.
+BARE_FLAG_VALUES = {"estimate_depth": "always"}
 
 
 def _memory_flags(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -170,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
         help='an X/Y/Z grid axis, up to three: "steps=20,30", "seed=1-4", "size=512x512,768x512", '
         '"prompt S/R=cat,dog"; one job per combination, then a labelled grid image (printed last)',
     )  # fmt: skip
+    gen.add_argument(
+        "--enhance-prompt", action="store_true",
+        help="expand each job's prompt with the prompt expansion model (--enhance-model) first; the outputs' "
+        "metadata records it (prompt_enhancement)",
+    )  # fmt: skip
     seen = set()
     for cls in TASK_PARAMS.values():
         for fs in cls.field_specs().values():
@@ -200,7 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the models Kubin knows")
     models.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    download = sub.add_parser("download", help="fetch a model's weights into the Hugging Face cache")
+    caption = sub.add_parser(
+        "caption", help="describe images with the caption model; prints one JSON line per image, and for a "
+        "folder writes name.txt beside each image (LoRA training captions)",
+    )  # fmt: skip
+    _common(caption, suppress=True)
+    caption.add_argument("target", metavar="FILE_OR_DIR")
+    caption.add_argument("--detail", choices=CAPTION_DETAILS, default="short", help="how long a caption")
+    caption.add_argument(
+        "--overwrite", action="store_true", help="replace existing .txt files (default: skip them)"
+    )
+
+    enhance = sub.add_parser(
+        "enhance", help="expand a short prompt into a detailed one for --model; prints it"
+    )
+    _common(enhance, suppress=True)
+    enhance.add_argument("prompt", metavar="PROMPT")
+
+    download = sub.add_parser(
+        "download",
+        help="fetch a model's weights (or a tool model's, e.g. the depth model) into the Hugging Face cache",
+    )
     download.add_argument("model_id", metavar="ID")
 
     _train_parser(sub)
@@ -268,6 +307,9 @@ def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
         kwargs.update(nargs="+", metavar=item)
     elif fs.choices:
         kwargs["choices"] = fs.choices
+        if fs.name in BARE_FLAG_VALUES:
+            kwargs.update(nargs="?", const=BARE_FLAG_VALUES[fs.name])
+            kwargs["help"] += f" (alone: {BARE_FLAG_VALUES[fs.name]})"
     else:
         kwargs.update(type=fs.type, metavar="FILE" if fs.kind == "image" else fs.type.__name__.upper())
     parser.add_argument("--" + fs.name.replace("_", "-"), **kwargs)
@@ -295,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_generate(args)
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "caption":
+            return cmd_caption(args)
+        if args.command == "enhance":
+            return cmd_enhance(args)
         if args.command == "download":
             return cmd_download(args)
         if args.command == "tool":
@@ -317,6 +363,7 @@ def load_settings(args: argparse.Namespace):
         "lora.path": getattr(args, "lora_dir", None),
         "training.path": getattr(args, "training_dir", None),
         "device": getattr(args, "device", None),
+        **{f"tools.{tool}_model": getattr(args, f"{tool}_model", None) for tool in TOOL_FLAGS},
         "dtype": getattr(args, "dtype", None),
         "server.host": getattr(args, "host", None),
         "server.port": getattr(args, "port", None),
@@ -524,7 +571,10 @@ def _queue_lines(args: argparse.Namespace, engine, task: str, model_id: str, par
     handles = []
     try:
         for line, values in lines:
-            handles.append(({"line": line} if line else {}, engine.submit(Job(task, model_id, values))))
+            meta = _enhanced(engine, model_id, values) if args.enhance_prompt else {}
+            handles.append(
+                ({"line": line} if line else {}, engine.submit(Job(task, model_id, values, meta=meta)))
+            )
     except KubinError as exc:
         for _, queued in handles:
             engine.cancel(queued)
@@ -546,6 +596,22 @@ def _queue_folder(args: argparse.Namespace, engine, task: str, model_id: str, pa
         print(f"skipped: {name}: {why}", file=sys.stderr, flush=True)
     print(f"notice: {len(queued)} image(s) of {plan.folder} → {plan.output}", file=sys.stderr, flush=True)
     return [({"source": str(item.source)}, handle) for item, handle in queued]
+
+
+def _enhanced(engine, model_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    """--enhance-prompt: the job's prompt expanded in place; returns what its outputs' metadata records."""
+    from kubin.tools.jobs import enhance_prompt, enhancement_meta
+
+    original = str(values.get("prompt") or "")
+    if not original.strip():
+        return {}
+    values["prompt"] = enhance_prompt(engine, original, engine.manager.spec(model_id).title)
+    print(
+        f"notice: prompt expanded by {engine.tool_models.enhance}: {values['prompt']}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return enhancement_meta(original, values["prompt"], engine.tool_models.enhance, values["prompt"])
 
 
 def _generate_grid(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]) -> int:
@@ -645,12 +711,81 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_download(args: argparse.Namespace) -> int:
-    from kubin.models.registry import resolve_model
-    from kubin.models.weights import ensure_weights
+def cmd_caption(args: argparse.Namespace) -> int:
+    """One JSON line per image ({"file", "caption"} or {"file", "error"}); a folder's captions also go to
+    name.txt beside each image, existing ones kept unless --overwrite. Unreadable files are reported and the
+    rest go on; the exit code says whether any failed."""
+    from pathlib import Path
+
+    from kubin.tools.caption import image_files
+    from kubin.tools.jobs import submit_captions
+
+    target = Path(args.target).expanduser()
+    if not target.exists():
+        raise KubinError(f"{args.target} does not exist.")
+    engine = make_engine(load_settings(args))
+    files = image_files(target)
+    if not files:
+        engine.close(wait=True)
+        raise KubinError(f"{args.target} holds no image files.")
+    failed = 0
+
+    def report(entry, done: int, total: int) -> None:
+        nonlocal failed
+        print(json.dumps(entry.as_json(), ensure_ascii=False), flush=True)
+        if entry.error:
+            failed += 1
+            print(f"error: {entry.error}", file=sys.stderr, flush=True)
+
+    handle = submit_captions(
+        engine, files, target.is_dir(), args.overwrite, detail=args.detail, on_entry=report
+    )
+    try:
+        handle.wait()
+    except KeyboardInterrupt:
+        handle.cancel()
+        handle.wait()
+    engine.close(wait=True)
+    if handle.error is not None:
+        print(f"{'cancelled' if handle.state == 'cancelled' else 'error'}: {handle.error}", file=sys.stderr)
+        return EXIT_CANCELLED if handle.state == "cancelled" else EXIT_USER_ERROR
+    return EXIT_USER_ERROR if failed else 0
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    """The prompt expanded by the prompt expansion model for --model (the generation model it is for)."""
+    from kubin.tools.jobs import enhance_prompt
 
     settings = load_settings(args)
-    spec = resolve_model(args.model_id, settings.get("models") or {})
+    engine = make_engine(settings)
+    try:
+        target = engine.manager.spec(settings.get("model")).title
+        print(enhance_prompt(engine, args.prompt, target), flush=True)
+    finally:
+        engine.close(wait=True)
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from kubin.errors import UnknownModel
+    from kubin.models.registry import resolve_model
+    from kubin.models.weights import ensure_weights
+    from kubin.tools.weights import download, is_tiny, is_tool_model
+
+    settings = load_settings(args)
+    if is_tiny(args.model_id):
+        print(f"{args.model_id} is built in code and needs no download.")
+        return 0
+    if is_tool_model(args.model_id):
+        print(f"{args.model_id}: {download(args.model_id)}")
+        return 0
+    try:
+        spec = resolve_model(args.model_id, settings.get("models") or {})
+    except UnknownModel:
+        if args.model_id.count("/") != 1:  # not a Hugging Face id: the registry's message says what is known
+            raise
+        print(f"{args.model_id}: {download(args.model_id)}")  # a tool model that the settings name
+        return 0
     if spec.tiny:
         print(f"{spec.id} is built in code and needs no download.")
         return 0

@@ -40,6 +40,7 @@ from kubin.prompts import PromptPlan, Wildcards, plan_prompts
 from kubin.runtime.memory import MemoryOptions
 from kubin.runtime.placement import free_memory
 from kubin.tasks import Prepared, prepare, with_prompts
+from kubin.tools.jobs import ToolModels, estimate_hint_depth
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Job:
     extension_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Where its outputs go when they keep a name (a folder batch's); the day's <counter>-<seed> otherwise.
     output_name: OutputName | None = None
+    # What the client did before submitting that the outputs' metadata should tell (the prompt expansion used).
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Result:
     fps: float = 0
     preview: Path | None = None  # an animated WebP of a video, a turntable GIF of a 3D object
     files: dict[str, Path] = field(default_factory=dict)  # 3D only: "glb" (= path), "ply", "obj"
+    depth_map: Path | None = None  # the depth map estimated from a photo hint (its ControlNet input)
 
     @property
     def is_video(self) -> bool:
@@ -95,6 +99,10 @@ class Result:
         }
         if "prompt_template" in self.meta:  # the prompt this output was made with, and its template
             out.update(prompt=self.meta["prompt"], prompt_template=self.meta["prompt_template"])
+        if (
+            self.depth_map is not None
+        ):  # the depth map estimated from a photo hint, saved under <output>/depth/
+            out.update(depth_map=str(self.depth_map), depth_model=self.meta["depth_model"])
         if self.is_video:
             out.update(frames=self.frames, fps=self.fps, preview=str(self.preview) if self.preview else None)
         if self.is_mesh:
@@ -393,6 +401,7 @@ class Engine:
         grid_max_cells: int = 100,
         loras: LoraLibrary | None = None,
         history=None,
+        tool_models: ToolModels | None = None,
     ):
         self.manager = manager
         self.history = history  # a kubin.history.History that records every job, or None
@@ -403,6 +412,9 @@ class Engine:
         self.grid_max_cells = grid_max_cells  # the most cells an X/Y/Z grid may queue (kubin.grid)
         self.loras = loras or LoraLibrary()  # where LoRA names are looked up
         self.trainings: Any = None  # kubin.training.runs.Trainings, set by kubin.app.make_engine
+        self.tool_models = (
+            tool_models or ToolModels()
+        )  # depth, caption and prompt expansion models (kubin.tools)
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
         self._queue: deque[JobHandle] = deque()
@@ -682,6 +694,10 @@ class Engine:
             set_loras = getattr(model, "set_loras", None)
             if set_loras is not None:  # every job: one without adapters switches the last job's off
                 set_loras(handle.loras)
+            if (
+                handle.prepared.depth_from is not None
+            ):  # a photo hint: its depth map first, on the same worker
+                handle.add_notices([estimate_hint_depth(self, handle.prepared)])
 
             def on_step(phase: str, step: int) -> None:
                 now = time.monotonic()
@@ -768,10 +784,12 @@ class Engine:
         image = handle.prepared.finish(output)
         meta = self._metadata(handle, model, scheduler, seed, index, image, inputs)
         path = save_image(image, self.output_dir, task, meta, name)
-        return Result(path, seed, image.width, image.height, index, meta)
+        return Result(path, seed, image.width, image.height, index, meta, depth_map=handle.prepared.depth_map)
 
     def _metadata(self, handle, model, scheduler, seed, index, image, inputs) -> dict[str, Any]:
         unused = set(model.spec.unused_params)
+        if "hint_image" in unused:
+            unused.add("estimate_depth")
         params = {k: v for k, v in handle.params.to_dict().items() if k not in unused} | {"seed": handle.seed}
         extra = {"inputs": inputs} if inputs else {}
         if handle.notices:
@@ -782,6 +800,10 @@ class Engine:
             extra[name], extra[f"{name}_template"] = value, handle.prompts.templates[name]
         if handle.loras:
             extra["loras"] = [lora.as_json() for lora in handle.loras]
+        if handle.prepared.depth_map is not None:
+            extra["depth_model"] = handle.prepared.depth_model
+            extra["depth_map"] = handle.prepared.depth_map.relative_to(self.output_dir).as_posix()
+        extra.update(handle.job.meta)
         extra["runtime"] = runtime_metadata(model.placement)
         return extra | {
             "kubin_version": __version__,

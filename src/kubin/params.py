@@ -215,7 +215,19 @@ def _init_image():
 def _hint_image():
     return spec(
         "", label="ControlNet hint", kind="image",
-        help="a depth map (white = near) that steers the layout; needs a model with ControlNet",
+        help="a depth map (white = near) or a photo to estimate one from, that steers the layout; needs a model "
+        "with ControlNet",
+    )  # fmt: skip
+
+
+ESTIMATE_DEPTH = ("auto", "always", "never")
+
+
+def _estimate_depth():
+    return spec(
+        "auto", label="Estimate depth", choices=ESTIMATE_DEPTH,
+        help="turn the hint into a depth map with the depth model first: auto when it is not a grey depth map "
+        "yet, always, or never (use it as it is)",
     )  # fmt: skip
 
 
@@ -312,6 +324,7 @@ class Text2ImageParams(ImageTaskParams):
     loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
     hint_image: str = _hint_image()
+    estimate_depth: str = _estimate_depth()
 
 
 @dataclass
@@ -341,6 +354,7 @@ class Image2ImageParams(ImageTaskParams):
     loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
     hint_image: str = _hint_image()
+    estimate_depth: str = _estimate_depth()
 
     def decoder_steps(self) -> int:
         """Image to image runs only the last `strength` share of the schedule."""

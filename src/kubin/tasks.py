@@ -47,6 +47,11 @@ class Prepared:
     notices: list[str] = field(default_factory=list)
     sources: dict[str, Image.Image | list[Image.Image]] = field(default_factory=dict)  # inputs as loaded
     frames: int = 0  # video tasks: the frame count the model makes (the request, snapped to its step)
+    # A ControlNet hint that is a photo, not a depth map: the job estimates its depth map first
+    # (kubin.tools.jobs.estimate_hint_depth), which then fills `hint`, `depth_map` and `depth_model`.
+    depth_from: Image.Image | None = None
+    depth_map: Path | None = None  # the estimated map, saved under <output>/depth/
+    depth_model: str = ""
 
     def finish(self, result: Image.Image) -> Image.Image:
         """The output image: a repainted result is put back over the original outside the mask."""
@@ -91,7 +96,17 @@ def prepare(
         prepared.hint = hint.resize(prepared.size, Image.Resampling.BILINEAR)
         prepared.notices += notices
         prepared.sources["hint_image"] = hint
+        if _wants_depth(params, hint):
+            prepared.depth_from = hint
     return prepared
+
+
+def _wants_depth(params: ImageTaskParams, hint: Image.Image) -> bool:
+    """Whether the hint is to be turned into a depth map: always, never, or (auto) when it is not one yet."""
+    from kubin.tools.depth import is_depth_map
+
+    mode = getattr(params, "estimate_depth", "never")
+    return mode == "always" or (mode == "auto" and not is_depth_map(hint))
 
 
 def with_prompts(prepared: Prepared, params: ImageTaskParams) -> Prepared:

@@ -91,7 +91,9 @@ def kubin_server(tmp_path_factory: pytest.TempPathFactory):
     env = {"KUBIN_CACHE_DIR": str(root / "kubin-cache"), "HF_HOME": str(root / "hf-home")}
     running = start_server(
         root, "--model", "tiny-kd22", "--output-dir", str(output_dir), "--wildcards-dir", str(wildcards_dir),
-        "--lora-dir", str(lora_dir), "--training-dir", str(root / "training"), config=HAND_WRITTEN_CONFIG, env=env, timeout=START_TIMEOUT_S,
+        "--lora-dir", str(lora_dir), "--training-dir", str(root / "training"),
+        "--depth-model", "tiny-depth", "--caption-model", "tiny-caption", "--enhance-model", "tiny-enhance",
+        config=HAND_WRITTEN_CONFIG, env=env, timeout=START_TIMEOUT_S,
     )  # fmt: skip
     try:
         yield KubinServer(

@@ -24,7 +24,7 @@ STROKE_BOX = (60, 30, 80, 50)  # where the "drawn" stroke is, on the 100x80 phot
 T2I_RESTORE_OUTPUTS = [
     "prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "prior_steps",
     "prior_guidance_scale", "seed", "batch_count", "batch_size", "scheduler", "negative_prior_prompt",
-    "prompt_mode", "loras", "model", "status",
+    "estimate_depth", "prompt_mode", "loras", "model", "status",
 ]  # fmt: skip
 
 
@@ -336,7 +336,13 @@ def test_restore_fills_text_to_image_from_a_png_it_made(client):
     values = {name: update.get("value") for name, update in restored.items()}
     # Everything the image was made with, the tiny defaults included, and its model.
     expected = {k: v for k, v in TINY.items() if k != "model_id"} | made
-    expected |= {"negative_prior_prompt": "", "prompt_mode": "random", "loras": [], "model": "tiny-kd22"}
+    expected |= {
+        "negative_prior_prompt": "",
+        "estimate_depth": "auto",
+        "prompt_mode": "random",
+        "loras": [],
+        "model": "tiny-kd22",
+    }
     assert values == expected
     assert status == "Restored the parameters of a Text to image result (seed 1234, model tiny-kd22)."
 
@@ -356,6 +362,7 @@ def test_restore_fills_image_to_image_with_its_strength(client, pictures):
         _size,
         _scheduler,
         _prior_negative,
+        _estimate_depth,
         _mode,
         _loras,
         model,

@@ -24,6 +24,7 @@ PHONE = {
 }
 TOOLS = [
     "Outputs",
+    "Captions",
     "Hello",
     "Remove background",
     "Segment",

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from kubin import __version__
 from kubin.api import a1111, native, training
 from kubin.api import history as history_api
+from kubin.api import tools as tool_routes
 from kubin.api.docs import docs_page
 from kubin.api.jobs import ApiState
 from kubin.api.security import Credentials, auth_dependency, limited_route
@@ -48,6 +49,7 @@ def mount_api(
         native.build_router(state, route_class),
         history_api.build_router(state, route_class),
         training.build_router(state, route_class),
+        *tool_routes.build_routers(state, route_class),
     ]
     for router in routers:
         app.include_router(router, dependencies=guard)

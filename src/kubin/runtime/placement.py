@@ -227,6 +227,11 @@ def empty_device_cache(device: str) -> None:
         torch.cuda.empty_cache()
 
 
+def place_tool_model(model, device: str) -> None:
+    """Put a tool model (a depth estimator, a captioner, a prompt expander: small, whole) on `device`."""
+    model.to(device)
+
+
 def free_memory() -> None:
     """Give the memory of dropped models back to the system and the GPU."""
     gc.collect()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,8 @@ from kubin.config import LoadedConfig
 from kubin.engine import QUEUED, RUNNING, Engine
 from kubin.models.registry import ModelSpec, list_models
 from kubin.params import FieldSpec, TaskParams
+
+MAX_ENHANCEMENTS = 1000
 
 
 def saved_prompt(path: str) -> str:
@@ -57,6 +60,15 @@ class UIContext:
     owners: list[tuple[Any, str]] = field(default_factory=list)
     # (Cancel button, tab key of its owner): active only while that owner has a job (a page load sets them).
     cancel_buttons: list[tuple[Any, str]] = field(default_factory=list)
+    # Each tab's last prompt expansion, by its job owner: (original, enhanced, model), for the metadata of its
+    # next outputs (kubin.ui.vision_tools); the oldest are forgotten past MAX_ENHANCEMENTS.
+    enhancements: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)
+
+    def remember_enhancement(self, owner: str, value: tuple[str, str, str]) -> None:
+        self.enhancements[owner] = value
+        self.enhancements.move_to_end(owner)
+        while len(self.enhancements) > MAX_ENHANCEMENTS:
+            self.enhancements.popitem(last=False)
 
     def send_to(self, task: str, path: str) -> list:
         """Outputs for an event that sends the image at `path`, with the prompt saved in it, to the tab of

@@ -20,6 +20,15 @@ from kubin.params import TASK_LABELS, VIDEO_TASKS, params_class
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
 from kubin.ui.job_view import GENERATE_WAITERS, follow_job, new_owner, outputs
+from kubin.ui.vision_tools import (
+    depth_box,
+    describable_image,
+    describe_button,
+    enhance_button,
+    enhancement_meta,
+    wire_describe,
+    wire_enhance,
+)
 
 # Fields the shared part shows when the task has them, in this order, two per row.
 SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
@@ -83,8 +92,13 @@ def build_task_tab(
             with gr.Column(scale=1, min_width=300):
                 if inputs:
                     widgets.update(inputs(values))
+                # Describe under the input image; Enhance prompt under the prompt (kubin.ui.vision_tools).
+                describable = describable_image(widgets)
+                describe = describe_button(task) if describable is not None else None
+                enhance = None
                 if has_prompt:
                     widgets["prompt"] = ui.prompt_box(values, task)
+                    enhance = enhance_button(task)
                 widgets["negative_prompt"] = ui.negative_prompt_box(values, task)
                 with gr.Row():
                     generate_btn = ui.generate_button(f"{task}-generate")
@@ -142,11 +156,9 @@ def build_task_tab(
                         "ControlNet (depth)", open=False, visible="hint_image" not in hidden
                     )
                     with hint_box:
-                        gr.Markdown(
-                            "Upload a depth map (white = near) to steer the layout. Only models with "
-                            "ControlNet use it (Kandinsky 2.2); leave it empty otherwise."
+                        widgets.update(
+                            depth_box(ctx, task, specs["estimate_depth"], values["estimate_depth"])
                         )
-                        widgets["hint_image"] = ui.image_input("Depth map", f"{task}-hint-image", height=200)
                 if prompt_mode is not None:  # registered after the scheduler: optional for API callers
                     widgets["prompt_mode"] = prompt_mode
                 if lora_picker is not None:  # optional for API callers, like the prompt mode
@@ -209,9 +221,10 @@ def build_task_tab(
             extension_values: dict[str, dict[str, Any]] = {}
             for name, (ext_name, control) in extension_widgets.keys_by_name.items():
                 extension_values.setdefault(ext_name, {})[control] = values.pop(name)
+            meta = enhancement_meta(ctx, owner_id, str(values.get("prompt") or ""))
             params = to_params(values)
             handle = ctx.engine.submit(
-                Job(task, model_id, params, owner=owner_id, extension_values=extension_values)
+                Job(task, model_id, params, owner=owner_id, extension_values=extension_values, meta=meta)
             )
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
@@ -263,6 +276,10 @@ def build_task_tab(
                           extension_widgets.keys_by_name, (cancel_btn, cancel_status))  # fmt: skip
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
+    if describe is not None and "prompt" in widgets:
+        wire_describe(ctx, task, describe, describable, widgets["prompt"], owner)
+    if enhance is not None:
+        wire_enhance(ctx, task, enhance, widgets["prompt"], model, owner)
     reuse_seed.click(
         lambda s: s, last_seed, widgets["seed"], queue=False, show_progress="hidden", api_visibility="private"
     )
@@ -273,9 +290,12 @@ def build_task_tab(
     gallery.select(on_select, None, selected, queue=False, show_progress="hidden", api_visibility="private")
 
     default_names = [n for n in names if n in specs and n not in params_cls.image_fields()]
-    # Widgets a model may hide (its unused params); the ControlNet box stands for hint_image.
+    # Widgets a model may hide (its unused params); the ControlNet box stands for hint_image and what is in it.
+    in_box = ("estimate_depth",)
     toggled = {
-        n: widgets[n] for n in names if n in specs and n not in ("prompt", "seed", "scheduler", "loras")
+        n: widgets[n]
+        for n in names
+        if n in specs and n not in ("prompt", "seed", "scheduler", "loras", *in_box)
     }
     if hint_box is not None:
         toggled["hint_image"] = hint_box

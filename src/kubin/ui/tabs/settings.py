@@ -13,6 +13,7 @@ from kubin.params import Text2ImageParams
 from kubin.runtime.device import choose_device, choose_dtype
 from kubin.runtime.memory import CHOICES, MemoryOptions
 from kubin.runtime.memory import MEMORY_FIELDS as DECLARED
+from kubin.tools.jobs import ToolModels
 from kubin.ui.context import UIContext
 
 UI_DEFAULT_FIELDS = ["width", "height", "steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
@@ -21,6 +22,7 @@ MEMORY_CHOICES = ["preset", "offload"]
 MEMORY_CHECKBOXES = [name for name, spec in DECLARED.items() if isinstance(spec.default, bool)]
 SPEED_FIELDS = ["cache", "cache_threshold", "quantize", "quantize_parts"]
 MEMORY_FIELDS = MEMORY_CHOICES + MEMORY_CHECKBOXES + SPEED_FIELDS
+TOOL_NAMES = ["depth_model", "caption_model", "enhance_model"]  # the tools.* settings (kubin.tools.jobs)
 # The save button's inputs, in order: what current_values returns.
 INPUT_NAMES = [
     "model",
@@ -29,7 +31,8 @@ INPUT_NAMES = [
     "output_dir",
     *(f"default_{n}" for n in UI_DEFAULT_FIELDS),
     *MEMORY_FIELDS,
-    "wildcards_dir",  # last: API callers written before it may leave it out
+    "wildcards_dir",  # API callers written before it (and the tool models) may leave them out
+    *TOOL_NAMES,
 ]
 # Labels come from the options' declarations (runtime/memory.py), as the CLI flags' help does.
 MEMORY_LABELS = {name: spec.metadata["label"] for name, spec in DECLARED.items()}
@@ -66,6 +69,7 @@ def current_values(ctx: UIContext) -> list:
         *("" if t2i.get(name) is None else str(t2i[name]) for name in UI_DEFAULT_FIELDS),
         *(getattr(memory, name) for name in MEMORY_FIELDS),
         str(s.get("wildcards.path") or "wildcards"),
+        *(getattr(ctx.engine.tool_models, name.removesuffix("_model")) for name in TOOL_NAMES),
     ]
 
 
@@ -182,6 +186,22 @@ def build(ctx: UIContext) -> None:
                 )
                 for name in UI_DEFAULT_FIELDS
             ]
+        gr.Markdown(
+            "**Tool models** (a Hugging Face id, a local folder, or `tiny-depth` / `tiny-caption` / `tiny-enhance` "
+            "to try them offline; empty: the default; apply at once)"
+        )
+        with gr.Row():
+            labels = {"depth_model": "Depth (ControlNet hints)", "caption_model": "Captions (Describe, Captions tab)",
+                      "enhance_model": "Prompt expansion (Enhance prompt)"}  # fmt: skip
+            tool_inputs = [
+                gr.Textbox(
+                    value=initial[name],
+                    label=labels[name],
+                    min_width=200,
+                    elem_id="settings-" + name.replace("_", "-"),
+                )  # fmt: skip
+                for name in TOOL_NAMES
+            ]
         save = gr.Button("Save settings", variant="primary", elem_id="settings-save")
         status = gr.Markdown(elem_id="settings-status")
 
@@ -191,6 +211,15 @@ def build(ctx: UIContext) -> None:
             memory_values = dict(zip(MEMORY_FIELDS, rest, strict=False))
             wildcards_path = str(rest[len(MEMORY_FIELDS)] if len(rest) > len(MEMORY_FIELDS) else "").strip()
             wildcards_path = wildcards_path or str(s.get("wildcards.path") or "wildcards")
+            # The tool models: a box left empty is the default; one an older API caller leaves out stays.
+            given = dict(zip(TOOL_NAMES, rest[len(MEMORY_FIELDS) + 1 :], strict=False))
+            current = ctx.engine.tool_models
+            tools = ToolModels(
+                *(
+                    str(given[n] or "").strip() if n in given else getattr(current, n.removesuffix("_model"))
+                    for n in TOOL_NAMES
+                )
+            )
             try:
                 memory_options = MemoryOptions.from_dict({**(s.get("memory") or {}), **memory_values})
                 ctx.spec(model_id)
@@ -211,6 +240,7 @@ def build(ctx: UIContext) -> None:
                 "ui.defaults.t2i": ui_defaults,
                 "memory": memory_options.to_dict(),
                 "wildcards.path": wildcards_path,
+                **{f"tools.{n}": getattr(tools, n.removesuffix("_model")) for n in TOOL_NAMES},
             }
             path = save_user_settings(s.user_path, updates)
             for key, value in updates.items():
@@ -223,6 +253,7 @@ def build(ctx: UIContext) -> None:
             ctx.engine.output_dir = Path(out_dir)
             folder = wildcards_folder(wildcards_path)
             ctx.engine.wildcards = replace(ctx.engine.wildcards, folder=folder)
+            ctx.engine.tool_models = tools  # the next tool job loads the new ones
             manager = ctx.engine.manager
             reasons = reload_reasons(
                 manager.memory, memory_options, (manager.device, manager.dtype), (device_name, dtype_name)
@@ -243,7 +274,7 @@ def build(ctx: UIContext) -> None:
                 )
             return saved
 
-        inputs = [model, device, dtype, output_dir, *defaults, *memory_inputs, wildcards_dir]
+        inputs = [model, device, dtype, output_dir, *defaults, *memory_inputs, wildcards_dir, *tool_inputs]
         # API callers see the inputs' names (default_steps, offload, wildcards_dir, ...), not param_N.
         save_settings.__signature__ = inspect.Signature(
             [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in INPUT_NAMES]

@@ -1,0 +1,120 @@
+"""The tool-model buttons of the generation tabs: "Estimate depth" in the ControlNet box, "Describe" under
+an input image, "Enhance prompt" under the prompt. Each runs its tool model as an engine job
+(kubin.tools.jobs), so it waits for a running generation instead of sharing the device with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from kubin.errors import KubinError
+from kubin.params import FieldSpec
+from kubin.ui import components as ui
+from kubin.ui.context import UIContext
+
+
+def depth_box(ctx: UIContext, task: str, fs: FieldSpec, value: str) -> dict[str, Any]:
+    """The ControlNet box's widgets: the hint (a depth map or any photo), how it becomes a depth map, and
+    the Estimate depth button that shows the map in place of the photo (to keep, or replace)."""
+    gr.Markdown(
+        "A depth map (white = near) or any photo: a photo becomes a depth map made by the depth model "
+        f"(`{ctx.engine.tool_models.depth}`). Only models with ControlNet use it (Kandinsky 2.2)."
+    )
+    hint = ui.image_input("Depth map or photo", f"{task}-hint-image", height=200)
+    with gr.Row(equal_height=False, elem_id=f"{task}-estimate-depth-row"):
+        estimate = gr.Radio(list(fs.choices), value=value, label=fs.label, info="auto: when the hint is not grey",
+                            elem_id=f"{task}-estimate-depth", min_width=200, scale=3)  # fmt: skip
+        button = gr.Button(
+            "Estimate depth", size="sm", elem_id=f"{task}-estimate-depth-run", scale=1, min_width=120
+        )
+    status = gr.Markdown(elem_id=f"{task}-estimate-depth-status")
+
+    def run(path: str | None):
+        from kubin.images import open_image
+        from kubin.outputs import save_tool_output
+        from kubin.tools.jobs import estimate_depth
+
+        try:
+            photo = open_image(path, "The ControlNet hint")
+            depth = estimate_depth(ctx.engine, photo.convert("RGB"))
+        except KubinError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        model = ctx.engine.tool_models.depth
+        saved = save_tool_output(depth, Path(ctx.engine.output_dir), "depth", model, {}, {})
+        return str(saved), (
+            f"Depth map from `{model}`, {depth.width}x{depth.height} (saved as {saved.name}); keep it or replace it."
+        )
+
+    button.click(run, hint, [hint, status], api_name=f"{task}_estimate_depth", concurrency_limit=1,
+                 concurrency_id="tools")  # fmt: skip
+    return {"hint_image": hint, "estimate_depth": estimate}
+
+
+def describable_image(widgets: dict[str, Any]) -> Any:
+    """The input image a tab's Describe describes: its init image, or the inpaint editor's picture."""
+    for name, kind in (("init_image", gr.Image), ("editor", gr.ImageEditor)):
+        if isinstance(widgets.get(name), kind):
+            return widgets[name]
+    return None
+
+
+def describe_button(task: str) -> gr.Button:
+    """The "Describe" button under an input image (wired to the prompt by `wire_describe`)."""
+    return gr.Button("Describe", size="sm", elem_id=f"{task}-describe", min_width=100)
+
+
+def wire_describe(ctx: UIContext, task: str, button: gr.Button, image: Any, prompt: Any, owner: Any) -> None:
+    """Describe puts the caption model's description of the image into the prompt."""
+
+    def run(value: Any, owner_id: str) -> str:
+        from kubin.images import open_image
+        from kubin.tools.jobs import caption_image
+
+        if isinstance(value, dict):  # an image editor: its picture, without the painted strokes
+            value = value.get("background")
+        try:
+            picture = open_image(value, "The image").convert("RGB")
+            return caption_image(ctx.engine, picture, detail="detailed", owner=owner_id)
+        except KubinError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    button.click(run, [image, owner], prompt, api_name=f"{task}_describe", concurrency_limit=1,
+                 concurrency_id="tools")  # fmt: skip
+
+
+def enhance_button(task: str) -> gr.Button:
+    return gr.Button("Enhance prompt", size="sm", elem_id=f"{task}-enhance", min_width=120)
+
+
+def wire_enhance(ctx: UIContext, task: str, button: gr.Button, prompt: Any, model: Any, owner: Any) -> None:
+    """Enhance prompt rewrites the prompt in detail for the selected model, for the user to edit; the next
+    Generate of this tab records it in the outputs' metadata (see `enhancement_meta`)."""
+
+    def run(text: str, model_id: str, owner_id: str) -> str:
+        from kubin.tools.jobs import enhance_prompt
+
+        try:
+            enhanced = enhance_prompt(ctx.engine, text or "", ctx.spec(model_id).title, owner=owner_id)
+        except KubinError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        ctx.remember_enhancement(owner_id, (text, enhanced, ctx.engine.tool_models.enhance))
+        return enhanced
+
+    button.click(run, [prompt, model, owner], prompt, api_name=f"{task}_enhance", concurrency_limit=1,
+                 concurrency_id="tools")  # fmt: skip
+
+
+def enhancement_meta(ctx: UIContext, owner_id: str, prompt: str) -> dict[str, Any]:
+    """The metadata of this tab's last prompt expansion, while the prompt still comes from it (the expanded
+    text, as it is or edited; not once the original prompt is back or the box was cleared)."""
+    from kubin.tools.jobs import enhancement_meta as meta
+
+    remembered = ctx.enhancements.get(owner_id)
+    if remembered is None:
+        return {}
+    original, enhanced, model = remembered
+    if not prompt.strip() or prompt.strip() == original.strip():
+        return {}
+    return meta(original, enhanced, model, prompt)
