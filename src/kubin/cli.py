@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Shorter flags users know a parameter by, besides --<name> (each with its --no- form for a switch).
+FLAG_ALIASES = {"sample_audio": "--sound"}
+
+
 def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
     """One `generate` flag per parameter, with its range and help from the spec."""
     rng = f" [{_n(fs.minimum)}..{_n(fs.maximum)}]" if fs.minimum is not None else ""
@@ -186,7 +190,8 @@ def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
         kwargs["choices"] = fs.choices
     else:
         kwargs.update(type=fs.type, metavar="FILE" if fs.kind == "image" else fs.type.__name__.upper())
-    parser.add_argument("--" + fs.name.replace("_", "-"), **kwargs)
+    flags = ["--" + fs.name.replace("_", "-")] + ([FLAG_ALIASES[fs.name]] if fs.name in FLAG_ALIASES else [])
+    parser.add_argument(*flags, **kwargs)
 
 
 def _n(x: float | None) -> str:

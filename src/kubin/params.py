@@ -492,6 +492,21 @@ def _fps():
     return spec(24, label="FPS", minimum=1, maximum=60, step=1, help="frames per second of the saved video")
 
 
+def _sample_audio():
+    return spec(True, label="Sound", help="a soundtrack with the video (in the mp4, and a WAV beside it)")
+
+
+def _expand_prompt():
+    return spec(
+        False, label="Expand prompt",
+        help="the model first rewrites the prompt into a detailed scene and sound description (saved with it)",
+    )  # fmt: skip
+
+
+# The video parameters that only models with a soundtrack read (Kandinsky 6): the others list them as unused.
+SOUND_PARAMS = ("sample_audio", "expand_prompt")
+
+
 @dataclass
 class VideoTaskParams(ImageTaskParams):
     """What the video tasks share: one video per pipeline call, frames at a frame rate."""
@@ -533,6 +548,8 @@ class Text2VideoParams(VideoTaskParams):
     batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
     scheduler: str = _scheduler()
     prompt_mode: str = _prompt_mode()
+    sample_audio: bool = _sample_audio()
+    expand_prompt: bool = _expand_prompt()
 
 
 @dataclass
@@ -554,6 +571,8 @@ class Image2VideoParams(VideoTaskParams):
     batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
     scheduler: str = _scheduler()
     prompt_mode: str = _prompt_mode()
+    sample_audio: bool = _sample_audio()
+    expand_prompt: bool = _expand_prompt()
 
 
 # --- 3D (Shap-E) ----------------------------------------------------------------------------------

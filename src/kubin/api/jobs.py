@@ -128,6 +128,8 @@ class ApiState:
             preview = getattr(result, "preview", None)
             if preview:
                 item["preview_url"] = self.output_url(preview)
+            if getattr(result, "audio", None):  # a video's soundtrack, as a WAV beside it
+                item["audio_url"] = self.output_url(result.audio)
             results.append(item)
         eta = handle.eta_seconds()
         return {
