@@ -246,3 +246,22 @@ def test_the_command_line_expands_the_prompt_and_prints_the_rewrite(workdir):
     [line] = [json.loads(text) for text in done.stdout.splitlines() if text.strip()]
     assert line["expanded_prompt"] and line["expanded_prompt"] != "rain"
     assert read_video_metadata(line["path"])["expanded_prompt"] == line["expanded_prompt"]
+
+
+def test_a_saved_tiny_kd6_folder_loads_as_a_model_with_both_tasks_and_makes_sound(
+    manager, tmp_path, output_dir
+):
+    from kubin.engine import Engine
+
+    folder = manager.save("tiny-kd6", tmp_path / "my-kd6")
+    spec = resolve_model(str(folder))
+    assert (spec.family, spec.tasks, spec.defaults["t2v"]["frames"]) == ("kd6", ("t2v", "i2v"), 17)
+
+    engine = Engine(manager, output_dir)
+    try:
+        handle = engine.run(Job("t2v", str(folder), {**SMALL, "expand_prompt": True}))
+    finally:
+        engine.close(wait=True)
+    [result] = handle.results
+    assert result.audio.is_file() and [k.split(":")[0] for k in streams(result.path)] == ["Video", "Audio"]
+    assert read_video_metadata(result.path)["expanded_prompt"]  # the folder keeps the expansion's settings
