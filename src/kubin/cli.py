@@ -184,12 +184,14 @@ def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif fs.type is list:
         # Several values, or one comma-separated value: --weights 0.3 0.7 or --expand 64,0,64,0
-        item = "FILE" if fs.kind == "image" else fs.item_type.__name__.upper()
+        item = "FILE" if fs.kind in ("image", "video") else fs.item_type.__name__.upper()
         kwargs.update(nargs="+", metavar=item)
     elif fs.choices:
         kwargs["choices"] = fs.choices
     else:
-        kwargs.update(type=fs.type, metavar="FILE" if fs.kind == "image" else fs.type.__name__.upper())
+        kwargs.update(
+            type=fs.type, metavar="FILE" if fs.kind in ("image", "video") else fs.type.__name__.upper()
+        )
     flags = ["--" + fs.name.replace("_", "-")] + ([FLAG_ALIASES[fs.name]] if fs.name in FLAG_ALIASES else [])
     parser.add_argument(*flags, **kwargs)
 

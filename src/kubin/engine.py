@@ -693,7 +693,7 @@ class Engine:
                 paths["glb"], seed, size[0], size[1], index, meta, preview=paths.get("preview"), files=files
             )
         if isinstance(output, Video):
-            frames, fps = list(output.frames), handle.params.fps
+            frames, fps = list(output.frames), output.fps or handle.params.fps
             first = frames[0]
             meta = self._metadata(handle, model, scheduler, seed, index, first, inputs)
             meta.update(frames=len(frames), fps=fps)

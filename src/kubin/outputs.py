@@ -328,6 +328,7 @@ class Video:
     frames: list[Image.Image]
     audio: tuple[Any, int] | None = None
     expanded_prompt: str = ""
+    fps: float = 0  # its own frame rate (an upscaled video keeps its source's); 0: the params' fps
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -499,6 +500,52 @@ def video_info(path: str | os.PathLike) -> dict[str, Any]:
         raise InvalidParams(f"Could not read {Path(path).name} as a video.") from None
     width, height = header["size"]
     return {"frames": frames, "width": width, "height": height, "fps": header["fps"]}
+
+
+def read_video(
+    path: str | os.PathLike, what: str = "The video"
+) -> tuple[list[Image.Image], float, tuple | None]:
+    """Every frame of a video file, its frame rate, and its sound ((channels, n) floats in -1..1, sample
+    rate) or None when it has none; a file that is not a video, or has no frames, is an InvalidParams."""
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidParams(f"{what} {str(path)!r} does not exist.")
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, text=True, errors="replace", timeout=60)  # fmt: skip
+    streams = [line for line in probe.stderr.splitlines() if line.strip().startswith("Stream #")]
+    if not any(": Video: " in line for line in streams):
+        raise InvalidParams(
+            f"{what} ({path.name}) is not a video file ffmpeg can read: it has no video stream."
+        )
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        header = next(reader)
+        width, height = header["size"]
+        frames = [Image.frombytes("RGB", (width, height), raw) for raw in reader]
+    except (OSError, RuntimeError, StopIteration):
+        raise InvalidParams(f"Could not read {path.name} as a video.") from None
+    if not frames:
+        raise InvalidParams(f"{what} ({path.name}) has no frames.")
+    audio = None
+    sound = next((line for line in streams if ": Audio: " in line), None)
+    found = re.search(r"(\d+) Hz, (mono|stereo|(\d+) channels)", sound or "")
+    if found:
+        rate = int(found.group(1))
+        channels = {"mono": 1, "stereo": 2}.get(found.group(2)) or int(found.group(3))
+        run = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le",
+             "-ac", str(channels), "-ar", str(rate), "-"],
+            capture_output=True, timeout=600,
+        )  # fmt: skip
+        if run.returncode == 0 and run.stdout:
+            samples = np.frombuffer(run.stdout, "<i2").reshape(-1, channels).T.astype(np.float32) / 32768
+            audio = (samples, rate)
+    return frames, float(header["fps"]), audio
 
 
 def video_frame(path: str | os.PathLike, index: int = 0) -> Image.Image:

@@ -69,3 +69,30 @@ def test_the_rest_api_makes_an_image_to_video_with_sound_and_serves_its_wav(http
     assert video_info(result["path"])["frames"] == 17
     sound = http.get(result["audio_url"])
     assert sound.status_code == 200 and sound.content[:4] == b"RIFF" and sound.content[8:12] == b"WAVE"
+
+
+def test_the_rest_api_upscales_a_sent_video_keeping_its_sound_and_reads_no_server_path(http, tmp_path):
+    import numpy as np
+
+    from kubin.outputs import save_video
+
+    rng = np.random.default_rng(2)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(9)]
+    tone = (np.sin(np.arange(18_000) * 2 * np.pi * 440 / 16_000) * 0.5)[None].astype(np.float32)
+    clip, _ = save_video(frames, 8, tmp_path, "clip", {"seed": 0}, audio=(tone, 16_000))
+
+    reply = http.post(
+        "/kubin/api/v1/tasks/vsr",
+        json={
+            "model": "tiny-kd6-sr",
+            "init_video": base64.b64encode(clip.read_bytes()).decode(),
+            "scale": "2",
+        },
+    )
+    refused = http.post("/kubin/api/v1/tasks/vsr", json={"model": "tiny-kd6-sr", "init_video": str(clip)})
+
+    assert reply.status_code == 200, reply.text
+    [result] = reply.json()["results"]
+    assert (result["task"], result["frames"], result["width"], result["height"]) == ("vsr", 9, 32, 32)
+    assert http.get(result["audio_url"]).content[:4] == b"RIFF"
+    assert refused.status_code == 422 and "server paths and other URLs are not read" in refused.text

@@ -265,3 +265,76 @@ def test_a_saved_tiny_kd6_folder_loads_as_a_model_with_both_tasks_and_makes_soun
     [result] = handle.results
     assert result.audio.is_file() and [k.split(":")[0] for k in streams(result.path)] == ["Video", "Audio"]
     assert read_video_metadata(result.path)["expanded_prompt"]  # the folder keeps the expansion's settings
+
+
+# --- video upscale (tiny-kd6-sr) -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 16x16 video of 10 frames at 8 fps with a 440 Hz tone: what a user brings to be upscaled."""
+    from kubin.outputs import save_video
+
+    rng = np.random.default_rng(1)
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(10)]
+    tone = (np.sin(np.arange(20_000) * 2 * np.pi * 440 / SAMPLE_RATE) * 0.5)[None].astype(np.float32)
+    path, _ = save_video(
+        frames, 8, tmp_path_factory.mktemp("clip"), "clip", {"seed": 0}, audio=(tone, SAMPLE_RATE)
+    )
+    return path
+
+
+def upscale(**values) -> Job:
+    return Job("vsr", "tiny-kd6-sr", {"steps": 2, "seed": 1, **values})
+
+
+@pytest.mark.parametrize(("scale", "side"), [("2", 32), ("4", 64)])
+def test_an_upscaled_video_keeps_its_frame_rate_and_sound_and_grows_by_the_scale(engine, clip, scale, side):
+    handle = engine.run(upscale(init_video=str(clip), scale=scale))
+
+    assert handle.state == DONE
+    assert any("10 frames became 9" in n for n in handle.notices)  # the upscaler takes 4k+1 frames
+    [result] = handle.results
+    assert (result.width, result.height, result.frames, result.fps) == (side, side, 9, 8.0)
+    assert video_frames(result.path).shape == (9, side, side, 3)
+    assert [k.split(":")[0] for k in streams(result.path)] == ["Video", "Audio"]
+    kept = audio_samples(result.audio)
+    assert abs(len(kept) / SAMPLE_RATE - 20_000 / SAMPLE_RATE) < 0.01  # the source's sound, whole
+    source = audio_samples(clip)  # the source mp4's own (AAC) soundtrack, as ffmpeg decodes it
+    assert len(kept) == len(source) and np.abs(kept.astype(int) - source).max() <= 1
+    meta = read_video_metadata(result.path)
+    assert (meta["task"], meta["params"]["scale"], meta["params"]["init_video"]) == ("vsr", scale, str(clip))
+
+
+def test_the_command_line_upscales_a_video_and_prints_its_frames_and_sound(workdir, clip):
+    out = workdir / "out-vsr"
+    done = kubin_generate(
+        workdir, "--model", "tiny-kd6-sr", "--task", "vsr", "--init-video", str(clip), "--scale", "2",
+        "--seed", "3", "--output-dir", str(out), timeout=180,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(text) for text in done.stdout.splitlines() if text.strip()]
+    assert (line["task"], line["frames"], line["width"], line["height"]) == ("vsr", 9, 32, 32)
+    assert Path(line["audio"]).is_file() and Path(line["path"]).is_relative_to(out / "vsr")
+
+
+def test_bad_videos_and_scales_are_refused_at_submit_with_a_clear_message(engine, output_dir, tmp_path, clip):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    sound_only = tmp_path / "sound.mp4"  # an mp4 with no frames: a soundtrack alone
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=1",
+                    "-c:a", "aac", str(sound_only)], check=True)  # fmt: skip
+    cases = [
+        ({"init_video": str(text)}, "notes.mp4) is not a video file ffmpeg can read"),
+        (
+            {"init_video": str(sound_only)},
+            "sound.mp4) is not a video file ffmpeg can read: it has no video stream",
+        ),
+        ({"init_video": str(tmp_path / "missing.mp4")}, "does not exist"),
+        ({}, "Video upscale needs a video"),
+        ({"init_video": str(clip), "scale": "3"}, "Scale must be one of 2, 2.25, 4 (got '3')."),
+    ]
+    for values, message in cases:
+        with pytest.raises(InvalidParams) as refused:
+            engine.submit(upscale(**values))
+        assert message in str(refused.value), values
+    assert engine.pending() == [] and not output_dir.exists()

@@ -1,6 +1,7 @@
 """Kandinsky 6.0 Video through diffusers (`Kandinsky6TI2VAPipeline`): 5-second clips with a synchronized
 soundtrack, from a prompt or from a first frame and a prompt. One model id per published checkpoint; each
-runs both tasks (text to video and image to video) with one pipeline."""
+runs both tasks (text to video and image to video) with one pipeline. Its video super-resolution model
+(`Kandinsky6SRPipeline`, kd6-sr) upscales any video (the vsr task)."""
 
 from kubin.models.spec import TINY_NOTE, Family, ModelSpec
 from kubin.runtime.presets import Preset
@@ -27,7 +28,9 @@ VARIANTS = {
     "kd6-pro-pretrain": ("Pro-pretrain", "Kandinsky 6.0 Video Pro pretrain (29B)", 50, 5.0, "Flow Match Euler",
                          PRO_SIZES),
 }  # fmt: skip
-PIPELINE_CLASSES = {"Kandinsky6TI2VAPipeline": "kd6"}
+PIPELINE_CLASSES = {"Kandinsky6TI2VAPipeline": "kd6", "Kandinsky6SRPipeline": "kd6-sr"}
+# Video super-resolution, distilled to 2 steps (PiFlow): any video 2x, 2.25x or 4x, in overlapping tiles.
+SR_REPO = "kandinskylab/Kandinsky-6.0-VSR-distilled2steps-5s-Diffusers"
 
 
 def _defaults(steps: int, guidance: float, size: tuple[int, int], frames: int, fps: int) -> dict:
@@ -69,9 +72,31 @@ TINY = ModelSpec(
     tiny=True,
 )
 
+SUPER_RESOLUTION = ModelSpec(
+    id="kd6-sr",
+    family="kd6",
+    implementation="diffusers",
+    tasks=("vsr",),
+    title="Kandinsky 6.0 video super-resolution (1.4B, 2 steps)",
+    sources={"pipeline": SR_REPO},
+    defaults={"vsr": {"steps": 2, "scale": "2.25"}},  # 854x480 -> 1920x1080
+    schedulers=("PiFlow",),
+    dtype="bf16",
+)
+TINY_SUPER_RESOLUTION = ModelSpec(
+    id="tiny-kd6-sr",
+    family="kd6",
+    implementation="diffusers",
+    tasks=("vsr",),
+    title="Kandinsky 6.0 video super-resolution" + TINY_NOTE,
+    defaults={"vsr": {"steps": 2, "scale": "2"}},
+    schedulers=("PiFlow",),
+    tiny=True,
+)
+
 FAMILY = Family(
     id="kd6",
-    models=(*(_model(model_id) for model_id in VARIANTS), TINY),
+    models=(*(_model(model_id) for model_id in VARIANTS), TINY, SUPER_RESOLUTION, TINY_SUPER_RESOLUTION),
     order=55,
     presets={
         "medvram": Preset(

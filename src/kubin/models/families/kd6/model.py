@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,10 @@ EXPAND_PHASE = Phase("expand", 1, "Expanding the prompt", counted=False)
 
 
 def step_phases(task: str, params: ImageTaskParams) -> list[Phase]:
-    """The prompt expansion (when asked for), then the denoising steps."""
+    """The prompt expansion (when asked for), then the denoising steps; an upscale reports its steps as
+    shares of its tiles' work (every tile takes every step)."""
+    if task == "vsr":
+        return [Phase("upscale", params.steps, "Upscaling")]
     expand = [EXPAND_PHASE] if getattr(params, "expand_prompt", False) else []
     return [*expand, Phase("denoise", params.steps)]
 
@@ -140,6 +144,81 @@ class Kandinsky6(LoadedModel):
         self.pipe = None
 
 
+class Kandinsky6SuperResolution(LoadedModel):
+    """A loaded Kandinsky 6.0 video super-resolution model (`Kandinsky6SRPipeline`): the vsr task."""
+
+    def __init__(self, spec: ModelSpec, pipe, placement: Placement):
+        self.spec = spec
+        self.pipe = pipe
+        self.placement = placement
+
+    def schedulers(self, task: str | None = None) -> list[str]:
+        return [self.spec.schedulers[0]]
+
+    def generate(self, task, params, prepared, seeds, on_step) -> tuple[list[Video], str]:
+        """One upscaled Video per seed (the seed picks the noise mixed into the tiles), with the source's
+        frame rate and sound."""
+        import torch
+
+        outputs = []
+        for seed in seeds:
+            with torch.no_grad(), _reporting_steps(self.pipe, params.steps, on_step):
+                try:
+                    result = self.pipe(
+                        video=prepared.video,
+                        resolution_scale=float(params.scale),
+                        num_inference_steps=params.steps,
+                        min_overlap=params.tile_overlap,
+                        generator=cpu_generators([seed])[0],
+                    )
+                except ValueError as exc:  # a video smaller than one tile, ...
+                    if "must be at least" not in str(exc):
+                        raise
+                    raise InvalidParams(f"The video is too small for {self.spec.title}: {exc}") from None
+            outputs.append(Video(list(result.frames[0]), audio=prepared.audio, fps=prepared.fps))
+        return outputs, self.schedulers(task)[0]
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.pipe.save_pretrained(folder / "pipeline")
+        info = {"saved_from": self.spec.id, "defaults": self.spec.defaults}
+        (folder / FOLDER_INFO).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        return folder
+
+    def release(self) -> None:
+        self.pipe = None
+
+
+@contextmanager
+def _reporting_steps(pipe, steps: int, on_step):
+    """Report a super-resolution call's progress through on_step (which may raise to cancel) as `steps`
+    shares: the pipeline takes no step callback and runs every step of one tile before the next tile, so
+    its progress bar's updates are counted and scaled to `steps` reports."""
+
+    class Counting:
+        def __init__(self, total: int):
+            self.total, self.updates, self.reported = max(1, total), 0, 0
+
+        def update(self, n: int = 1) -> None:
+            self.updates += n
+            while self.reported < round(self.updates * steps / self.total):
+                self.reported += 1
+                on_step("upscale", self.reported)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+    own = pipe.progress_bar
+    pipe.progress_bar = lambda iterable=None, total=None: Counting(total or 1)
+    try:
+        yield
+    finally:
+        pipe.progress_bar = own
+
+
 def find_weights(
     spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
 ) -> str:
@@ -147,10 +226,16 @@ def find_weights(
     return ensure_weights(sources["pipeline"], spec.id)
 
 
-def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky6:
-    from diffusers import Kandinsky6TI2VAPipeline
+def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> LoadedModel:
+    from diffusers import Kandinsky6SRPipeline, Kandinsky6TI2VAPipeline
 
     path = find_weights(spec, sources, placement)
+    if spec.tasks == ("vsr",):
+        pipe = Kandinsky6SRPipeline.from_pretrained(path, dtype=placement.torch_dtype())
+        place_pipeline(pipe, placement.device, placement.memory)
+        pipe.set_progress_bar_config(disable=True)
+        log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
+        return Kandinsky6SuperResolution(spec, pipe, placement)
     pipe = Kandinsky6TI2VAPipeline.from_pretrained(path, dtype=placement.torch_dtype())
     attributes = folder_attributes(Path(path))
     if placement.memory.free_text_encoder:

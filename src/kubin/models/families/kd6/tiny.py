@@ -21,8 +21,40 @@ EXPAND_MAX_TOKENS = 24
 
 
 def build(model_id: str) -> dict:
-    """The parts of tiny-kd6 to save, by folder (or file) name."""
-    return build_tiny_kd6()
+    """The parts of tiny-kd6 (or tiny-kd6-sr) to save, by folder (or file) name."""
+    return build_tiny_kd6_sr() if model_id.endswith("-sr") else build_tiny_kd6()
+
+
+def build_tiny_kd6_sr(seed: int = 0) -> dict:
+    """`Kandinsky6SRPipeline` at toy size: a 3-level K-VAE (4x spatial, 4x temporal), a one-block SR
+    transformer trained (so to say) on 32x32 tiles, and a latent upscaler bank for 2x and 4x; PiFlow with
+    two predictions per step, as the distilled checkpoint has ten."""
+    import torch
+    from diffusers import (
+        Kandinsky6SRLatentUpscalerBank,
+        Kandinsky6SRPipeline,
+        Kandinsky6SRTransformer3DModel,
+        Kandinsky6SRVAE,
+        PiflowScheduler,
+    )
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = Kandinsky6SRVAE(latent_channels=4, encoder_block_out_channels=(8, 16, 16),
+                              decoder_block_out_channels=(8, 16, 16), layers_per_block=1)  # fmt: skip
+        transformer = Kandinsky6SRTransformer3DModel(
+            in_visual_dim=4, out_visual_dim=8, time_dim=32, model_dim=32, ff_dim=64, num_visual_blocks=1,
+            axes_dims=(4, 6, 6), tile_sizes=((32, 32),),
+        )  # fmt: skip
+        upscaler = Kandinsky6SRLatentUpscalerBank(
+            in_channels=4, stage_channels=(16, 16, 8), num_pre_blocks=1, num_mid_blocks=1, num_post_blocks=1,
+            num_x2_adapter_blocks=1, scales=(2, 4),
+        )  # fmt: skip
+    for module in (vae, transformer, upscaler):
+        module.eval()
+    pipe = Kandinsky6SRPipeline(transformer=transformer, vae=vae, scheduler=PiflowScheduler(n_grid=2),
+                                latent_upscaler=upscaler)  # fmt: skip
+    return {"pipeline": pipe}
 
 
 def build_tiny_kd6(seed: int = 0) -> dict:
