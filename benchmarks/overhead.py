@@ -10,6 +10,12 @@ so drift of the machine hits both alike; the table gives medians and their ratio
     venv/bin/python benchmarks/overhead.py                        # tiny-kd22 and tiny-kd50-t2i on CPU
     venv/bin/python benchmarks/overhead.py --models tiny-kd22 --runs 100 --steps 25
     venv/bin/python benchmarks/overhead.py --device cuda --models kd22 --steps 50 --size 768
+    venv/bin/python benchmarks/overhead.py --models tiny-kd6 --steps 4       # text to video with sound
+
+A model without text to image runs text to video: the engine's side then also writes the mp4, its WebP
+preview and (Kandinsky 6) the soundtrack's AAC track and WAV; the plain side's save is diffusers'
+`export_to_video` and a WAV. Its "same" check is the frame count and the soundtrack's samples (the
+mp4 is lossy).
 """
 
 from __future__ import annotations
@@ -93,6 +99,25 @@ def plain_call(model, params, seed: int) -> Callable[[], list]:
                 ).images
 
         return run
+    if family == "kd6":  # text to video with its soundtrack: the frames and the waveform
+
+        def run():
+            with torch.no_grad():
+                out = model.pipe(
+                    prompt=params.prompt,
+                    negative_prompt=params.negative_prompt or None,
+                    width=params.width,
+                    height=params.height,
+                    num_frames=params.frames,
+                    frame_rate=float(params.fps),
+                    num_inference_steps=params.steps,
+                    guidance_scale=params.guidance_scale,
+                    generator=gen()[0],
+                    sample_audio=params.sample_audio,
+                )
+            return [(out.frames[0], out.audio[0].float().numpy() if out.audio is not None else None)]
+
+        return run
     raise SystemExit(f"overhead.py has no plain diffusers call for the {family} family yet")
 
 
@@ -111,31 +136,52 @@ def measure(model_id: str, args, out: Path) -> dict:
         overrides["steps"] = args.steps
     if args.size:
         overrides.update(width=args.size, height=args.size)
-    values = {**spec.defaults.get("t2i", {}), **overrides}
-    params = params_class("t2i").from_dict(values)
-    model = manager.get(model_id, "t2i")
+    task = "t2i" if spec.supports("t2i") else "t2v"  # a video model: its video and (Kandinsky 6) its sound
+    values = {**spec.defaults.get(task, {}), **overrides}
+    params = params_class(task).from_dict(values)
+    model = manager.get(model_id, task)
     plain = plain_call(model, params, SEED)
     plain_dir = out / "plain"
     plain_dir.mkdir(parents=True, exist_ok=True)
 
     def via_engine():
-        handle = engine.run(Job("t2i", model_id, dict(values)))
-        return handle.results[0].path
+        handle = engine.run(Job(task, model_id, dict(values)))
+        return handle.results[0]
 
     def via_diffusers():
         return plain()[0]
 
     def via_diffusers_saved():
-        image = plain()[0]
-        path = plain_dir / "plain.png"
-        image.save(path)
+        output = plain()[0]
+        if task == "t2i":
+            path = plain_dir / "plain.png"
+            output.save(path)
+            return path
+        # A script's save of a video: diffusers' own mp4 export, and the sound as a WAV.
+        from diffusers.utils import export_to_video
+
+        from kubin.outputs import wav_bytes
+
+        frames, sound = output
+        path = plain_dir / "plain.mp4"
+        export_to_video(frames, str(path), fps=params.fps)
+        if sound is not None:
+            path.with_suffix(".wav").write_bytes(wav_bytes(sound, model.pipe.audio_sample_rate))
         return path
 
     from PIL import Image
 
-    engine_pixels = np.asarray(Image.open(via_engine()).convert("RGB"))
-    plain_pixels = np.asarray(via_diffusers().convert("RGB"))
-    same = bool(np.array_equal(engine_pixels, plain_pixels))
+    made, plain_output = via_engine(), via_diffusers()
+    if task == "t2i":
+        engine_pixels = np.asarray(Image.open(made.path).convert("RGB"))
+        same = bool(np.array_equal(engine_pixels, np.asarray(plain_output.convert("RGB"))))
+    else:  # the mp4 is lossy: the same frame count and the very same soundtrack samples
+        from kubin.outputs import wav_bytes
+
+        frames, sound = plain_output
+        same = made.frames == len(frames)
+        if sound is not None:
+            same = same and made.audio.read_bytes() == wav_bytes(sound, model.pipe.audio_sample_rate)
 
     sides = {"engine": via_engine, "diffusers": via_diffusers, "diffusers+save": via_diffusers_saved}
     for _ in range(args.warmup):

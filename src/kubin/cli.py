@@ -290,6 +290,10 @@ def _train_parser(sub) -> None:
     )
 
 
+# Shorter flags users know a parameter by, besides --<name> (each with its --no- form for a switch).
+FLAG_ALIASES = {"sample_audio": "--sound"}
+
+
 def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
     """One `generate` flag per parameter, with its range and help from the spec."""
     rng = f" [{_n(fs.minimum)}..{_n(fs.maximum)}]" if fs.minimum is not None else ""
@@ -303,7 +307,7 @@ def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif fs.type is list:
         # Several values, or one comma-separated value: --weights 0.3 0.7 or --expand 64,0,64,0
-        item = "FILE" if fs.kind == "image" else fs.item_type.__name__.upper()
+        item = "FILE" if fs.kind in ("image", "video") else fs.item_type.__name__.upper()
         kwargs.update(nargs="+", metavar=item)
     elif fs.choices:
         kwargs["choices"] = fs.choices
@@ -311,8 +315,11 @@ def _add_param_flag(parser: argparse.ArgumentParser, fs, task: str) -> None:
             kwargs.update(nargs="?", const=BARE_FLAG_VALUES[fs.name])
             kwargs["help"] += f" (alone: {BARE_FLAG_VALUES[fs.name]})"
     else:
-        kwargs.update(type=fs.type, metavar="FILE" if fs.kind == "image" else fs.type.__name__.upper())
-    parser.add_argument("--" + fs.name.replace("_", "-"), **kwargs)
+        kwargs.update(
+            type=fs.type, metavar="FILE" if fs.kind in ("image", "video") else fs.type.__name__.upper()
+        )
+    flags = ["--" + fs.name.replace("_", "-")] + ([FLAG_ALIASES[fs.name]] if fs.name in FLAG_ALIASES else [])
+    parser.add_argument(*flags, **kwargs)
 
 
 def _n(x: float | None) -> str:

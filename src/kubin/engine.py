@@ -78,6 +78,7 @@ class Result:
     preview: Path | None = None  # an animated WebP of a video, a turntable GIF of a 3D object
     files: dict[str, Path] = field(default_factory=dict)  # 3D only: "glb" (= path), "ply", "obj"
     depth_map: Path | None = None  # the depth map estimated from a photo hint (its ControlNet input)
+    audio: Path | None = None  # a video's soundtrack as a WAV beside it (the mp4 carries it too)
 
     @property
     def is_video(self) -> bool:
@@ -104,7 +105,10 @@ class Result:
         ):  # the depth map estimated from a photo hint, saved under <output>/depth/
             out.update(depth_map=str(self.depth_map), depth_model=self.meta["depth_model"])
         if self.is_video:
-            out.update(frames=self.frames, fps=self.fps, preview=str(self.preview) if self.preview else None)
+            out.update(frames=self.frames, fps=self.fps, preview=str(self.preview) if self.preview else None,
+                       audio=str(self.audio) if self.audio else None)  # fmt: skip
+            if "expanded_prompt" in self.meta:
+                out["expanded_prompt"] = self.meta["expanded_prompt"]
         if self.is_mesh:
             out.update(preview=str(self.preview) if self.preview else None,
                        files={kind: str(p) for kind, p in self.files.items()},
@@ -773,14 +777,21 @@ class Engine:
                 paths["glb"], seed, size[0], size[1], index, meta, preview=paths.get("preview"), files=files
             )
         if isinstance(output, Video):
-            if output.audio is not None:
-                raise KubinError("This model made a soundtrack, which Kubin cannot save yet.")
-            frames, fps = list(output.frames), handle.params.fps
+            frames, fps = list(output.frames), output.fps or handle.params.fps
             first = frames[0]
             meta = self._metadata(handle, model, scheduler, seed, index, first, inputs)
             meta.update(frames=len(frames), fps=fps)
-            path, preview = save_video(frames, fps, self.output_dir, task, meta, name=name)
-            return Result(path, seed, first.width, first.height, index, meta, len(frames), fps, preview)
+            if output.audio is not None:
+                samples, rate = output.audio
+                meta["audio"] = {"sample_rate": int(rate), "seconds": round(samples.shape[-1] / rate, 3)}
+            if output.expanded_prompt:  # what the model rewrote the prompt into, and ran with
+                meta["expanded_prompt"] = output.expanded_prompt
+            path, preview = save_video(
+                frames, fps, self.output_dir, task, meta, name=name, audio=output.audio
+            )
+            audio = path.with_suffix(".wav") if output.audio is not None else None
+            return Result(path, seed, first.width, first.height, index, meta, len(frames), fps, preview,
+                          audio=audio)  # fmt: skip
         image = handle.prepared.finish(output)
         meta = self._metadata(handle, model, scheduler, seed, index, image, inputs)
         path = save_image(image, self.output_dir, task, meta, name)

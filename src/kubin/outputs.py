@@ -3,7 +3,8 @@
 Images are PNGs carrying an AUTOMATIC1111-style `parameters` text chunk (which other tools read)
 and a `kubin` chunk with the full parameters as JSON (which Kubin reads back exactly). Videos are
 H.264 mp4 files (through imageio-ffmpeg's own ffmpeg) with the same JSON in their comment tag and in a
-sidecar `.json` next to them, plus an animated WebP preview. 3D objects are a `.glb` mesh (what viewers
+sidecar `.json` next to them, plus an animated WebP preview; a video with a soundtrack carries it as an
+AAC track, with a `.wav` copy beside it. 3D objects are a `.glb` mesh (what viewers
 show) with `.ply` and `.obj` copies, a turntable GIF preview and the same `.json` sidecar.
 """
 
@@ -192,10 +193,12 @@ def save_video(
     meta: dict[str, Any],
     preview: bool = True,
     name: OutputName | None = None,
+    audio: tuple[Any, int] | None = None,
 ) -> tuple[Path, Path | None]:
     """Write `frames` as root/task/YYYY-MM-DD/<counter>-<seed>.mp4 with a `.json` sidecar and (optionally)
-    a `.webp` preview; returns (video, preview). Encoding goes to temporary names; the files are renamed
-    into place together, the video last, so a listed video is always complete."""
+    a `.webp` preview; returns (video, preview). With `audio` ((channels, n) samples in -1..1, sample rate)
+    the mp4 carries it as an AAC track and a `.wav` of it lies beside the video. Encoding goes to temporary
+    names; the files are renamed into place together, the video last, so a listed video is always complete."""
     import imageio_ffmpeg
 
     if not frames:
@@ -218,6 +221,10 @@ def save_video(
     tmp_video = Path(tmp_name)
     tmp_files = [tmp_video]
     try:
+        tmp_wav = None
+        if audio is not None:
+            tmp_wav = _write_temp(folder, ".wav", wav_bytes(*audio))
+            tmp_files.append(tmp_wav)
         writer = imageio_ffmpeg.write_frames(
             str(tmp_video),
             (width, height),
@@ -228,6 +235,9 @@ def save_video(
             macro_block_size=2,  # yuv420p needs even sides; Kandinsky sizes are multiples of 16 anyway
             ffmpeg_log_level="error",
             output_params=["-metadata", f"comment={text}", "-movflags", "+faststart"],
+            # The soundtrack muxed in as AAC (which every browser plays in an mp4).
+            audio_path=str(tmp_wav) if tmp_wav else None,
+            audio_codec="aac" if tmp_wav else None,
         )
         writer.send(None)  # start ffmpeg
         for frame in frames:
@@ -246,12 +256,34 @@ def save_video(
             os.replace(tmp_json, path.with_suffix(".json"))
             if tmp_preview:
                 os.replace(tmp_preview, preview_path)
+            if tmp_wav:
+                os.replace(tmp_wav, path.with_suffix(".wav"))
             os.replace(tmp_video, path)
     except BaseException:
         for tmp in tmp_files:
             tmp.unlink(missing_ok=True)
         raise
     return path, preview_path
+
+
+def wav_bytes(samples: Any, sample_rate: int) -> bytes:
+    """A 16-bit PCM WAV file of `samples` ((channels, n) or (n,) floats in -1..1)."""
+    import io
+    import wave
+
+    data = np.asarray(samples, dtype=np.float32)
+    if data.ndim == 1:
+        data = data[None]
+    if data.ndim != 2 or data.shape[1] == 0:
+        raise InvalidParams("The soundtrack has no samples.")
+    pcm = (np.clip(np.nan_to_num(data), -1.0, 1.0) * 32767).round().astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(data.shape[0])
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(pcm.T.tobytes())  # interleaved: one sample of each channel in turn
+    return buffer.getvalue()
 
 
 def _write_temp(folder: Path, suffix: str, data: bytes) -> Path:
@@ -323,10 +355,13 @@ TURNTABLE_FPS = 10  # Shap-E renders 20 views around the object: a two-second tu
 class Video:
     """A video a model made: its frames, in order (iterating a Video gives them). `audio` is there for the
     models that make a soundtrack with the picture (Kandinsky 6): (samples as a float array of shape
-    (channels, n), sample rate)."""
+    (channels, n) in -1..1, sample rate). `expanded_prompt` is the prompt the model rewrote the user's into,
+    when it was asked to."""
 
     frames: list[Image.Image]
     audio: tuple[Any, int] | None = None
+    expanded_prompt: str = ""
+    fps: float = 0  # its own frame rate (an upscaled video keeps its source's); 0: the params' fps
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -501,6 +536,52 @@ def video_info(path: str | os.PathLike) -> dict[str, Any]:
         raise InvalidParams(f"Could not read {Path(path).name} as a video.") from None
     width, height = header["size"]
     return {"frames": frames, "width": width, "height": height, "fps": header["fps"]}
+
+
+def read_video(
+    path: str | os.PathLike, what: str = "The video"
+) -> tuple[list[Image.Image], float, tuple | None]:
+    """Every frame of a video file, its frame rate, and its sound ((channels, n) floats in -1..1, sample
+    rate) or None when it has none; a file that is not a video, or has no frames, is an InvalidParams."""
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidParams(f"{what} {str(path)!r} does not exist.")
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, text=True, errors="replace", timeout=60)  # fmt: skip
+    streams = [line for line in probe.stderr.splitlines() if line.strip().startswith("Stream #")]
+    if not any(": Video: " in line for line in streams):
+        raise InvalidParams(
+            f"{what} ({path.name}) is not a video file ffmpeg can read: it has no video stream."
+        )
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        header = next(reader)
+        width, height = header["size"]
+        frames = [Image.frombytes("RGB", (width, height), raw) for raw in reader]
+    except (OSError, RuntimeError, StopIteration):
+        raise InvalidParams(f"Could not read {path.name} as a video.") from None
+    if not frames:
+        raise InvalidParams(f"{what} ({path.name}) has no frames.")
+    audio = None
+    sound = next((line for line in streams if ": Audio: " in line), None)
+    found = re.search(r"(\d+) Hz, (mono|stereo|(\d+) channels)", sound or "")
+    if found:
+        rate = int(found.group(1))
+        channels = {"mono": 1, "stereo": 2}.get(found.group(2)) or int(found.group(3))
+        run = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le",
+             "-ac", str(channels), "-ar", str(rate), "-"],
+            capture_output=True, timeout=600,
+        )  # fmt: skip
+        if run.returncode == 0 and run.stdout:
+            samples = np.frombuffer(run.stdout, "<i2").reshape(-1, channels).T.astype(np.float32) / 32768
+            audio = (samples, rate)
+    return frames, float(header["fps"]), audio
 
 
 def video_frame(path: str | os.PathLike, index: int = 0) -> Image.Image:

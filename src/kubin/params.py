@@ -96,6 +96,10 @@ class TaskParams:
         return [name for name, fs in cls.field_specs().items() if fs.kind == "image"]
 
     @classmethod
+    def video_fields(cls) -> list[str]:
+        return [name for name, fs in cls.field_specs().items() if fs.kind == "video"]
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TaskParams:
         """Build from plain values (JSON, CLI, widgets), converting types; unknown names are an error.
 
@@ -524,6 +528,21 @@ def _fps():
     return spec(24, label="FPS", minimum=1, maximum=60, step=1, help="frames per second of the saved video")
 
 
+def _sample_audio():
+    return spec(True, label="Sound", help="a soundtrack with the video (in the mp4, and a WAV beside it)")
+
+
+def _expand_prompt():
+    return spec(
+        False, label="Expand prompt",
+        help="the model first rewrites the prompt into a detailed scene and sound description (saved with it)",
+    )  # fmt: skip
+
+
+# The video parameters that only models with a soundtrack read (Kandinsky 6): the others list them as unused.
+SOUND_PARAMS = ("sample_audio", "expand_prompt")
+
+
 @dataclass
 class VideoTaskParams(ImageTaskParams):
     """What the video tasks share: one video per pipeline call, frames at a frame rate."""
@@ -566,6 +585,8 @@ class Text2VideoParams(VideoTaskParams):
     scheduler: str = _scheduler()
     loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
+    sample_audio: bool = _sample_audio()
+    expand_prompt: bool = _expand_prompt()
 
 
 @dataclass
@@ -588,6 +609,35 @@ class Image2VideoParams(VideoTaskParams):
     scheduler: str = _scheduler()
     loras: list[str] = _loras()
     prompt_mode: str = _prompt_mode()
+    sample_audio: bool = _sample_audio()
+    expand_prompt: bool = _expand_prompt()
+
+
+VIDEO_SCALES = ("2", "2.25", "4")  # what the Kandinsky 6 super-resolution pipeline makes
+
+
+@dataclass
+class VideoUpscaleParams(VideoTaskParams):
+    """Video upscale: any video made 2, 2.25 or 4 times wider and taller by a video super-resolution model,
+    in overlapping tiles; its frame rate and its sound are kept."""
+
+    task: ClassVar[str] = "vsr"
+
+    init_video: str = spec(
+        "", label="Video", kind="video", help="path of the video to upscale (an mp4 or another video file)"
+    )
+    scale: str = spec("2", label="Scale", choices=VIDEO_SCALES, help="how many times wider and taller")
+    steps: int = spec(2, label="Steps", minimum=1, maximum=50, step=1)
+    tile_overlap: float = spec(
+        0.2, label="Tile overlap", minimum=0.0, maximum=0.9, step=0.05,
+        help="the least share of a tile its neighbours cover: more hides seams better, and takes longer",
+    )  # fmt: skip
+    seed: int = _seed()
+    batch_count: int = spec(1, label="Videos", minimum=1, maximum=100, step=1, help="made one after another")
+
+    def validate(self) -> VideoUpscaleParams:
+        TaskParams.validate(self)  # no width or height: the size follows the video and the scale
+        return self
 
 
 # --- 3D (Shap-E) ----------------------------------------------------------------------------------
@@ -678,6 +728,7 @@ TASK_PARAMS: dict[str, type[ImageTaskParams]] = {
         OutpaintParams,
         Text2VideoParams,
         Image2VideoParams,
+        VideoUpscaleParams,
         Text2MeshParams,
         Image2MeshParams,
     )  # fmt: skip
@@ -686,7 +737,7 @@ VIDEO_TASKS = ("t2v", "i2v")
 MESH_TASKS = ("t2mesh", "i2mesh")
 TASK_LABELS = {
     "t2i": "Text to image", "i2i": "Image to image", "mix": "Mix", "inpaint": "Inpaint", "outpaint": "Outpaint",
-    "t2v": "Text to video", "i2v": "Image to video", "t2mesh": "Text to 3D", "i2mesh": "Image to 3D",
+    "t2v": "Text to video", "i2v": "Image to video", "vsr": "Video upscale", "t2mesh": "Text to 3D", "i2mesh": "Image to 3D",
 }  # fmt: skip
 
 

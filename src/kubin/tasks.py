@@ -25,6 +25,7 @@ from kubin.params import (
     MixParams,
     OutpaintParams,
     VideoTaskParams,
+    VideoUpscaleParams,
     parse_aspect,
 )
 
@@ -52,6 +53,10 @@ class Prepared:
     depth_from: Image.Image | None = None
     depth_map: Path | None = None  # the estimated map, saved under <output>/depth/
     depth_model: str = ""
+    # Video upscale: the source video's frames (as many as the model takes), frame rate and sound.
+    video: list[Image.Image] = field(default_factory=list)
+    fps: float = 0
+    audio: tuple[Any, int] | None = None
 
     def finish(self, result: Image.Image) -> Image.Image:
         """The output image: a repainted result is put back over the original outside the mask."""
@@ -74,6 +79,8 @@ def prepare(
     params: ImageTaskParams, max_pixels: int = DEFAULT_MAX_PIXELS, spec: ModelSpec | None = None
 ) -> Prepared:
     """Pipeline inputs for `params`; with the model's spec, its sizes and frame steps are applied too."""
+    if isinstance(params, VideoUpscaleParams):
+        return _video_upscale(params, max_pixels)
     if isinstance(params, VideoTaskParams):
         return _video(params, max_pixels, spec)
     if isinstance(params, MeshTaskParams):
@@ -270,3 +277,33 @@ def _video(params: VideoTaskParams, max_pixels: int, spec: ModelSpec | None) -> 
             )
         image = cover(loaded, size)
     return Prepared(size=size, image=image, notices=notices, sources=sources, frames=frames)
+
+
+UPSCALE_FRAME_STEP = 4  # the super-resolution VAE packs 4 frames per latent: it takes 4k+1 of them
+
+
+def _video_upscale(params: VideoUpscaleParams, max_pixels: int) -> Prepared:
+    """The source video's frames (the first 4k+1 of them), frame rate and sound; the result's size is
+    checked against the most pixels an output may have."""
+    from kubin.outputs import read_video
+
+    if not params.init_video:
+        raise InvalidParams("Video upscale needs a video: give the path of an mp4 (or another video file).")
+    frames, fps, audio = read_video(params.init_video, "The video")
+    notices: list[str] = []
+    keep = (len(frames) - 1) // UPSCALE_FRAME_STEP * UPSCALE_FRAME_STEP + 1
+    if keep != len(frames):
+        notices.append(
+            f"The upscaler takes 4k+1 frames: the video's {len(frames)} frames became {keep} "
+            f"(the last {len(frames) - keep} left out)."
+        )
+    width, height = frames[0].size
+    scale = float(params.scale)
+    out = (round(width * scale), round(height * scale))
+    if out[0] * out[1] > max_pixels or max(out) > MAX_SIDE * 2:
+        raise InvalidParams(
+            f"A {width}x{height} video upscaled {params.scale}x would be {out[0]}x{out[1]}, more than the "
+            f"largest output ({max_pixels} pixels); pick a smaller scale or a smaller video."
+        )
+    return Prepared(size=(width, height), frames=keep, video=frames[:keep], fps=fps, audio=audio,
+                    notices=notices)  # fmt: skip

@@ -43,7 +43,8 @@ class Case:
 
     @property
     def video(self) -> bool:
-        return self.task in VIDEO_TASKS
+        """Its output is a video (an upscaled one too)."""
+        return self.task in VIDEO_TASKS or self.task == "vsr"
 
     @property
     def mesh(self) -> bool:
@@ -79,8 +80,10 @@ class Case:
             values["strength"] = 1.0  # every step runs; the strength test asks for less
         if self.free_size:
             values |= {"width": 64, "height": 64}
-        if self.video:
+        if self.video and "frames" in self.fields:
             values["frames"] = 17
+        if self.task == "vsr":
+            values["init_video"] = pictures.video
         if self.task in INPUT_TASKS:
             values["init_image"] = pictures.photo
         if self.task == "inpaint":
@@ -122,13 +125,20 @@ def engine(manager, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pictures(tmp_path_factory) -> SimpleNamespace:
-    """A user's files: a 64x64 photo and a mask repainting its middle."""
+    """A user's files: a 64x64 photo, a mask repainting its middle, and a 16x16 video of 9 frames with sound
+    (for the upscalers)."""
+    from kubin.outputs import save_video
+
     folder = tmp_path_factory.mktemp("pictures")
-    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
     photo.save(folder / "photo.png")
     mask.save(folder / "mask.png")
+    frames = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(9)]
+    tone = np.sin(np.arange(18_000) * 2 * np.pi * 440 / 16_000)[None].astype(np.float32) * 0.5
+    video, _ = save_video(frames, 8, folder, "video", {"seed": 0}, audio=(tone, 16_000))
     return SimpleNamespace(
-        photo=str(folder / "photo.png"), mask=str(folder / "mask.png"), folder=Path(folder)
+        photo=str(folder / "photo.png"), mask=str(folder / "mask.png"), video=str(video), folder=Path(folder)
     )

@@ -172,7 +172,7 @@ def test_the_output_has_the_size_asked_for_or_the_models_nearest_size(case, engi
         assert any(f"{asked[0]}x{asked[1]} became {expected[0]}x{expected[1]}" in n for n in handle.notices)
 
 
-@cases(lambda c: c.video)
+@cases(lambda c: c.video and c.sets("frames"))
 def test_a_video_has_the_frames_asked_for_snapped_to_the_models_step(case, engine, pictures):
     step = case.spec.limits.get("frame_step", 1)
     frames = 17 + step  # the next count the model makes; asking one more snaps back down to it

@@ -79,6 +79,9 @@ class ApiState:
                     values[name] = [self.image_file(v, f"{name}[{i}]", created) for i, v in enumerate(value)]
                 elif value:
                     values[name] = self.image_file(value, name, created)
+            for name in cls.video_fields():  # a video to upscale: base64, or the URL of an output
+                if values.get(name):
+                    values[name] = self.video_file(values[name], name, created)
             handle = self.engine.submit(Job(task, model_id or self.model_id, values, owner=owner))
         finally:
             for path in created:
@@ -129,6 +132,39 @@ class ApiState:
         created.append(path)
         return str(path)
 
+    def video_file(self, value: Any, what: str, created: list[Path]) -> str:
+        """A file path for a video given as base64 (or a data: URL), or as the URL of an output; server
+        paths are not read, as for images."""
+        import base64
+        import binascii
+        import tempfile
+
+        if not isinstance(value, str):
+            raise InvalidParams(f"{what} must be a base64-encoded video or an output URL.")
+        path = urllib.parse.urlsplit(value).path if value.startswith(("http://", "https://", "/")) else ""
+        if path.startswith(OUTPUTS_PREFIX):
+            relative = urllib.parse.unquote(path.removeprefix(OUTPUTS_PREFIX))
+            try:
+                return str(safe_output_path(self.output_dir, relative))
+            except Exception:
+                raise InvalidParams(f"{what}: there is no output file {relative!r}.") from None
+        if value.startswith("/") or value.startswith(("http://", "https://")):
+            raise InvalidParams(
+                f"{what} must be a base64-encoded video or the URL of an output ({OUTPUTS_PREFIX}...); "
+                "server paths and other URLs are not read."
+            )
+        text = value.strip().partition(",")[2] if value.strip().startswith("data:") else value.strip()
+        try:
+            data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidParams(f"{what} is not a base64-encoded video.") from None
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".mp4", dir=self.uploads)
+        with open(fd, "wb") as fh:
+            fh.write(data)
+        created.append(Path(name))
+        return name
+
     def job(self, job_id: int) -> JobHandle | None:
         with self._lock:
             handle = self._jobs.get(job_id)
@@ -150,6 +186,8 @@ class ApiState:
             preview = getattr(result, "preview", None)
             if preview:
                 item["preview_url"] = self.output_url(preview)
+            if getattr(result, "audio", None):  # a video's soundtrack, as a WAV beside it
+                item["audio_url"] = self.output_url(result.audio)
             results.append(item)
         eta = handle.eta_seconds()
         return {

@@ -81,6 +81,74 @@ def tiny_qwen_processor():
     )
 
 
+def tiny_qwen_clip_encoders(qwen_hidden: int, clip_hidden: int, processor):
+    """The text encoders of Kandinsky 5 and 6: a two-layer Qwen2.5-VL (with a one-layer vision tower, which
+    image-to-image and prompt expansion with an image feed) over `processor`'s tokenizer, and a CLIP text
+    encoder over `tiny_clip_tokenizer`."""
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+    )
+
+    tok = processor.tokenizer
+    ids = {name: tok.convert_tokens_to_ids(name) for name in QWEN_SPECIAL_TOKENS}
+    quarter = qwen_hidden // 2 // 4  # mrope sections must add up to half a head's size
+    qwen = Qwen2_5_VLForConditionalGeneration(
+        Qwen2_5_VLConfig(
+            text_config={
+                "hidden_size": qwen_hidden,
+                "intermediate_size": qwen_hidden,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "rope_scaling": {
+                    "mrope_section": [quarter, quarter, qwen_hidden // 4 - 2 * quarter],
+                    "rope_type": "default",
+                    "type": "default",
+                },
+                "rope_theta": 1000000.0,
+                "vocab_size": len(tok),
+                "bos_token_id": ids["<|endoftext|>"],
+                "eos_token_id": ids["<|im_end|>"],
+                "pad_token_id": ids["<|endoftext|>"],
+            },  # fmt: skip
+            vision_config={
+                "depth": 1,
+                "hidden_size": qwen_hidden,
+                "intermediate_size": qwen_hidden,
+                "num_heads": 2,
+                "out_hidden_size": qwen_hidden,
+            },
+            hidden_size=qwen_hidden,
+            vocab_size=len(tok),
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
+            vision_token_id=ids["<|vision_pad|>"],
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+        )
+    )
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
+            vocab_size=514,
+            hidden_size=clip_hidden,
+            intermediate_size=clip_hidden * 2,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            projection_dim=clip_hidden,
+        )
+    )
+    return qwen, clip
+
+
 def tiny_prior_modules():
     """CLIP text and image encoders with projection and a one-layer prior, all EMBED_DIM wide."""
     import torch

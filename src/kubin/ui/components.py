@@ -33,6 +33,12 @@ def slider(fs: FieldSpec, value: Any, **kwargs) -> gr.Slider:
     )
 
 
+def switch(fs: FieldSpec, value: bool, task: str, **kwargs) -> gr.Checkbox:
+    """An on/off parameter (Sound, Expand prompt) as a checkbox with its label and help."""
+    return gr.Checkbox(value=bool(value), label=fs.label, info=fs.help, min_width=160,
+                       elem_id=eid(task, fs.name.replace("_", "-")), **kwargs)  # fmt: skip
+
+
 def slider_range(fs: FieldSpec) -> dict[str, Any]:
     """A slider's range as update arguments (gr.update(**slider_range(fs)))."""
     return {"minimum": fs.minimum, "maximum": fs.maximum, "step": fs.step}

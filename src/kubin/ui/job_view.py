@@ -115,6 +115,13 @@ def outputs(handle: JobHandle):
         lines.append(
             f"{videos[0].frames} frames at {videos[0].fps:g} fps, {videos[0].width}x{videos[0].height}"
         )
+        sound = videos[0].meta.get("audio")
+        if sound:
+            lines.append(f"With sound ({sound['seconds']:g} s at {sound['sample_rate']} Hz); "
+                         f"the WAV is saved beside the video: `{videos[0].audio.name}`")  # fmt: skip
+    for r in results:  # what the model rewrote each prompt into (Expand prompt)
+        if r.meta.get("expanded_prompt"):
+            lines.append(f"**Expanded prompt** (seed {r.seed}): {markdown_text(r.meta['expanded_prompt'])}")
     if results:
         lines.append(f"Saved in `{results[0].path.parent}`")
     info, details = job_report(
@@ -122,11 +129,19 @@ def outputs(handle: JobHandle):
         lambda r: (
             {"width": r.width, "height": r.height}
             | ({"frames": r.frames, "fps": r.fps} if r.is_video else {})
+            | ({"audio": str(r.audio)} if r.audio else {})
             | ({"prompt": r.meta["prompt"]} if "prompt_template" in r.meta else {})
+            | ({"expanded_prompt": r.meta["expanded_prompt"]} if "expanded_prompt" in r.meta else {})
         ),
         lines,
     )
     return gallery, info, details, handle.seed, [str(r.path) for r in results], 0
+
+
+def markdown_text(text: str) -> str:
+    """`text` shown as written in Markdown: its markup characters escaped, its lines kept."""
+    escaped = "".join("\\" + c if c in "\\`*_{}[]<>()#+-.!|~" else c for c in text)
+    return escaped.replace("\n", "  \n")
 
 
 def caption(result) -> str:

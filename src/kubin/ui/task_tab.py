@@ -33,6 +33,8 @@ from kubin.ui.vision_tools import (
 # Fields the shared part shows when the task has them, in this order, two per row.
 SAMPLING_FIELDS = ["steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
 VIDEO_FIELDS = ["frames", "fps"]
+# On/off options of the video tasks, under the frames: only models with a soundtrack show them.
+SWITCH_FIELDS = ["sample_audio", "expand_prompt"]
 BATCH_FIELDS = ["batch_count", "batch_size"]
 # Tabs a result can be sent to (a video sends one of its frames).
 SEND_TARGETS = ["i2i", "mix", "inpaint", "outpaint", "i2v"]
@@ -112,6 +114,7 @@ def build_task_tab(
                     _, widgets["width"], widgets["height"] = ui.size_picker(
                         specs, values, task, ctx.resolutions(model.value)
                     )
+                switches: dict[str, Any] = {}
                 for group in (VIDEO_FIELDS, SAMPLING_FIELDS[:2], SAMPLING_FIELDS[2:]):
                     with gr.Row():
                         for name in (n for n in group if n in specs):
@@ -119,6 +122,11 @@ def build_task_tab(
                                                       min_width=200 if name in VIDEO_FIELDS else 160,
                                                       elem_id=ui.eid(task, name.replace("_", "-")),
                                                       visible=name not in hidden)  # fmt: skip
+                    if group is VIDEO_FIELDS and any(n in specs for n in SWITCH_FIELDS):
+                        with gr.Row(elem_id=f"{task}-switches"):
+                            for name in (n for n in SWITCH_FIELDS if n in specs):
+                                switches[name] = ui.switch(specs[name], values[name], task,
+                                                           visible=name not in hidden)  # fmt: skip
                 widgets["seed"], reuse_seed = ui.seed_row(specs["seed"], values["seed"], task)
                 with gr.Row():
                     for name in (n for n in BATCH_FIELDS if n in specs):
@@ -163,6 +171,9 @@ def build_task_tab(
                     widgets["prompt_mode"] = prompt_mode
                 if lora_picker is not None:  # optional for API callers, like the prompt mode
                     widgets["loras"] = lora_picker
+                widgets.update(
+                    switches
+                )  # after the scheduler too: shown under the frames, optional in the API
                 if prompts_file:
                     from kubin.ui.prompts_file import prompts_file_box
 

@@ -2,12 +2,13 @@
 T5 encoder, distilled to 4 steps without guidance."""
 
 from kubin.models.spec import Family, ModelSpec, with_tiny_twin
+from kubin.params import SOUND_PARAMS
 
 # The authors' 480p sizes (width, height). Their clips have an odd number of latent frames (2 per second
 # + 1), which the CogVideoX VAE decodes to 8k+1 frames: 12 s is 25 latent frames = 97 frames at their
 # 8 fps. The distilled model runs 4 steps without guidance (no negative prompt).
 SIZES = ((672, 384), (384, 672), (512, 512), (736, 352), (352, 736), (544, 480), (480, 544))
-UNUSED = ("negative_prompt", "guidance_scale")
+UNUSED = ("negative_prompt", "guidance_scale", *SOUND_PARAMS)
 SAMPLER = "Kandinsky 4 Flash (CogVideoX DDIM, renoise)"
 
 

@@ -4,6 +4,7 @@ Pro, text to image and image editing Lite), one model id per task and variant.""
 from typing import Any
 
 from kubin.models.spec import TINY_NOTE, Family, LoraPart, ModelSpec
+from kubin.params import SOUND_PARAMS
 from kubin.runtime.presets import Preset
 
 REPO = "kandinskylab/Kandinsky-5.0-{}-Diffusers"
@@ -15,15 +16,20 @@ SCHEDULERS = ("Flow Match Euler",)
 UNUSED_IMAGE = ("negative_prior_prompt", "prior_steps", "prior_guidance_scale", "hint_image", "batch_size")
 LITE_VIDEO_SIZES = ((768, 512), (512, 768), (512, 512))
 PRO_VIDEO_SIZES = ((1024, 768), (768, 1024), (768, 512), (512, 768))
+PRO_I2V_SIZES = ((768, 512), (512, 768), (1024, 768), (768, 1024))
 # The sizes the image pipelines accept (width, height); others are snapped by aspect ratio.
 IMAGE_SIZES = ((1024, 1024), (640, 1408), (1408, 640), (768, 1280), (1280, 768), (896, 1152), (1152, 896))
 # Variant -> (steps, guidance): no-CFG and distilled models run without classifier-free guidance.
 VARIANTS = {"sft": (50, 5.0), "pretrain": (50, 5.0), "nocfg": (50, 1.0), "distilled16steps": (16, 1.0)}
+LITE_VARIANTS = ("sft", "pretrain", "nocfg", "distilled16steps")
+# Pro is distilled to the same 16 steps without guidance; its repos say "distilled" without the count.
+VARIANTS["distilled"] = VARIANTS["distilled16steps"]
 VARIANT_TITLES = {
     "sft": "SFT",
     "pretrain": "pretrain",
     "nocfg": "no-CFG",
     "distilled16steps": "distilled, 16 steps",
+    "distilled": "distilled, 16 steps",
 }
 # The model a folder in diffusers layout takes its spec from, by its pipeline class.
 PIPELINE_CLASSES = {
@@ -51,6 +57,7 @@ def _video(line: str, task: str, variant: str, seconds: int, sizes) -> ModelSpec
                          "fps": 24, "steps": steps, "guidance_scale": guidance,
                          "negative_prompt": NEGATIVE if guidance > 1 else ""}},
         schedulers=SCHEDULERS,
+        unused_params=SOUND_PARAMS,
         limits={"frames": frames, "frame_step": 4, **({"min_frames": 17} if task == "i2v" else {})},
         resolutions=sizes,
         dtype="bf16",
@@ -95,7 +102,7 @@ def _tiny(task: str) -> ModelSpec:
         title=f"Kandinsky 5.0 {task.upper()}{TINY_NOTE}",
         defaults={task: base},
         schedulers=SCHEDULERS,
-        unused_params=() if video else UNUSED_IMAGE + (("strength",) if task == "i2i" else ()),
+        unused_params=SOUND_PARAMS if video else UNUSED_IMAGE + (("strength",) if task == "i2i" else ()),
         limits={"frames": 121, "frame_step": 4, "min_frames": 17} if video else {},
         resolutions=((64, 64), (128, 64), (64, 128)),
         resolutions_only=not video,
@@ -104,9 +111,11 @@ def _tiny(task: str) -> ModelSpec:
 
 
 MODELS = (
-    *(_video("Lite", "t2v", v, s, LITE_VIDEO_SIZES) for s in (5, 10) for v in VARIANTS),
+    *(_video("Lite", "t2v", v, s, LITE_VIDEO_SIZES) for s in (5, 10) for v in LITE_VARIANTS),
     _video("Pro", "t2v", "sft", 5, PRO_VIDEO_SIZES),
-    _video("Pro", "i2v", "sft", 5, ((768, 512), (512, 768), (1024, 768), (768, 1024))),
+    _video("Pro", "t2v", "distilled", 5, PRO_VIDEO_SIZES),
+    _video("Pro", "i2v", "sft", 5, PRO_I2V_SIZES),
+    _video("Pro", "i2v", "distilled", 5, PRO_I2V_SIZES),
     _image("t2i", "sft"),
     _image("t2i", "pretrain"),
     _image("i2i", "sft"),
