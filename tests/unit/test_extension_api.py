@@ -260,7 +260,7 @@ def test_extension_tabs_go_into_tools_unless_they_ask_for_the_top_row(engine, tm
     def labels(tabs):
         return [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.parent is tabs]
 
-    assert labels(ctx.tabs)[-5:] == ["3D", "Board", "Tools", "Settings", "Extensions"]
+    assert labels(ctx.tabs)[-6:] == ["3D", "Training", "Board", "Tools", "Settings", "Extensions"]
     (_, (tool_tabs, _)) = ctx.tab_paths["ext-board-1"]
     assert labels(tool_tabs) == ["Board tool", "History"], "the tools, then Kubin's own job history"
     assert "ext-board" not in ctx.tab_paths, "a top-row tab needs no nested selection"
