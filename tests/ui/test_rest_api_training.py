@@ -65,5 +65,5 @@ def test_a_long_run_is_cancelled_with_a_checkpoint_and_a_mistake_answers_422(htt
     empty.mkdir()
     refused = http.post(RUNS, json={**BODY, "data": str(empty), "output": "x", "steps": 2})
     assert refused.status_code == 422 and "is empty; put pictures" in refused.json()["detail"]
-    unknown = http.post(RUNS, json={**BODY, "data": str(pictures), "output": "x", "epochs": 2})
+    unknown = http.post(RUNS, json={**BODY, "data": str(pictures), "output": "x", "optimiser": "adamw"})
     assert unknown.status_code == 422
