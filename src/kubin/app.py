@@ -18,6 +18,7 @@ def make_engine(settings):
         settings.get("models") or {},
         MemoryOptions.from_dict(settings.get("memory")),
     )
+    cluster = start_cluster(settings)
     return Engine(
         manager,
         settings.get("output_dir"),
@@ -25,7 +26,27 @@ def make_engine(settings):
         max_prompt_chars=int(settings.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)),
         wildcards=wildcards_from(settings),
         grid_max_cells=int(settings.get("grid_max_cells") or 100),
+        cluster=cluster,
     )
+
+
+def start_cluster(settings):
+    """The Ray Serve cluster that runs the jobs when `cluster.address` is set (--cluster), connected and
+    deployed; None without one. A cluster that cannot be set up is a ClusterUnavailable error now."""
+    from kubin.cluster import ClusterSettings
+
+    cluster_settings = ClusterSettings.from_config(settings.get("cluster"))
+    if cluster_settings is None:
+        return None
+    from kubin.cluster.client import Cluster
+
+    worker = {
+        "device": settings.get("device"),
+        "dtype": settings.get("dtype"),
+        "sources": settings.get("models") or {},
+        "memory": settings.get("memory") or {},
+    }
+    return Cluster(cluster_settings, worker).start()
 
 
 def wildcards_from(settings):

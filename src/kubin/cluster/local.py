@@ -1,0 +1,95 @@
+"""A Ray instance on this machine (`--cluster local`): `ray start --head --block` in a process group of its
+own, on free ports and in a temp folder of its own, so that several can run side by side and stopping one
+stops exactly its processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubin.errors import ClusterUnavailable
+
+
+@dataclass
+class LocalRay:
+    address: str  # host:port of its GCS
+    process: subprocess.Popen
+    folder: Path  # its temp folder (sessions, logs, sockets)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 5) -> None:
+        """Stop the instance and every process it started (its replicas too), then remove its folder."""
+        if self.alive():
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_command() -> list[str]:
+    script = Path(sys.executable).with_name("ray")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("ray")
+    if found is None:
+        raise ClusterUnavailable(
+            "Ray is not installed: run ./install.sh --cluster (or pip install -r requirements-cluster.txt)."
+        )
+    return [found]
+
+
+def start_local_ray(
+    num_cpus: int | None = None, num_gpus: int | None = None, timeout: float = 120
+) -> LocalRay:
+    """Start a Ray head here and wait until it accepts connections."""
+    folder = Path(tempfile.mkdtemp(prefix="kubin-ray-"))  # short: Ray's socket paths must stay < 108 chars
+    port = free_port()
+    command = ray_command() + [
+        "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+        "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={folder}",
+        f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}", f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+    ]  # fmt: skip
+    if num_cpus is not None:
+        command.append(f"--num-cpus={num_cpus}")
+    if num_gpus is not None:
+        command.append(f"--num-gpus={num_gpus}")
+    log = open(folder / "head.log", "wb")  # noqa: SIM115 (the process writes it while it lives)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    ray = LocalRay(f"127.0.0.1:{port}", process, folder)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not ray.alive():
+            tail = (folder / "head.log").read_text(errors="replace").strip().splitlines()[-3:]
+            ray.stop()
+            raise ClusterUnavailable(f"Could not start a local Ray instance: {' / '.join(tail)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return ray
+        except OSError:
+            time.sleep(0.3)
+    ray.stop()
+    raise ClusterUnavailable(f"A local Ray instance did not start within {timeout:.0f} s.")
