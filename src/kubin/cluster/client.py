@@ -156,7 +156,7 @@ class Cluster:
         if self._closed.is_set():
             return
         if self.problem is None:
-            log.error("%s Jobs wait until it is back.", why)
+            log.error("%s New jobs are refused until it is back.", why)
         self.problem = why
         self._disconnect(why)
 

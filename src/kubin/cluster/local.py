@@ -60,11 +60,11 @@ def ray_command() -> list[str]:
 
 
 def start_local_ray(
-    num_cpus: int | None = None, num_gpus: int | None = None, timeout: float = 120
+    num_cpus: int | None = None, num_gpus: int | None = None, timeout: float = 120, port: int | None = None
 ) -> LocalRay:
-    """Start a Ray head here and wait until it accepts connections."""
+    """Start a Ray head here (its GCS on `port`, or a free one) and wait until it accepts connections."""
     folder = Path(tempfile.mkdtemp(prefix="kubin-ray-"))  # short: Ray's socket paths must stay < 108 chars
-    port = free_port()
+    port = port or free_port()
     command = ray_command() + [
         "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={folder}",
