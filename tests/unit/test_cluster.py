@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from cli_helpers import kubin_generate
 from PIL import Image
 
 from kubin.cluster import ClusterSettings
 from kubin.cluster.client import Cluster
-from kubin.cluster.local import start_local_ray
 from kubin.engine import CANCELLED, DONE, Engine, Job
 from kubin.errors import ClusterUnavailable
 from kubin.models.manager import ModelManager
@@ -29,18 +29,13 @@ WORKER = {"device": "cpu", "dtype": "fp32", "sources": {}, "memory": {}}
 
 
 @pytest.fixture(scope="module")
-def ray_head():
-    head = start_local_ray(num_cpus=2)
-    yield head
-    head.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(ray_head):
-    settings = ClusterSettings(ray_head.address, replicas=2, replica_cpus=0.5, max_models_per_replica=1)
+def cluster():
+    """--cluster local: a Ray instance started here for the cluster, stopped with it."""
+    settings = ClusterSettings("local", replicas=2, replica_cpus=0.5, max_models_per_replica=1, local_cpus=2)
     cluster = Cluster(settings, WORKER).start()
     yield cluster
     cluster.close()
+    assert not cluster.local.alive()
 
 
 @pytest.fixture
@@ -147,8 +142,39 @@ def test_a_replica_killed_mid_job_has_the_rest_of_the_job_run_again_on_another(e
     assert any("run again on another replica" in n for n in handle.notices)
 
 
-def test_a_configuration_that_cannot_work_is_a_clear_error_at_start():
+def test_a_job_whose_replica_is_lost_twice_fails_with_a_clear_message_and_keeps_what_it_saved(engine):
+    pids = []
+    handle = engine.submit(Job("t2i", "tiny-kd22", {"prompt": "y", **KD22, "steps": 400, "batch_count": 3}))
+
+    def kill_each_replica_at_its_first_output(event):
+        if event.kind == "result" and handle.worker["pid"] not in pids:
+            pids.append(handle.worker["pid"])
+            os.kill(handle.worker["pid"], signal.SIGKILL)
+
+    handle.subscribe(kill_each_replica_at_its_first_output)
+    assert handle.wait(300)
+
+    assert len(pids) == 2
+    assert handle.state == "failed"
+    assert "the replica running it was lost twice" in str(handle.error)
+    assert "2 of 3 output(s) were saved" in str(handle.error)
+    assert len(list((engine.output_dir / "t2i").rglob("*.png"))) == 2
+
+
+def test_a_configuration_that_cannot_work_is_a_clear_error_at_start(tmp_path):
     with pytest.raises(ClusterUnavailable, match="at least one replica"):
         ClusterSettings.from_config({"address": "local", "replicas": 0})
     with pytest.raises(ClusterUnavailable, match="Nothing answers at the Ray cluster address 127.0.0.1:9"):
         Cluster(ClusterSettings("127.0.0.1:9"), WORKER).start()
+    # The same from the command line: one error line and exit code 2, before anything runs.
+    for flags, said in (
+        (["--cluster", "127.0.0.1:9"], "error: Nothing answers at the Ray cluster address 127.0.0.1:9"),
+        (
+            ["--cluster", "local", "--cluster-replicas", "0"],
+            "error: cluster.replicas is 0: the cluster needs",
+        ),
+        (["--cluster", "nowhere"], "error: cluster.address 'nowhere' is none of local, auto"),
+    ):
+        run = kubin_generate(tmp_path, "--model", "tiny-kd22", "--prompt", "a cat", *flags)
+        assert (run.returncode, run.stdout) == (2, ""), run.stderr
+        assert said in run.stderr
