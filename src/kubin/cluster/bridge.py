@@ -40,7 +40,8 @@ def connect(address: str) -> None:
 
 
 def deploy(options: dict[str, Any]):
-    """The worker deployment's handle: deployed now, or the running one when deployed with these options."""
+    """The worker deployment's handle: deployed now, or the running one when it was deployed with these
+    options (or not by Kubin)."""
     import ray
     from ray import serve
 
@@ -49,11 +50,9 @@ def deploy(options: dict[str, Any]):
     board = _board()
     serve.start(proxy_location="Disabled")
     running = serve.status().applications.get(APP_NAME)
-    if (
-        running is not None
-        and running.status == "RUNNING"
-        and ray.get(board.get_deployed.remote()) == options
-    ):
+    deployed = ray.get(board.get_deployed.remote())
+    # Running with these options, or deployed by someone else (a KubeRay RayService, `serve deploy`): use it.
+    if running is not None and running.status == "RUNNING" and deployed in (None, options):
         return serve.get_app_handle(APP_NAME), board
     deployment = KubinWorker.options(**options["deployment"])
     handle = serve.run(deployment.bind(**options["worker"]), name=APP_NAME, route_prefix=None)

@@ -201,3 +201,15 @@ def _portable(exc: BaseException) -> BaseException:
         return exc
     log.exception("A job failed on replica")
     return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def app(args: dict[str, Any]):
+    """The worker application for Serve's own config (`import_path: kubin.cluster.worker:app`, as in a KubeRay
+    RayService): `args` are the replicas' device, dtype, model sources, memory options and LRU size."""
+    return KubinWorker.bind(
+        device=str(args.get("device", "auto")),
+        dtype=str(args.get("dtype", "auto")),
+        sources=dict(args.get("sources") or {}),
+        memory=dict(args.get("memory") or {}),
+        max_models=int(args.get("max_models", 1)),
+    )
