@@ -88,13 +88,22 @@ def test_api_ui_and_cli_jobs_run_on_the_replica_and_are_saved_here(server, http,
     assert replica["device"] == "cpu" and status["queue"] == {"queued": 0, "running": 0}
 
 
-def test_cluster_status_on_the_command_line_and_in_settings(server, browser):
+def test_cluster_status_on_the_command_line_and_in_settings(server, http, browser, ray_head):
+    assert http.post("/kubin/api/v1/tasks/t2i", json=T2I).status_code == 200  # a model on the replica
     answer = subprocess.run(
         [sys.executable, "-m", "kubin", "cluster", "status", "--server", server.url],
         env=child_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert answer.returncode == 0, answer.stderr
     assert "available" in answer.stdout and "Replicas: 1" in answer.stdout and "tiny-kd22" in answer.stdout
+    # Or the cluster itself (this deploys nothing): the same replica.
+    direct = subprocess.run(
+        [sys.executable, "-m", "kubin", "cluster", "status", "--cluster", ray_head.address, "--json"],
+        env=child_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert direct.returncode == 0, direct.stderr[-2000:]
+    status = json.loads(direct.stdout)
+    assert status["available"] and [r["models"] for r in status["replicas"]] == [["tiny-kd22"]]
 
     for viewport in ({"width": 1366, "height": 900}, {"width": 390, "height": 844}):
         context = browser.new_context(viewport=viewport)

@@ -17,9 +17,9 @@ from PIL import Image
 from kubin.cluster import ClusterSettings
 from kubin.cluster.client import Cluster
 from kubin.engine import CANCELLED, DONE, Engine, Job
-from kubin.errors import ClusterUnavailable
+from kubin.errors import ClusterUnavailable, WeightsMissing
 from kubin.models.manager import ModelManager
-from kubin.outputs import read_image_metadata
+from kubin.outputs import read_image_metadata, read_video_metadata, video_info
 
 pytestmark = pytest.mark.slow
 
@@ -101,6 +101,26 @@ def test_a_replica_makes_the_same_pixels_as_the_local_engine(engine, tmp_path):
         local_engine.close(wait=True)
     with Image.open(remote) as a, Image.open(local) as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_video_made_on_a_replica_is_saved_here_as_mp4_with_its_preview_and_parameters(engine):
+    job = Job("t2v", "tiny-kd50-t2v", {"prompt": "a kite", "steps": 2, "seed": 3, "frames": 17, "fps": 8})
+    handle = engine.run(job)
+
+    assert handle.state == DONE, handle.error
+    [result] = handle.results
+    assert result.path.suffix == ".mp4" and result.preview == result.path.with_suffix(".webp")
+    assert video_info(result.path)["frames"] == 17
+    meta = read_video_metadata(result.path)
+    assert (meta["params"]["prompt"], meta["seed"], meta["model"]) == ("a kite", 3, "tiny-kd50-t2v")
+
+
+def test_a_user_error_on_a_replica_reads_as_it_does_in_the_local_engine(engine):
+    handle = engine.submit(Job("t2i", "kd22", {"prompt": "a cat", "steps": 2, "prior_steps": 2}))
+    assert handle.wait(120)
+
+    assert handle.state == "failed" and isinstance(handle.error, WeightsMissing)
+    assert "not in the Hugging Face cache" in str(handle.error) and "kubin download kd22" in str(handle.error)
 
 
 def test_cancel_reaches_the_replica_which_stops_at_once(engine, cluster):
