@@ -52,7 +52,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     _memory_flags(parser, d)
     parser.add_argument(
         "--cluster", metavar="ADDRESS", default=d,
-        help="run jobs on a Ray Serve cluster: local (start Ray here), auto, HOST:PORT or ray://HOST:10001",
+        help="run jobs on a Ray Serve cluster: local (start Ray here), auto (the cluster this machine is a node "
+        "of) or HOST:PORT of its head",
     )  # fmt: skip
     parser.add_argument(
         "--cluster-replicas", metavar="N", type=int, default=d,

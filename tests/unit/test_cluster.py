@@ -194,6 +194,7 @@ def test_a_configuration_that_cannot_work_is_a_clear_error_at_start(tmp_path):
             "error: cluster.replicas is 0: the cluster needs",
         ),
         (["--cluster", "nowhere"], "error: cluster.address 'nowhere' is none of local, auto"),
+        (["--cluster", "ray://127.0.0.1:10001"], "Ray Client (ray://) cannot stream Serve responses"),
     ):
         run = kubin_generate(tmp_path, "--model", "tiny-kd22", "--prompt", "a cat", *flags)
         assert (run.returncode, run.stdout) == (2, ""), run.stderr

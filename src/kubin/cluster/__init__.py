@@ -23,7 +23,7 @@ NAMESPACE = "kubin"  # the Ray namespace of the driver and the status board
 class ClusterSettings:
     """Where the cluster is and how the worker deployment is sized (the config's `cluster` section)."""
 
-    address: str  # "local", "auto", "host:port" or "ray://host:10001"
+    address: str  # "local", "auto" or "host:port" of the head's GCS (this machine must be a node of it)
     replicas: int | None = None  # None: one per GPU of the cluster (at least one)
     max_replicas: int | None = None  # above `replicas`: Serve autoscales between the two
     replica_cpus: float = 1.0
@@ -72,10 +72,14 @@ class ClusterSettings:
             )
         if self.max_models_per_replica < 1:
             raise ClusterUnavailable("cluster.max_models_per_replica must be at least 1.")
-        if self.address not in ("local", "auto") and ":" not in self.address:
+        if self.address.startswith("ray://"):
             raise ClusterUnavailable(
-                f"cluster.address {self.address!r} is none of local, auto, HOST:PORT or ray://HOST:PORT."
+                f"cluster.address {self.address}: Ray Client (ray://) cannot stream Serve responses, which Kubin's "
+                "jobs need. Make this machine a node of the cluster instead (ray start --address HEAD:6379 "
+                "--num-cpus 0 --num-gpus 0) and use --cluster auto, or run Kubin on the head with HEAD:6379."
             )
+        if self.address not in ("local", "auto") and ":" not in self.address:
+            raise ClusterUnavailable(f"cluster.address {self.address!r} is none of local, auto or HOST:PORT.")
 
     @property
     def slots(self) -> int:

@@ -259,11 +259,11 @@ class Cluster:
 
 
 def reachable(address: str, timeout: float = 3.0) -> None:
-    """A HOST:PORT (or ray://HOST:PORT) address where nothing listens is a clear error at once, rather than
+    """A HOST:PORT address where nothing listens is a clear error at once, rather than
     Ray's own retries for a minute."""
     if address in ("local", "auto"):
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
             return

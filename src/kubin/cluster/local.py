@@ -38,7 +38,11 @@ class LocalRay:
                 self.process.wait(10)
             except ProcessLookupError:
                 pass
-        shutil.rmtree(self.folder, ignore_errors=True)
+        for _ in range(20):  # its last processes may still write their logs for a moment
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if not self.folder.exists():
+                return
+            time.sleep(0.25)
 
 
 def free_port() -> int:
