@@ -38,11 +38,27 @@ class LocalRay:
                 self.process.wait(10)
             except ProcessLookupError:
                 pass
+        _wait_for_group(self.process.pid)
         for _ in range(20):  # its last processes may still write their logs for a moment
             shutil.rmtree(self.folder, ignore_errors=True)
             if not self.folder.exists():
                 return
             time.sleep(0.25)
+
+
+def _wait_for_group(pgid: int, timeout: float = 10) -> None:
+    """Wait until no process of the group is left (the workers end after the head), then kill what stays."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def free_port() -> int:
