@@ -39,6 +39,7 @@ class LocalRay:
             except ProcessLookupError:
                 pass
         _wait_for_group(self.process.pid)
+        _wait_for_processes_naming(self.folder)  # workers of their own group, which end a moment later
         for _ in range(20):  # its last processes may still write their logs for a moment
             shutil.rmtree(self.folder, ignore_errors=True)
             if not self.folder.exists():
@@ -59,6 +60,30 @@ def _wait_for_group(pgid: int, timeout: float = 10) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _wait_for_processes_naming(folder: Path, timeout: float = 10) -> None:
+    """Wait until no process names `folder` on its command line (Ray's workers name their session's
+    sockets there), then kill what stays: only this instance's processes name its folder."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                if str(folder).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+        if not pids:
+            return
+        if time.monotonic() > deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return
+        time.sleep(0.2)
 
 
 def free_port() -> int:
