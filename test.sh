@@ -5,7 +5,8 @@
 set -euo pipefail
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$DIR"
-./install.sh
+# --cluster: Ray Serve too, for the cluster tests (a local Ray instance on the CPU).
+./install.sh --cluster
 # requirements-cuda.txt too: the bitsandbytes code paths are tested here, even without a GPU.
 venv/bin/python -m pip install -q -r requirements-test.txt -r requirements-extensions.txt -r requirements-cuda.txt
 

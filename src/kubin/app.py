@@ -23,6 +23,7 @@ def make_engine(settings, history: bool = False):
         settings.get("models") or {},
         MemoryOptions.from_dict(settings.get("memory")),
     )
+    cluster = start_cluster(settings)
     engine = Engine(
         manager,
         settings.get("output_dir"),
@@ -33,12 +34,32 @@ def make_engine(settings, history: bool = False):
         loras=LoraLibrary(settings_folder(settings.get("lora.path"), DEFAULT_FOLDER)),
         history=History(settings.get("output_dir")) if history else None,
         tool_models=ToolModels.from_settings(settings),
+        cluster=cluster,
     )
     from kubin.training.runs import DEFAULT_FOLDER as TRAINING_FOLDER
     from kubin.training.runs import Trainings
 
     engine.trainings = Trainings(engine, settings_folder(settings.get("training.path"), TRAINING_FOLDER))
     return engine
+
+
+def start_cluster(settings):
+    """The Ray Serve cluster that runs the jobs when `cluster.address` is set (--cluster), connected and
+    deployed; None without one. A cluster that cannot be set up is a ClusterUnavailable error now."""
+    from kubin.cluster import ClusterSettings
+
+    cluster_settings = ClusterSettings.from_config(settings.get("cluster"))
+    if cluster_settings is None:
+        return None
+    from kubin.cluster.client import Cluster
+
+    worker = {
+        "device": settings.get("device"),
+        "dtype": settings.get("dtype"),
+        "sources": settings.get("models") or {},
+        "memory": settings.get("memory") or {},
+    }
+    return Cluster(cluster_settings, worker).start()
 
 
 def wildcards_from(settings):

@@ -64,6 +64,15 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         "--dtype", default=d, choices=["auto", "fp32", "fp16", "bf16"], help="weights precision"
     )
     _memory_flags(parser, d)
+    parser.add_argument(
+        "--cluster", metavar="ADDRESS", default=d,
+        help="run jobs on a Ray Serve cluster: local (start Ray here), auto (the cluster this machine is a node "
+        "of) or HOST:PORT of its head",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cluster-replicas", metavar="N", type=int, default=d,
+        help="worker replicas on the cluster (default: one per GPU, at least one)",
+    )  # fmt: skip
     presets = parser.add_mutually_exclusive_group()
     presets.add_argument(
         "--medvram", dest="memory_preset", action="store_const", const="medvram", default=d,
@@ -244,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _train_parser(sub)
 
+    cluster = sub.add_parser("cluster", help="the Ray Serve cluster: `kubin cluster status`")
+    _common(cluster, suppress=True)
+    cluster.add_argument("action", choices=["status"], help="status: its replicas, devices and loaded models")
+    cluster.add_argument(
+        "--server", metavar="URL", help="ask a running Kubin (http://host:port) instead of the cluster itself"
+    )
+    cluster.add_argument("--json", action="store_true", help="the status as one JSON object")
+
     save = sub.add_parser(
         "save", help="write a model in diffusers layout to a folder (usable as --model FOLDER)"
     )
@@ -354,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tool(args)
         if args.command == "save":
             return cmd_save(args)
+        if args.command == "cluster":
+            return cmd_cluster(args)
         return cmd_launch(args)
     except KubinError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -381,6 +400,8 @@ def load_settings(args: argparse.Namespace):
         "server.api": getattr(args, "api", None),
         "extensions.path": getattr(args, "extensions_path", None),
         "extensions.install_deps": getattr(args, "install_extension_deps", None),
+        "cluster.address": getattr(args, "cluster", None),
+        "cluster.replicas": getattr(args, "cluster_replicas", None),
         **{
             f"memory.{name}": getattr(args, "memory_preset" if name == "preset" else name, None)
             for name in MEMORY_FIELDS
@@ -812,6 +833,16 @@ def cmd_save(args: argparse.Namespace) -> int:
     folder = engine.manager.save(args.model_id, args.folder)
     print(json.dumps({"model": args.model_id, "folder": str(folder)}))
     return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """`kubin cluster status`: asks a running Kubin (--server) or the configured cluster (without
+    deploying anything) for its replicas, and prints them."""
+    from kubin.cluster.status import fetch_status, format_status
+
+    status = fetch_status(load_settings(args), args.server)
+    print(json.dumps(status) if args.json else format_status(status))
+    return 0 if status.get("available") else EXIT_USER_ERROR
 
 
 def cmd_launch(args: argparse.Namespace) -> int:

@@ -216,6 +216,9 @@ class JobHandle(_Waitable):
     tracker: StepTracker = field(default_factory=StepTracker, repr=False)
     prompts: PromptPlan = None  # type: ignore[assignment]  # each output's expanded prompts; see __post_init__
     loras: list[ActiveLora] = field(default_factory=list)  # the adapters it runs with
+    worker: dict[str, Any] = field(
+        default_factory=dict
+    )  # on a cluster: the replica running it (id, pid, ...)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _events: list[JobEvent] = field(default_factory=list, repr=False)
@@ -406,6 +409,7 @@ class Engine:
         loras: LoraLibrary | None = None,
         history=None,
         tool_models: ToolModels | None = None,
+        cluster=None,
     ):
         self.manager = manager
         self.history = history  # a kubin.history.History that records every job, or None
@@ -421,11 +425,14 @@ class Engine:
         )  # depth, caption and prompt expansion models (kubin.tools)
         self.extensions: list = []  # loaded extensions whose hooks run around jobs and model loads
         manager.listeners.append(lambda event, model_id: run_hooks(self.extensions, event, model_id))
+        # A kubin.cluster.client.Cluster: generation jobs run on its Ray Serve replicas, as many at once as
+        # it has slots (one job per client at a time, so each client's outputs come in its order).
+        self.cluster = cluster
         self._queue: deque[JobHandle] = deque()
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
-        self._worker: threading.Thread | None = None
-        self._current: JobHandle | None = None
+        self._workers: list[threading.Thread] = []
+        self._running: list[JobHandle | ToolHandle] = []
         self._closed = False
         self._owner_aliases: OrderedDict[str, str] = OrderedDict()  # see adopt_owner
 
@@ -433,6 +440,8 @@ class Engine:
     def submit(self, job: Job, subscriber: Subscriber | None = None) -> JobHandle:
         """Validate now (bad input fails here, before queueing) and queue the job. A `subscriber` is
         subscribed before the job is queued, so it sees every event as it happens (see JobHandle.subscribe)."""
+        if self.cluster is not None:
+            self.cluster.check()  # the cluster is gone: say so now rather than queue a job that cannot run
         spec = self.manager.spec(job.model_id)
         if not spec.supports(job.task):
             raise UnsupportedTask(f"{spec.title} cannot do {job.task}; it supports: {', '.join(spec.tasks)}.")
@@ -584,8 +593,7 @@ class Engine:
         with self._cond:
             mine = lambda h: owner in (h.job.owner, self._owner_aliases.get(h.job.owner))  # noqa: E731
             handles = [h for h in self._queue if mine(h)]
-            if self._current is not None and mine(self._current):
-                handles.append(self._current)
+            handles += [h for h in self._running if mine(h)]
         return handles
 
     def cancel_owner(self, owner: str) -> int:
@@ -607,22 +615,23 @@ class Engine:
         """What a running tool job (a training run, an upscale) is doing, as a queued job's status says it
         ("Training squares, step 3/40"); "" when none runs."""
         with self._cond:
-            current = self._current
-        if not isinstance(current, ToolHandle) or current.state != RUNNING:
+            tools = [h for h in self._running if isinstance(h, ToolHandle) and h.state == RUNNING]
+        if not tools:
             return ""
+        current = tools[0]
         steps = f", step {current.step}/{current.total_steps}" if current.total_steps else ""
         return f"{current.job.title}{steps}"
 
     def current(self) -> JobHandle | None:
         """The running generation job, if any (a running tool job is not one)."""
         with self._cond:
-            current = self._current
-            return current if isinstance(current, JobHandle) and current.state == RUNNING else None
+            running = [h for h in self._running if isinstance(h, JobHandle) and h.state == RUNNING]
+        return running[0] if running else None
 
     def pending(self) -> list[JobHandle]:
         """The running job (if any) followed by the queued ones, in the order they will run."""
         with self._cond:
-            queued = ([self._current] if self._current is not None else []) + list(self._queue)
+            queued = list(self._running) + list(self._queue)
         # Tool jobs are not listed; nor is a job that has just ended while the worker lets go of it.
         return [h for h in queued if isinstance(h, JobHandle) and h.state in (QUEUED, RUNNING)]
 
@@ -636,34 +645,53 @@ class Engine:
                     self.history.interrupt(handle)  # offered again at the next start
                 self._finish(handle, CANCELLED, JobCancelled("Kubin is shutting down."))
             self._cond.notify_all()
-        if self._current is not None:
-            self._current.cancel()
-        if wait and self._worker is not None:
-            self._worker.join(timeout)
+            running = list(self._running)
+        for handle in running:
+            handle.cancel()
+        if wait:
+            for worker in self._workers:
+                worker.join(timeout)
+        if self.cluster is not None:
+            self.cluster.close()
 
     # --- worker side -----------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._work, name="kubin-engine", daemon=True)
-            self._worker.start()
+        self._workers = [w for w in self._workers if w.is_alive()]
+        slots = self.cluster.slots if self.cluster is not None else 1
+        while len(self._workers) < slots:
+            name = f"kubin-engine-{len(self._workers)}" if self._workers else "kubin-engine"
+            worker = threading.Thread(target=self._work, name=name, daemon=True)
+            self._workers.append(worker)
+            worker.start()
+
+    def _next(self) -> JobHandle | ToolHandle | None:
+        """The first queued job whose owner has none running (so a client's jobs run in its order)."""
+        busy = {h.job.owner for h in self._running}
+        for handle in self._queue:
+            if handle.job.owner not in busy:
+                return handle
+        return None
 
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                while (handle := self._next()) is None and not self._closed:
                     self._cond.wait()
-                if self._closed and not self._queue:
+                if handle is None:
                     return
-                handle = self._queue.popleft()
-                self._current = handle
+                self._queue.remove(handle)
+                self._running.append(handle)
             try:
                 if isinstance(handle, ToolHandle):
                     self._execute_tool(handle)
+                elif self.cluster is not None:
+                    self._execute_remote(handle)
                 else:
                     self._execute(handle)
             finally:
                 with self._cond:
-                    self._current = None
+                    self._running.remove(handle)
+                    self._cond.notify_all()
 
     def _execute_tool(self, handle: ToolHandle) -> None:
         handle.state = RUNNING
@@ -728,7 +756,8 @@ class Engine:
                 if call == 0 and loaded is not None and model.placement.memory.compile and _compiled(model):
                     handle.add_notices(compile_warmup_notice(handle))
                 for index, raw, seed in zip(indices, outputs, seeds, strict=True):
-                    result = self._save(handle, model, scheduler, seed, index, raw, inputs)
+                    runtime = runtime_metadata(model.placement)
+                    result = self._save(handle, model.spec, runtime, scheduler, seed, index, raw, inputs)
                     handle.results.append(result)
                     handle.emit(ResultEvent(handle.id, result))
             run_hooks(self.extensions, "after_job", job.task, list(handle.results))
@@ -759,7 +788,117 @@ class Engine:
                     KubinError(f"Generation failed: {_said(exc)}. The full traceback is in the console log."),
                 )
 
-    def _save(self, handle, model, scheduler, seed, index, output, inputs) -> Result:
+    def _execute_remote(self, handle: JobHandle) -> None:
+        """Run the job on a replica of the cluster: the replica streams its steps and each call's outputs,
+        which are saved here as they come, as a local job saves them. A replica that dies mid-job gets the
+        outputs not saved yet run again once, on another replica."""
+        from kubin.cluster import ClusterCall, ClusterJob
+        from kubin.cluster.client import ReplicaLost
+
+        handle.state = RUNNING
+        handle.started_at = time.monotonic()
+        handle.emit(StartedEvent(handle.id))
+        job, params = handle.job, handle.params
+        try:
+            spec = self.manager.spec(job.model_id)
+            if handle.loras:
+                raise KubinError("LoRA adapters do not run on the cluster yet: run the job without them.")
+            if handle.prepared.depth_from is not None:  # a photo hint: its depth map here first (a tool job)
+                handle.add_notices([estimate_hint_depth(self, handle.prepared)])
+            inputs = handle.prepared.store_sources(self.output_dir)
+            shipped = replace(handle.prepared, sources={}, notices=[], depth_from=None)  # no copies to ship
+            calls = handle.prompts.calls(params.batch_size)
+            saved: set[int] = set()
+            for attempt in (1, 2):
+                todo = []
+                for call, indices in enumerate(calls):
+                    left = [i for i in indices if i not in saved]
+                    if left:
+                        expanded = handle.expanded(left[0])
+                        call_params = replace(params, **expanded) if expanded else params
+                        prepared = with_prompts(shipped, call_params) if expanded else shipped
+                        seeds = [image_seed(handle.seed, i) for i in left]
+                        todo.append(ClusterCall(call, call_params, prepared, seeds))
+                remote = ClusterJob(f"{handle.id}-{attempt}-{secrets.token_hex(4)}", job.task, spec.id, todo)
+                try:
+                    self._follow_remote(handle, remote, spec, inputs, saved)
+                    break
+                except ReplicaLost as exc:
+                    if attempt == 2:
+                        raise KubinError(
+                            f"The job failed: the replica running it was lost twice ({without_paths(str(exc))})."
+                            f" {len(saved)} of {handle.image_count} output(s) were saved."
+                        ) from None
+                    log.warning("Job %s: its replica was lost (%s); running it again", handle.id, exc)
+                    handle.add_notices(
+                        [
+                            f"The replica running this job was lost; the {handle.image_count - len(saved)} output(s) "
+                            "not saved yet run again on another replica."
+                        ]  # fmt: skip
+                    )
+            run_hooks(self.extensions, "after_job", job.task, list(handle.results))
+            self._finish(handle, DONE, None)
+        except JobCancelled:
+            n = len(handle.results)
+            self._finish(
+                handle,
+                CANCELLED,
+                JobCancelled(
+                    f"Cancelled after {n} of {handle.image_count} {params.output_kind}(s); "
+                    "the finished ones are saved."
+                ),
+            )
+        except KubinError as exc:
+            self._finish(handle, FAILED, exc)
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                self._finish(handle, FAILED, OutOfMemory(_out_of_memory_message(self.manager, job, params)))
+            else:
+                log.exception("Job %s failed", handle.id)
+                self._finish(
+                    handle,
+                    FAILED,
+                    KubinError(f"Generation failed: {_said(exc)}. The full traceback is in the console log."),
+                )
+
+    def _follow_remote(self, handle: JobHandle, remote, spec, inputs, saved: set[int]) -> None:
+        """Follow one attempt of a job on the cluster: its events become the handle's, its outputs files."""
+        calls = {call.index: call for call in remote.calls}
+        for event in self.cluster.run(remote, lambda: handle.cancel_requested):
+            kind = event["kind"]
+            if kind == "replica":
+                handle.worker = {k: event[k] for k in ("replica", "pid", "device", "loaded")}
+                handle.add_notices(event["notices"])
+                if calls:
+                    handle.tracker.start_batch(remote.calls[0].index)
+            elif kind == "step":
+                now = time.monotonic()
+                handle.phase = event["phase"]
+                handle.step += 1
+                handle.step_marks.append((handle.phase, now))
+                stage = handle.tracker.step(handle.phase, now)
+                handle.emit(ProgressEvent(handle.id, handle.step, handle.total_steps, handle.phase, stage))
+                if handle.cancel_requested:
+                    raise JobCancelled("cancelled")
+            elif kind == "outputs":
+                call = calls[event["call"]]
+                indices = [
+                    i for i in handle.prompts.calls(handle.params.batch_size)[call.index] if i not in saved
+                ]
+                for index, raw, seed in zip(indices, event["outputs"], call.seeds, strict=True):
+                    result = self._save(
+                        handle, spec, event["runtime"], event["scheduler"], seed, index, raw, inputs
+                    )
+                    saved.add(index)
+                    handle.results.append(result)
+                    handle.emit(ResultEvent(handle.id, result))
+                later = [c.index for c in remote.calls if c.index > call.index]
+                if later:
+                    handle.tracker.start_batch(later[0])
+            elif kind == "failed":
+                raise event["error"]
+
+    def _save(self, handle, spec, runtime, scheduler, seed, index, output, inputs) -> Result:
         """Save one output with its metadata at once, as what it is: a Mesh (with its turntable frames), a
         Video, or an image."""
         task = handle.job.task
@@ -767,7 +906,14 @@ class Engine:
         if isinstance(output, Mesh):
             size = handle.prepared.size  # the preview's
             meta = self._metadata(
-                handle, model, scheduler, seed, index, SimpleNamespace(width=size[0], height=size[1]), inputs
+                handle,
+                spec,
+                runtime,
+                scheduler,
+                seed,
+                index,
+                SimpleNamespace(width=size[0], height=size[1]),
+                inputs,
             )
             meta["frames"] = len(output.turntable)
             paths = save_mesh(output, self.output_dir, task, meta, name)
@@ -779,7 +925,7 @@ class Engine:
         if isinstance(output, Video):
             frames, fps = list(output.frames), output.fps or handle.params.fps
             first = frames[0]
-            meta = self._metadata(handle, model, scheduler, seed, index, first, inputs)
+            meta = self._metadata(handle, spec, runtime, scheduler, seed, index, first, inputs)
             meta.update(frames=len(frames), fps=fps)
             if output.audio is not None:
                 samples, rate = output.audio
@@ -793,12 +939,12 @@ class Engine:
             return Result(path, seed, first.width, first.height, index, meta, len(frames), fps, preview,
                           audio=audio)  # fmt: skip
         image = handle.prepared.finish(output)
-        meta = self._metadata(handle, model, scheduler, seed, index, image, inputs)
+        meta = self._metadata(handle, spec, runtime, scheduler, seed, index, image, inputs)
         path = save_image(image, self.output_dir, task, meta, name)
         return Result(path, seed, image.width, image.height, index, meta, depth_map=handle.prepared.depth_map)
 
-    def _metadata(self, handle, model, scheduler, seed, index, image, inputs) -> dict[str, Any]:
-        unused = set(model.spec.unused_params)
+    def _metadata(self, handle, spec, runtime, scheduler, seed, index, image, inputs) -> dict[str, Any]:
+        unused = set(spec.unused_params)
         if "hint_image" in unused:
             unused.add("estimate_depth")
         params = {k: v for k, v in handle.params.to_dict().items() if k not in unused} | {"seed": handle.seed}
@@ -815,13 +961,13 @@ class Engine:
             extra["depth_model"] = handle.prepared.depth_model
             extra["depth_map"] = handle.prepared.depth_map.relative_to(self.output_dir).as_posix()
         extra.update(handle.job.meta)
-        extra["runtime"] = runtime_metadata(model.placement)
+        extra["runtime"] = runtime
         return extra | {
             "kubin_version": __version__,
             "task": handle.job.task,
-            "model": model.spec.id,
-            "family": model.spec.family,
-            "implementation": model.spec.implementation,
+            "model": spec.id,
+            "family": spec.family,
+            "implementation": spec.implementation,
             "scheduler": scheduler,
             "seed": seed,
             "batch_index": index,

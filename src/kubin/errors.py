@@ -38,6 +38,10 @@ class ConfigError(KubinError):
     """A configuration file could not be read."""
 
 
+class ClusterUnavailable(KubinError):
+    """The Ray cluster that runs the jobs cannot be reached (or cannot be set up as configured)."""
+
+
 # An absolute path (POSIX or Windows): quoted (it may hold spaces), or bare where it does not continue a
 # word, a URL or a relative path. Group "name" is its last part.
 _QUOTED_PATH = re.compile(r"""(?P<q>['"])(?:[A-Za-z]:)?[/\\][^'"]*?(?P<name>[^'"/\\]*)(?P=q)""")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from kubin.api.jobs import ApiState, wait_for
 from kubin.api.security import safe_output_path
+from kubin.cluster.status import engine_status
 from kubin.engine import FAILED, JobHandle
 from kubin.errors import KubinError
 from kubin.models.registry import list_models
@@ -213,6 +214,20 @@ def build_router(state: ApiState, route_class) -> APIRouter:
 
     for task in TASK_PARAMS:
         _add_task_route(router, state, task)
+
+    @router.get("/cluster")
+    def cluster() -> dict[str, Any]:
+        """The Ray Serve cluster that runs the jobs (with --cluster): whether it answers, its replicas
+        (device, loaded models, the job each runs) and the queue here. 503 with the reason when it is gone,
+        404 when this Kubin runs jobs in its own process."""
+        status = engine_status(state.engine)
+        if status is None:
+            raise HTTPException(
+                status_code=404, detail="This Kubin runs jobs in its own process (no --cluster)."
+            )
+        if not status["available"]:
+            return JSONResponse({"detail": status["problem"]} | status, status_code=503)
+        return status
 
     @router.get("/jobs", response_model=list[JobView])
     def jobs() -> list[dict[str, Any]]:

@@ -156,7 +156,14 @@ def decode_image(value: str, what: str, folder: Path, max_pixels: int) -> Path:
 
 def error_status(exc: KubinError) -> int:
     """The HTTP status of an error a user can cause."""
-    from kubin.errors import JobCancelled, OutOfMemory, UnknownModel, UnsupportedTask, WeightsMissing
+    from kubin.errors import (
+        ClusterUnavailable,
+        JobCancelled,
+        OutOfMemory,
+        UnknownModel,
+        UnsupportedTask,
+        WeightsMissing,
+    )
 
     for cls, status in (
         (TooLarge, 413),
@@ -164,6 +171,7 @@ def error_status(exc: KubinError) -> int:
         (UnsupportedTask, 422),
         (UnknownModel, 422),
         (WeightsMissing, 503),
+        (ClusterUnavailable, 503),
         (OutOfMemory, 507),
         (JobCancelled, 409),
         (ConfigError, 400),

@@ -43,6 +43,9 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             for notice in ctx.notices:
                 gr.Markdown(f"⚠ {notice}", elem_classes=["kubin-warning"])
             # The settings file's warnings, as of each page load (a save clears them).
+            if ctx.engine.cluster is not None:  # on each page load: a line while the cluster is gone
+                gr.Markdown(lambda: cluster_warning(ctx), elem_classes=["kubin-warning"],
+                            elem_id="kubin-cluster-warning")  # fmt: skip
             ctx.settings_warning_boxes.append(
                 gr.Markdown(lambda: settings_tab.settings_text(ctx), elem_classes=["kubin-warning"],
                             elem_id="kubin-settings-warnings")
@@ -64,6 +67,11 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                 load, inputs or None, outputs, queue=False, show_progress="hidden", api_visibility="private"
             )
     return demo
+
+
+def cluster_warning(ctx: UIContext) -> str:
+    problem = ctx.engine.cluster.problem
+    return f"⚠ {problem} Jobs can run again once it is back." if problem else ""
 
 
 def wire_job_owners(ctx: UIContext) -> None:
@@ -231,6 +239,16 @@ async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
     return Response(status_code=499)
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the server as Ctrl+C does, through the same cleanup."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     """Start the server; returns an exit code (or, with block=False, the running Blocks for tests)."""
     from kubin.api.security import listen_warning, load_credentials
@@ -289,6 +307,7 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
         print(
             f"error: could not listen on {host}:{port} ({exc}). Use --port to pick another port.", flush=True
         )
+        engine.close()
         return EXIT_USER_ERROR
     if share and not getattr(demo, "share_url", None):
         print(
@@ -309,6 +328,8 @@ def launch(settings: LoadedConfig, block: bool = True) -> int | gr.Blocks:
     )
     if not block:
         return demo
+    if engine.cluster is not None:
+        stop_on_sigterm()  # so the finally below stops a local Ray instance too
     try:
         demo.block_thread()
     except KeyboardInterrupt:

@@ -84,6 +84,44 @@ def parse_ui_defaults(texts: list[str | None]) -> dict[str, int | float]:
     return {name: getattr(params, name) for name in raw}
 
 
+def cluster_markdown(status: dict | None) -> str:
+    """The cluster panel: whether the cluster answers, the queue here, and a row per replica."""
+    if status is None:
+        return "Jobs run in this process (start with `--cluster ADDRESS` to run them on a Ray cluster)."
+    head = f"**Cluster** `{status['address']}`: "
+    if not status["available"]:
+        return head + f"⚠ not available — {status['problem']}"
+    queue = status.get("queue") or {}
+    resources = ", ".join(f"{v:g} {k}" for k, v in sorted((status.get("resources") or {}).items()))
+    lines = [
+        head + f"available · {len(status['replicas'])} replica(s) · {resources} · queue: "
+        f"{queue.get('queued', 0)} queued, {queue.get('running', 0)} running",
+        "",
+        "| Replica | Device | Loaded models | Now | Jobs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in status["replicas"]:
+        now = f"job {r['busy']}, step {r['steps']}" if r.get("busy") else "idle"
+        lines.append(
+            f"| {r['replica']} | {r['device']} | {', '.join(r['models']) or '—'} | {now} | {r['jobs']} |"
+        )
+    return "\n".join(lines)
+
+
+def build_cluster_panel(ctx: UIContext) -> None:
+    """Replicas, their device, loaded models and the queue depth, read on each page load and on Refresh."""
+    from kubin.cluster.status import engine_status
+
+    def read() -> str:
+        return cluster_markdown(engine_status(ctx.engine))
+
+    with gr.Group(elem_id="settings-cluster-panel"):
+        panel = gr.Markdown("Asking the cluster…", elem_id="settings-cluster", padding=True)
+        refresh = gr.Button("Refresh cluster status", size="sm", elem_id="settings-cluster-refresh")
+    refresh.click(read, None, panel, queue=False, api_visibility="private", show_progress="hidden")
+    ctx.page_loads.append((read, panel))
+
+
 def build(ctx: UIContext) -> None:
     s = ctx.settings
     specs = Text2ImageParams.field_specs()
@@ -96,6 +134,8 @@ def build(ctx: UIContext) -> None:
         warnings = gr.Markdown(
             settings_text(ctx), elem_classes=["kubin-warning"], elem_id="settings-warnings"
         )
+        if ctx.engine.cluster is not None:
+            build_cluster_panel(ctx)
         with gr.Row():
             model = gr.Dropdown(
                 [m.id for m in ctx.models()],
