@@ -29,6 +29,7 @@ TOOLS = [
     "Segment",
     "Styles",
     "Upscale",
+    "Video upscale",  # Kubin's own tool (Kandinsky 6 video super-resolution), after the extensions'
 ]  # hello: on in the test config
 OIL = "oil painting on canvas, visible brush strokes, rich colours, classical composition"
 OIL_NEGATIVE = "photograph, 3d render, flat colours, low quality"

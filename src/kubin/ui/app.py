@@ -21,7 +21,7 @@ from kubin.extensions.loader import fail
 from kubin.outputs import save_video_frame
 from kubin.ui.context import UIContext, saved_prompt
 from kubin.ui.tabs import extensions as extensions_tab
-from kubin.ui.tabs import img2img, img2vid, inpaint, mesh, mix, outpaint, txt2img, txt2vid
+from kubin.ui.tabs import img2img, img2vid, inpaint, mesh, mix, outpaint, txt2img, txt2vid, video_upscale
 from kubin.ui.tabs import settings as settings_tab
 from kubin.ui.task_tab import TaskTab
 
@@ -49,7 +49,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
             ctx.tabs, ctx.task_tabs = tabs, {t.task: t for t in built}  # for extension tabs that send
-            build_extension_tabs(ctx)
+            built.append(build_extension_tabs(ctx))  # and Tools, which ends with Video upscale
             settings_tab.build(ctx)
             extensions_tab.build(ctx)
         wire_send_to(tabs, {t.task: t for t in built}, ctx)
@@ -81,7 +81,7 @@ def wire_job_owners(ctx: UIContext) -> None:
 
 # Tab ids in the order the tabs stand; the 3D tab serves both 3D tasks.
 TASK_TABS = {"t2i": "t2i", "i2i": "i2i", "mix": "mix", "inpaint": "inpaint", "outpaint": "outpaint",
-             "t2v": "t2v", "i2v": "i2v", "t2mesh": mesh.TAB_ID, "i2mesh": mesh.TAB_ID}  # fmt: skip
+             "t2v": "t2v", "i2v": "i2v", "t2mesh": mesh.TAB_ID, "i2mesh": mesh.TAB_ID, "vsr": TOOLS_TAB}  # fmt: skip
 
 
 def start_tab(ctx: UIContext) -> str:
@@ -94,21 +94,22 @@ def start_tab(ctx: UIContext) -> str:
     return next((tab for task, tab in TASK_TABS.items() if spec.supports(task)), "t2i")
 
 
-def build_extension_tabs(ctx: UIContext) -> None:
-    """Each loaded extension's tabs: those of group "top" in the top row, the others (the tools) in a Tools
-    tab of their own. One whose build raises is marked failed and its tab says so."""
+def build_extension_tabs(ctx: UIContext) -> TaskTab:
+    """Each loaded extension's tabs: those of group "top" in the top row, the others (the tools) in the Tools
+    tab, after which comes Kubin's own Video upscale tool (returned: video tabs send to it). An extension tab
+    whose build raises is marked failed and its tab says so."""
     tabs = [(ext, i, tab) for ext in ctx.extensions if ext.status == "ok" and ext.api is not None
             for i, tab in enumerate(ext.api.tabs)]  # fmt: skip
     for ext, i, tab in tabs:
         if tab.group == "top":
             _build_extension_tab(ctx, ext, i, tab)
     tools = [(ext, i, tab) for ext, i, tab in tabs if tab.group != "top"]
-    if not tools:
-        return
     with gr.Tab("Tools", id=TOOLS_TAB, elem_id=f"tab-{TOOLS_TAB}") as tools_tab:
         with gr.Tabs(overflow_behavior="wrap", elem_id="kubin-tool-tabs") as tool_tabs:
             for ext, i, tab in tools:
                 _build_extension_tab(ctx, ext, i, tab, (tools_tab, tool_tabs))
+            ctx.tab_paths[video_upscale.TASK] = [(ctx.tabs, TOOLS_TAB), (tool_tabs, video_upscale.TASK)]
+            return video_upscale.build(ctx)
 
 
 def _build_extension_tab(ctx: UIContext, ext, i: int, tab, tools: tuple | None = None) -> None:
@@ -159,7 +160,7 @@ def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab], ctx: UIContext) -> 
                 if not results:
                     raise gr.Error("Nothing to send yet: generate something first.", print_exception=False)
                 path = results[min(int(selected or 0), len(results) - 1)]
-                if path.endswith(".mp4"):
+                if path.endswith(".mp4") and _target.task != "vsr":  # the upscaler takes the whole video
                     try:
                         path = str(save_video_frame(path, int(frame_index or 0)))
                     except KubinError as exc:
