@@ -8,7 +8,8 @@ from playwright.sync_api import Page, expect
 TOP_TABS = ["Text to image", "Image to image", "Mix", "Inpaint", "Outpaint", "Text to video", "Image to video",
             "3D", "Training", "Tools", "Settings", "Extensions"]  # fmt: skip
 TOOL_IDS = {"Outputs": "ext-browser", "Captions": "ext-captions", "Hello": "ext-hello", "Remove background": "ext-rembg",
-            "Segment": "ext-segment", "Styles": "ext-styles", "Upscale": "ext-upscaler", "History": "history"}  # fmt: skip
+            "Segment": "ext-segment", "Styles": "ext-styles", "Upscale": "ext-upscaler", "Video upscale": "vsr",
+            "History": "history"}  # fmt: skip
 TAB_IDS = {"Text to image": "t2i", "Image to image": "i2i", "Mix": "mix", "Inpaint": "inpaint",
            "Outpaint": "outpaint", "Text to video": "t2v", "Image to video": "i2v", "3D": "mesh", "Training": "training",
            "Settings": "settings"}  # fmt: skip

@@ -30,8 +30,9 @@ TOOLS = [
     "Segment",
     "Styles",
     "Upscale",
+    "Video upscale",  # Kubin's own tools (Kandinsky 6 video super-resolution, the job history), after the extensions'
     "History",
-]  # hello: on in the test config; History is Kubin's own, last
+]  # hello: on in the test config
 OIL = "oil painting on canvas, visible brush strokes, rich colours, classical composition"
 OIL_NEGATIVE = "photograph, 3d render, flat colours, low quality"
 # Characters a browser draws from an emoji font (an empty box where none is installed): pictographs, the

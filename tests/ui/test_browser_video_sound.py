@@ -74,3 +74,38 @@ def test_a_kandinsky_6_video_plays_with_its_sound_and_shows_its_expanded_prompt(
     expect(page.locator("#i2v-sample-audio")).to_be_visible()
     expect(page.locator("#i2v-expand-prompt")).to_be_visible()
     page.screenshot(path=artifacts_dir / f"ui-i2v-sound-{device}.png", full_page=True)
+
+
+def test_a_video_sent_to_video_upscale_comes_back_larger_with_its_sound(new_page, artifacts_dir):
+    page = new_page("/", viewport={"width": 1366, "height": 900})
+    open_tab(page, "Text to video")
+    choose_model(page, "t2v-model", "tiny-kd6")
+    page.locator("#t2v-prompt textarea").fill("a bell rings")
+    page.locator("#t2v-steps input[type=number]").fill("1")
+    page.locator("#t2v-generate").click()
+    expect(page.locator("#t2v-info")).to_contain_text("With sound", timeout=VIDEO_TIMEOUT_MS)
+
+    page.locator("#t2v-send-vsr").click()
+
+    expect(page.get_by_role("tab", name="Tools", exact=True)).to_have_attribute("aria-selected", "true")
+    tool = page.locator("#kubin-tool-tabs").get_by_role("tab", name="Video upscale", exact=True)
+    expect(tool).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#vsr-init-video video")).to_be_attached(timeout=15_000)
+    expect(page.locator("#vsr-model input")).to_have_value(re.compile(r"^tiny-kd6-sr "))
+    page.locator("#vsr-scale").get_by_label("2", exact=True).check()
+    page.locator("#vsr-tile-overlap input[type=number]").fill(
+        "0"
+    )  # a 64x64 video in 16x16 tiles: 4x4 of them
+    page.locator("#vsr-generate").click()
+
+    info = page.locator("#vsr-info")
+    expect(info).to_contain_text("17 frames at 8 fps, 128x128", timeout=VIDEO_TIMEOUT_MS * 2)
+    expect(info).to_contain_text("With sound")
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#vsr-gallery video'); return v && v.duration > 1.5; }",
+        timeout=VIDEO_TIMEOUT_MS,
+    )
+    page.screenshot(path=artifacts_dir / "ui-vsr-desktop.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.locator("#vsr-generate")).to_be_visible()
+    page.screenshot(path=artifacts_dir / "ui-vsr-phone.png", full_page=True)

@@ -78,7 +78,18 @@ def wav_seconds(path: Path) -> float:
 # --- the registry ----------------------------------------------------------------------------------
 def test_the_registry_knows_every_published_kd6_model_with_the_authors_settings():
     ids = {spec.id for spec in FAMILIES["kd6"].models}
-    assert ids == {"kd6", "kd6-pro", "kd6-pro-distill", "kd6-pro-pretrain", "tiny-kd6"}
+    assert ids == {
+        "kd6",
+        "kd6-pro",
+        "kd6-pro-distill",
+        "kd6-pro-pretrain",
+        "tiny-kd6",
+        "kd6-sr",
+        "tiny-kd6-sr",
+    }
+    sr = resolve_model("kd6-sr")
+    assert sr.sources == {"pipeline": "kandinskylab/Kandinsky-6.0-VSR-distilled2steps-5s-Diffusers"}
+    assert sr.tasks == ("vsr",) and sr.defaults["vsr"] == {"steps": 2, "scale": "2.25"}
 
     lite, distill = resolve_model("kd6"), resolve_model("kd6-pro-distill")
     assert lite.sources == {"pipeline": "kandinskylab/Kandinsky-6.0-Lite-5s-Diffusers"}

@@ -22,7 +22,7 @@ from kubin.outputs import save_video_frame
 from kubin.ui.context import UIContext, saved_prompt
 from kubin.ui.tabs import extensions as extensions_tab
 from kubin.ui.tabs import history as history_tab
-from kubin.ui.tabs import img2img, img2vid, inpaint, mesh, mix, outpaint, txt2img, txt2vid
+from kubin.ui.tabs import img2img, img2vid, inpaint, mesh, mix, outpaint, txt2img, txt2vid, video_upscale
 from kubin.ui.tabs import settings as settings_tab
 from kubin.ui.tabs import training as training_tab
 from kubin.ui.task_tab import TaskTab
@@ -57,7 +57,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
             ctx.tabs, ctx.task_tabs = tabs, {t.task: t for t in built}  # for extension tabs that send
             training_tab.build(ctx)  # a folder of pictures to a LoRA adapter (updates the tabs' LoRA pickers)
-            build_extension_tabs(ctx)
+            built.append(build_extension_tabs(ctx))  # and Tools, with Video upscale and the job history
             settings_tab.build(ctx)
             extensions_tab.build(ctx)
         wire_send_to(tabs, {t.task: t for t in built}, ctx)
@@ -94,7 +94,7 @@ def wire_job_owners(ctx: UIContext) -> None:
 
 # Tab ids in the order the tabs stand; the 3D tab serves both 3D tasks.
 TASK_TABS = {"t2i": "t2i", "i2i": "i2i", "mix": "mix", "inpaint": "inpaint", "outpaint": "outpaint",
-             "t2v": "t2v", "i2v": "i2v", "t2mesh": mesh.TAB_ID, "i2mesh": mesh.TAB_ID}  # fmt: skip
+             "t2v": "t2v", "i2v": "i2v", "t2mesh": mesh.TAB_ID, "i2mesh": mesh.TAB_ID, "vsr": TOOLS_TAB}  # fmt: skip
 
 
 def start_tab(ctx: UIContext) -> str:
@@ -107,9 +107,10 @@ def start_tab(ctx: UIContext) -> str:
     return next((tab for task, tab in TASK_TABS.items() if spec.supports(task)), "t2i")
 
 
-def build_extension_tabs(ctx: UIContext) -> None:
+def build_extension_tabs(ctx: UIContext) -> TaskTab:
     """Each loaded extension's tabs: those of group "top" in the top row, the others (the tools) in the Tools
-    tab, followed by the job history. One whose build raises is marked failed and its tab says so."""
+    tab, after which come Kubin's own tools: Video upscale (returned: video tabs send to it) and the job
+    history. An extension tab whose build raises is marked failed and its tab says so."""
     tabs = [(ext, i, tab) for ext in ctx.extensions if ext.status == "ok" and ext.api is not None
             for i, tab in enumerate(ext.api.tabs)]  # fmt: skip
     for ext, i, tab in tabs:
@@ -120,10 +121,13 @@ def build_extension_tabs(ctx: UIContext) -> None:
         with gr.Tabs(overflow_behavior="wrap", elem_id="kubin-tool-tabs") as tool_tabs:
             for ext, i, tab in tools:
                 _build_extension_tab(ctx, ext, i, tab, (tools_tab, tool_tabs))
+            ctx.tab_paths[video_upscale.TASK] = [(ctx.tabs, TOOLS_TAB), (tool_tabs, video_upscale.TASK)]
+            upscale = video_upscale.build(ctx)
             # The job history, Kubin's own tool: last, so that the first tool still opens with the tab.
             ctx.tab_paths[history_tab.TAB_ID] = [(ctx.tabs, TOOLS_TAB), (tool_tabs, history_tab.TAB_ID)]
             with gr.Tab("History", id=history_tab.TAB_ID, elem_id=f"tab-{history_tab.TAB_ID}") as built:
                 history_tab.build(ctx, [tools_tab, built])
+    return upscale
 
 
 def _build_extension_tab(ctx: UIContext, ext, i: int, tab, tools: tuple | None = None) -> None:
@@ -174,7 +178,7 @@ def wire_send_to(tabs: gr.Tabs, by_task: dict[str, TaskTab], ctx: UIContext) -> 
                 if not results:
                     raise gr.Error("Nothing to send yet: generate something first.", print_exception=False)
                 path = results[min(int(selected or 0), len(results) - 1)]
-                if path.endswith(".mp4"):
+                if path.endswith(".mp4") and _target.task != "vsr":  # the upscaler takes the whole video
                     try:
                         path = str(save_video_frame(path, int(frame_index or 0)))
                     except KubinError as exc:

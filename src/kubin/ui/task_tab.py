@@ -206,6 +206,10 @@ def build_task_tab(
                             min_width=90,
                             elem_id=f"{task}-send-{target}",
                         )
+                    if video:  # the whole video, to the Video upscale tab
+                        send_buttons["vsr"] = gr.Button(
+                            "→ Upscale video", size="sm", min_width=90, elem_id=f"{task}-send-vsr"
+                        )
                     for key, label in ctx.send_targets():  # extensions' tabs (upscaler, ...)
                         send_buttons[f"ext:{key}"] = gr.Button(
                             f"→ {label}", size="sm", min_width=90, elem_id=f"{task}-send-ext-{key}"
