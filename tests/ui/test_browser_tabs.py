@@ -30,8 +30,8 @@ TOOLS = [
     "Segment",
     "Styles",
     "Upscale",
-    "Video upscale",  # Kubin's own tools (Kandinsky 6 video super-resolution, the job history), after the extensions'
-    "History",
+    "History",  # Kubin's own tools (the job history, Kandinsky 6 video super-resolution), after the extensions'
+    "Video upscale",
 ]  # hello: on in the test config
 OIL = "oil painting on canvas, visible brush strokes, rich colours, classical composition"
 OIL_NEGATIVE = "photograph, 3d render, flat colours, low quality"
@@ -87,6 +87,14 @@ def test_every_tab_is_in_sight_in_a_stable_order_and_the_tools_sit_in_tools(new_
     assert out_of_sight(tools, width) == []
     expect(page.locator("#tab-ext-browser")).to_be_visible()  # the first tool opens with the tab
     page.screenshot(path=artifacts_dir / f"ui-tabs-tools-{screen}.png", full_page=True)
+    for label in (
+        "History",
+        "Video upscale",
+    ):  # a selected tool's tab is drawn once (History was drawn twice)
+        page.locator("#kubin-tool-tabs").get_by_role("tab", name=label, exact=True).click()
+        assert [(t["label"], t["selected"]) for t in tab_row(page, "kubin-tool-tabs")] == [
+            (tool, tool == label) for tool in TOOLS
+        ]
     # Labels, buttons and lists of the tabs seen (a text to image tab, Extensions, Tools).
     text = page.locator(".gradio-container").text_content()
     assert EMOJI.findall(text) == []

@@ -262,7 +262,7 @@ def test_extension_tabs_go_into_tools_unless_they_ask_for_the_top_row(engine, tm
 
     assert labels(ctx.tabs)[-6:] == ["3D", "Training", "Board", "Tools", "Settings", "Extensions"]
     (_, (tool_tabs, _)) = ctx.tab_paths["ext-board-1"]
-    assert labels(tool_tabs) == ["Board tool", "Video upscale", "History"], "the tools, then Kubin's own"
+    assert labels(tool_tabs) == ["Board tool", "History", "Video upscale"], "the tools, then Kubin's own"
     assert "ext-board" not in ctx.tab_paths, "a top-row tab needs no nested selection"
     assert (
         extensions[1].status_line()

@@ -109,8 +109,8 @@ def start_tab(ctx: UIContext) -> str:
 
 def build_extension_tabs(ctx: UIContext) -> TaskTab:
     """Each loaded extension's tabs: those of group "top" in the top row, the others (the tools) in the Tools
-    tab, after which come Kubin's own tools: Video upscale (returned: video tabs send to it) and the job
-    history. An extension tab whose build raises is marked failed and its tab says so."""
+    tab, after which come Kubin's own tools: the job history and Video upscale (returned: video tabs send
+    to it). An extension tab whose build raises is marked failed and its tab says so."""
     tabs = [(ext, i, tab) for ext in ctx.extensions if ext.status == "ok" and ext.api is not None
             for i, tab in enumerate(ext.api.tabs)]  # fmt: skip
     for ext, i, tab in tabs:
@@ -121,13 +121,13 @@ def build_extension_tabs(ctx: UIContext) -> TaskTab:
         with gr.Tabs(overflow_behavior="wrap", elem_id="kubin-tool-tabs") as tool_tabs:
             for ext, i, tab in tools:
                 _build_extension_tab(ctx, ext, i, tab, (tools_tab, tool_tabs))
-            ctx.tab_paths[video_upscale.TASK] = [(ctx.tabs, TOOLS_TAB), (tool_tabs, video_upscale.TASK)]
-            upscale = video_upscale.build(ctx)
-            # The job history, Kubin's own tool: last, so that the first tool still opens with the tab.
+            # Kubin's own tools after the extensions' (so that the first tool still opens with the tab): the
+            # job history, then Video upscale. (A tab after Video upscale's was drawn twice once selected.)
             ctx.tab_paths[history_tab.TAB_ID] = [(ctx.tabs, TOOLS_TAB), (tool_tabs, history_tab.TAB_ID)]
             with gr.Tab("History", id=history_tab.TAB_ID, elem_id=f"tab-{history_tab.TAB_ID}") as built:
                 history_tab.build(ctx, [tools_tab, built])
-    return upscale
+            ctx.tab_paths[video_upscale.TASK] = [(ctx.tabs, TOOLS_TAB), (tool_tabs, video_upscale.TASK)]
+            return video_upscale.build(ctx)
 
 
 def _build_extension_tab(ctx: UIContext, ext, i: int, tab, tools: tuple | None = None) -> None:
