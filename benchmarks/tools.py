@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     from kubin.engine import Engine
     from kubin.models.manager import ModelManager
     from kubin.tools.caption import caption
-    from kubin.tools.jobs import ToolModels, caption_image, estimate_depth
+    from kubin.tools.jobs import caption_image, estimate_depth
+    from kubin.tools.models import ToolModels
 
     scratch = Path(tempfile.mkdtemp(prefix="kubin-bench-tools-"))
     if args.full_size:

@@ -15,7 +15,7 @@ def make_engine(settings, history: bool = False):
     from kubin.models.lora import DEFAULT_FOLDER, LoraLibrary
     from kubin.models.manager import ModelManager
     from kubin.runtime.memory import MemoryOptions
-    from kubin.tools.jobs import ToolModels
+    from kubin.tools.models import ToolModels
 
     manager = ModelManager(
         settings.get("device"),

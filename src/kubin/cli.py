@@ -798,7 +798,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     from kubin.errors import UnknownModel
     from kubin.models.registry import resolve_model
     from kubin.models.weights import ensure_weights
-    from kubin.tools.weights import download, is_tiny, is_tool_model
+    from kubin.tools.models import is_tool_model
+    from kubin.tools.weights import download, is_tiny
 
     settings = load_settings(args)
     if is_tiny(args.model_id):

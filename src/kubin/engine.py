@@ -40,7 +40,7 @@ from kubin.prompts import PromptPlan, Wildcards, plan_prompts
 from kubin.runtime.memory import MemoryOptions
 from kubin.runtime.placement import free_memory
 from kubin.tasks import Prepared, prepare, with_prompts
-from kubin.tools.jobs import ToolModels, estimate_hint_depth
+from kubin.tools.models import ToolModels, estimate_hint_depth
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from PIL import Image
 from kubin.engine import CANCELLED, DONE, Job
 from kubin.errors import WeightsMissing
 from kubin.tools.caption import caption, load_captioner
-from kubin.tools.jobs import ToolModels, caption_image, submit_captions
+from kubin.tools.jobs import caption_image, submit_captions
+from kubin.tools.models import ToolModels
 from kubin.tools.weights import tool_folder
 
 

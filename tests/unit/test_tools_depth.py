@@ -13,7 +13,7 @@ from kubin.errors import WeightsMissing
 from kubin.params import Text2ImageParams
 from kubin.tasks import prepare
 from kubin.tools.depth import estimate_depth, load_depth
-from kubin.tools.jobs import ToolModels
+from kubin.tools.models import ToolModels
 from kubin.tools.weights import tool_folder
 
 SMALL = {"prompt": "a red cat", "steps": 2, "prior_steps": 2, "seed": 4, "width": 64, "height": 64}

@@ -11,7 +11,8 @@ from kubin.errors import InvalidParams, WeightsMissing
 from kubin.models.registry import resolve_model
 from kubin.outputs import read_output_metadata
 from kubin.tools.enhance import enhance, load_enhancer
-from kubin.tools.jobs import ToolModels, enhance_prompt, enhancement_meta
+from kubin.tools.jobs import enhance_prompt, enhancement_meta
+from kubin.tools.models import ToolModels
 from kubin.tools.weights import tool_folder
 
 

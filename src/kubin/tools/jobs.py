@@ -1,54 +1,17 @@
-"""The tool models as engine jobs: which models the app uses (`ToolModels`, a setting and a flag each), and
-the calls the UI, the CLI, the REST API and extensions make. Each call queues a tool job behind the jobs
-already queued, so a tool never shares the device with a generation; the model manager keeps the tool
-model between calls and frees it when a generation model needs the memory."""
+"""The tool models as engine jobs: the calls the UI, the CLI, the REST API and extensions make (which models
+they use: kubin.tools.models). Each call queues a tool job behind the jobs already queued, so a tool never
+shares the device with a generation; the model manager keeps the tool model between calls and frees it
+when a generation model needs the memory."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from kubin.tools.depth import DEFAULT_DEPTH_MODEL
-
 if TYPE_CHECKING:
     from kubin.engine import Engine
-    from kubin.models.manager import ModelManager
-    from kubin.tasks import Prepared
-
-
-@dataclass
-class ToolModels:
-    """The model each tool uses: a Hugging Face id, a local folder or a tiny id (`tiny-depth`, ...)."""
-
-    depth: str = DEFAULT_DEPTH_MODEL
-    caption: str = ""  # filled in __post_init__ (kept out of the import of kubin.tools.caption)
-    enhance: str = ""
-
-    def __post_init__(self) -> None:
-        from kubin.tools.caption import DEFAULT_CAPTION_MODEL
-        from kubin.tools.enhance import DEFAULT_ENHANCE_MODEL
-
-        self.depth = self.depth or DEFAULT_DEPTH_MODEL
-        self.caption = self.caption or DEFAULT_CAPTION_MODEL
-        self.enhance = self.enhance or DEFAULT_ENHANCE_MODEL
-
-    @classmethod
-    def from_settings(cls, settings) -> ToolModels:
-        return cls(
-            settings.get("tools.depth_model") or "",
-            settings.get("tools.caption_model") or "",
-            settings.get("tools.enhance_model") or "",
-        )
-
-
-def depth_pipeline(manager: ModelManager, model_id: str, device: str) -> Any:
-    """The depth pipeline of `model_id`, kept by the model manager (call it from inside a job)."""
-    from kubin.tools.depth import load_depth
-
-    return manager.tool_model(f"depth:{model_id}", lambda: load_depth(model_id, device))
 
 
 def estimate_depth(
@@ -64,24 +27,6 @@ def estimate_depth(
         return run(tool.model(f"depth:{model_id}", lambda device: load_depth(model_id, device)), image)
 
     return engine.run_tool("Depth estimation", job, owner)
-
-
-def estimate_hint_depth(engine: Engine, prepared: Prepared) -> str:
-    """Inside a generation job: replace the ControlNet hint photo by its depth map and save the map with
-    the outputs (under <output>/depth/); returns a notice for the user."""
-    from kubin.outputs import save_tool_output
-    from kubin.tools.depth import estimate_depth as run
-
-    model_id = engine.tool_models.depth
-    device = engine.manager.placement().device
-    photo = prepared.depth_from
-    depth = run(depth_pipeline(engine.manager, model_id, device), photo)
-    prepared.hint = depth.convert("RGB").resize(prepared.size, Image.Resampling.BILINEAR)
-    prepared.sources["hint_photo"], prepared.sources["hint_image"] = photo, depth
-    saved = save_tool_output(depth, engine.output_dir, "depth", model_id, {}, {})
-    prepared.depth_map = Path(saved)
-    prepared.depth_model = model_id
-    return f"The ControlNet hint was a photo: {model_id} estimated its depth map ({saved.name})."
 
 
 def caption_image(

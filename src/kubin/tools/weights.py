@@ -33,15 +33,6 @@ def is_tiny(model_id: str) -> bool:
     return model_id in tiny_builders()
 
 
-def is_tool_model(model_id: str) -> bool:
-    """A model id Kubin knows as a tool's (the defaults and their named alternatives)."""
-    from kubin.tools.caption import KNOWN_CAPTION_MODELS
-    from kubin.tools.depth import KNOWN_DEPTH_MODELS
-    from kubin.tools.enhance import KNOWN_ENHANCE_MODELS
-
-    return model_id in KNOWN_DEPTH_MODELS + KNOWN_CAPTION_MODELS + KNOWN_ENHANCE_MODELS
-
-
 def tool_folder(model_id: str, what: str, setting: str) -> str:
     """The folder `from_pretrained` loads for `model_id`. `what` names the tool in messages ("depth
     model"), `setting` is the config key and flag that choose it ("tools.depth_model / --depth-model")."""

@@ -13,7 +13,7 @@ from kubin.params import Text2ImageParams
 from kubin.runtime.device import choose_device, choose_dtype
 from kubin.runtime.memory import CHOICES, MemoryOptions
 from kubin.runtime.memory import MEMORY_FIELDS as DECLARED
-from kubin.tools.jobs import ToolModels
+from kubin.tools.models import ToolModels
 from kubin.ui.context import UIContext
 
 UI_DEFAULT_FIELDS = ["width", "height", "steps", "guidance_scale", "prior_steps", "prior_guidance_scale"]
