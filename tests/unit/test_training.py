@@ -247,3 +247,25 @@ def test_the_prior_learns_from_the_captions_and_its_adapter_changes_the_pixels(s
     base = studio.run(Job("t2i", "tiny-kd22", KD22)).results[0]
     tuned = studio.run(Job("t2i", "tiny-kd22", {**KD22, "loras": ["prior-squares"]})).results[0]
     assert np.abs(pixels(base) - pixels(tuned)).mean() > 1
+
+
+def test_caption_missing_writes_a_txt_for_each_picture_without_one_and_trains_with_it(
+    studio, pictures, tmp_path
+):
+    import shutil
+
+    from kubin.tools.models import ToolModels
+
+    folder = shutil.copytree(pictures, tmp_path / "uncaptioned")
+    kept = sorted(folder.glob("*.txt"))[0]
+    for txt in sorted(folder.glob("*.txt"))[1:]:
+        txt.unlink()  # 7 pictures lose their caption, one keeps its own
+    own = kept.read_text()
+    studio.tool_models = ToolModels(caption="tiny-caption")
+    run = studio.trainings.start({**FAST, "data": str(folder), "output": "captioned", "steps": 2,
+                                  "caption_missing": True})  # fmt: skip
+    assert run.wait(300) and run.state == "done", run.error
+    assert len(list(folder.glob("*.txt"))) == 8 and kept.read_text() == own
+    assert any("Captioned 7 picture(s) without a .txt with tiny-caption" in n for n in run.notices)
+    report = scan_dataset(folder, 64)
+    assert all(item.caption for item in report.items)

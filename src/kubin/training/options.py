@@ -65,6 +65,10 @@ class TrainingOptions:
     cache_latents: bool = _opt(True, "encode each picture once and keep its latents/embeddings on disk")
     seed: int = _opt(0, "seed of the noise, the timesteps and the picture order", 0, 2**31 - 1)
     trigger: str = _opt("", "a word put in front of every caption (and recorded in the adapter)")
+    caption_missing: bool = _opt(
+        False,
+        "first caption the pictures that have no .txt, with the caption model (writing their .txt files)",
+    )
     checkpoint_every: int = _opt(100, "write a resumable checkpoint every N steps (and at the end)", 1, 10**6)
     sample_every: int = _opt(0, "make sample images every N steps (0: never)", 0, 10**6)
     sample_prompts: list[str] = _opt(list, "prompts of the sample images")

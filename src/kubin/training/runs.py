@@ -198,6 +198,8 @@ class Trainings:
     def _train(self, run: TrainingRun, spec, ctx) -> dict[str, Any]:
         from kubin.models.tiny import tiny_model_folder
 
+        if run.options.caption_missing and not run.resume:
+            self._caption_missing(run, ctx)
         ctx.free_models()  # training needs the device to itself
         sources = spec.sources
         if spec.tiny:
@@ -217,6 +219,31 @@ class Trainings:
             run.ended_at = time.monotonic()
         self.engine.loras.refresh()  # the picker lists it at once
         return run.result.as_json()
+
+    def _caption_missing(self, run: TrainingRun, ctx) -> None:
+        """Write a caption (.txt) for each picture that has none, with the caption model, on this job's worker:
+        the captions the run then trains with. Cancel stops after the picture under way."""
+        from kubin.errors import JobCancelled
+        from kubin.tools.caption import caption_files, image_files, load_captioner
+
+        files = [f for f in image_files(Path(run.options.data)) if not f.with_suffix(".txt").exists()]
+        if not files:
+            return
+        model_id = self.engine.tool_models.caption
+        captioner = ctx.model(f"caption:{model_id}", lambda device: load_captioner(model_id, device))
+
+        def follow(entry, done: int, total: int) -> None:
+            ctx.report(done, total)
+            if ctx.cancel_requested:
+                raise JobCancelled(f"Training {run.options.output} was cancelled while captioning.")
+
+        entries = caption_files(captioner, files, write_txt=True, on_entry=follow)
+        made = sum(1 for e in entries if e.txt is not None and not e.skipped)
+        failed = [f"{e.path.name} ({e.error})" for e in entries if e.error]
+        text = f"Captioned {made} picture(s) without a .txt with {model_id}."
+        run.record(
+            TrainingEvent("notice", text=text + (f" Not captioned: {', '.join(failed)}." if failed else ""))
+        )
 
     def _wake_when_done(self, run: TrainingRun) -> None:
         run.handle.wait()

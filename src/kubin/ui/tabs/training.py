@@ -36,7 +36,8 @@ def trainable_models(ctx: UIContext) -> dict[str, list[str]]:
 
 LABELS = {"lr_scheduler": "LR schedule", "learning_rate": "Learning rate", "data": "Pictures folder",
           "output": "Adapter name", "trigger": "Trigger word", "mixed_precision": "Mixed precision",
-          "cache_latents": "Cache encodings", "preset": "GPU memory preset"}  # fmt: skip
+          "cache_latents": "Cache encodings", "preset": "GPU memory preset",
+          "caption_missing": "Caption the pictures without a .txt first"}  # fmt: skip
 
 
 def _widget(f, models: dict[str, list[str]], default_model: str) -> Any:
