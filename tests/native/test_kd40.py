@@ -346,7 +346,8 @@ def test_the_registry_knows_kd40_as_a_native_480p_12_second_text_to_video_model(
     assert (defaults["width"], defaults["height"]) == (672, 384) and (352, 736) in spec.resolutions
     assert all(w * h <= 512 * 512 for w, h in spec.resolutions)  # 480p
     assert spec.dtype == "bf16" and tiny.tiny and tiny.implementation == "native"
-    assert set(spec.unused_params) == {"negative_prompt", "guidance_scale"}  # distilled: no guidance
+    # Distilled: no guidance; and no soundtrack or prompt expansion (Kandinsky 6's switches).
+    assert set(spec.unused_params) == {"negative_prompt", "guidance_scale", "sample_audio", "expand_prompt"}
 
 
 @pytest.mark.parametrize(("frames", "width", "height", "fps"), [(17, 64, 64, 8), (9, 80, 64, 12)])
