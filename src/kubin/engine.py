@@ -762,7 +762,14 @@ class Engine:
                     handle.emit(ResultEvent(handle.id, result))
             run_hooks(self.extensions, "after_job", job.task, list(handle.results))
             self._finish(handle, DONE, None)
-        except JobCancelled:
+        except Exception as exc:
+            self._end_failed(handle, exc)
+
+    def _end_failed(self, handle: JobHandle, exc: Exception) -> None:
+        """End a generation job that raised (here or on a replica): a cancel keeps what was saved, a user's
+        error says itself, running out of memory says what to change, anything else is logged in full."""
+        params = handle.params
+        if isinstance(exc, JobCancelled):
             n = len(handle.results)
             self._finish(
                 handle,
@@ -772,21 +779,22 @@ class Engine:
                     "the finished ones are saved."
                 ),
             )
-        except KubinError as exc:
+        elif isinstance(exc, KubinError):
             self._finish(handle, FAILED, exc)
-        except Exception as exc:
-            if _is_out_of_memory(exc):
-                # The traceback's frames hold the job's tensors: clear them, so that they are freed now.
-                traceback.clear_frames(exc.__traceback__)
-                free_memory()
-                self._finish(handle, FAILED, OutOfMemory(_out_of_memory_message(self.manager, job, params)))
-            else:
-                log.exception("Job %s failed", handle.id)
-                self._finish(
-                    handle,
-                    FAILED,
-                    KubinError(f"Generation failed: {_said(exc)}. The full traceback is in the console log."),
-                )
+        elif _is_out_of_memory(exc):
+            # The traceback's frames hold the job's tensors: clear them, so that they are freed now.
+            traceback.clear_frames(exc.__traceback__)
+            free_memory()
+            self._finish(
+                handle, FAILED, OutOfMemory(_out_of_memory_message(self.manager, handle.job, params))
+            )
+        else:
+            log.error("Job %s failed", handle.id, exc_info=exc)
+            self._finish(
+                handle,
+                FAILED,
+                KubinError(f"Generation failed: {_said(exc)}. The full traceback is in the console log."),
+            )
 
     def _execute_remote(self, handle: JobHandle) -> None:
         """Run the job on a replica of the cluster: the replica streams its steps and each call's outputs,
@@ -838,28 +846,8 @@ class Engine:
                     )
             run_hooks(self.extensions, "after_job", job.task, list(handle.results))
             self._finish(handle, DONE, None)
-        except JobCancelled:
-            n = len(handle.results)
-            self._finish(
-                handle,
-                CANCELLED,
-                JobCancelled(
-                    f"Cancelled after {n} of {handle.image_count} {params.output_kind}(s); "
-                    "the finished ones are saved."
-                ),
-            )
-        except KubinError as exc:
-            self._finish(handle, FAILED, exc)
         except Exception as exc:
-            if _is_out_of_memory(exc):
-                self._finish(handle, FAILED, OutOfMemory(_out_of_memory_message(self.manager, job, params)))
-            else:
-                log.exception("Job %s failed", handle.id)
-                self._finish(
-                    handle,
-                    FAILED,
-                    KubinError(f"Generation failed: {_said(exc)}. The full traceback is in the console log."),
-                )
+            self._end_failed(handle, exc)
 
     def _follow_remote(self, handle: JobHandle, remote, spec, inputs, saved: set[int]) -> None:
         """Follow one attempt of a job on the cluster: its events become the handle's, its outputs files."""

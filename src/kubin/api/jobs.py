@@ -112,10 +112,11 @@ class ApiState:
                 self._jobs.pop(oldest)
         return handle
 
-    def image_file(self, value: Any, what: str, created: list[Path]) -> str:
-        """A file path for an image given as base64 (or a data: URL), or as the URL of an output."""
+    def output_file(self, value: Any, what: str, kind: str) -> str | None:
+        """The output file an output URL names; None for other text (the base64 data of an `kind`). Server
+        paths and other URLs are refused: the API reads no file outside the output folder."""
         if not isinstance(value, str):
-            raise InvalidParams(f"{what} must be a base64-encoded image or an output URL.")
+            raise InvalidParams(f"{what} must be a base64-encoded {kind} or an output URL.")
         path = urllib.parse.urlsplit(value).path if value.startswith(("http://", "https://", "/")) else ""
         if path.startswith(OUTPUTS_PREFIX):
             relative = urllib.parse.unquote(path.removeprefix(OUTPUTS_PREFIX))
@@ -125,9 +126,16 @@ class ApiState:
                 raise InvalidParams(f"{what}: there is no output file {relative!r}.") from None
         if value.startswith("/") or value.startswith(("http://", "https://")):
             raise InvalidParams(
-                f"{what} must be a base64-encoded image or the URL of an output ({OUTPUTS_PREFIX}...); "
+                f"{what} must be a base64-encoded {kind} or the URL of an output ({OUTPUTS_PREFIX}...); "
                 "server paths and other URLs are not read."
             )
+        return None
+
+    def image_file(self, value: Any, what: str, created: list[Path]) -> str:
+        """A file path for an image given as base64 (or a data: URL), or as the URL of an output."""
+        output = self.output_file(value, what, "image")
+        if output is not None:
+            return output
         path = decode_image(value, what, self.uploads, self.max_upload_pixels)
         created.append(path)
         return str(path)
@@ -139,20 +147,9 @@ class ApiState:
         import binascii
         import tempfile
 
-        if not isinstance(value, str):
-            raise InvalidParams(f"{what} must be a base64-encoded video or an output URL.")
-        path = urllib.parse.urlsplit(value).path if value.startswith(("http://", "https://", "/")) else ""
-        if path.startswith(OUTPUTS_PREFIX):
-            relative = urllib.parse.unquote(path.removeprefix(OUTPUTS_PREFIX))
-            try:
-                return str(safe_output_path(self.output_dir, relative))
-            except Exception:
-                raise InvalidParams(f"{what}: there is no output file {relative!r}.") from None
-        if value.startswith("/") or value.startswith(("http://", "https://")):
-            raise InvalidParams(
-                f"{what} must be a base64-encoded video or the URL of an output ({OUTPUTS_PREFIX}...); "
-                "server paths and other URLs are not read."
-            )
+        output = self.output_file(value, what, "video")
+        if output is not None:
+            return output
         text = value.strip().partition(",")[2] if value.strip().startswith("data:") else value.strip()
         try:
             data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
