@@ -148,6 +148,6 @@ def test_the_cluster_going_away_is_said_on_the_page_and_api_and_the_server_recon
             time.sleep(2)
         assert cluster_status(http)[0] == 200
         job = http.post("/kubin/api/v1/tasks/t2i", json=T2I)
-        assert job.status_code == 200 and job.json()["state"] == "done"
+        assert job.status_code == 200 and job.json()["state"] == "done", job.text
     finally:
         back.stop()
