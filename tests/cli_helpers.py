@@ -101,16 +101,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_below_browser() -> None:
-    """A test server computes at a lower priority than the Chromium that drives it: on the 2-core CI machine
-    a tiny model's steps took the CPU from the page, whose frames then came seconds apart, and a click on
-    Cancel during a long grid waited past its 30 s."""
-    os.nice(SERVER_NICENESS)
-
-
-SERVER_NICENESS = 10
-
-
 def start_server(
     workdir: Path,
     *args: str,
@@ -148,7 +138,6 @@ def start_server(
             env=environ,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=run_below_browser,
         )
     server = RunningServer(f"http://127.0.0.1:{port}", user_config, log_path, process)
     deadline = time.monotonic() + timeout
