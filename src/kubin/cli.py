@@ -628,18 +628,15 @@ def _queue_folder(args: argparse.Namespace, engine, task: str, model_id: str, pa
 
 def _enhanced(engine, model_id: str, values: dict[str, Any]) -> dict[str, Any]:
     """--enhance-prompt: the job's prompt expanded in place; returns what its outputs' metadata records."""
-    from kubin.tools.jobs import enhance_prompt, enhancement_meta
+    from kubin.tools.jobs import enhance_model_for, enhance_prompt, enhancement_meta
 
     original = str(values.get("prompt") or "")
     if not original.strip():
         return {}
-    values["prompt"] = enhance_prompt(engine, original, engine.manager.spec(model_id).title)
-    print(
-        f"notice: prompt expanded by {engine.tool_models.enhance}: {values['prompt']}",
-        file=sys.stderr,
-        flush=True,
-    )
-    return enhancement_meta(original, values["prompt"], engine.tool_models.enhance, values["prompt"])
+    values["prompt"] = enhance_prompt(engine, original, model_id)
+    expander = enhance_model_for(engine, model_id)
+    print(f"notice: prompt expanded by {expander}: {values['prompt']}", file=sys.stderr, flush=True)
+    return enhancement_meta(original, values["prompt"], expander, values["prompt"])
 
 
 def _generate_grid(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]) -> int:
@@ -781,14 +778,14 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
-    """The prompt expanded by the prompt expansion model for --model (the generation model it is for)."""
+    """The prompt expanded for --model (the generation model it is for): by the prompt expansion model, or by
+    that model's own encoder (Kandinsky 5 and 6)."""
     from kubin.tools.jobs import enhance_prompt
 
     settings = load_settings(args)
     engine = make_engine(settings)
     try:
-        target = engine.manager.spec(settings.get("model")).title
-        print(enhance_prompt(engine, args.prompt, target), flush=True)
+        print(enhance_prompt(engine, args.prompt, settings.get("model")), flush=True)
     finally:
         engine.close(wait=True)
     return 0

@@ -31,6 +31,11 @@ class CaptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str = Field(description="base64 image, data: URL or an output url")
     detail: str = Field("short", description=" or ".join(CAPTION_DETAILS))
+    model: str | None = Field(
+        None,
+        description="a Kandinsky 5 or 6 model id: caption with its own Qwen2.5-VL encoder (no caption model is "
+        "loaded); default or another model: the caption model",
+    )
 
 
 class CaptionResponse(BaseModel):
@@ -80,10 +85,10 @@ def build_routers(state: ApiState, route_class) -> list[APIRouter]:
             for path in created:
                 path.unlink(missing_ok=True)
 
-    def caption(value: str, detail: str) -> str:
+    def caption(value: str, detail: str, model_id: str | None = None) -> str:
         from kubin.tools.jobs import caption_image
 
-        return caption_image(state.engine, image(value, "image"), detail=detail, owner="api")
+        return caption_image(state.engine, image(value, "image"), model_id, detail=detail, owner="api")
 
     @a1111.post("/interrogate", response_model=InterrogateResponse)
     async def interrogate(request: InterrogateRequest) -> dict[str, Any]:
@@ -93,8 +98,11 @@ def build_routers(state: ApiState, route_class) -> list[APIRouter]:
     @native.post("/caption", response_model=CaptionResponse)
     async def caption_route(request: CaptionRequest) -> dict[str, Any]:
         """What the image shows, in words (short, detailed or more detailed)."""
-        text = await run_in_threadpool(caption, request.image, request.detail)
-        return {"caption": text, "detail": request.detail, "caption_model": state.engine.tool_models.caption}
+        from kubin.tools.jobs import caption_model_for
+
+        captioner = caption_model_for(state.engine, request.model)
+        text = await run_in_threadpool(caption, request.image, request.detail, captioner)
+        return {"caption": text, "detail": request.detail, "caption_model": captioner}
 
     @native.post("/depth", response_model=DepthResponse)
     async def depth_route(request: DepthRequest) -> dict[str, Any]:
@@ -115,16 +123,17 @@ def build_routers(state: ApiState, route_class) -> list[APIRouter]:
 
     @native.post("/enhance", response_model=EnhanceResponse)
     async def enhance_route(request: EnhanceRequest) -> dict[str, Any]:
-        """The prompt rewritten in detail by the prompt expansion model, for the generation model named."""
-        from kubin.tools.jobs import enhance_prompt
+        """The prompt rewritten in detail for the generation model named: by the prompt expansion model, or by
+        that model's own encoder (Kandinsky 5 and 6)."""
+        from kubin.tools.jobs import enhance_model_for, enhance_prompt
 
         spec = state.spec(request.model)
-        text = await run_in_threadpool(enhance_prompt, state.engine, request.prompt, spec.title, None, "api")
+        text = await run_in_threadpool(enhance_prompt, state.engine, request.prompt, spec.id, None, "api")
         return {
             "prompt": request.prompt,
             "enhanced": text,
             "model": spec.id,
-            "enhance_model": state.engine.tool_models.enhance,
+            "enhance_model": enhance_model_for(state.engine, spec.id),
         }
 
     return [a1111, native]

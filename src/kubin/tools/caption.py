@@ -43,14 +43,20 @@ def load_captioner(model_id: str, device: str = "cpu") -> Any:
     )
 
 
+def check_mode(mode: str) -> str:
+    """`mode` if it is one of DETAILS, else a message that names them."""
+    if mode not in DETAILS:
+        from kubin.errors import InvalidParams
+
+        raise InvalidParams(f"Unknown caption detail {mode!r}; choose {', '.join(DETAILS)}.")
+    return mode
+
+
 def caption(captioner: Any, image: Image.Image, detail: str = "short") -> str:
     """What `image` shows, in words (greedy decoding, so the same image gives the same text)."""
     import torch
 
-    if detail not in DETAILS:
-        from kubin.errors import InvalidParams
-
-        raise InvalidParams(f"Unknown caption detail {detail!r}; choose {', '.join(DETAILS)}.")
+    detail = check_mode(detail)
     image = image.convert("RGB")
     with torch.no_grad():
         if type(captioner.processor).__name__.startswith("Florence2"):
@@ -92,16 +98,15 @@ def image_files(target: Path) -> list[Path]:
 
 
 def caption_files(
-    captioner: Any,
+    describe: Callable[[Image.Image], str],
     files: list[Path],
     write_txt: bool,
     overwrite: bool = False,
-    detail: str = "short",
     on_entry: Callable[[CaptionEntry, int, int], None] | None = None,
 ) -> list[CaptionEntry]:
-    """Caption each file; with `write_txt`, into name.txt beside it (an existing one is kept unless
-    `overwrite`). An unreadable file is reported in its entry and the rest go on. `on_entry(entry, done,
-    total)` follows each file (it may raise to stop, e.g. on cancel)."""
+    """Caption each file with `describe(image)`; with `write_txt`, into name.txt beside it (an existing one is
+    kept unless `overwrite`). An unreadable file is reported in its entry and the rest go on. `on_entry(entry,
+    done, total)` follows each file (it may raise to stop, e.g. on cancel)."""
     from kubin.errors import KubinError
     from kubin.images import open_image
 
@@ -113,7 +118,7 @@ def caption_files(
             entry.skipped, entry.txt = True, txt
         else:
             try:
-                entry.caption = caption(captioner, open_image(str(path), "Image"), detail)
+                entry.caption = describe(open_image(str(path), "Image"))
             except KubinError as exc:
                 entry.error = str(exc)
             if entry.caption is not None and write_txt:

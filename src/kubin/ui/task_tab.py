@@ -292,7 +292,7 @@ def build_task_tab(
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     if describe is not None and "prompt" in widgets:
-        wire_describe(ctx, task, describe, describable, widgets["prompt"], owner)
+        wire_describe(ctx, task, describe, describable, widgets["prompt"], model, owner)
     if enhance is not None:
         wire_enhance(ctx, task, enhance, widgets["prompt"], model, owner)
     reuse_seed.click(

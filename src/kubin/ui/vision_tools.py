@@ -65,22 +65,26 @@ def describe_button(task: str) -> gr.Button:
     return gr.Button("Describe", size="sm", elem_id=f"{task}-describe", min_width=100)
 
 
-def wire_describe(ctx: UIContext, task: str, button: gr.Button, image: Any, prompt: Any, owner: Any) -> None:
-    """Describe puts the caption model's description of the image into the prompt."""
+def wire_describe(
+    ctx: UIContext, task: str, button: gr.Button, image: Any, prompt: Any, model: Any, owner: Any
+) -> None:
+    """Describe puts a description of the image into the prompt: from the selected model's own encoder when it
+    has one (Kandinsky 5 and 6), else from the caption model."""
 
-    def run(value: Any, owner_id: str) -> str:
+    def run(value: Any, model_id: str, owner_id: str) -> str:
         from kubin.images import open_image
-        from kubin.tools.jobs import caption_image
+        from kubin.tools.jobs import caption_image, caption_model_for
 
         if isinstance(value, dict):  # an image editor: its picture, without the painted strokes
             value = value.get("background")
         try:
             picture = open_image(value, "The image").convert("RGB")
-            return caption_image(ctx.engine, picture, detail="detailed", owner=owner_id)
+            captioner = caption_model_for(ctx.engine, model_id)
+            return caption_image(ctx.engine, picture, captioner, detail="detailed", owner=owner_id)
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    button.click(run, [image, owner], prompt, api_name=f"{task}_describe", concurrency_limit=1,
+    button.click(run, [image, model, owner], prompt, api_name=f"{task}_describe", concurrency_limit=1,
                  concurrency_id="tools")  # fmt: skip
 
 
@@ -89,17 +93,18 @@ def enhance_button(task: str) -> gr.Button:
 
 
 def wire_enhance(ctx: UIContext, task: str, button: gr.Button, prompt: Any, model: Any, owner: Any) -> None:
-    """Enhance prompt rewrites the prompt in detail for the selected model, for the user to edit; the next
-    Generate of this tab records it in the outputs' metadata (see `enhancement_meta`)."""
+    """Enhance prompt rewrites the prompt in detail for the selected model (by its own encoder when it has one:
+    Kandinsky 5 and 6), for the user to edit; the next Generate of this tab records it in the outputs'
+    metadata (see `enhancement_meta`)."""
 
     def run(text: str, model_id: str, owner_id: str) -> str:
-        from kubin.tools.jobs import enhance_prompt
+        from kubin.tools.jobs import enhance_model_for, enhance_prompt
 
         try:
-            enhanced = enhance_prompt(ctx.engine, text or "", ctx.spec(model_id).title, owner=owner_id)
+            enhanced = enhance_prompt(ctx.engine, text or "", model_id, owner=owner_id)
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        ctx.remember_enhancement(owner_id, (text, enhanced, ctx.engine.tool_models.enhance))
+        ctx.remember_enhancement(owner_id, (text, enhanced, enhance_model_for(ctx.engine, model_id)))
         return enhanced
 
     button.click(run, [prompt, model, owner], prompt, api_name=f"{task}_enhance", concurrency_limit=1,
