@@ -1,6 +1,7 @@
 """Captions: what an image shows, in words, from the caption model (the `tools.caption_model` setting,
 Florence-2 base by default) or from a Kandinsky 5 or 6 model's own Qwen2.5-VL encoder; or a whole folder captioned into name.txt beside each image, existing ones
-skipped unless Overwrite, with progress and Cancel. This is how LoRA training data is prepared.
+skipped unless Overwrite, with progress and Cancel. A caption is short, detailed or more detailed, or tags
+(the Mode). This is how LoRA training data is prepared.
 
 Everything runs through `kubin.tools.jobs`, as tool jobs in the engine's queue: a caption waits for a
 running generation and never shares the device with it.
@@ -14,13 +15,11 @@ from pathlib import Path
 from kubin.errors import InvalidParams, KubinError
 from kubin.images import open_image
 
-DETAILS = ("short", "detailed", "more detailed")
 
-
-def caption_one(engine, image_path: str, detail: str, owner: str = "", model_id: str | None = None) -> str:
+def caption_one(engine, image_path: str, mode: str, owner: str = "", model_id: str | None = None) -> str:
     from kubin.tools.jobs import caption_image
 
-    return caption_image(engine, open_image(image_path, "The image"), model_id, detail=detail, owner=owner)
+    return caption_image(engine, open_image(image_path, "The image"), model_id, mode=mode, owner=owner)
 
 
 def captioners(ctx) -> list[tuple[str, str]]:
@@ -35,7 +34,7 @@ def captioners(ctx) -> list[tuple[str, str]]:
 def caption_folder(
     engine,
     folder: str,
-    detail: str,
+    mode: str,
     overwrite: bool,
     on_entry=None,
     owner: str = "",
@@ -51,16 +50,18 @@ def caption_folder(
     files = image_files(path)
     if not files:
         raise InvalidParams(f"The folder {path} holds no image files.")
-    return submit_captions(engine, files, True, overwrite, model_id, detail, on_entry, owner)
+    return submit_captions(engine, files, True, overwrite, model_id, mode, on_entry, owner)
 
 
-def report(entries) -> str:
-    """A Markdown summary of a folder run: counts, then each file that failed."""
+def report(entries, mode: str = "", model_id: str = "") -> str:
+    """A Markdown summary of a folder run: counts (and the mode and model the captions were made with), then
+    each file that failed."""
     written = sum(1 for e in entries if e.caption is not None)
     skipped = sum(1 for e in entries if e.skipped)
     failed = [e for e in entries if e.error]
+    made = f" ({mode}, by `{model_id}`)" if written and mode else ""
     lines = [
-        f"{written} caption(s) written, {skipped} skipped (their .txt exists), {len(failed)} unreadable."
+        f"{written} caption(s) written{made}, {skipped} skipped (their .txt exists), {len(failed)} unreadable."
     ]
     lines += [f"- {e.path.name}: {e.error}" for e in failed]
     return "\n".join(lines)
@@ -70,6 +71,7 @@ def setup(api):
     def tab(ctx):
         import gradio as gr
 
+        from kubin.tools.caption import MODES
         from kubin.ui.components import refuse_non_images
 
         owner = gr.State(lambda: f"captions-{uuid.uuid4().hex}")
@@ -90,7 +92,8 @@ def setup(api):
                 )
                 captioner = gr.Dropdown(captioners(ctx), value=ctx.engine.tool_models.caption,
                                         label="Caption with", elem_id="captions-model")  # fmt: skip
-                detail = gr.Radio(list(DETAILS), value="short", label="Detail", elem_id="captions-detail")
+                detail = gr.Radio(list(MODES), value="short", label="Mode", elem_id="captions-detail",
+                                  info="a caption, or comma-separated tags")  # fmt: skip
                 describe = gr.Button("Describe", variant="primary", elem_id="captions-describe")
                 text = gr.Textbox(label="Caption", lines=3, elem_id="captions-text", buttons=["copy"])
             with gr.Column(scale=1, min_width=300):
@@ -123,7 +126,9 @@ def setup(api):
                 return "Cancelled; the captions written so far are kept."
             if handle.error is not None:
                 raise gr.Error(str(handle.error), print_exception=False)
-            return report(handle.value)
+            from kubin.tools.jobs import caption_model_for
+
+            return report(handle.value, how, caption_model_for(ctx.engine, model_id))
 
         def on_cancel(owner_id):
             n = ctx.engine.cancel_owner(owner_id)

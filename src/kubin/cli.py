@@ -19,7 +19,12 @@ from kubin.errors import KubinError
 from kubin.params import TASK_PARAMS
 from kubin.runtime.memory import CHOICES, MEMORY_FIELDS
 
-CAPTION_DETAILS = ("short", "detailed", "more detailed")  # kubin.tools.caption.DETAILS, without its imports
+CAPTION_MODES = (
+    "short",
+    "detailed",
+    "more detailed",
+    "tags",
+)  # kubin.tools.caption.MODES, without its imports
 
 __all__ = [
     "EXIT_CANCELLED",
@@ -234,7 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _common(caption, suppress=True)
     caption.add_argument("target", metavar="FILE_OR_DIR")
-    caption.add_argument("--detail", choices=CAPTION_DETAILS, default="short", help="how long a caption")
+    caption.add_argument("--mode", choices=CAPTION_MODES, default="short",
+                         help="a short or (more) detailed caption, or comma-separated tags")  # fmt: skip
+    caption.add_argument(
+        "--detail", dest="mode", choices=CAPTION_MODES, help=argparse.SUPPRESS
+    )  # the old name
     caption.add_argument(
         "--overwrite", action="store_true", help="replace existing .txt files (default: skip them)"
     )
@@ -737,7 +746,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    """One JSON line per image ({"file", "caption"} or {"file", "error"}); a folder's captions also go to
+    """One JSON line per image ({"file", "caption", "mode", "caption_model"} or {"file", "error"}); a folder's captions also go to
     name.txt beside each image, existing ones kept unless --overwrite. Unreadable files are reported and the
     rest go on; the exit code says whether any failed."""
     from pathlib import Path
@@ -755,16 +764,17 @@ def cmd_caption(args: argparse.Namespace) -> int:
         raise KubinError(f"{args.target} holds no image files.")
     failed = 0
 
+    recorded = {"mode": args.mode, "caption_model": engine.tool_models.caption}
+
     def report(entry, done: int, total: int) -> None:
         nonlocal failed
-        print(json.dumps(entry.as_json(), ensure_ascii=False), flush=True)
+        line = entry.as_json() | (recorded if entry.caption is not None else {})
+        print(json.dumps(line, ensure_ascii=False), flush=True)
         if entry.error:
             failed += 1
             print(f"error: {entry.error}", file=sys.stderr, flush=True)
 
-    handle = submit_captions(
-        engine, files, target.is_dir(), args.overwrite, detail=args.detail, on_entry=report
-    )
+    handle = submit_captions(engine, files, target.is_dir(), args.overwrite, mode=args.mode, on_entry=report)
     try:
         handle.wait()
     except KeyboardInterrupt:

@@ -95,11 +95,14 @@ def test_the_captions_tab_captions_a_folder_and_says_what_it_skipped(
     open_tool(page, "Captions")
 
     page.locator("#captions-folder textarea").fill(str(folder))
+    page.locator("#captions-detail").get_by_label("tags").check()
+    expect(page.locator("#captions-model input")).to_have_value("tiny-caption · the caption model")
     page.locator("#captions-run").click()
 
     summary = page.locator("#captions-summary")
     expect(summary).to_contain_text(
-        "1 caption(s) written, 1 skipped (their .txt exists), 1 unreadable.", timeout=60_000
+        "1 caption(s) written (tags, by tiny-caption), 1 skipped (their .txt exists), 1 unreadable.",
+        timeout=60_000,
     )
     expect(summary).to_contain_text("c.png")
     assert (folder / "a.txt").read_text().strip() and (folder / "b.txt").read_text() == "mine\n"

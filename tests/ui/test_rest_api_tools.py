@@ -31,15 +31,13 @@ def test_interrogate_answers_in_a1111s_shape_and_the_native_caption_agrees(http,
     assert reply.status_code == 200, reply.text
     assert list(reply.json()) == ["caption"] and reply.json()["caption"].strip()
     native = http.post(f"{API}/tools/caption", json={"image": photo, "detail": "detailed"}).json()
-    assert native == {
-        "caption": reply.json()["caption"],
-        "detail": "detailed",
-        "caption_model": "tiny-caption",
-    }
+    assert native == {"caption": reply.json()["caption"], "mode": "detailed", "caption_model": "tiny-caption"}
+    tags = http.post(f"{API}/tools/caption", json={"image": photo, "mode": "tags"}).json()
+    assert tags["mode"] == "tags" and tags["caption"].strip() and tags["caption"] != native["caption"]
 
     assert http.post("/sdapi/v1/interrogate", json={"image": "bm90IGFuIGltYWdl"}).status_code == 422
-    bad_detail = http.post(f"{API}/tools/caption", json={"image": photo, "detail": "tags"})
-    assert bad_detail.status_code == 422 and "Unknown caption detail" in bad_detail.json()["detail"]
+    bad_mode = http.post(f"{API}/tools/caption", json={"image": photo, "mode": "a poem"})
+    assert bad_mode.status_code == 422 and "Unknown caption mode 'a poem'" in bad_mode.json()["detail"]
 
 
 def test_the_depth_route_saves_a_single_channel_map_of_the_photos_size(http, photo):
@@ -92,8 +90,8 @@ def test_a_tool_model_set_in_settings_applies_at_once_and_missing_weights_name_i
     assert http.post("/sdapi/v1/interrogate", json={"image": photo}).status_code == 200
 
 
-def caption_by(http, photo: str, model: str) -> str:
-    reply = http.post(f"{API}/tools/caption", json={"image": photo, "detail": "detailed", "model": model})
+def caption_by(http, photo: str, model: str, mode: str = "detailed") -> str:
+    reply = http.post(f"{API}/tools/caption", json={"image": photo, "mode": mode, "model": model})
     assert reply.status_code == 200, reply.text
     return reply.json()["caption"]
 
@@ -129,7 +127,9 @@ def test_a_kandinsky_5_model_captions_with_its_own_encoder_in_describe_and_the_a
         f"{API}/tools/caption", json={"image": photo, "detail": "detailed", "model": "tiny-kd50-i2i"}
     )
     florence = http.post(f"{API}/tools/caption", json={"image": photo, "detail": "detailed"}).json()
+    tags = api_client.predict(handle_file(str(path)), "tiny-kd50-i2i", "tags", api_name="/i2i_describe")
 
     assert native.status_code == 200, native.text
     assert native.json()["caption_model"] == "tiny-kd50-i2i" and florence["caption_model"] == "tiny-caption"
     assert described == native.json()["caption"] != florence["caption"]
+    assert tags == caption_by(http, photo, "tiny-kd50-i2i", "tags") != described  # the mode reaches it

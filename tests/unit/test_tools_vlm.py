@@ -57,11 +57,14 @@ def test_kandinsky_5_captions_with_the_loaded_models_own_encoder(vlm_engine):
     vlm_engine.run(Job("t2i", "tiny-kd50-t2i", {"prompt": "a cat", "steps": 1, "width": 64, "height": 64}))
     loaded = vlm_engine.manager.get("tiny-kd50-t2i")
 
-    said = caption_image(vlm_engine, picture(), "tiny-kd50-t2i", detail="detailed")
+    said = caption_image(vlm_engine, picture(), "tiny-kd50-t2i", mode="detailed")
 
     expected = greedy(pipeline("tiny-kd50-t2i", "Kandinsky5T2IPipeline"),
                       [{"type": "image", "image": picture()}, {"type": "text", "text": CHAT_PROMPTS["detailed"]}])  # fmt: skip
     assert said == expected and said
+    tags = caption_image(vlm_engine, picture(), "tiny-kd50-t2i", mode="tags")
+    assert tags == greedy(pipeline("tiny-kd50-t2i", "Kandinsky5T2IPipeline"),
+                          [{"type": "image", "image": picture()}, {"type": "text", "text": CHAT_PROMPTS["tags"]}])  # fmt: skip
     assert vlm_engine.manager.get("tiny-kd50-t2i") is loaded  # the same model, not loaded again
     assert vlm_engine.manager._tools == {}  # and no caption model beside it
 
@@ -97,12 +100,12 @@ def test_kubin_caption_and_enhance_use_a_kandinsky_5_models_own_encoder(tmp_path
     config = ["--config", str(tmp_path / "user.yaml")]
 
     captioned = run_in_process(tmp_path, ["caption", *config, "--caption-model", "tiny-kd50-i2i",
-                                          "--detail", "detailed", str(tmp_path / "cat.png")])  # fmt: skip
+                                          "--mode", "detailed", str(tmp_path / "cat.png")])  # fmt: skip
     enhanced = run_in_process(tmp_path, ["enhance", *config, "--model", "tiny-kd50-t2i", "a red cat"])
 
     assert captioned.returncode == 0, captioned.stderr
     assert json.loads(captioned.stdout)["caption"] == caption_image(
-        vlm_engine, picture(), "tiny-kd50-i2i", detail="detailed"
+        vlm_engine, picture(), "tiny-kd50-i2i", mode="detailed"
     )
     assert enhanced.returncode == 0, enhanced.stderr
     assert enhanced.stdout.strip() == enhance_prompt(vlm_engine, "a red cat", "tiny-kd50-t2i")

@@ -9,11 +9,11 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from kubin.api.jobs import ApiState
 
-CAPTION_DETAILS = ("short", "detailed", "more detailed")
+CAPTION_MODES = ("short", "detailed", "more detailed", "tags")  # kubin.tools.caption.MODES
 
 
 class InterrogateRequest(BaseModel):
@@ -30,7 +30,12 @@ class InterrogateResponse(BaseModel):
 class CaptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str = Field(description="base64 image, data: URL or an output url")
-    detail: str = Field("short", description=" or ".join(CAPTION_DETAILS))
+    mode: str = Field(
+        "short",
+        description=", ".join(CAPTION_MODES)
+        + " (tags: comma-separated); `detail` is accepted as its old name",
+        validation_alias=AliasChoices("mode", "detail"),
+    )
     model: str | None = Field(
         None,
         description="a Kandinsky 5 or 6 model id: caption with its own Qwen2.5-VL encoder (no caption model is "
@@ -40,7 +45,7 @@ class CaptionRequest(BaseModel):
 
 class CaptionResponse(BaseModel):
     caption: str
-    detail: str
+    mode: str
     caption_model: str
 
 
@@ -85,10 +90,10 @@ def build_routers(state: ApiState, route_class) -> list[APIRouter]:
             for path in created:
                 path.unlink(missing_ok=True)
 
-    def caption(value: str, detail: str, model_id: str | None = None) -> str:
+    def caption(value: str, mode: str, model_id: str | None = None) -> str:
         from kubin.tools.jobs import caption_image
 
-        return caption_image(state.engine, image(value, "image"), model_id, detail=detail, owner="api")
+        return caption_image(state.engine, image(value, "image"), model_id, mode=mode, owner="api")
 
     @a1111.post("/interrogate", response_model=InterrogateResponse)
     async def interrogate(request: InterrogateRequest) -> dict[str, Any]:
@@ -97,12 +102,12 @@ def build_routers(state: ApiState, route_class) -> list[APIRouter]:
 
     @native.post("/caption", response_model=CaptionResponse)
     async def caption_route(request: CaptionRequest) -> dict[str, Any]:
-        """What the image shows, in words (short, detailed or more detailed)."""
+        """What the image shows, in words (a short, detailed or more detailed caption, or tags)."""
         from kubin.tools.jobs import caption_model_for
 
         captioner = caption_model_for(state.engine, request.model)
-        text = await run_in_threadpool(caption, request.image, request.detail, captioner)
-        return {"caption": text, "detail": request.detail, "caption_model": captioner}
+        text = await run_in_threadpool(caption, request.image, request.mode, captioner)
+        return {"caption": text, "mode": request.mode, "caption_model": captioner}
 
     @native.post("/depth", response_model=DepthResponse)
     async def depth_route(request: DepthRequest) -> dict[str, Any]:

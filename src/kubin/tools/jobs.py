@@ -59,11 +59,12 @@ def enhance_model_for(engine: Engine, selected: str | None) -> str:
 
 
 def caption_image(
-    engine: Engine, image: Image.Image, model_id: str | None = None, detail: str = "short", owner: str = ""
+    engine: Engine, image: Image.Image, model_id: str | None = None, mode: str = "short", owner: str = ""
 ) -> str:
-    """What `image` shows, in words, in the engine's queue: from the caption model `model_id` (default: the
+    """What `image` shows, in words (a caption or tags, as `mode` asks: kubin.tools.caption.MODES), in the
+    engine's queue: from the caption model `model_id` (default: the
     setting's), or from a Kandinsky 5 or 6 model's own encoder when `model_id` names one (kubin.tools.vlm)."""
-    return engine.run_tool("Caption", lambda tool: _describer(tool, model_id, detail)(image), owner)
+    return engine.run_tool("Caption", lambda tool: _describer(tool, model_id, mode)(image), owner)
 
 
 def submit_captions(
@@ -72,7 +73,7 @@ def submit_captions(
     write_txt: bool,
     overwrite: bool = False,
     model_id: str | None = None,
-    detail: str = "short",
+    mode: str = "short",
     on_entry=None,
     owner: str = "",
 ):
@@ -88,24 +89,24 @@ def submit_captions(
             tool.progress(done, total)  # raises JobCancelled once cancel was asked for
 
         tool.progress(0, len(files))
-        return caption_files(_describer(tool, model_id, detail), files, write_txt, overwrite, follow)
+        return caption_files(_describer(tool, model_id, mode), files, write_txt, overwrite, follow)
 
     return engine.submit_tool(ToolJob("Captioning", job, owner))
 
 
-def _describer(tool, model_id: str | None, detail: str) -> Callable[[Image.Image], str]:
+def _describer(tool, model_id: str | None, mode: str) -> Callable[[Image.Image], str]:
     """image -> caption, from inside a tool job: a generation model's own encoder (that model, loaded as a
     generation would load it, or already loaded), or the caption model, kept by the model manager."""
     from kubin.tools.caption import caption, check_mode, load_captioner
 
-    check_mode(detail)
+    check_mode(mode)
     model_id = model_id or tool.engine.tool_models.caption
     own = own_vlm(tool.engine, model_id)
     if own is not None:
         model = tool.generation_model(own)
-        return lambda image: model.caption(image, detail)
+        return lambda image: model.caption(image, mode)
     captioner = tool.model(f"caption:{model_id}", lambda device: load_captioner(model_id, device))
-    return lambda image: caption(captioner, image, detail)
+    return lambda image: caption(captioner, image, mode)
 
 
 def enhance_prompt(

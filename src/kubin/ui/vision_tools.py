@@ -60,18 +60,26 @@ def describable_image(widgets: dict[str, Any]) -> Any:
     return None
 
 
-def describe_button(task: str) -> gr.Button:
-    """The "Describe" button under an input image (wired to the prompt by `wire_describe`)."""
-    return gr.Button("Describe", size="sm", elem_id=f"{task}-describe", min_width=100)
+def describe_button(task: str) -> tuple[gr.Button, gr.Dropdown]:
+    """The "Describe" button under an input image, and what it writes (a caption or tags: kubin.tools.caption's
+    MODES); wired to the prompt by `wire_describe`."""
+    from kubin.tools.caption import MODES
+
+    with gr.Row(equal_height=True, elem_id=f"{task}-describe-row"):
+        button = gr.Button("Describe", size="sm", elem_id=f"{task}-describe", min_width=100, scale=1)
+        mode = gr.Dropdown(list(MODES), value="detailed", show_label=False, container=False, min_width=120,
+                           scale=1, elem_id=f"{task}-describe-mode")  # fmt: skip
+    return button, mode
 
 
 def wire_describe(
-    ctx: UIContext, task: str, button: gr.Button, image: Any, prompt: Any, model: Any, owner: Any
-) -> None:
-    """Describe puts a description of the image into the prompt: from the selected model's own encoder when it
-    has one (Kandinsky 5 and 6), else from the caption model."""
+    ctx: UIContext, task: str, describe: tuple[gr.Button, gr.Dropdown], image: Any, prompt: Any, model: Any,
+    owner: Any,
+) -> None:  # fmt: skip
+    """Describe puts a description of the image (a caption or tags) into the prompt: from the selected model's
+    own encoder when it has one (Kandinsky 5 and 6), else from the caption model."""
 
-    def run(value: Any, model_id: str, owner_id: str) -> str:
+    def run(value: Any, model_id: str, mode: str, owner_id: str) -> str:
         from kubin.images import open_image
         from kubin.tools.jobs import caption_image, caption_model_for
 
@@ -80,11 +88,12 @@ def wire_describe(
         try:
             picture = open_image(value, "The image").convert("RGB")
             captioner = caption_model_for(ctx.engine, model_id)
-            return caption_image(ctx.engine, picture, captioner, detail="detailed", owner=owner_id)
+            return caption_image(ctx.engine, picture, captioner, mode=mode or "detailed", owner=owner_id)
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    button.click(run, [image, model, owner], prompt, api_name=f"{task}_describe", concurrency_limit=1,
+    button, mode = describe
+    button.click(run, [image, model, mode, owner], prompt, api_name=f"{task}_describe", concurrency_limit=1,
                  concurrency_id="tools")  # fmt: skip
 
 
