@@ -34,6 +34,8 @@ def test_interrogate_answers_in_a1111s_shape_and_the_native_caption_agrees(http,
     assert native == {"caption": reply.json()["caption"], "mode": "detailed", "caption_model": "tiny-caption"}
     tags = http.post(f"{API}/tools/caption", json={"image": photo, "mode": "tags"}).json()
     assert tags["mode"] == "tags" and tags["caption"].strip() and tags["caption"] != native["caption"]
+    tagger = http.post("/sdapi/v1/interrogate", json={"image": photo, "model": "deepdanbooru"})
+    assert tagger.json() == {"caption": tags["caption"]}  # A1111's tagger: tags
 
     assert http.post("/sdapi/v1/interrogate", json={"image": "bm90IGFuIGltYWdl"}).status_code == 422
     bad_mode = http.post(f"{API}/tools/caption", json={"image": photo, "mode": "a poem"})

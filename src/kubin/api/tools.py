@@ -20,7 +20,11 @@ class InterrogateRequest(BaseModel):
     """A1111's body: the image, and which interrogator (`clip` or `deepdanbooru` there)."""
 
     image: str = Field(description="base64 image (or a data: URL)")
-    model: str = Field("clip", description="accepted for A1111 clients; Kubin answers with its caption model")
+    model: str = Field(
+        "clip",
+        description="Kubin answers with its caption model: `deepdanbooru` (A1111's tagger) gives tags, any other "
+        "a detailed caption",
+    )
 
 
 class InterrogateResponse(BaseModel):
@@ -98,7 +102,8 @@ def build_routers(state: ApiState, route_class) -> list[APIRouter]:
     @a1111.post("/interrogate", response_model=InterrogateResponse)
     async def interrogate(request: InterrogateRequest) -> dict[str, Any]:
         """A caption of the image from the caption model (a1111: CLIP interrogator)."""
-        return {"caption": await run_in_threadpool(caption, request.image, "detailed")}
+        mode = "tags" if request.model == "deepdanbooru" else "detailed"
+        return {"caption": await run_in_threadpool(caption, request.image, mode)}
 
     @native.post("/caption", response_model=CaptionResponse)
     async def caption_route(request: CaptionRequest) -> dict[str, Any]:
