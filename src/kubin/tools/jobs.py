@@ -62,8 +62,8 @@ def caption_image(
     engine: Engine, image: Image.Image, model_id: str | None = None, mode: str = "short", owner: str = ""
 ) -> str:
     """What `image` shows, in words (a caption or tags, as `mode` asks: kubin.tools.caption.MODES), in the
-    engine's queue: from the caption model `model_id` (default: the
-    setting's), or from a Kandinsky 5 or 6 model's own encoder when `model_id` names one (kubin.tools.vlm)."""
+    engine's queue: from the caption model `model_id` (default: the setting's), or from a Kandinsky 5 or 6
+    model's own encoder when `model_id` names one (kubin.tools.vlm)."""
     return engine.run_tool("Caption", lambda tool: _describer(tool, model_id, mode)(image), owner)
 
 
@@ -114,7 +114,7 @@ def enhance_prompt(
 ) -> str:
     """`prompt` expanded for the generation model `target` (an id or a title), in the engine's queue: by the
     prompt expansion model `model_id` (default: the setting's), or, when `target` is a Kandinsky 5 or 6 model,
-    by that model's own encoder (kubin.tools.vlm)."""
+    by that model's own encoder whatever `model_id` says (kubin.tools.vlm)."""
     from kubin.errors import InvalidParams, KubinError
     from kubin.tools.enhance import enhance, load_enhancer
 
