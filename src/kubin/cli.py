@@ -19,7 +19,12 @@ from kubin.errors import KubinError
 from kubin.params import TASK_PARAMS
 from kubin.runtime.memory import CHOICES, MEMORY_FIELDS
 
-CAPTION_DETAILS = ("short", "detailed", "more detailed")  # kubin.tools.caption.DETAILS, without its imports
+CAPTION_MODES = (
+    "short",
+    "detailed",
+    "more detailed",
+    "tags",
+)  # kubin.tools.caption.MODES, without its imports
 
 __all__ = [
     "EXIT_CANCELLED",
@@ -234,7 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _common(caption, suppress=True)
     caption.add_argument("target", metavar="FILE_OR_DIR")
-    caption.add_argument("--detail", choices=CAPTION_DETAILS, default="short", help="how long a caption")
+    caption.add_argument("--mode", choices=CAPTION_MODES, default="short",
+                         help="a short or (more) detailed caption, or comma-separated tags")  # fmt: skip
+    caption.add_argument(
+        "--detail", dest="mode", choices=CAPTION_MODES, help=argparse.SUPPRESS
+    )  # the old name
     caption.add_argument(
         "--overwrite", action="store_true", help="replace existing .txt files (default: skip them)"
     )
@@ -628,18 +637,15 @@ def _queue_folder(args: argparse.Namespace, engine, task: str, model_id: str, pa
 
 def _enhanced(engine, model_id: str, values: dict[str, Any]) -> dict[str, Any]:
     """--enhance-prompt: the job's prompt expanded in place; returns what its outputs' metadata records."""
-    from kubin.tools.jobs import enhance_prompt, enhancement_meta
+    from kubin.tools.jobs import enhance_model_for, enhance_prompt, enhancement_meta
 
     original = str(values.get("prompt") or "")
     if not original.strip():
         return {}
-    values["prompt"] = enhance_prompt(engine, original, engine.manager.spec(model_id).title)
-    print(
-        f"notice: prompt expanded by {engine.tool_models.enhance}: {values['prompt']}",
-        file=sys.stderr,
-        flush=True,
-    )
-    return enhancement_meta(original, values["prompt"], engine.tool_models.enhance, values["prompt"])
+    values["prompt"] = enhance_prompt(engine, original, model_id)
+    expander = enhance_model_for(engine, model_id)
+    print(f"notice: prompt expanded by {expander}: {values['prompt']}", file=sys.stderr, flush=True)
+    return enhancement_meta(original, values["prompt"], expander, values["prompt"])
 
 
 def _generate_grid(args: argparse.Namespace, engine, task: str, model_id: str, params: dict[str, Any]) -> int:
@@ -740,7 +746,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    """One JSON line per image ({"file", "caption"} or {"file", "error"}); a folder's captions also go to
+    """One JSON line per image ({"file", "caption", "mode", "caption_model"} or {"file", "error"}); a folder's captions also go to
     name.txt beside each image, existing ones kept unless --overwrite. Unreadable files are reported and the
     rest go on; the exit code says whether any failed."""
     from pathlib import Path
@@ -758,16 +764,17 @@ def cmd_caption(args: argparse.Namespace) -> int:
         raise KubinError(f"{args.target} holds no image files.")
     failed = 0
 
+    recorded = {"mode": args.mode, "caption_model": engine.tool_models.caption}
+
     def report(entry, done: int, total: int) -> None:
         nonlocal failed
-        print(json.dumps(entry.as_json(), ensure_ascii=False), flush=True)
+        line = entry.as_json() | (recorded if entry.caption is not None else {})
+        print(json.dumps(line, ensure_ascii=False), flush=True)
         if entry.error:
             failed += 1
             print(f"error: {entry.error}", file=sys.stderr, flush=True)
 
-    handle = submit_captions(
-        engine, files, target.is_dir(), args.overwrite, detail=args.detail, on_entry=report
-    )
+    handle = submit_captions(engine, files, target.is_dir(), args.overwrite, mode=args.mode, on_entry=report)
     try:
         handle.wait()
     except KeyboardInterrupt:
@@ -781,14 +788,14 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
-    """The prompt expanded by the prompt expansion model for --model (the generation model it is for)."""
+    """The prompt expanded for --model (the generation model it is for): by the prompt expansion model, or by
+    that model's own encoder (Kandinsky 5 and 6)."""
     from kubin.tools.jobs import enhance_prompt
 
     settings = load_settings(args)
     engine = make_engine(settings)
     try:
-        target = engine.manager.spec(settings.get("model")).title
-        print(enhance_prompt(engine, args.prompt, target), flush=True)
+        print(enhance_prompt(engine, args.prompt, settings.get("model")), flush=True)
     finally:
         engine.close(wait=True)
     return 0

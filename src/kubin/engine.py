@@ -330,9 +330,18 @@ class ToolContext:
         self._engine, self._handle = engine, handle
         self.device = engine.manager.placement().device
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def model(self, key: str, load: Callable[[str], Any]) -> Any:
         """The tool model `key`, loaded with `load(device)` on first use and kept by the model manager."""
         return self._engine.manager.tool_model(key, lambda: load(self.device))
+
+    def generation_model(self, model_id: str) -> Any:
+        """The loaded generation model `model_id` (a LoadedModel), loaded as a generation job would load it
+        when another one is in memory: a tool that reuses its parts (Kandinsky 5's Qwen2.5-VL captioning)."""
+        return self._engine.manager.get(model_id)
 
     def progress(self, done: int, total: int) -> None:
         self.report(done, total)

@@ -158,7 +158,8 @@ def new_page(browser, kubin_server: KubinServer):
         page = context.new_page()
         page.set_default_timeout(30_000)  # generous: CI machines may be busy
         page.goto(kubin_server.url + path)
-        page.wait_for_selector("#prompt textarea")
+        # The whole app's first render: over 30 s was seen with the machine's load at 10-13 on 2 cores.
+        page.wait_for_selector("#prompt textarea", timeout=60_000)
         return page
 
     yield open_page

@@ -95,12 +95,58 @@ def test_the_captions_tab_captions_a_folder_and_says_what_it_skipped(
     open_tool(page, "Captions")
 
     page.locator("#captions-folder textarea").fill(str(folder))
+    page.locator("#captions-detail").get_by_label("tags").check()
+    expect(page.locator("#captions-model input")).to_have_value("tiny-caption · the caption model")
     page.locator("#captions-run").click()
 
     summary = page.locator("#captions-summary")
     expect(summary).to_contain_text(
-        "1 caption(s) written, 1 skipped (their .txt exists), 1 unreadable.", timeout=60_000
+        "1 caption(s) written (tags, by tiny-caption), 1 skipped (their .txt exists), 1 unreadable.",
+        timeout=60_000,
     )
     expect(summary).to_contain_text("c.png")
     assert (folder / "a.txt").read_text().strip() and (folder / "b.txt").read_text() == "mine\n"
     page.screenshot(path=artifacts_dir / f"captions-{viewport['width']}.png", full_page=True)
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1366, "height": 900}, {"width": 390, "height": 844}], ids=["desktop", "phone"]
+)
+def test_describe_under_the_mix_images_and_the_3d_picture_writes_the_prompt(
+    new_page, photo, viewport, artifacts_dir
+):
+    page = new_page("/", viewport=viewport)
+    open_tab(page, "Mix")
+    page.locator("#mix-prompt-1 textarea").fill("a lighthouse")
+    page.locator("#mix-image-2 input[type=file]").set_input_files(photo)
+    expect(page.locator("#mix-image-2 img")).to_be_visible()
+    page.locator("#mix-image-2-describe-mode").click()
+    page.get_by_role("option", name="tags", exact=True).click()
+    button = page.locator("#mix-image-2-describe")
+    box = button.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]  # wholly on screen
+
+    button.click()
+
+    # Prompt 1 is taken: the tags go into the first empty prompt, Prompt 2.
+    second = page.locator("#mix-prompt-2 textarea")
+    expect(second).not_to_have_value("", timeout=60_000)
+    assert set(second.input_value()) <= set("abcdefghijklmnopqrstuvwxyz ,")  # the tiny caption model's tags
+    expect(page.locator("#mix-prompt-1 textarea")).to_have_value("a lighthouse")
+    button.scroll_into_view_if_needed()
+    page.screenshot(path=artifacts_dir / f"describe-mix-{viewport['width']}.png")
+
+    open_tab(page, "3D")
+    expect(page.locator("#mesh-describe")).to_be_hidden()  # text mode: no picture to describe
+    page.locator("#mesh-mode").get_by_label("Image to 3D").check()
+    page.locator("#mesh-init-image input[type=file]").set_input_files(photo)
+    expect(page.locator("#mesh-init-image img")).to_be_visible()
+    page.screenshot(path=artifacts_dir / f"describe-3d-{viewport['width']}.png")
+
+    page.locator("#mesh-describe").click()
+
+    # Image to prompt: the description is the prompt of text to 3D, shown to edit.
+    prompt = page.locator("#mesh-prompt textarea")
+    expect(prompt).to_be_visible(timeout=60_000)
+    expect(prompt).not_to_have_value("", timeout=60_000)
+    expect(page.locator("#mesh-generate-t2mesh")).to_be_visible()

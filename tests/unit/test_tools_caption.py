@@ -10,8 +10,8 @@ from cli_helpers import run_in_process
 from PIL import Image
 
 from kubin.engine import CANCELLED, DONE, Job
-from kubin.errors import WeightsMissing
-from kubin.tools.caption import caption, load_captioner
+from kubin.errors import InvalidParams, WeightsMissing
+from kubin.tools.caption import caption, florence_tags, load_captioner
 from kubin.tools.jobs import caption_image, submit_captions
 from kubin.tools.models import ToolModels
 from kubin.tools.weights import tool_folder
@@ -46,6 +46,27 @@ def test_a_caption_is_text_from_the_model_and_the_same_for_the_same_image(captio
 
     assert first and first == again  # greedy decoding
     assert set(first) <= set("abcdefghijklmnopqrstuvwxyz ")  # what the tiny model may write
+
+
+def test_florence_tags_name_each_thing_it_detected_once_in_order():
+    answer = "</s><s>car<loc_1><loc_2><loc_3><loc_4>old man<loc_5><loc_6><loc_7><loc_8>car<loc_9><loc_1><loc_2><loc_3></s>"
+
+    assert florence_tags(answer) == "car, old man"
+
+
+def test_the_tags_mode_asks_florence_for_the_things_it_detects(caption_engine):
+    captioner = load_captioner("tiny-caption")
+    detected = captioner(images=picture(1), text="<OD>", return_full_text=False, skip_special_tokens=False)
+
+    tags = caption_image(caption_engine, picture(1), mode="tags")
+
+    assert tags == florence_tags(detected[0]["generated_text"]) and tags != caption_image(
+        caption_engine, picture(1)
+    )
+    with pytest.raises(
+        InvalidParams, match="Unknown caption mode 'poem'; choose short, detailed, more detailed, tags"
+    ):
+        caption_image(caption_engine, picture(1), mode="poem")
 
 
 def test_a_folder_gets_a_txt_per_readable_image_skips_existing_and_reports_unreadable(caption_engine, folder):
@@ -100,7 +121,9 @@ def test_a_missing_caption_model_offline_names_it_and_kubin_download():
         load_captioner("florence-community/Florence-2-base")
 
 
-def test_kubin_caption_prints_a_json_line_per_image_and_writes_txt_for_a_folder(tmp_path, folder):
+def test_kubin_caption_prints_a_json_line_per_image_and_writes_txt_for_a_folder(
+    tmp_path, folder, caption_engine
+):
     (tmp_path / "user.yaml").write_text("")
     args = ["caption", "--config", str(tmp_path / "user.yaml"), "--caption-model", "tiny-caption"]
 
@@ -111,8 +134,13 @@ def test_kubin_caption_prints_a_json_line_per_image_and_writes_txt_for_a_folder(
     }
     assert set(lines) == {"a.png", "b.jpg", "c.png"}
     assert lines["a.png"]["caption"] == (folder / "a.txt").read_text().strip()
+    assert (lines["a.png"]["mode"], lines["a.png"]["caption_model"]) == ("short", "tiny-caption")
     assert "skipped" in lines["b.jpg"] and "error" in lines["c.png"]
     assert done.returncode == 2 and "error: Image 'c.png' could not be read" in done.stderr  # and it went on
 
     single = run_in_process(tmp_path, [*args, str(folder / "a.png")])
     assert single.returncode == 0 and json.loads(single.stdout)["caption"] == lines["a.png"]["caption"]
+    tags = json.loads(run_in_process(tmp_path, [*args, "--mode", "tags", str(folder / "a.png")]).stdout)
+    assert tags["mode"] == "tags" and tags["caption"] == caption_image(
+        caption_engine, picture(1), mode="tags"
+    )

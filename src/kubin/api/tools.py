@@ -9,18 +9,22 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from kubin.api.jobs import ApiState
 
-CAPTION_DETAILS = ("short", "detailed", "more detailed")
+CAPTION_MODES = ("short", "detailed", "more detailed", "tags")  # kubin.tools.caption.MODES
 
 
 class InterrogateRequest(BaseModel):
     """A1111's body: the image, and which interrogator (`clip` or `deepdanbooru` there)."""
 
     image: str = Field(description="base64 image (or a data: URL)")
-    model: str = Field("clip", description="accepted for A1111 clients; Kubin answers with its caption model")
+    model: str = Field(
+        "clip",
+        description="Kubin answers with its caption model: `deepdanbooru` (A1111's tagger) gives tags, any other "
+        "a detailed caption",
+    )
 
 
 class InterrogateResponse(BaseModel):
@@ -30,12 +34,22 @@ class InterrogateResponse(BaseModel):
 class CaptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str = Field(description="base64 image, data: URL or an output url")
-    detail: str = Field("short", description=" or ".join(CAPTION_DETAILS))
+    mode: str = Field(
+        "short",
+        description=", ".join(CAPTION_MODES)
+        + " (tags: comma-separated); `detail` is accepted as its old name",
+        validation_alias=AliasChoices("mode", "detail"),
+    )
+    model: str | None = Field(
+        None,
+        description="a Kandinsky 5 or 6 model id: caption with its own Qwen2.5-VL encoder (no caption model is "
+        "loaded); default or another model: the caption model",
+    )
 
 
 class CaptionResponse(BaseModel):
     caption: str
-    detail: str
+    mode: str
     caption_model: str
 
 
@@ -80,21 +94,25 @@ def build_routers(state: ApiState, route_class) -> list[APIRouter]:
             for path in created:
                 path.unlink(missing_ok=True)
 
-    def caption(value: str, detail: str) -> str:
+    def caption(value: str, mode: str, model_id: str | None = None) -> str:
         from kubin.tools.jobs import caption_image
 
-        return caption_image(state.engine, image(value, "image"), detail=detail, owner="api")
+        return caption_image(state.engine, image(value, "image"), model_id, mode=mode, owner="api")
 
     @a1111.post("/interrogate", response_model=InterrogateResponse)
     async def interrogate(request: InterrogateRequest) -> dict[str, Any]:
         """A caption of the image from the caption model (a1111: CLIP interrogator)."""
-        return {"caption": await run_in_threadpool(caption, request.image, "detailed")}
+        mode = "tags" if request.model == "deepdanbooru" else "detailed"
+        return {"caption": await run_in_threadpool(caption, request.image, mode)}
 
     @native.post("/caption", response_model=CaptionResponse)
     async def caption_route(request: CaptionRequest) -> dict[str, Any]:
-        """What the image shows, in words (short, detailed or more detailed)."""
-        text = await run_in_threadpool(caption, request.image, request.detail)
-        return {"caption": text, "detail": request.detail, "caption_model": state.engine.tool_models.caption}
+        """What the image shows, in words (a short, detailed or more detailed caption, or tags)."""
+        from kubin.tools.jobs import caption_model_for
+
+        captioner = caption_model_for(state.engine, request.model)
+        text = await run_in_threadpool(caption, request.image, request.mode, captioner)
+        return {"caption": text, "mode": request.mode, "caption_model": captioner}
 
     @native.post("/depth", response_model=DepthResponse)
     async def depth_route(request: DepthRequest) -> dict[str, Any]:
@@ -115,16 +133,17 @@ def build_routers(state: ApiState, route_class) -> list[APIRouter]:
 
     @native.post("/enhance", response_model=EnhanceResponse)
     async def enhance_route(request: EnhanceRequest) -> dict[str, Any]:
-        """The prompt rewritten in detail by the prompt expansion model, for the generation model named."""
-        from kubin.tools.jobs import enhance_prompt
+        """The prompt rewritten in detail for the generation model named: by the prompt expansion model, or by
+        that model's own encoder (Kandinsky 5 and 6)."""
+        from kubin.tools.jobs import enhance_model_for, enhance_prompt
 
         spec = state.spec(request.model)
-        text = await run_in_threadpool(enhance_prompt, state.engine, request.prompt, spec.title, None, "api")
+        text = await run_in_threadpool(enhance_prompt, state.engine, request.prompt, spec.id, None, "api")
         return {
             "prompt": request.prompt,
             "enhanced": text,
             "model": spec.id,
-            "enhance_model": state.engine.tool_models.enhance,
+            "enhance_model": enhance_model_for(state.engine, spec.id),
         }
 
     return [a1111, native]

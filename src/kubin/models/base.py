@@ -79,5 +79,14 @@ class LoadedModel:
         slots.activate(modules, list(loras))
         self.active_loras = list(loras)
 
+    def caption(self, image: Any, mode: str) -> str:
+        """What `image` shows, in words, from the model's own vision-language text encoder (a model whose
+        spec has the OWN_VLM feature; kubin.tools.vlm)."""
+        raise NotImplementedError(f"{self.spec.title} has no vision-language encoder to caption with.")
+
+    def expand_prompt(self, prompt: str) -> str:
+        """`prompt` rewritten in detail for this model by its own vision-language text encoder (OWN_VLM)."""
+        raise NotImplementedError(f"{self.spec.title} has no vision-language encoder to expand prompts with.")
+
     def release(self) -> None:
         """Drop the weights (the manager frees the memory after)."""

@@ -10,6 +10,9 @@ from typing import Any
 # Written by `kubin save` next to the pipeline folders: the recommended defaults of the model saved.
 FOLDER_INFO = "kubin.json"
 TINY_NOTE = " (tiny, random weights, for tests and demos)"
+# A model feature: its text encoder is a vision-language model (Kandinsky 5 and 6: Qwen2.5-VL) that also
+# captions images and expands prompts (LoadedModel.caption, .expand_prompt), with no tool model beside it.
+OWN_VLM = "vlm"
 # The `limits` keys that narrow a task field's range: field -> (its least, its most, its step).
 LIMIT_KEYS = {"frames": ("min_frames", "frames", "frame_step")}
 

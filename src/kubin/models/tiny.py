@@ -14,7 +14,7 @@ from pathlib import Path
 from kubin.models.registry import family_of, resolve_model
 from kubin.models.weights import cache_root, cached_folder
 
-TINY_VERSION = "v4"  # bump when a tiny config changes, so stale cached copies are rebuilt
+TINY_VERSION = "v5"  # bump when a tiny config changes, so stale cached copies are rebuilt
 
 
 def build_tiny(model_id: str) -> dict:

@@ -133,6 +133,8 @@ def tiny_qwen_clip_encoders(qwen_hidden: int, clip_hidden: int, processor):
             video_token_id=ids["<|video_pad|>"],
         )
     )
+    # What it writes when it captions or expands a prompt (kubin.tools.vlm): a short line, so tests stay fast.
+    qwen.generation_config.max_new_tokens = 24
     clip = CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=512,

@@ -1,6 +1,7 @@
 """Captions and image-to-prompt: a vision-language model through transformers' `image-text-to-text`
 pipeline (Florence-2 base by default, asked with its task tokens; another chat-style model is asked in
-words), and captioning a whole folder into `.txt` files beside the images (how LoRA training data is made)."""
+words), in one of MODES (a short or detailed caption, or tags), and captioning a whole folder into `.txt`
+files beside the images (how LoRA training data is made)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from PIL import Image
 DEFAULT_CAPTION_MODEL = "florence-community/Florence-2-base"
 KNOWN_CAPTION_MODELS = (DEFAULT_CAPTION_MODEL, "tiny-caption")
 SETTING = "tools.caption_model (--caption-model)"
-DETAILS = ("short", "detailed", "more detailed")  # how long a caption is asked for
+MODES = ("short", "detailed", "more detailed", "tags")  # what a caption is asked to be
 FLORENCE_TASKS = {
     "short": "<CAPTION>",
     "detailed": "<DETAILED_CAPTION>",
     "more detailed": "<MORE_DETAILED_CAPTION>",
+    "tags": "<OD>",  # object detection: the names of the things it finds (see florence_tags)
 }
 CHAT_PROMPTS = {
     "short": "Describe this image in one sentence, as a prompt for an image generator.",
     "detailed": "Describe this image in detail, as a prompt for an image generator.",
     "more detailed": "Describe this image in one detailed paragraph, as a prompt for an image generator.",
+    "tags": "List what this image shows as comma-separated tags: subjects, objects, setting, style, colours and "
+    "lighting, the most important first. Reply with the tags only.",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -43,20 +47,40 @@ def load_captioner(model_id: str, device: str = "cpu") -> Any:
     )
 
 
-def caption(captioner: Any, image: Image.Image, detail: str = "short") -> str:
-    """What `image` shows, in words (greedy decoding, so the same image gives the same text)."""
-    import torch
-
-    if detail not in DETAILS:
+def check_mode(mode: str) -> str:
+    """`mode` if it is one of MODES, else a message that names them."""
+    if mode not in MODES:
         from kubin.errors import InvalidParams
 
-        raise InvalidParams(f"Unknown caption detail {detail!r}; choose {', '.join(DETAILS)}.")
+        raise InvalidParams(f"Unknown caption mode {mode!r}; choose {', '.join(MODES)}.")
+    return mode
+
+
+def florence_tags(answer: str) -> str:
+    """Florence-2's object detection answer ("car<loc_52><loc_331><loc_407><loc_600>person<loc_...>...") as
+    tags: each name once, in the order found, comma-separated."""
+    import re
+
+    names = re.split(r"(?:<loc_\d+>)+", re.sub(r"</?s>|<pad>", "", answer))
+    return ", ".join(dict.fromkeys(name for name in (" ".join(n.split()) for n in names) if name))
+
+
+def caption(captioner: Any, image: Image.Image, mode: str = "short") -> str:
+    """What `image` shows, in words, as `mode` asks (greedy decoding, so the same image gives the same text)."""
+    import torch
+
+    mode = check_mode(mode)
     image = image.convert("RGB")
     with torch.no_grad():
         if type(captioner.processor).__name__.startswith("Florence2"):
-            out = captioner(images=image, text=FLORENCE_TASKS[detail], return_full_text=False)
+            # Tags keep the special tokens: the <loc_*> tokens between the names separate them.
+            tags = mode == "tags"
+            out = captioner(images=image, text=FLORENCE_TASKS[mode], return_full_text=False,
+                            skip_special_tokens=not tags)  # fmt: skip
+            if tags:
+                return florence_tags(str(out[0]["generated_text"]))
         else:
-            content = [{"type": "image", "image": image}, {"type": "text", "text": CHAT_PROMPTS[detail]}]
+            content = [{"type": "image", "image": image}, {"type": "text", "text": CHAT_PROMPTS[mode]}]
             out = captioner(text=[{"role": "user", "content": content}], return_full_text=False)
     return " ".join(str(out[0]["generated_text"]).split())
 
@@ -92,16 +116,15 @@ def image_files(target: Path) -> list[Path]:
 
 
 def caption_files(
-    captioner: Any,
+    describe: Callable[[Image.Image], str],
     files: list[Path],
     write_txt: bool,
     overwrite: bool = False,
-    detail: str = "short",
     on_entry: Callable[[CaptionEntry, int, int], None] | None = None,
 ) -> list[CaptionEntry]:
-    """Caption each file; with `write_txt`, into name.txt beside it (an existing one is kept unless
-    `overwrite`). An unreadable file is reported in its entry and the rest go on. `on_entry(entry, done,
-    total)` follows each file (it may raise to stop, e.g. on cancel)."""
+    """Caption each file with `describe(image)`; with `write_txt`, into name.txt beside it (an existing one is
+    kept unless `overwrite`). An unreadable file is reported in its entry and the rest go on. `on_entry(entry,
+    done, total)` follows each file (it may raise to stop, e.g. on cancel)."""
     from kubin.errors import KubinError
     from kubin.images import open_image
 
@@ -113,7 +136,7 @@ def caption_files(
             entry.skipped, entry.txt = True, txt
         else:
             try:
-                entry.caption = caption(captioner, open_image(str(path), "Image"), detail)
+                entry.caption = describe(open_image(str(path), "Image"))
             except KubinError as exc:
                 entry.error = str(exc)
             if entry.caption is not None and write_txt:

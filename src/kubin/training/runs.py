@@ -224,7 +224,7 @@ class Trainings:
         """Write a caption (.txt) for each picture that has none, with the caption model, on this job's worker:
         the captions the run then trains with. Cancel stops after the picture under way."""
         from kubin.errors import JobCancelled
-        from kubin.tools.caption import caption_files, image_files, load_captioner
+        from kubin.tools.caption import caption, caption_files, image_files, load_captioner
 
         files = [f for f in image_files(Path(run.options.data)) if not f.with_suffix(".txt").exists()]
         if not files:
@@ -237,7 +237,9 @@ class Trainings:
             if ctx.cancel_requested:
                 raise JobCancelled(f"Training {run.options.output} was cancelled while captioning.")
 
-        entries = caption_files(captioner, files, write_txt=True, on_entry=follow)
+        entries = caption_files(
+            lambda image: caption(captioner, image), files, write_txt=True, on_entry=follow
+        )
         made = sum(1 for e in entries if e.txt is not None and not e.skipped)
         failed = [f"{e.path.name} ({e.error})" for e in entries if e.error]
         text = f"Captioned {made} picture(s) without a .txt with {model_id}."

@@ -55,6 +55,7 @@ class TaskTab:
     # Where an image sent from another tab lands, and how a file path becomes that component's value.
     receive_image: Any = None
     receive_value: Callable[[str], Any] | None = None
+    owner: Any = None  # the gr.State of the tab's job owner (what its Cancel cancels)
 
     @property
     def prompt(self):
@@ -292,7 +293,7 @@ def build_task_tab(
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{task}_cancel", queue=False)
     if describe is not None and "prompt" in widgets:
-        wire_describe(ctx, task, describe, describable, widgets["prompt"], owner)
+        wire_describe(ctx, task, describe, describable, widgets["prompt"], model, owner)
     if enhance is not None:
         wire_enhance(ctx, task, enhance, widgets["prompt"], model, owner)
     reuse_seed.click(
@@ -383,7 +384,9 @@ def build_task_tab(
         restore, restore_file, [*(widgets[n] for n in default_names), model, restore_status],
         api_name=f"{task}_restore", show_progress="hidden",
     )  # fmt: skip
-    return TaskTab(task, widgets, model, gallery, results, selected, send_buttons, send_frame=send_frame)
+    return TaskTab(
+        task, widgets, model, gallery, results, selected, send_buttons, send_frame=send_frame, owner=owner
+    )
 
 
 class ExtensionWidgets(dict):

@@ -60,28 +60,50 @@ def describable_image(widgets: dict[str, Any]) -> Any:
     return None
 
 
-def describe_button(task: str) -> gr.Button:
-    """The "Describe" button under an input image (wired to the prompt by `wire_describe`)."""
-    return gr.Button("Describe", size="sm", elem_id=f"{task}-describe", min_width=100)
+def describe_button(key: str, visible: bool = True) -> tuple[gr.Button, gr.Dropdown, gr.Row]:
+    """The "Describe" button under an input image, what it writes (a caption or tags: kubin.tools.caption's
+    MODES) and their row; `key` names them (`{key}-describe`, `{key}-describe-mode`; a task tab's is its
+    task). Wired to a prompt by `wire_describe`."""
+    from kubin.tools.caption import MODES
+
+    with gr.Row(equal_height=True, elem_id=f"{key}-describe-row", visible=visible) as row:
+        button = gr.Button("Describe", size="sm", elem_id=f"{key}-describe", min_width=100, scale=1)
+        mode = gr.Dropdown(list(MODES), value="detailed", show_label=False, container=False, min_width=120,
+                           scale=1, elem_id=f"{key}-describe-mode")  # fmt: skip
+    return button, mode, row
 
 
-def wire_describe(ctx: UIContext, task: str, button: gr.Button, image: Any, prompt: Any, owner: Any) -> None:
-    """Describe puts the caption model's description of the image into the prompt."""
+def wire_describe(
+    ctx: UIContext, key: str, describe: tuple, image: Any, prompt: Any, model: Any, owner: Any
+) -> Any:
+    """Describe puts a description of the image (a caption or tags) into the prompt: from the selected model's
+    own encoder when it has one (Kandinsky 5 and 6), else from the caption model. `prompt` is a textbox, or a
+    list of them (Mix's prompts): the first empty one gets it, else the last. Returns the click event (its API
+    name: `{key}_describe`, dashes as underscores)."""
+    targets = prompt if isinstance(prompt, list) else [prompt]
 
-    def run(value: Any, owner_id: str) -> str:
+    def run(value: Any, model_id: str, mode: str, owner_id: str, *current: str) -> Any:
         from kubin.images import open_image
-        from kubin.tools.jobs import caption_image
+        from kubin.tools.jobs import caption_image, caption_model_for
 
         if isinstance(value, dict):  # an image editor: its picture, without the painted strokes
             value = value.get("background")
         try:
             picture = open_image(value, "The image").convert("RGB")
-            return caption_image(ctx.engine, picture, detail="detailed", owner=owner_id)
+            captioner = caption_model_for(ctx.engine, model_id)
+            text = caption_image(ctx.engine, picture, captioner, mode=mode or "detailed", owner=owner_id)
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
+        if len(targets) == 1:
+            return text
+        slot = next((i for i, t in enumerate(current) if not (t or "").strip()), len(current) - 1)
+        return [text if i == slot else gr.update() for i in range(len(targets))]
 
-    button.click(run, [image, owner], prompt, api_name=f"{task}_describe", concurrency_limit=1,
-                 concurrency_id="tools")  # fmt: skip
+    button, mode = describe[:2]
+    several = targets if len(targets) > 1 else []
+    return button.click(run, [image, model, mode, owner, *several], several or prompt,
+                        api_name=f"{key.replace('-', '_')}_describe", concurrency_limit=1,
+                        concurrency_id="tools")  # fmt: skip
 
 
 def enhance_button(task: str) -> gr.Button:
@@ -89,17 +111,18 @@ def enhance_button(task: str) -> gr.Button:
 
 
 def wire_enhance(ctx: UIContext, task: str, button: gr.Button, prompt: Any, model: Any, owner: Any) -> None:
-    """Enhance prompt rewrites the prompt in detail for the selected model, for the user to edit; the next
-    Generate of this tab records it in the outputs' metadata (see `enhancement_meta`)."""
+    """Enhance prompt rewrites the prompt in detail for the selected model (by its own encoder when it has one:
+    Kandinsky 5 and 6), for the user to edit; the next Generate of this tab records it in the outputs'
+    metadata (see `enhancement_meta`)."""
 
     def run(text: str, model_id: str, owner_id: str) -> str:
-        from kubin.tools.jobs import enhance_prompt
+        from kubin.tools.jobs import enhance_model_for, enhance_prompt
 
         try:
-            enhanced = enhance_prompt(ctx.engine, text or "", ctx.spec(model_id).title, owner=owner_id)
+            enhanced = enhance_prompt(ctx.engine, text or "", model_id, owner=owner_id)
         except KubinError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        ctx.remember_enhancement(owner_id, (text, enhanced, ctx.engine.tool_models.enhance))
+        ctx.remember_enhancement(owner_id, (text, enhanced, enhance_model_for(ctx.engine, model_id)))
         return enhanced
 
     button.click(run, [prompt, model, owner], prompt, api_name=f"{task}_enhance", concurrency_limit=1,

@@ -16,6 +16,7 @@ from kubin.params import TASK_LABELS, Image2MeshParams, Text2MeshParams
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
 from kubin.ui.job_view import follow_job, job_report, new_owner
+from kubin.ui.vision_tools import describe_button, wire_describe
 
 TAB_ID = "mesh"
 PARAMS = {"t2mesh": Text2MeshParams, "i2mesh": Image2MeshParams}
@@ -47,6 +48,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 widgets["init_image"] = ui.image_input(
                     "Picture of the object", f"{TAB_ID}-init-image", height=260, visible=False
                 )
+                # Image to prompt: Describe writes what the picture shows as the prompt and turns to text mode.
+                describe = describe_button(TAB_ID, visible=False)
                 with gr.Row():
                     generate = {
                         task: ui.generate_button(f"{TAB_ID}-generate-{task}", visible=task == "t2mesh")
@@ -107,6 +110,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
         return "Cancel requested: the job stops after the step under way." if n else "Nothing to cancel."
 
     cancel_btn.click(cancel, owner, cancel_status, api_name=f"{TAB_ID}_cancel", queue=False)
+    wire_describe(ctx, TAB_ID, describe, widgets["init_image"], widgets["prompt"], model, owner).success(
+        lambda: "t2mesh", None, mode, queue=False, show_progress="hidden", api_visibility="private"
+    )
     reuse_seed.click(lambda s: s, last_seed, widgets["seed"], queue=False, show_progress="hidden",
                      api_visibility="private")  # fmt: skip
 
@@ -119,6 +125,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         return [
             gr.update(visible=task == "t2mesh"),
             gr.update(visible=task == "i2mesh"),
+            gr.update(visible=task == "i2mesh"),
             *(gr.update(visible=t == task) for t in PARAMS),
             gr.update(value=guidance),
         ]
@@ -128,7 +135,13 @@ def build(ctx: UIContext) -> dict[str, Any]:
         vals = ctx.defaults(model_id, PARAMS[task])
         return [gr.update(value=vals[n]) for n in defaulted]
 
-    shown = [widgets["prompt"], widgets["init_image"], *generate.values(), widgets["guidance_scale"]]
+    shown = [
+        widgets["prompt"],
+        widgets["init_image"],
+        describe[2],
+        *generate.values(),
+        widgets["guidance_scale"],
+    ]
     mode.change(on_mode, [mode, model], shown, queue=False, show_progress="hidden", api_visibility="private")
     model.change(on_model, [mode, model], [widgets[n] for n in defaulted], queue=False, show_progress="hidden",
                  api_visibility="private")  # fmt: skip

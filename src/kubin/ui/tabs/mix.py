@@ -1,4 +1,5 @@
-"""Mix tab: blend up to four images and two prompts by weight, then paint the blend."""
+"""Mix tab: blend up to four images and two prompts by weight, then paint the blend. Describe under an image
+writes what it shows into a prompt slot."""
 
 import gradio as gr
 
@@ -6,6 +7,7 @@ from kubin.params import MixParams
 from kubin.ui import components as ui
 from kubin.ui.context import UIContext
 from kubin.ui.task_tab import TaskTab, build_task_tab
+from kubin.ui.vision_tools import describe_button, wire_describe
 
 TASK = "mix"
 IMAGE_SLOTS = 4
@@ -20,6 +22,8 @@ def build(ctx: UIContext) -> TaskTab:
         return gr.Slider(weight.minimum, weight.maximum, value=1.0, step=weight.step, label="Weight",
                          min_width=200, elem_id=elem)  # fmt: skip
 
+    describe = {}  # slot -> its Describe button, mode and row (kubin.ui.vision_tools)
+
     def inputs(values):
         widgets = {}
         gr.Markdown("Give 2 or more images and/or prompts; weights are normalised to sum 1.")
@@ -29,6 +33,7 @@ def build(ctx: UIContext) -> TaskTab:
                 for i in (first, first + 1):
                     with gr.Column(min_width=200):
                         widgets[f"image_{i}"] = ui.image_input(f"Image {i}", f"{TASK}-image-{i}", height=160)
+                        describe[i] = describe_button(f"{TASK}-image-{i}")
                         widgets[f"image_weight_{i}"] = weight_slider(i, f"{TASK}-image-weight-{i}")
         for i in range(1, PROMPT_SLOTS + 1):
             with gr.Row():
@@ -38,6 +43,12 @@ def build(ctx: UIContext) -> TaskTab:
         return widgets
 
     tab = build_task_tab(ctx, TASK, inputs, to_params=slots_to_params, has_prompt=False)
+    # Describe under an image writes its caption into the first empty prompt (else the last).
+    prompts = [tab.widgets[f"prompt_{i}"] for i in range(1, PROMPT_SLOTS + 1)]
+    for i, parts in describe.items():
+        wire_describe(
+            ctx, f"{TASK}-image-{i}", parts, tab.widgets[f"image_{i}"], prompts, tab.model, tab.owner
+        )
     tab.receive_image = tab.widgets["image_1"]
     return tab
 

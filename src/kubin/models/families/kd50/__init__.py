@@ -3,7 +3,7 @@ Pro, text to image and image editing Lite), one model id per task and variant.""
 
 from typing import Any
 
-from kubin.models.spec import TINY_NOTE, Family, LoraPart, ModelSpec
+from kubin.models.spec import OWN_VLM, TINY_NOTE, Family, LoraPart, ModelSpec
 from kubin.params import SOUND_PARAMS
 from kubin.runtime.presets import Preset
 
@@ -57,6 +57,7 @@ def _video(line: str, task: str, variant: str, seconds: int, sizes) -> ModelSpec
                          "fps": 24, "steps": steps, "guidance_scale": guidance,
                          "negative_prompt": NEGATIVE if guidance > 1 else ""}},
         schedulers=SCHEDULERS,
+        features=(OWN_VLM,),  # Qwen2.5-VL captions and expands prompts too
         unused_params=SOUND_PARAMS,
         limits={"frames": frames, "frame_step": 4, **({"min_frames": 17} if task == "i2v" else {})},
         resolutions=sizes,
@@ -78,6 +79,7 @@ def _image(task: str, variant: str) -> ModelSpec:
         sources={"pipeline": REPO.format(f"{kind}-Lite-{variant}")},
         defaults={task: defaults},
         schedulers=SCHEDULERS,
+        features=(OWN_VLM,),  # Qwen2.5-VL captions and expands prompts too
         # Image editing here follows the instruction at full steps: there is no strength.
         unused_params=UNUSED_IMAGE + (("strength",) if task == "i2i" else ()),
         resolutions=IMAGE_SIZES,
@@ -102,6 +104,7 @@ def _tiny(task: str) -> ModelSpec:
         title=f"Kandinsky 5.0 {task.upper()}{TINY_NOTE}",
         defaults={task: base},
         schedulers=SCHEDULERS,
+        features=(OWN_VLM,),  # Qwen2.5-VL captions and expands prompts too
         unused_params=SOUND_PARAMS if video else UNUSED_IMAGE + (("strength",) if task == "i2i" else ()),
         limits={"frames": 121, "frame_step": 4, "min_frames": 17} if video else {},
         resolutions=((64, 64), (128, 64), (64, 128)),

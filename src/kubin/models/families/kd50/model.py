@@ -35,6 +35,16 @@ PIPELINES = {
 # Pipeline attributes that diffusers does not save with the model (the prompt template's length depends
 # on the tokenizer; the image models' size list): kept in kubin.json when a folder carries them.
 ATTRIBUTES = ("prompt_template_encode_start_idx", "resolutions")
+# Prompt expansion by the model's own Qwen2.5-VL (Enhance prompt; kubin.tools.vlm), as Kandinsky 6's pipeline
+# does it (`expand_prompts`), with an instruction for what this model makes.
+EXPANSION_INSTRUCTION = (
+    "You write prompts for Kandinsky 5.0, a model that makes {what}. Rewrite the user's short idea into one "
+    "detailed prompt: keep its subject and meaning; describe the setting, composition, lighting, colours and "
+    "style{motion}. Reply with the prompt only: one paragraph in English, under 100 words, no preamble.\n"
+    "Idea: {{}}"
+)
+IMAGE_EXPANSION = EXPANSION_INSTRUCTION.format(what="images", motion="")
+VIDEO_EXPANSION = EXPANSION_INSTRUCTION.format(what="videos", motion=", and the motion and camera movement")
 
 
 def steps_per_batch(task: str, params: ImageTaskParams) -> int:
@@ -107,6 +117,19 @@ class Kandinsky5(LoadedModel):
                 args["image"] = [prepared.image] * len(seeds)
             result = self.pipe(prompt=[params.prompt] * len(seeds), generator=cpu_generators(seeds), **args)
             return list(result.image), name
+
+    def caption(self, image, mode: str) -> str:
+        from kubin.tools.vlm import caption
+
+        pipe = self.pipe
+        return caption(pipe.tokenizer, pipe.text_encoder, pipe._execution_device, image, mode)
+
+    def expand_prompt(self, prompt: str) -> str:
+        from kubin.tools.vlm import expand
+
+        pipe = self.pipe
+        instruction = VIDEO_EXPANSION if self.task in ("t2v", "i2v") else IMAGE_EXPANSION
+        return expand(pipe.tokenizer, pipe.text_encoder, pipe._execution_device, prompt, instruction)
 
     def save(self, folder: str | Path) -> Path:
         """The pipeline as folder/pipeline/ plus kubin.json (defaults and unsaved attributes)."""

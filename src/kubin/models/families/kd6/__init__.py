@@ -3,7 +3,7 @@ soundtrack, from a prompt or from a first frame and a prompt. One model id per p
 runs both tasks (text to video and image to video) with one pipeline. Its video super-resolution model
 (`Kandinsky6SRPipeline`, kd6-sr) upscales any video (the vsr task)."""
 
-from kubin.models.spec import TINY_NOTE, Family, ModelSpec
+from kubin.models.spec import OWN_VLM, TINY_NOTE, Family, ModelSpec
 from kubin.runtime.presets import Preset
 
 REPO = "kandinskylab/Kandinsky-6.0-{}-5s-Diffusers"
@@ -56,6 +56,7 @@ def _model(model_id: str) -> ModelSpec:
         sources={"pipeline": REPO.format(repo)},
         defaults=_defaults(steps, guidance, sizes[0], FRAMES, FPS),
         schedulers=(scheduler,),
+        features=(OWN_VLM,),  # Qwen2.5-VL captions and expands prompts too
         # The distilled model has no guidance to set: its steps are the schedule PiFlow was distilled to.
         unused_params=("guidance_scale", "negative_prompt") if guidance == 1.0 else (),
         limits={"frames": FRAMES, "frame_step": 4},
@@ -72,6 +73,7 @@ TINY = ModelSpec(
     title="Kandinsky 6.0 Video" + TINY_NOTE,
     defaults=_defaults(4, 4.0, (64, 64), 17, 8),
     schedulers=("Flow Match Euler",),
+    features=(OWN_VLM,),
     limits={"frames": 121, "frame_step": 4},
     resolutions=((64, 64), (128, 64), (64, 128)),
     tiny=True,

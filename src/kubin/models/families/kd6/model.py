@@ -131,6 +131,17 @@ class Kandinsky6(LoadedModel):
         text = "".join(c for c in text if c.isprintable() or c == "\n").strip()
         return text or prompt  # a model that answers nothing leaves the prompt as it was
 
+    def caption(self, image, mode: str) -> str:
+        from kubin.tools.vlm import caption
+
+        pipe = self.pipe
+        return caption(pipe.tokenizer, pipe.text_encoder, pipe._execution_device, image, mode)
+
+    def expand_prompt(self, prompt: str) -> str:
+        """The pipeline's own expansion (as Expand prompt in a job does), with seed 0: the same prompt gives
+        the same text."""
+        return self.expand(prompt, None, 0)
+
     def save(self, folder: str | Path) -> Path:
         """The pipeline as folder/pipeline/ plus kubin.json (defaults and unsaved attributes)."""
         folder = Path(folder)
