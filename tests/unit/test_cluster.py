@@ -181,6 +181,26 @@ def test_a_job_whose_replica_is_lost_twice_fails_with_a_clear_message_and_keeps_
     assert len(list((engine.output_dir / "t2i").rglob("*.png"))) == 2
 
 
+def test_a_cluster_slow_to_answer_for_a_while_is_not_declared_lost_and_keeps_running_jobs(
+    engine, cluster, caplog
+):
+    # A busy machine: the driver answers nothing for longer than one status timeout (its process stopped),
+    # then carries on. One silence is a strike, not a lost cluster whose jobs would be refused with a 503.
+    driver = cluster._process.pid
+    os.kill(driver, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        while "did not answer" not in caplog.text and cluster.problem is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.kill(driver, signal.SIGCONT)
+    assert cluster.problem is None, cluster.problem
+    assert "did not answer (no answer within 10 s); asking again" in caplog.text
+    handle = engine.run(Job("t2i", "tiny-kd22", {"prompt": "still here", **KD22}))
+    assert handle.state == DONE, handle.error
+    assert cluster.problem is None and cluster._process.pid == driver  # the same driver: never disconnected
+
+
 def test_a_configuration_that_cannot_work_is_a_clear_error_at_start(tmp_path):
     with pytest.raises(ClusterUnavailable, match="at least one replica"):
         ClusterSettings.from_config({"address": "local", "replicas": 0})

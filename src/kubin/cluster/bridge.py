@@ -68,6 +68,13 @@ def _board():
     ).remote()
 
 
+def gcs_address() -> str:
+    """HOST:PORT of the cluster's head (what `auto` found), which the front end watches."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
+
+
 def cluster_resources() -> dict[str, float]:
     import ray
 
@@ -190,7 +197,8 @@ def main(argv: list[str]) -> int:
         conn.send(("failed", f"{type(exc).__name__}: {_first_line(exc)}"))
         return 1
     conn.send(("ready", {"resources": resources, "seconds": time.monotonic() - started,
-                         "replicas": options.get("deployment", {}).get("num_replicas"), "pid": os.getpid()}))  # fmt: skip
+                         "replicas": options.get("deployment", {}).get("num_replicas"), "pid": os.getpid(),
+                         "gcs": gcs_address()}))  # fmt: skip
     Bridge(conn, handle, board).serve_forever()
     return 0
 
