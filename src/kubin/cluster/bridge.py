@@ -6,7 +6,8 @@ socket (`multiprocessing.connection`, pickled tuples): it connects to the cluste
 deployment (or finds it deployed with the same options), then runs each job as a streaming call on a
 Serve handle with the job's model as the multiplexed model id, and forwards the events.
 
-Messages in:  ("run", key, ClusterJob) · ("cancel", key) · ("status", key) · ("stop",)
+Messages in:  ("run", key, ClusterJob) · ("cancel", key) · ("status", key) · ("stop",) ·
+              ("lora", hash, bytes): a LoRA file, put in the object store for the jobs that name its hash
 Messages out: ("ready", info) or ("failed", message) once, then ("event", key, dict) ·
               ("end", key, None | ("lost", message) | ("error", message)) · ("status", key, dict)
 """
@@ -86,6 +87,7 @@ class Bridge:
         self.conn, self.handle, self.board = conn, handle, board
         self.streams: dict[str, Any] = {}
         self.cancelled: set[str] = set()
+        self.loras: dict[str, Any] = {}  # LoRA file hash -> ObjectRef of its bytes
         self._send_lock = threading.Lock()
 
     def send(self, message: tuple) -> None:
@@ -103,6 +105,10 @@ class Bridge:
                 threading.Thread(target=self.run, args=message[1:], daemon=True).start()
             elif kind == "cancel":
                 self.cancel(message[1])
+            elif kind == "lora":
+                import ray
+
+                self.loras[message[1]] = ray.put(message[2])
             elif kind == "status":
                 threading.Thread(target=self.status, args=message[1:], daemon=True).start()
             elif kind == "stop":
@@ -114,6 +120,9 @@ class Bridge:
         from ray.serve.exceptions import RequestCancelledError
 
         try:
+            for item in job.loras:
+                if not item.shared:
+                    item.data = self.loras[item.lora.hash]
             stream = self.handle.options(multiplexed_model_id=job.model_id, stream=True).run.remote(job)
             self.streams[key] = stream
             if key in self.cancelled:

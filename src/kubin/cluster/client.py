@@ -51,6 +51,7 @@ class Cluster:
         self._lock = threading.Condition()  # guards the connection and `problem`; notified when they change
         self._reconnecting = False  # the head answers again and a new driver is being set up
         self._heard = 0.0  # monotonic time of the driver's last message (a job's event, a status)
+        self._shipped: set[str] = set()  # hashes of the LoRA files the driver holds
         self._send_lock = threading.Lock()
         self._keys = itertools.count(1)
         self._closed = threading.Event()
@@ -137,6 +138,7 @@ class Cluster:
             )
         with self._lock:
             self._process, self._conn, self.info, self.problem = process, conn, answer[1], None
+            self._shipped = set()
             self._heard = time.monotonic()
         threading.Thread(target=self._read, args=(conn,), name="kubin-cluster-read", daemon=True).start()
         log.info("Connected to the Ray cluster at %s: %s", self.address, answer[1])
@@ -261,6 +263,7 @@ class Cluster:
         self._inboxes[job.key] = inbox
         ended = False
         try:
+            self._ship_loras(job)
             self._send(("run", job.key, job))
             while True:
                 if cancelled():
@@ -291,6 +294,13 @@ class Cluster:
                     self._send(("cancel", job.key))
                 except ClusterUnavailable:
                     pass
+
+    def _ship_loras(self, job: ClusterJob) -> None:
+        """Send the driver each adapter file of `job` it does not hold yet (once per file and connection)."""
+        for item in job.loras:
+            if not item.shared and item.lora.hash not in self._shipped:
+                self._send(("lora", item.lora.hash, item.lora.file.path.read_bytes()))
+                self._shipped.add(item.lora.hash)
 
     def _ask_status(self, timeout: float) -> dict[str, Any] | None:
         key = f"status-{next(self._keys)}"
