@@ -809,7 +809,7 @@ class Engine:
         """Run the job on a replica of the cluster: the replica streams its steps and each call's outputs,
         which are saved here as they come, as a local job saves them. A replica that dies mid-job gets the
         outputs not saved yet run again once, on another replica."""
-        from kubin.cluster import ClusterCall, ClusterJob
+        from kubin.cluster import ClusterCall, ClusterJob, ClusterLora
         from kubin.cluster.client import ReplicaLost
 
         handle.state = RUNNING
@@ -818,8 +818,9 @@ class Engine:
         job, params = handle.job, handle.params
         try:
             spec = self.manager.spec(job.model_id)
-            if handle.loras:
-                raise KubinError("LoRA adapters do not run on the cluster yet: run the job without them.")
+            shared = self.cluster.settings.shared_loras
+            loras = [ClusterLora(replace(a, file=replace(a.file, path=a.file.path.resolve())), shared)
+                     for a in handle.loras]  # fmt: skip
             if handle.prepared.depth_from is not None:  # a photo hint: its depth map here first (a tool job)
                 handle.add_notices([estimate_hint_depth(self, handle.prepared)])
             inputs = handle.prepared.store_sources(self.output_dir)
@@ -836,7 +837,8 @@ class Engine:
                         prepared = with_prompts(shipped, call_params) if expanded else shipped
                         seeds = [image_seed(handle.seed, i) for i in left]
                         todo.append(ClusterCall(call, call_params, prepared, seeds))
-                remote = ClusterJob(f"{handle.id}-{attempt}-{secrets.token_hex(4)}", job.task, spec.id, todo)
+                key = f"{handle.id}-{attempt}-{secrets.token_hex(4)}"
+                remote = ClusterJob(key, job.task, spec.id, todo, loras)
                 try:
                     self._follow_remote(handle, remote, spec, inputs, saved)
                     break

@@ -109,10 +109,11 @@ def test_cluster_status_on_the_command_line_and_in_settings(server, http, browse
         context = browser.new_context(viewport=viewport)
         try:
             page = context.new_page()
+            page.set_default_timeout(60_000)  # generous: a busy machine renders the page slowly
             page.goto(server.url)
             page.get_by_role("tab", name="Settings", exact=True).click()
             panel = page.locator("#settings-cluster")
-            expect(panel).to_contain_text("available · 1 replica(s)", timeout=30_000)
+            expect(panel).to_contain_text("available · 1 replica(s)", timeout=60_000)
             expect(panel.locator("table")).to_contain_text("tiny-kd22")
             expect(panel.locator("table")).to_contain_text("cpu")
             expect(page.locator("#kubin-cluster-warning")).not_to_contain_text("⚠")
@@ -135,19 +136,19 @@ def test_the_cluster_going_away_is_said_on_the_page_and_api_and_the_server_recon
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     try:
         page = context.new_page()
+        page.set_default_timeout(60_000)
         page.goto(server.url)
-        expect(page.locator("#kubin-cluster-warning")).to_contain_text("is not reachable", timeout=30_000)
+        expect(page.locator("#kubin-cluster-warning")).to_contain_text("is not reachable", timeout=60_000)
     finally:
         context.close()
     assert server.process.poll() is None  # the front end is still serving
 
     back = start_local_ray(num_cpus=2, port=int(address.rsplit(":", 1)[1]))
     try:
-        deadline = time.monotonic() + 240
-        while cluster_status(http)[0] != 200 and time.monotonic() < deadline:
-            time.sleep(2)
-        assert cluster_status(http)[0] == 200
-        job = http.post("/kubin/api/v1/tasks/t2i", json=T2I)
-        assert job.status_code == 200 and job.json()["state"] == "done", job.text
+        # At once, while the server is still reconnecting: the job waits for the cluster rather than a 503.
+        job = http.post("/kubin/api/v1/tasks/t2i", json=T2I, timeout=240)
+        assert job.status_code == 200 and job.json()["state"] == "done", job.text + server.log(4000)
+        code, status = cluster_status(http)
+        assert code == 200 and status["available"] and len(status["replicas"]) == 1, status
     finally:
         back.stop()

@@ -8,16 +8,19 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from cli_helpers import kubin_generate
+from lora_helpers import kd22_decoder_lora
 from PIL import Image
 
 from kubin.cluster import ClusterSettings
 from kubin.cluster.client import Cluster
 from kubin.engine import CANCELLED, DONE, Engine, Job
 from kubin.errors import ClusterUnavailable, WeightsMissing
+from kubin.models.lora import LoraLibrary, file_hash
 from kubin.models.manager import ModelManager
 from kubin.outputs import read_image_metadata, read_video_metadata, video_info
 
@@ -115,6 +118,52 @@ def test_a_video_made_on_a_replica_is_saved_here_as_mp4_with_its_preview_and_par
     assert (meta["params"]["prompt"], meta["seed"], meta["model"]) == ("a kite", 3, "tiny-kd50-t2v")
 
 
+def test_a_lora_job_runs_on_a_replica_with_the_local_engines_pixels_and_records_its_adapter(
+    engine, cluster, tmp_path
+):
+    folder = tmp_path / "lora"
+    kd22_decoder_lora(folder / "ink.safetensors")  # a file on the front end: its bytes travel to the replica
+    engine.loras = LoraLibrary(folder)
+    local_engine = Engine(ModelManager("cpu", "fp32"), tmp_path / "local", loras=LoraLibrary(folder))
+
+    def job(loras):
+        return Job("t2i", "tiny-kd22", {"prompt": "a red cat", "seed": 7, **KD22, "loras": loras})
+
+    def pixels(handle):
+        assert handle.state == DONE, handle.error
+        with Image.open(handle.results[0].path) as image:
+            return np.asarray(image.convert("RGB"))
+
+    weights = (1, 0.5, 0)  # 0: a job without the adapter after jobs with it
+    try:
+        remote = {w: pixels(engine.run(job([f"ink:{w}"] if w else []))) for w in weights}
+        local = {w: pixels(local_engine.run(job([f"ink:{w}"] if w else []))) for w in weights}
+    finally:
+        local_engine.close(wait=True)
+    for weight in weights:  # the local engine's adapter code: the same pixels; none gives the base model's
+        assert np.array_equal(remote[weight], local[weight]), weight
+    assert not np.array_equal(remote[1], remote[0]) and not np.array_equal(remote[1], remote[0.5])
+    first = min((engine.output_dir / "t2i").rglob("*.png"))
+    meta = read_image_metadata(first)
+    ink = file_hash(folder / "ink.safetensors")
+    assert meta["loras"] == [{"name": "ink", "weight": 1.0, "hash": ink}] and meta["params"]["loras"] == [
+        "ink:1"
+    ]
+    cached = {p.name for p in cluster.local.folder.rglob("kubin-lora/*.safetensors")}
+    assert cached == {f"{ink}.safetensors"}  # the replica's node got the file once, by its hash
+
+    # cluster.shared_loras: the folder is at the same path on every node (here it is): paths travel, not files.
+    kd22_decoder_lora(folder / "glow.safetensors", seed=2)
+    settings = cluster.settings
+    cluster.settings = replace(settings, shared_loras=True)
+    try:
+        glow = pixels(engine.run(job(["glow:1"])))
+    finally:
+        cluster.settings = settings
+    assert not np.array_equal(glow, remote[0]) and not np.array_equal(glow, remote[1])
+    assert {p.name for p in cluster.local.folder.rglob("kubin-lora/*.safetensors")} == cached
+
+
 def test_a_user_error_on_a_replica_reads_as_it_does_in_the_local_engine(engine):
     handle = engine.submit(Job("t2i", "kd22", {"prompt": "a cat", "steps": 2, "prior_steps": 2}))
     assert handle.wait(120)
@@ -179,6 +228,26 @@ def test_a_job_whose_replica_is_lost_twice_fails_with_a_clear_message_and_keeps_
     assert "the replica running it was lost twice" in str(handle.error)
     assert "2 of 3 output(s) were saved" in str(handle.error)
     assert len(list((engine.output_dir / "t2i").rglob("*.png"))) == 2
+
+
+def test_a_cluster_slow_to_answer_for_a_while_is_not_declared_lost_and_keeps_running_jobs(
+    engine, cluster, caplog
+):
+    # A busy machine: the driver answers nothing for longer than one status timeout (its process stopped),
+    # then carries on. One silence is a strike, not a lost cluster whose jobs would be refused with a 503.
+    driver = cluster._process.pid
+    os.kill(driver, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        while "did not answer" not in caplog.text and cluster.problem is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.kill(driver, signal.SIGCONT)
+    assert cluster.problem is None, cluster.problem
+    assert "did not answer (no answer within 10 s); asking again" in caplog.text
+    handle = engine.run(Job("t2i", "tiny-kd22", {"prompt": "still here", **KD22}))
+    assert handle.state == DONE, handle.error
+    assert cluster.problem is None and cluster._process.pid == driver  # the same driver: never disconnected
 
 
 def test_a_configuration_that_cannot_work_is_a_clear_error_at_start(tmp_path):

@@ -31,6 +31,7 @@ class ClusterSettings:
     max_models_per_replica: int = 1  # each replica's LRU of loaded models (Serve model multiplexing)
     connect_timeout_s: float = 120.0  # to connect and deploy at start
     local_cpus: int | None = None  # `local` only: the CPUs of the Ray instance started here
+    shared_loras: bool = False  # the LoRA folder is at the same path on every node: send paths, not files
 
     @classmethod
     def from_config(
@@ -55,6 +56,7 @@ class ClusterSettings:
             max_models_per_replica=int(section.get("max_models_per_replica") or 1),
             connect_timeout_s=float(section.get("connect_timeout_s") or 120.0),
             local_cpus=number("local_cpus"),
+            shared_loras=str(section.get("shared_loras", False)).lower() in ("true", "1", "yes"),
         )
         settings.check()
         return settings
@@ -98,10 +100,22 @@ class ClusterCall:
 
 
 @dataclass
+class ClusterLora:
+    """One adapter of a job as the front end resolved it, and how its weights reach the replica: by its path
+    where the LoRA folder is shared with every node (`cluster.shared_loras`), else as its file's bytes, which
+    the driver puts in Ray's object store once per file (`data`) and each node writes to its cache once."""
+
+    lora: Any  # kubin.models.lora.ActiveLora (its file's path is the front end's)
+    shared: bool = False
+    data: Any = None  # a Ray ObjectRef of the file's bytes, set by the driver
+
+
+@dataclass
 class ClusterJob:
-    """What a replica runs: the calls of one job (or those left of it, when it is re-run)."""
+    """What a replica runs: the calls of one job (or those left of it, when it is re-run) and its adapters."""
 
     key: str  # unique per attempt, for cancel
     task: str
     model_id: str
     calls: list[ClusterCall] = field(default_factory=list)
+    loras: list[ClusterLora] = field(default_factory=list)

@@ -6,7 +6,8 @@ socket (`multiprocessing.connection`, pickled tuples): it connects to the cluste
 deployment (or finds it deployed with the same options), then runs each job as a streaming call on a
 Serve handle with the job's model as the multiplexed model id, and forwards the events.
 
-Messages in:  ("run", key, ClusterJob) · ("cancel", key) · ("status", key) · ("stop",)
+Messages in:  ("run", key, ClusterJob) · ("cancel", key) · ("status", key) · ("stop",) ·
+              ("lora", hash, bytes): a LoRA file, put in the object store for the jobs that name its hash
 Messages out: ("ready", info) or ("failed", message) once, then ("event", key, dict) ·
               ("end", key, None | ("lost", message) | ("error", message)) · ("status", key, dict)
 """
@@ -68,6 +69,13 @@ def _board():
     ).remote()
 
 
+def gcs_address() -> str:
+    """HOST:PORT of the cluster's head (what `auto` found), which the front end watches."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
+
+
 def cluster_resources() -> dict[str, float]:
     import ray
 
@@ -79,6 +87,7 @@ class Bridge:
         self.conn, self.handle, self.board = conn, handle, board
         self.streams: dict[str, Any] = {}
         self.cancelled: set[str] = set()
+        self.loras: dict[str, Any] = {}  # LoRA file hash -> ObjectRef of its bytes
         self._send_lock = threading.Lock()
 
     def send(self, message: tuple) -> None:
@@ -96,6 +105,10 @@ class Bridge:
                 threading.Thread(target=self.run, args=message[1:], daemon=True).start()
             elif kind == "cancel":
                 self.cancel(message[1])
+            elif kind == "lora":
+                import ray
+
+                self.loras[message[1]] = ray.put(message[2])
             elif kind == "status":
                 threading.Thread(target=self.status, args=message[1:], daemon=True).start()
             elif kind == "stop":
@@ -107,6 +120,9 @@ class Bridge:
         from ray.serve.exceptions import RequestCancelledError
 
         try:
+            for item in job.loras:
+                if not item.shared:
+                    item.data = self.loras[item.lora.hash]
             stream = self.handle.options(multiplexed_model_id=job.model_id, stream=True).run.remote(job)
             self.streams[key] = stream
             if key in self.cancelled:
@@ -190,7 +206,8 @@ def main(argv: list[str]) -> int:
         conn.send(("failed", f"{type(exc).__name__}: {_first_line(exc)}"))
         return 1
     conn.send(("ready", {"resources": resources, "seconds": time.monotonic() - started,
-                         "replicas": options.get("deployment", {}).get("num_replicas"), "pid": os.getpid()}))  # fmt: skip
+                         "replicas": options.get("deployment", {}).get("num_replicas"), "pid": os.getpid(),
+                         "gcs": gcs_address()}))  # fmt: skip
     Bridge(conn, handle, board).serve_forever()
     return 0
 

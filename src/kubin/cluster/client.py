@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -24,7 +25,8 @@ from kubin.errors import ClusterUnavailable, JobCancelled, KubinError
 
 log = logging.getLogger(__name__)
 WATCH_PERIOD_S = 2.0  # how often the front end asks whether the cluster is there
-STATUS_TIMEOUT_S = 10.0  # no answer within this: the cluster is gone
+STATUS_TIMEOUT_S = 10.0  # a status without an answer within this is one strike against the cluster
+STRIKES = 2  # strikes in a row (no answer, or an error) before the cluster counts as gone
 RECONNECT_PERIOD_S = 5.0
 
 
@@ -46,10 +48,14 @@ class Cluster:
         self._process: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._inboxes: dict[str, queue.Queue] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # guards the connection and `problem`; notified when they change
+        self._reconnecting = False  # the head answers again and a new driver is being set up
+        self._heard = 0.0  # monotonic time of the driver's last message (a job's event, a status)
+        self._shipped: set[str] = set()  # hashes of the LoRA files the driver holds
         self._send_lock = threading.Lock()
         self._keys = itertools.count(1)
         self._closed = threading.Event()
+        self._wake = threading.Event()  # the watchdog's next round now (a job waits for the reconnect)
         self._watcher: threading.Thread | None = None
 
     @property
@@ -74,6 +80,7 @@ class Cluster:
 
     def close(self) -> None:
         self._closed.set()
+        self._wake.set()
         self._disconnect("Kubin is shutting down.")
         if self.local is not None:
             self.local.stop()
@@ -96,6 +103,16 @@ class Cluster:
 
     def _connect(self) -> None:
         reachable(self.address)
+        with self._lock:
+            self._reconnecting = self.problem is not None
+        try:
+            self._start_driver()
+        finally:
+            with self._lock:
+                self._reconnecting = False
+                self._lock.notify_all()
+
+    def _start_driver(self) -> None:
         ours, theirs = socket.socketpair()
         process = subprocess.Popen(
             [sys.executable, "-m", "kubin.cluster.bridge", str(theirs.fileno())],
@@ -121,6 +138,8 @@ class Cluster:
             )
         with self._lock:
             self._process, self._conn, self.info, self.problem = process, conn, answer[1], None
+            self._shipped = set()
+            self._heard = time.monotonic()
         threading.Thread(target=self._read, args=(conn,), name="kubin-cluster-read", daemon=True).start()
         log.info("Connected to the Ray cluster at %s: %s", self.address, answer[1])
 
@@ -146,6 +165,7 @@ class Cluster:
                 message = conn.recv()
             except (EOFError, OSError):
                 break
+            self._heard = time.monotonic()
             inbox = self._inboxes.get(message[1])
             if inbox is not None:
                 inbox.put(message)
@@ -155,19 +175,46 @@ class Cluster:
     def _lost(self, why: str) -> None:
         if self._closed.is_set():
             return
-        if self.problem is None:
-            log.error("%s New jobs are refused until it is back.", why)
-        self.problem = why
+        with self._lock:
+            if self.problem is None:
+                log.error("%s New jobs are refused until it is back.", why)
+            self.problem = why
         self._disconnect(why)
 
     def _watch(self) -> None:
-        """Ask every WATCH_PERIOD_S whether the cluster answers; when it does not, say so and reconnect."""
-        while not self._closed.wait(WATCH_PERIOD_S if self.problem is None else RECONNECT_PERIOD_S):
+        """Ask every WATCH_PERIOD_S whether the cluster answers; when it does not, say so and reconnect.
+
+        A head that refuses connections (Ray stopped) or a driver that ended is a lost cluster at once. No
+        answer in time, or an error, is only a strike: on a busy machine a live cluster can be slow to
+        answer, and declaring it lost would stop its running jobs. STRIKES in a row, with nothing heard from
+        the cluster meanwhile, and it is lost."""
+        strikes = 0
+        while not self._closed.is_set():
+            self._wake.wait(WATCH_PERIOD_S if self.problem is None else RECONNECT_PERIOD_S)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
             if self.problem is None:
-                answer = self._ask_status(STATUS_TIMEOUT_S)
-                if answer is None or "error" in answer:
+                asked = time.monotonic()
+                refused = knock(self._head()) == "refuses"
+                answer = None if refused else self._ask_status(STATUS_TIMEOUT_S)
+                if answer is not None and "error" not in answer:
+                    strikes = 0
+                    continue
+                if not refused and answer is None and self._heard > asked:
+                    continue  # a job's events came meanwhile: slow, but there
+                strikes += 1
+                if refused:
+                    why = "its head refuses connections"
+                else:
                     why = answer["error"] if answer else f"no answer within {STATUS_TIMEOUT_S:.0f} s"
+                if refused or strikes >= STRIKES:
+                    strikes = 0
                     self._lost(f"The Ray cluster at {self.settings.address} is not reachable ({why}).")
+                else:
+                    log.warning(
+                        "The Ray cluster at %s did not answer (%s); asking again.", self.settings.address, why
+                    )
             else:
                 try:
                     self._connect()
@@ -186,10 +233,26 @@ class Cluster:
         except OSError:
             raise ClusterUnavailable(self.problem or "The cluster is not connected.") from None
 
+    def _head(self) -> str:
+        """HOST:PORT of the cluster's head ("" for `auto` before the driver said where it is)."""
+        return self.info.get("gcs", "") if self.address == "auto" else self.address
+
     def check(self) -> None:
-        """Raise ClusterUnavailable when jobs cannot run now."""
-        if self.problem is not None:
-            raise ClusterUnavailable(self.problem + " Jobs can run again once it is back.")
+        """Raise ClusterUnavailable when jobs cannot run now. A job that comes while the cluster's head accepts
+        connections again waits (as long as connecting may take at start) for the front end to reconnect
+        rather than being refused: the cluster is back, only its driver is still being set up."""
+        deadline = time.monotonic() + self.settings.connect_timeout_s
+        while self.problem is not None and not self._closed.is_set() and time.monotonic() < deadline:
+            if not self._reconnecting and knock(self._head(), timeout=1.0) != "accepts":
+                break  # still gone: say so now
+            self._wake.set()  # reconnect now rather than at the watchdog's next round
+            with self._lock:
+                self._lock.wait_for(
+                    lambda: self.problem is None, timeout=min(2.0, deadline - time.monotonic())
+                )
+        problem = self.problem
+        if problem is not None:
+            raise ClusterUnavailable(problem + " Jobs can run again once it is back.")
 
     def run(self, job: ClusterJob, cancelled: Callable[[], bool]) -> Iterator[dict[str, Any]]:
         """The events of `job` on a replica, as they come. Raises JobCancelled once `cancelled()` (the
@@ -200,6 +263,7 @@ class Cluster:
         self._inboxes[job.key] = inbox
         ended = False
         try:
+            self._ship_loras(job)
             self._send(("run", job.key, job))
             while True:
                 if cancelled():
@@ -230,6 +294,13 @@ class Cluster:
                     self._send(("cancel", job.key))
                 except ClusterUnavailable:
                     pass
+
+    def _ship_loras(self, job: ClusterJob) -> None:
+        """Send the driver each adapter file of `job` it does not hold yet (once per file and connection)."""
+        for item in job.loras:
+            if not item.shared and item.lora.hash not in self._shipped:
+                self._send(("lora", item.lora.hash, item.lora.file.path.read_bytes()))
+                self._shipped.add(item.lora.hash)
 
     def _ask_status(self, timeout: float) -> dict[str, Any] | None:
         key = f"status-{next(self._keys)}"
@@ -272,6 +343,21 @@ def reachable(address: str, timeout: float = 3.0) -> None:
             f"Nothing answers at the Ray cluster address {address} ({exc.strerror or exc}). Start Ray there "
             "(ray start --head), or use --cluster local to start one on this machine."
         ) from None
+
+
+def knock(address: str, timeout: float = 3.0) -> str:
+    """Whether the cluster's head at HOST:PORT "accepts" a connection, "refuses" it (nothing listens there:
+    Ray is stopped), or is "silent" (no answer in time, or no address yet): a busy head is not a gone one."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return "silent"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return "accepts"
+    except ConnectionRefusedError:
+        return "refuses"
+    except OSError:
+        return "silent"
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -124,6 +127,32 @@ class KubinWorker:
         wrapper = getattr(self._loader, "__serve_multiplex_wrapper", None)  # Serve's, made on first load
         return list(wrapper.models) if wrapper is not None else []
 
+    def adapters(self, job: ClusterJob) -> list:
+        """The job's adapters (kubin.models.lora.ActiveLora) with their files on this node: a shared folder's
+        path as it is, or the bytes the driver put in the object store, written once per file hash into this
+        node's cache."""
+        from kubin.errors import InvalidParams
+        from kubin.models.lora import SUFFIX
+
+        adapters = []
+        for item in job.loras:
+            file = item.lora.file
+            if item.shared:
+                path = Path(file.path)
+                if not path.is_file():
+                    raise InvalidParams(
+                        f"The LoRA file {path} is not on the node of replica {self.replica}: with "
+                        "cluster.shared_loras the LoRA folder must be at the same path on every node."
+                    )
+            else:
+                path = lora_cache() / f"{item.lora.hash}{SUFFIX}"
+                if not path.is_file():  # written under a temp name: replicas of one node may race
+                    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+                    partial.write_bytes(ray.get(item.data))
+                    os.replace(partial, path)
+            adapters.append(replace(item.lora, file=replace(file, path=path)))
+        return adapters
+
     def check_health(self) -> None:  # Serve calls it every health_check_period_s: a heartbeat to the board
         self._report()
 
@@ -155,6 +184,7 @@ class KubinWorker:
             from kubin.engine import runtime_metadata
 
             model = loaded.model
+            set_loras = getattr(model, "set_loras", None)
 
             def on_step(phase: str, step: int) -> None:
                 self.steps += 1
@@ -163,6 +193,8 @@ class KubinWorker:
                     raise JobCancelled("cancelled")
 
             try:
+                if set_loras is not None:  # every job, as in the local engine: none switches them off
+                    set_loras(self.adapters(job))
                 for call in job.calls:
                     if cancel.is_set():
                         raise JobCancelled("cancelled")
@@ -189,6 +221,17 @@ class KubinWorker:
             await asyncio.shield(running)
             self.busy = None
             self._report()
+
+
+def lora_cache() -> Path:
+    """This node's cache of LoRA files sent with jobs: in the Ray session's folder, so that it goes with it."""
+    try:
+        session = Path(ray._private.worker._global_node.get_session_dir_path())  # no public API for it
+    except AttributeError:
+        session = Path(tempfile.gettempdir())
+    folder = session / "kubin-lora"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _portable(exc: BaseException) -> BaseException:
