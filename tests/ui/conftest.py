@@ -140,6 +140,11 @@ def browser():
         pytest.fail(message)
     from playwright.sync_api import sync_playwright
 
+    from playwright.sync_api import expect
+
+    # A check that holds passes at once; one that waits on a busy 2-core machine (frames seconds apart while
+    # a model computes beside the page) gets 20 s, not Playwright's 5 s.
+    expect.set_options(timeout=20_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield browser
@@ -156,7 +161,7 @@ def new_page(browser, kubin_server: KubinServer):
         context = browser.new_context(**context_options)
         contexts.append(context)
         page = context.new_page()
-        page.set_default_timeout(30_000)  # generous: CI machines may be busy
+        page.set_default_timeout(60_000)  # generous: CI machines may be busy
         page.goto(kubin_server.url + path)
         # The whole app's first render: over 30 s was seen with the machine's load at 10-13 on 2 cores.
         page.wait_for_selector("#prompt textarea", timeout=60_000)
