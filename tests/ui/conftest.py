@@ -138,9 +138,7 @@ def browser():
         if os.environ.get("KUBIN_SKIP_BROWSER_TESTS") == "1":
             pytest.skip(message)
         pytest.fail(message)
-    from playwright.sync_api import sync_playwright
-
-    from playwright.sync_api import expect
+    from playwright.sync_api import expect, sync_playwright
 
     # A check that holds passes at once; one that waits on a busy 2-core machine (frames seconds apart while
     # a model computes beside the page) gets 20 s, not Playwright's 5 s.
