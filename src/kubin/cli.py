@@ -705,7 +705,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         options = TrainingOptions.from_dict(values)
         spec = engine.manager.spec(options.model)
-        trainer = Trainer(options, spec, {}, engine.trainings.run_dir(options), engine.loras.folder)
+        device = engine.manager.placement().device  # where it would run: 8-bit Adam needs CUDA
+        trainer = Trainer(options, spec, {}, engine.trainings.run_dir(options), engine.loras.folder, device)
         print(json.dumps(trainer.check_dataset().as_json()))
         return 0
     run = engine.trainings.start(values, resume=args.resume)

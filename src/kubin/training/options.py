@@ -39,9 +39,11 @@ class TrainingOptions:
     has a default that suits a first try on a 16 GB GPU."""
 
     model: str = _opt("", "model id to train an adapter for (see `kubin models`)")
-    data: str = _opt("", "folder of pictures, each with an optional same-named .txt caption")
+    data: str = _opt("", "folder of pictures (of short video clips for a video model), each with an optional "
+                     "same-named .txt caption")  # fmt: skip
     output: str = _opt("", "the adapter's name: written as NAME.safetensors in the LoRA folder")
-    target: str = _opt("", "the part to train: decoder or prior (Kandinsky 2.2), transformer (Kandinsky 5); "
+    target: str = _opt("", "the part to train: decoder or prior (Kandinsky 2.2), transformer (Kandinsky 5 "
+                       "text to image and text to video); "
                        "default: the model's first")  # fmt: skip
     steps: int = _opt(500, "optimizer steps", 1, 1_000_000)
     epochs: int = _opt(0, "passes over the pictures; sets the steps from the pictures' count (0: use steps)",
@@ -55,7 +57,13 @@ class TrainingOptions:
     gradient_accumulation: int = _opt(1, "batches per optimizer step", 1, 1024)
     resolution: int = _opt(0, "training size: buckets hold about resolution² pixels (0: the model's own size)",
                            0, 4096)  # fmt: skip
-    mixed_precision: str = _opt("no", "bf16 or fp16 on a GPU (the adapter stays fp32)", choices=PRECISIONS)
+    frames: int = _opt(0, "video models: frames of each clip, 1 more than a multiple of 4 (0: the model's own)",
+                       0, 10_000)  # fmt: skip
+    fps: float = _opt(
+        0.0, "video models: the frame rate the clips are sampled at (0: the model's own)", 0, 240
+    )
+    mixed_precision: str = _opt("no", "bf16 or fp16 on a CUDA GPU (bf16 also on the CPU; the adapter stays fp32)",
+                                choices=PRECISIONS)  # fmt: skip
     optimizer: str = _opt(
         "adamw", "adamw8bit saves memory (needs bitsandbytes and a CUDA GPU)", choices=OPTIMIZERS
     )
