@@ -275,9 +275,9 @@ def _train_parser(sub) -> None:
     from kubin.training.options import option_fields
 
     train = sub.add_parser(
-        "train", help="train a LoRA adapter on a folder of pictures; prints progress and a final JSON line",
-        description="Train a LoRA adapter for --model on the pictures in --data (each with an optional "
-        "same-named .txt caption); the adapter is written as NAME.safetensors to the LoRA folder, usable "
+        "train", help="train a LoRA adapter on a folder of pictures (or short clips); prints progress and a final JSON line",
+        description="Train a LoRA adapter for --model on the pictures in --data (for a text-to-video model, short "
+        ".mp4/.webm/.gif clips, sampled to --frames at --fps), each with an optional same-named .txt caption; the adapter is written as NAME.safetensors to the LoRA folder, usable "
         "with `generate --lora NAME` or the path the last line gives.",
     )  # fmt: skip
     _common(train, suppress=True)

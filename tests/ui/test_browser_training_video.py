@@ -1,6 +1,6 @@
 """The Training tab in Chromium with a folder of short clips: the text-to-video model's check names the clips
 and their frames, a short run shows its loss plot and its samples as videos, and ends with the adapter in the
-LoRA folder; on a phone the tab with its video samples stays within the screen."""
+LoRA folder (the browser plays the sample videos); on a phone the tab with its video samples stays within the screen."""
 
 from __future__ import annotations
 
@@ -60,12 +60,18 @@ def test_a_video_run_from_the_tab_shows_video_samples_on_a_desktop_and_a_phone(
         "3 clip(s) of 5 frames at 8 fps in buckets 64×64: 3", timeout=90_000
     )
     page.locator("#train-start").click()
-    expect(page.locator("#train-status")).to_contain_text("Done: ui-boxes.safetensors", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#train-status")).to_contain_text(
+        "Done: ui-boxes.safetensors", timeout=RUN_TIMEOUT_MS
+    )
     assert (kubin_server.lora_dir / "ui-boxes.safetensors").is_file()
     expect(page.locator("#train-loss canvas, #train-loss svg").first).to_be_visible()
     videos = page.locator("#train-samples video")
     expect(videos).to_have_count(2)  # steps 2 and 4
     assert all(src.endswith(".mp4") for src in videos.evaluate_all("vs => vs.map(v => v.src)"))
+    # The browser plays them: 5 frames at 8 fps last 0.625 s.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#train-samples video')].every(v => Math.abs(v.duration - 0.625) < 0.1)"
+    )
     page.screenshot(path=artifacts_dir / "ui-training-video-desktop.png", full_page=True)
 
     page.set_viewport_size(PHONE)

@@ -53,7 +53,7 @@ class TrainingOptions:
     learning_rate: float = _opt(1e-4, "learning rate", 1e-8, 1.0)
     lr_scheduler: str = _opt("constant", "learning-rate schedule", choices=SCHEDULERS)
     warmup_steps: int = _opt(0, "steps of learning-rate warm-up", 0, 1_000_000)
-    batch_size: int = _opt(1, "pictures per batch", 1, 256)
+    batch_size: int = _opt(1, "pictures (or clips) per batch", 1, 256)
     gradient_accumulation: int = _opt(1, "batches per optimizer step", 1, 1024)
     resolution: int = _opt(0, "training size: buckets hold about resolution² pixels (0: the model's own size)",
                            0, 4096)  # fmt: skip
@@ -78,8 +78,10 @@ class TrainingOptions:
         "first caption the pictures that have no .txt, with the caption model (writing their .txt files)",
     )
     checkpoint_every: int = _opt(100, "write a resumable checkpoint every N steps (and at the end)", 1, 10**6)
-    sample_every: int = _opt(0, "make sample images every N steps (0: never)", 0, 10**6)
-    sample_prompts: list[str] = _opt(list, "prompts of the sample images")
+    sample_every: int = _opt(
+        0, "make samples (images; short videos for a video model) every N steps (0: never)", 0, 10**6
+    )
+    sample_prompts: list[str] = _opt(list, "prompts of the samples")
     target_modules: list[str] = _opt(list, "module names the adapter wraps (default: the part's attention)")
 
     @classmethod

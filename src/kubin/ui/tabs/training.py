@@ -153,7 +153,7 @@ def build(ctx: UIContext) -> None:
                                 widgets[f.name] = _widget(f, models, default_model)
                     widgets["sample_prompts"] = _widget(by_name["sample_prompts"], models, default_model)
                 with gr.Row():
-                    check = gr.Button("Check the folder", elem_id="train-check")
+                    check = gr.Button("Check folder", elem_id="train-check")
                     start = gr.Button("Train", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="train-cancel")
                 with gr.Row():
