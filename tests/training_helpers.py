@@ -66,3 +66,13 @@ def _box_frame(size: int, ground: int, t: int):
     top = (t * size // 10) % (size // 2)
     array[top : top + size // 4, size // 3 : 2 * size // 3] = 255
     return array
+
+
+def stop_leftover_runs(url: str) -> None:
+    """Cancel the training runs a failed test left on the shared server (a long run would keep its device busy
+    and fail every later test of the file)."""
+    import httpx
+
+    for run in httpx.get(url + "/kubin/api/v1/training", timeout=60).json():
+        if run["state"] in ("queued", "running"):
+            httpx.post(f"{url}/kubin/api/v1/training/{run['id']}/cancel", timeout=120)

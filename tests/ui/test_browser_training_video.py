@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from browser_helpers import open_tab
 from playwright.sync_api import Page, expect
-from training_helpers import make_clips
+from training_helpers import make_clips, stop_leftover_runs
 
 pytestmark = pytest.mark.browser
 
@@ -18,11 +18,12 @@ RUN_TIMEOUT_MS = 240_000
 
 @pytest.fixture(autouse=True)
 def leaves_no_adapter(kubin_server):
-    """The shared server's LoRA folder as it was: other test files list it."""
+    """The shared server's LoRA folder as it was (other test files list it), and no run left going."""
     import httpx
 
     before = set(kubin_server.lora_dir.rglob("*.safetensors"))
     yield
+    stop_leftover_runs(kubin_server.url)
     for path in set(kubin_server.lora_dir.rglob("*.safetensors")) - before:
         path.unlink()
     httpx.post(kubin_server.url + "/sdapi/v1/refresh-loras", timeout=60)
