@@ -41,9 +41,13 @@ def studio(fresh_manager, tmp_path_factory):
     engine.close(wait=True)
 
 
+def frames_of_file(path) -> list[np.ndarray]:
+    frames, _fps, _sound = read_video(path)
+    return [np.asarray(frame.convert("RGB")) for frame in frames]
+
+
 def frames_of(result) -> np.ndarray:
-    frames, _fps, _sound = read_video(result.path)
-    return np.stack([np.asarray(frame.convert("RGB")) for frame in frames]).astype(np.int16)
+    return np.stack(frames_of_file(result.path)).astype(np.int16)
 
 
 def test_clips_train_the_transformer_whose_adapter_changes_a_generated_video(studio, clips, tmp_path):
@@ -70,11 +74,6 @@ def test_clips_train_the_transformer_whose_adapter_changes_a_generated_video(stu
     base = studio.run(Job("t2v", "tiny-kd50-t2v", VIDEO)).results[0]
     tuned = studio.run(Job("t2v", "tiny-kd50-t2v", {**VIDEO, "loras": ["k5boxes"]})).results[0]
     assert np.abs(frames_of(base) - frames_of(tuned)).mean() > 1
-
-
-def frames_of_file(path) -> list:
-    frames, _fps, _sound = read_video(path)
-    return [np.asarray(frame.convert("RGB")) for frame in frames]
 
 
 def test_a_broken_video_run_resumes_to_the_weights_of_an_unbroken_one(fresh_manager, clips, tmp_path):
