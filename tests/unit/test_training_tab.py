@@ -25,7 +25,7 @@ def test_the_tab_offers_the_text_to_video_model_and_describes_a_folder_of_clips(
     models = trainable_models(None)
     assert models["tiny-kd50-t2v"] == ["transformer"] and models["tiny-kd50-t2i"] == ["transformer"]
     assert "tiny-kd50-i2v" not in models and "tiny-kd50-i2i" not in models
-    items = tuple(TrainingItem(Path(f"{i}.mp4"), "", (64, 64), (64, 64), 8.0) for i in range(3))
+    items = tuple(TrainingItem(Path(f"{i}.mp4"), "", (64, 64), (64, 64), 8.0, 5) for i in range(3))
     report = DatasetReport(Path("clips"), items, (("bad.mp4", "cannot be read"),), "0", buckets={(64, 64): 3},
                            clip=ClipShape(5, 8))  # fmt: skip
     assert describe_report(report).splitlines() == [

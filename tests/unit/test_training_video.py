@@ -63,7 +63,7 @@ def test_clips_train_the_transformer_whose_adapter_changes_a_generated_video(stu
     assert said.startswith("Dataset: 4 clip(s) (5 frames at 8 fps) in buckets 64x64: 4; skipped 2: ")
     assert "broken.mp4 (cannot be read: damaged or not a video" in said
     assert (
-        "short.webm (too short: 3 frames at 8 fps (0.38 s); training takes 5 frames at 8 fps (0.62 s))"
+        "short.webm (too short: 3 frames at 8 fps (0.38 s); training takes at least 5 frames at 8 fps (0.62 s))"
         in said
     )
     assert all(np.isfinite(loss) for _, loss in run.losses) and len(run.losses) == 8
@@ -83,7 +83,12 @@ def test_a_broken_video_run_resumes_to_the_weights_of_an_unbroken_one(fresh_mana
 
     spec = fresh_manager.spec("tiny-kd50-t2v")
     sources = {sub.name: str(sub) for sub in tiny_model_folder(spec.id).iterdir() if sub.is_dir()}
-    options = {**FAST, "data": str(clips), "steps": 4, "checkpoint_every": 2, "lr_scheduler": "cosine"}
+    folder = shutil.copytree(clips, tmp_path / "clips")
+    write_clip(
+        folder / "long.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 12, fps=8
+    )  # 9 frames, the others 5
+    options = {**FAST, "data": str(folder), "frames": 9, "steps": 4, "checkpoint_every": 2,
+               "lr_scheduler": "cosine"}  # fmt: skip
 
     def trainer(name):
         opts = TrainingOptions.from_dict({**options, "output": name})
@@ -100,7 +105,8 @@ def test_a_broken_video_run_resumes_to_the_weights_of_an_unbroken_one(fresh_mana
     resumed = trainer("broken").run(resume=True)
     a, b = load_file(str(whole.path)), load_file(str(resumed.path))
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
-    assert resumed.losses == whole.losses and resumed.metadata["kubin.frames"] == "5"
+    assert resumed.losses == whole.losses and resumed.metadata["kubin.frames"] == "9"
+    assert whole.dataset.groups == {((64, 64), 5): 3, ((64, 64), 9): 1}
 
 
 def test_a_video_models_mistakes_get_clear_errors(studio, clips, tmp_path):
@@ -114,15 +120,22 @@ def test_a_video_models_mistakes_get_clear_errors(studio, clips, tmp_path):
         InvalidParams, match=r"is empty; put short video clips \(\.mp4, \.webm, \.gif\) in it"
     ):
         start(data=str(tmp_path / "empty"))
-    with pytest.raises(InvalidParams, match=r"No usable clip in clips\d*: clip0.mp4 \(too short: 8 frames"):
-        start(data=str(clips), frames=17)
+    (tmp_path / "short").mkdir()
+    write_clip(tmp_path / "short" / "s.mp4", [np.zeros((64, 64, 3), np.uint8)] * 3, fps=8)
+    with pytest.raises(InvalidParams, match=r"No usable clip in short: s.mp4 \(too short: 3 frames at 8 fps "
+                       r"\(0.38 s\); training takes at least 5 frames at 8 fps \(0.62 s\)\)"):  # fmt: skip
+        start(data=str(tmp_path / "short"), frames=17)
     with pytest.raises(InvalidParams, match=r"frames must be 1 more than a multiple of 4 .*got 6"):
         start(data=str(clips), frames=6)
     with pytest.raises(InvalidParams, match="training is for the text-to-image and text-to-video models"):
         start(data=str(clips), model="tiny-kd50-i2v")
-    report = scan_dataset(clips, 64, 16, clip=ClipShape(3, 4))
-    assert report.as_json()["clips"] == 3 and report.items[0].source_fps == 8.0
-    assert ClipShape(3, 4).indices(8.0) == [0, 2, 4]  # 4 fps from 8: every other frame
+    # Frame-count buckets: a clip shorter than the run's frames trains with the most it holds.
+    longer = shutil.copytree(clips, tmp_path / "longer")
+    write_clip(longer / "long.mp4", [np.zeros((64, 64, 3), np.uint8)] * 20, fps=8)
+    report = scan_dataset(longer, 64, 16, clip=ClipShape(17, 8))
+    assert report.summary() == "4 clip(s) (17 frames (1), 5 frames (3) at 8 fps) in buckets 64x64: 4"
+    assert report.as_json()["frame_buckets"] == [{"frames": 17, "clips": 1}, {"frames": 5, "clips": 3}]
+    assert ClipShape(5, 4).indices(8.0) == [0, 2, 4, 6, 8]  # 4 fps from 8: every other frame
 
 
 def test_kubin_train_trains_a_video_adapter_from_the_command_line(clips, tmp_path):
@@ -137,7 +150,7 @@ def test_kubin_train_trains_a_video_adapter_from_the_command_line(clips, tmp_pat
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout) | {"folder": "", "dataset_hash": ""} == {
         "folder": "", "clips": 3, "skipped": [], "buckets": [{"width": 64, "height": 64, "clips": 3}],
-        "dataset_hash": "", "frames": 5, "fps": 8.0}  # fmt: skip
+        "dataset_hash": "", "frames": 5, "fps": 8.0, "frame_buckets": [{"frames": 5, "clips": 3}]}  # fmt: skip
     done = run_in_process(tmp_path, ["train", *folders, *flags])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("step 1/2 loss ")

@@ -2,8 +2,8 @@
 checkpointed every N steps with everything a resume needs (adapter, optimizer, schedule, every random
 generator, the loss history), and written at the end as a .safetensors file the LoRA loader reads.
 
-A video target trains on short clips the same way: each clip is sampled to the run's frame count at its frame
-rate, and its samples are short mp4 videos.
+A video target trains on short clips the same way: each clip is sampled at the run's frame rate to the run's
+frame count (or the longest shorter bucket it holds), and its samples are short mp4 videos.
 
 Every random draw of a step comes from one CPU generator whose state the checkpoints keep, and the order of
 the pictures depends only on (seed, epoch), so a run resumed from a checkpoint ends with the same weights
@@ -113,14 +113,14 @@ class Trainer:
                 f"frames must be 1 more than a multiple of {step} for {self.spec.title} (1, 5, 9, 13, 17, ...; "
                 f"got {o.frames}): its video VAE packs {step} frames into one."
             )
-        return ClipShape(o.frames, float(o.fps))
+        return ClipShape(o.frames, float(o.fps), step)
 
     def check_dataset(self) -> DatasetReport:
         """The folder checked; with `epochs`, the options' steps become what that many passes take."""
         o = self.options
         dataset = scan_dataset(o.data, o.resolution, self.target_cls.divisibility, o.trigger, clip=self.clip)
         if o.epochs:
-            batches = sum(-(-count // o.batch_size) for count in dataset.buckets.values())
+            batches = sum(-(-count // o.batch_size) for count in dataset.groups.values())
             self.options = replace(o, steps=max(1, -(-o.epochs * batches // o.gradient_accumulation)))
         return dataset
 
@@ -261,7 +261,7 @@ class Trainer:
 
     def _cache_key(self, item: TrainingItem) -> str:
         stat = item.path.stat()
-        clip = f"|{self.clip.frames}@{self.clip.fps:g}" if self.clip else ""
+        clip = f"|{item.frames}@{self.clip.fps:g}" if self.clip else ""
         text = f"{self.spec.id}|{self.target_cls.part}|{item.path.name}|{stat.st_size}|{stat.st_mtime_ns}|{item.bucket}|{item.caption}{clip}"
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -434,13 +434,13 @@ def check_device_options(options: TrainingOptions, device: str) -> None:
 
 
 def load_clip(item: TrainingItem, clip: ClipShape) -> list:
-    """The clip's frames at the run's frame rate (`clip.frames` of them from its start), each at the
-    bucket's size: scaled to cover it and centre-cropped."""
+    """The clip's frames at the run's frame rate (its `frames` from its start), each at the bucket's size:
+    scaled to cover it and centre-cropped."""
     import imageio_ffmpeg
     from PIL import Image, ImageOps
 
     height, width = item.bucket
-    wanted = clip.indices(item.source_fps)
+    wanted = clip.indices(item.source_fps, item.frames)
     reader = imageio_ffmpeg.read_frames(str(item.path))
     frames: dict[int, Any] = {}
     try:

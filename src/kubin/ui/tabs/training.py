@@ -278,11 +278,7 @@ def samples(run) -> list[tuple[str, str]]:
 
 def describe_report(report) -> str:
     buckets = ", ".join(f"{w}×{h}: {n}" for (h, w), n in sorted(report.buckets.items()))
-    what = (
-        f"clip(s)** of {report.clip.frames} frames at {report.clip.fps:g} fps"
-        if report.clip
-        else "picture(s)**"
-    )
+    what = f"clip(s)** of {report.clip_frames}" if report.clip else "picture(s)**"
     lines = [f"**{len(report.items)} {what} in buckets {buckets}."]
     if report.skipped:
         lines.append(f"Skipped {len(report.skipped)}:")
