@@ -79,7 +79,7 @@ def test_a_run_from_the_tab_shows_the_loss_plot_and_samples_and_cancel_offers_re
     page.wait_for_timeout(1500)  # a few plot updates
     # A page redrawing its plot twice a second waits long for a screenshot on a busy machine.
     page.screenshot(path=artifacts_dir / "ui-training-running-desktop.png", full_page=True, timeout=90_000)
-    page.locator("#train-cancel").click()
+    page.locator("#train-cancel").click(timeout=90_000)  # (the same: a click waited over 30 s under load)
     expect(page.locator("#train-status")).to_contain_text(
         "Cancelled: Training stopped at step", timeout=60_000
     )
