@@ -57,8 +57,9 @@ class TrainingOptions:
     gradient_accumulation: int = _opt(1, "batches per optimizer step", 1, 1024)
     resolution: int = _opt(0, "training size: buckets hold about resolution² pixels (0: the model's own size)",
                            0, 4096)  # fmt: skip
-    frames: int = _opt(0, "video models: frames of each clip, 1 more than a multiple of 4; a shorter clip trains "
-                       "with the most it holds (0: the model's own)", 0, 10_000)  # fmt: skip
+    frames: int = _opt(
+        0, "video models: at most this many frames a clip, 4k+1 (0: the model's own)", 0, 10_000
+    )
     fps: float = _opt(
         0.0, "video models: the frame rate the clips are sampled at (0: the model's own)", 0, 240
     )
