@@ -1,10 +1,12 @@
 """LoRA training cost: one step of Kubin's training loop against a plain diffusers + peft step on the same
 model part, pictures, rank and batch (the plain loop encodes the pictures once, as caching does, and does
 only forward, loss, backward, clipping and the AdamW step), alternating in the same process; then steps per
-second of Kubin's loop with the encodings cached on disk and with the encoders run every step.
+second of Kubin's loop with the encodings cached on disk and with the encoders run every step. For a
+text-to-video model (`--clips`), only the last: Kubin's loop on short generated clips, cached and not.
 
     venv/bin/python benchmarks/training.py                        # tiny-kd22's decoder on the CPU
     venv/bin/python benchmarks/training.py --model kd22 --device cuda --resolution 768 --steps 50
+    venv/bin/python benchmarks/training.py --model tiny-kd50-t2v --clips --frames 5 --steps 20
 """
 
 from __future__ import annotations
@@ -32,6 +34,23 @@ def make_pictures(folder: Path, count: int, size: int) -> Path:
     return folder
 
 
+def make_clips(folder: Path, count: int, size: int, frames: int, fps: float) -> Path:
+    """`count` mp4 clips of random frames, each (frames - 1) / fps seconds and a little more."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        writer = imageio_ffmpeg.write_frames(str(folder / f"clip{i}.mp4"), (size, size), fps=fps,
+                                             macro_block_size=2, ffmpeg_log_level="error")  # fmt: skip
+        writer.send(None)
+        for _ in range(frames + 2):
+            writer.send(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+        writer.close()
+    return folder
+
+
 def sources_of(spec) -> dict[str, str]:
     from kubin.models.tiny import tiny_model_folder
 
@@ -47,8 +66,8 @@ def kubin_steps(spec, pictures: Path, root: Path, args, cache: bool, name: str) 
 
     options = TrainingOptions(model=spec.id, data=str(pictures), output=name, steps=args.steps, rank=args.rank,
                               batch_size=args.batch, resolution=args.resolution, cache_latents=cache,
-                              checkpoint_every=10**6, target_modules=MODULES,
-                              mixed_precision=args.mixed_precision)  # fmt: skip
+                              checkpoint_every=10**6, target_modules=[] if args.clips else MODULES,
+                              mixed_precision=args.mixed_precision, frames=args.frames, fps=args.fps)  # fmt: skip
     marks: list[float] = []
     trainer = Trainer(
         options, spec, sources_of(spec), root / "runs" / name, root / "lora", device=args.device
@@ -124,6 +143,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clips", action="store_true", help="a text-to-video model: train on short clips")
+    parser.add_argument("--frames", type=int, default=0, help="frames of each clip (0: the model's own)")
+    parser.add_argument("--fps", type=float, default=8, help="the clips' frame rate")
     args = parser.parse_args()
     import os
 
@@ -135,6 +157,10 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f}")
     spec = resolve_model(args.model)
     root = Path(tempfile.mkdtemp(prefix="kubin-train-bench-"))
+    if args.clips:
+        frames = args.frames or int(spec.defaults["t2v"]["frames"])
+        clips = make_clips(root / "clips", args.pictures, args.resolution, frames, args.fps)
+        return video_steps(spec, clips, root, args, frames)
     pictures = make_pictures(root / "pictures", args.pictures, args.resolution)
     ours, plain, cached, uncached = [], [], [], []
     for round_ in range(args.rounds):
@@ -152,6 +178,25 @@ def main() -> None:
     print(f"| plain diffusers + peft | {theirs * 1000:.1f} ms | 1.00 |")
     print(f"| Kubin (cached encodings) | {mine * 1000:.1f} ms | {mine / theirs:.2f} |")
     print("\n| Kubin's loop | steps/s, whole run (load, cache, steps, save) | steps/s, steps only |")
+    print("|---|---|---|")
+    for label, runs in (("encodings cached on disk", cached), ("encoders every step", uncached)):
+        whole = statistics.median(r[0] for r in runs)
+        steps_only = statistics.median(r[1] for r in runs)
+        print(f"| {label} | {whole:.1f} | {steps_only:.1f} |")
+
+
+def video_steps(spec, clips: Path, root: Path, args, frames: int) -> None:
+    """Kubin's loop on clips, encodings cached and not (alternating rounds): there is no plain loop to hold
+    it against here (diffusers ships no Kandinsky 5 training example)."""
+    cached, uncached = [], []
+    for round_ in range(args.rounds):
+        for cache, runs in ((True, cached), (False, uncached)):
+            steps, whole = kubin_steps(spec, clips, root, args, cache, f"{'c' if cache else 'u'}{round_}")
+            runs.append((args.steps / whole, len(steps) / sum(steps)))
+    print(f"\n{spec.id}, transformer, rank {args.rank}, batch {args.batch}, {args.pictures} clips of {frames} "
+          f"frames at {args.resolution}x{args.resolution}, {args.steps} steps x {args.rounds} rounds, "
+          f"{args.device}, mixed precision {args.mixed_precision}\n")  # fmt: skip
+    print("| Kubin's loop on clips | steps/s, whole run (load, cache, steps, save) | steps/s, steps only |")
     print("|---|---|---|")
     for label, runs in (("encodings cached on disk", cached), ("encoders every step", uncached)):
         whole = statistics.median(r[0] for r in runs)

@@ -284,9 +284,9 @@ def _train_parser(sub) -> None:
     from kubin.training.options import option_fields
 
     train = sub.add_parser(
-        "train", help="train a LoRA adapter on a folder of pictures; prints progress and a final JSON line",
-        description="Train a LoRA adapter for --model on the pictures in --data (each with an optional "
-        "same-named .txt caption); the adapter is written as NAME.safetensors to the LoRA folder, usable "
+        "train", help="train a LoRA adapter on a folder of pictures (or short clips); prints progress and a final JSON line",
+        description="Train a LoRA adapter for --model on the pictures in --data (for a text-to-video model, short "
+        ".mp4/.webm/.gif clips, sampled to --frames at --fps), each with an optional same-named .txt caption; the adapter is written as NAME.safetensors to the LoRA folder, usable "
         "with `generate --lora NAME` or the path the last line gives.",
     )  # fmt: skip
     _common(train, suppress=True)
@@ -711,7 +711,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         options = TrainingOptions.from_dict(values)
         spec = engine.manager.spec(options.model)
-        trainer = Trainer(options, spec, {}, engine.trainings.run_dir(options), engine.loras.folder)
+        device = engine.manager.placement().device  # where it would run: 8-bit Adam needs CUDA
+        trainer = Trainer(options, spec, {}, engine.trainings.run_dir(options), engine.loras.folder, device)
         print(json.dumps(trainer.check_dataset().as_json()))
         return 0
     run = engine.trainings.start(values, resume=args.resume)

@@ -9,7 +9,7 @@ import re
 import pytest
 from browser_helpers import open_tab
 from playwright.sync_api import Page, expect
-from training_helpers import make_pictures
+from training_helpers import make_pictures, stop_leftover_runs
 
 pytestmark = pytest.mark.browser
 
@@ -20,11 +20,12 @@ RUN_TIMEOUT_MS = 180_000
 
 @pytest.fixture(autouse=True)
 def leaves_no_adapter(kubin_server):
-    """The shared server's LoRA folder as it was: other test files list it."""
+    """The shared server's LoRA folder as it was (other test files list it), and no run left going."""
     import httpx
 
     before = set(kubin_server.lora_dir.rglob("*.safetensors"))
     yield
+    stop_leftover_runs(kubin_server.url)
     for path in set(kubin_server.lora_dir.rglob("*.safetensors")) - before:
         path.unlink()
     httpx.post(kubin_server.url + "/sdapi/v1/refresh-loras", timeout=60)
@@ -76,8 +77,9 @@ def test_a_run_from_the_tab_shows_the_loss_plot_and_samples_and_cancel_offers_re
     )
     expect(page.locator("#train-cancel")).to_be_enabled()
     page.wait_for_timeout(1500)  # a few plot updates
-    page.screenshot(path=artifacts_dir / "ui-training-running-desktop.png", full_page=True)
-    page.locator("#train-cancel").click()
+    # A page redrawing its plot twice a second waits long for a screenshot on a busy machine.
+    page.screenshot(path=artifacts_dir / "ui-training-running-desktop.png", full_page=True, timeout=90_000)
+    page.locator("#train-cancel").click(timeout=90_000)  # (the same: a click waited over 30 s under load)
     expect(page.locator("#train-status")).to_contain_text(
         "Cancelled: Training stopped at step", timeout=60_000
     )

@@ -1,13 +1,14 @@
 """Training through Kubin's API on the shared server: a run is started with a folder of pictures, watched
 (state, losses, samples; and as a stream of events) until its adapter is in the LoRA list, and a long run is
-cancelled with a checkpoint that Resume can go on from; a mistake answers 422 with its reason."""
+cancelled with a checkpoint that Resume can go on from; a mistake answers 422 with its reason; a video model's run
+on short clips reports its clips and serves its samples as mp4 videos."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from training_helpers import make_pictures
+from training_helpers import make_clips, make_pictures
 
 RUNS = "/kubin/api/v1/training"
 
@@ -67,3 +68,21 @@ def test_a_long_run_is_cancelled_with_a_checkpoint_and_a_mistake_answers_422(htt
     assert refused.status_code == 422 and "is empty; put pictures" in refused.json()["detail"]
     unknown = http.post(RUNS, json={**BODY, "data": str(pictures), "output": "x", "optimiser": "adamw"})
     assert unknown.status_code == 422
+
+
+def test_a_video_run_on_clips_answers_with_its_clips_and_an_mp4_sample(http, tmp_path):
+    clips = make_clips(tmp_path / "clips")
+    body = {"model": "tiny-kd50-t2v", "data": str(clips), "output": "api-boxes", "steps": 2, "frames": 5,
+            "fps": 8, "rank": 2, "sample_every": 2, "sample_prompts": ["a box"]}  # fmt: skip
+    started = http.post(RUNS, json=body)
+    assert started.status_code == 202, started.text
+    assert started.json()["dataset"] | {"folder": "", "dataset_hash": ""} == {
+        "folder": "", "clips": 3, "skipped": [], "buckets": [{"width": 64, "height": 64, "clips": 3}],
+        "dataset_hash": "", "frames": 5, "fps": 8.0, "frame_buckets": [{"frames": 5, "clips": 3}]}  # fmt: skip
+    done = http.get(f"{RUNS}/{started.json()['id']}", params={"wait": 300}).json()
+    assert done["state"] == "done" and done["path"].endswith("api-boxes.safetensors"), done
+    sample = http.get(f"{RUNS}/{done['id']}/samples/0")
+    assert sample.status_code == 200 and sample.headers["content-type"] == "video/mp4"
+    assert sample.content[4:8] == b"ftyp"  # an mp4
+    odd = http.post(RUNS, json={**body, "output": "x", "frames": 6})
+    assert odd.status_code == 422 and "frames must be 1 more than a multiple of 4" in odd.json()["detail"]

@@ -269,3 +269,23 @@ def test_caption_missing_writes_a_txt_for_each_picture_without_one_and_trains_wi
     assert any("Captioned 7 picture(s) without a .txt with tiny-caption" in n for n in run.notices)
     report = scan_dataset(folder, 64)
     assert all(item.caption for item in report.items)
+
+
+def test_cuda_only_options_get_a_clear_message_where_there_is_no_cuda_gpu(studio, pictures):
+    from kubin.training.loop import check_device_options
+
+    start = lambda **values: studio.trainings.start(  # noqa: E731
+        {**FAST, "data": str(pictures), "output": "cuda-only", "steps": 1, **values}
+    )
+    with pytest.raises(InvalidParams, match=r"fp16 mixed precision needs a CUDA GPU \(this Kubin trains on "
+                       r"cpu\); choose bf16 or no here"):  # fmt: skip
+        start(mixed_precision="fp16")
+    with pytest.raises(InvalidParams, match=r"8-bit Adam needs the bitsandbytes package and a CUDA GPU \(this "
+                       r"Kubin trains on cpu\); choose the optimizer adamw here"):  # fmt: skip
+        start(optimizer="adamw8bit")
+    options = TrainingOptions.from_dict({**FAST, "data": "d", "output": "o", "mixed_precision": "bf16"})
+    with pytest.raises(InvalidParams, match=r"bf16 mixed precision runs on a CUDA GPU or the CPU \(this Kubin "
+                       r"trains on mps\); choose no here"):  # fmt: skip
+        check_device_options(options, "mps")
+    check_device_options(options, "cpu")  # bf16 autocast runs on the CPU
+    check_device_options(TrainingOptions.from_dict({**FAST, "mixed_precision": "fp16"}), "cuda:0")

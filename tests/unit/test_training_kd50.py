@@ -1,6 +1,6 @@
 """Training a LoRA for Kandinsky 5's text-to-image transformer on the CPU (tiny-kd50-t2i): the loss falls on 8
-generated pictures, the adapter is what the LoRA loader takes for the transformer and changes the pixels;
-a video model is refused with a clear error."""
+generated pictures, the adapter is what the LoRA loader takes for the transformer and changes the pixels
+(text-to-video training on clips is in test_training_video.py)."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,6 @@ from PIL import Image
 from training_helpers import make_pictures
 
 from kubin.engine import Engine, Job
-from kubin.errors import InvalidParams
 from kubin.models.lora import LoraLibrary
 from kubin.training.runs import Trainings
 
@@ -44,9 +43,3 @@ def test_the_transformer_learns_and_its_adapter_changes_the_pixels(studio, tmp_p
     base = studio.run(Job("t2i", "tiny-kd50-t2i", KD50)).results[0]
     tuned = studio.run(Job("t2i", "tiny-kd50-t2i", {**KD50, "loras": ["k5squares"]})).results[0]
     assert np.abs(pixels(base) - pixels(tuned)).mean() > 1
-
-
-def test_a_video_model_is_refused_with_a_clear_error(studio, tmp_path):
-    pictures = make_pictures(tmp_path / "pictures", count=1)
-    with pytest.raises(InvalidParams, match="Kandinsky 5 training is for the text-to-image models"):
-        studio.trainings.start({**FAST, "model": "tiny-kd50-t2v", "data": str(pictures), "output": "v"})

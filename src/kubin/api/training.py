@@ -2,7 +2,7 @@
 state, loss history and samples, or a stream of its events as they come) and cancel it. The body's
 fields are TrainingOptions', so the API, the CLI and the Training tab take the same options.
 
-`data` is a folder on the server: training reads a folder of pictures where Kubin runs.
+`data` is a folder on the server: training reads a folder of pictures (or clips) where Kubin runs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Training LoRA adapters: a folder of pictures in, an adapter the LoRA picker loads out.
+"""Training LoRA adapters: a folder of pictures (or short clips for a video model) in, an adapter the LoRA picker
+loads out.
 
 `dataset` checks a folder (captions, trigger word, aspect buckets), `options` holds a run's settings,
 `targets` knows how each trainable model part computes its loss, `loop` runs the steps with checkpoints and

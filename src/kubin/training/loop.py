@@ -2,6 +2,9 @@
 checkpointed every N steps with everything a resume needs (adapter, optimizer, schedule, every random
 generator, the loss history), and written at the end as a .safetensors file the LoRA loader reads.
 
+A video target trains on short clips the same way: each clip is sampled at the run's frame rate to the run's
+frame count (or the longest shorter bucket it holds), and its samples are short mp4 videos.
+
 Every random draw of a step comes from one CPU generator whose state the checkpoints keep, and the order of
 the pictures depends only on (seed, epoch), so a run resumed from a checkpoint ends with the same weights
 as one that never stopped (on a deterministic device)."""
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kubin.errors import InvalidParams, JobCancelled
-from kubin.training.dataset import BatchOrder, DatasetReport, TrainingItem, scan_dataset
+from kubin.training.dataset import BatchOrder, ClipShape, DatasetReport, TrainingItem, scan_dataset
 from kubin.training.options import TrainingOptions
 from kubin.training.targets import TrainTarget, model_folders, target_class
 
@@ -34,7 +37,7 @@ KEEP_CHECKPOINTS = 3
 @dataclass(frozen=True)
 class TrainingEvent:
     """What a run tells its watchers: "notice" (text), "step" (step, total, loss, lr, eta), "sample"
-    (paths of the sample images made at `step`), "checkpoint" (path)."""
+    (paths of the sample images, or mp4 videos for a video model, made at `step`), "checkpoint" (path)."""
 
     kind: str
     step: int = 0
@@ -85,24 +88,39 @@ class Trainer:
                  lora_folder: Path, device: str = "cpu"):  # fmt: skip
         from kubin.models.registry import family_of
 
-        if not options.resolution:  # the size the model makes by default
-            options = replace(options, resolution=int(spec.defaults.get("t2i", {}).get("width", 768)))
-        self.options = options.validate()
-        self.spec, self.sources = spec, sources
         self.family = family_of(spec)
         self.target_cls = target_class(self.family, spec, options.target)
+        # What the model makes by default: its size, and for a video model its frames and frame rate.
+        self.defaults = dict(spec.defaults.get("t2v" if self.target_cls.video else "t2i", {}))
+        if not options.resolution:
+            options = replace(options, resolution=int(self.defaults.get("width", 768)))
+        if self.target_cls.video:
+            options = replace(options, frames=options.frames or int(self.defaults.get("frames", 17)),
+                              fps=options.fps or float(self.defaults.get("fps", 24)))  # fmt: skip
+        self.options = options.validate()
+        self.spec, self.sources = spec, sources
         self.run_dir, self.lora_folder, self.device = Path(run_dir), Path(lora_folder), device
-        if self.options.optimizer == "adamw8bit" and not _has_bitsandbytes(device):
+        self.clip = self._clip_shape()
+        check_device_options(self.options, device)
+
+    def _clip_shape(self) -> ClipShape | None:
+        """A video target's frames and frame rate; None for a picture target."""
+        if not self.target_cls.video:
+            return None
+        o, step = self.options, self.target_cls.frame_step
+        if (o.frames - 1) % step:
             raise InvalidParams(
-                "8-bit Adam needs the bitsandbytes package and a CUDA GPU; choose the optimizer adamw here."
+                f"frames must be 1 more than a multiple of {step} for {self.spec.title} (1, 5, 9, 13, 17, ...; "
+                f"got {o.frames}): its video VAE packs {step} frames into one."
             )
+        return ClipShape(o.frames, float(o.fps), step)
 
     def check_dataset(self) -> DatasetReport:
         """The folder checked; with `epochs`, the options' steps become what that many passes take."""
         o = self.options
-        dataset = scan_dataset(o.data, o.resolution, self.target_cls.divisibility, o.trigger)
+        dataset = scan_dataset(o.data, o.resolution, self.target_cls.divisibility, o.trigger, clip=self.clip)
         if o.epochs:
-            batches = sum(-(-count // o.batch_size) for count in dataset.buckets.values())
+            batches = sum(-(-count // o.batch_size) for count in dataset.groups.values())
             self.options = replace(o, steps=max(1, -(-o.epochs * batches // o.gradient_accumulation)))
         return dataset
 
@@ -201,7 +219,10 @@ class Trainer:
         if self.device.startswith("cuda") and o.mixed_precision != "no":
             weight_dtype = torch.float16 if o.mixed_precision == "fp16" else torch.bfloat16
         folders = model_folders(self.family, self.spec, self.sources)
-        target = self.target_cls(folders, self.device, weight_dtype, dict(self.spec.defaults.get("t2i", {})))
+        settings = dict(self.defaults)
+        if self.clip:  # sample videos as long as the training clips: short, and what was taught
+            settings.update(frames=self.clip.frames, fps=self.clip.fps)
+        target = self.target_cls(folders, self.device, weight_dtype, settings)
         if o.gradient_checkpointing and hasattr(target.module, "enable_gradient_checkpointing"):
             target.module.enable_gradient_checkpointing()
         return target
@@ -240,11 +261,12 @@ class Trainer:
 
     def _cache_key(self, item: TrainingItem) -> str:
         stat = item.path.stat()
-        text = f"{self.spec.id}|{self.target_cls.part}|{item.path.name}|{stat.st_size}|{stat.st_mtime_ns}|{item.bucket}|{item.caption}"
+        clip = f"|{item.frames}@{self.clip.fps:g}" if self.clip else ""
+        text = f"{self.spec.id}|{self.target_cls.part}|{item.path.name}|{stat.st_size}|{stat.st_mtime_ns}|{item.bucket}|{item.caption}{clip}"
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def _cache(self, target: TrainTarget, dataset: DatasetReport, on_event) -> list[dict[str, Any]]:
-        """Each picture's encoding, made once into the run's cache folder (a resume reuses the files) and
+        """Each picture's (or clip's) encoding, made once into the run's cache folder (a resume reuses the files) and
         held in memory while the run goes (a few hundred kB a picture at 768 px)."""
         import torch
         from safetensors.torch import load_file, save_file
@@ -256,10 +278,11 @@ class Trainer:
             (item, path) for item, path in zip(dataset.items, paths, strict=True) if not path.is_file()
         ]
         if missing:
-            on_event(TrainingEvent("notice", text=f"Caching the encodings of {len(missing)} picture(s)."))
+            what = "clip(s)" if self.clip else "picture(s)"
+            on_event(TrainingEvent("notice", text=f"Caching the encodings of {len(missing)} {what}."))
         for item, path in missing:
             with torch.no_grad():
-                tensors = target.encode(load_picture(item), item.caption)
+                tensors = target.encode(self._load(item), item.caption)
             staging = path.with_suffix(".tmp")
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(staging))
             os.replace(staging, path)
@@ -273,18 +296,24 @@ class Trainer:
         else:
             with torch.no_grad():
                 parts = [
-                    target.encode(load_picture(dataset.items[i]), dataset.items[i].caption) for i in indices
+                    target.encode(self._load(dataset.items[i]), dataset.items[i].caption) for i in indices
                 ]
         return target.collate(parts)
+
+    def _load(self, item: TrainingItem):
+        return load_clip(item, self.clip) if self.clip else load_picture(item)
 
     def _samples(self, target: TrainTarget, step: int, on_event) -> None:
         prompts = self.options.sample_prompts or [self.options.trigger or "a picture"]
         folder = self.run_dir / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
-        for i, image in enumerate(target.sample(prompts, self.options.seed)):
-            path = folder / f"step-{step:06d}-{i}.png"
-            image.save(path)
+        for i, made in enumerate(target.sample(prompts, self.options.seed)):
+            path = folder / f"step-{step:06d}-{i}.{'mp4' if self.clip else 'png'}"
+            if self.clip:
+                write_clip(made, self.clip.fps, path)
+            else:
+                made.save(path)
             paths.append(str(path))
         on_event(TrainingEvent("sample", step, self.options.steps, paths=tuple(paths)))
 
@@ -360,7 +389,15 @@ class Trainer:
             "kubin.steps": str(step),
             "kubin.learning_rate": f"{o.learning_rate:g}",
             "kubin.resolution": str(o.resolution),
-            "kubin.images": str(len(dataset.items)),
+            **(
+                {
+                    "kubin.clips": str(len(dataset.items)),
+                    "kubin.frames": str(o.frames),
+                    "kubin.fps": f"{o.fps:g}",
+                }
+                if self.clip
+                else {"kubin.images": str(len(dataset.items))}
+            ),
             "kubin.dataset_hash": dataset.digest,
         }
         state = get_peft_model_state_dict(module)
@@ -374,10 +411,66 @@ class Trainer:
         return path, metadata
 
 
-def _has_bitsandbytes(device: str) -> bool:
+def check_device_options(options: TrainingOptions, device: str) -> None:
+    """InvalidParams for an option the device cannot do: 8-bit Adam wants bitsandbytes on a CUDA GPU, fp16
+    mixed precision a CUDA GPU (its gradient scaler runs there; on the CPU fp16 gradients underflow unscaled),
+    and bf16 a CUDA GPU or the CPU (autocast's devices)."""
     import importlib.util
 
-    return device.startswith("cuda") and importlib.util.find_spec("bitsandbytes") is not None
+    cuda = device.startswith("cuda")
+    if options.optimizer == "adamw8bit" and not (cuda and importlib.util.find_spec("bitsandbytes")):
+        where = "bitsandbytes is not installed" if cuda else f"this Kubin trains on {device}"
+        raise InvalidParams(
+            f"8-bit Adam needs the bitsandbytes package and a CUDA GPU ({where}); choose the optimizer adamw here."
+        )
+    if options.mixed_precision == "fp16" and not cuda:
+        raise InvalidParams(
+            f"fp16 mixed precision needs a CUDA GPU (this Kubin trains on {device}); choose bf16 or no here."
+        )
+    if options.mixed_precision == "bf16" and not (cuda or device == "cpu"):
+        raise InvalidParams(
+            f"bf16 mixed precision runs on a CUDA GPU or the CPU (this Kubin trains on {device}); choose no here."
+        )
+
+
+def load_clip(item: TrainingItem, clip: ClipShape) -> list:
+    """The clip's frames at the run's frame rate (its `frames` from its start), each at the bucket's size:
+    scaled to cover it and centre-cropped."""
+    import imageio_ffmpeg
+    from PIL import Image, ImageOps
+
+    height, width = item.bucket
+    wanted = clip.indices(item.source_fps, item.frames)
+    reader = imageio_ffmpeg.read_frames(str(item.path))
+    frames: dict[int, Any] = {}
+    try:
+        size = tuple(next(reader)["size"])
+        for index, raw in enumerate(reader):
+            if index in wanted:
+                frame = Image.frombytes("RGB", size, raw)
+                frames[index] = ImageOps.fit(frame, (width, height), Image.Resampling.BICUBIC)
+            if index >= wanted[-1]:
+                break
+    finally:
+        reader.close()
+    if len(frames) < len(set(wanted)):  # the check counted more frames than ffmpeg now gives
+        raise InvalidParams(f"{item.path.name} has fewer frames than it had when the folder was checked.")
+    return [frames[i] for i in wanted]
+
+
+def write_clip(frames: list, fps: float, path: Path) -> None:
+    """A sample video as an mp4 (H.264) that browsers play."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    staging = path.with_name(f".{path.name}.tmp.mp4")
+    writer = imageio_ffmpeg.write_frames(str(staging), frames[0].size, fps=fps, codec="libx264",
+                                         pix_fmt_out="yuv420p", macro_block_size=2, ffmpeg_log_level="error")  # fmt: skip
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(np.asarray(frame.convert("RGB"))))
+    writer.close()
+    os.replace(staging, path)
 
 
 def load_picture(item: TrainingItem):

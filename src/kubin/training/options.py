@@ -39,9 +39,11 @@ class TrainingOptions:
     has a default that suits a first try on a 16 GB GPU."""
 
     model: str = _opt("", "model id to train an adapter for (see `kubin models`)")
-    data: str = _opt("", "folder of pictures, each with an optional same-named .txt caption")
+    data: str = _opt("", "folder of pictures (of short video clips for a video model), each with an optional "
+                     "same-named .txt caption")  # fmt: skip
     output: str = _opt("", "the adapter's name: written as NAME.safetensors in the LoRA folder")
-    target: str = _opt("", "the part to train: decoder or prior (Kandinsky 2.2), transformer (Kandinsky 5); "
+    target: str = _opt("", "the part to train: decoder or prior (Kandinsky 2.2), transformer (Kandinsky 5 "
+                       "text to image and text to video); "
                        "default: the model's first")  # fmt: skip
     steps: int = _opt(500, "optimizer steps", 1, 1_000_000)
     epochs: int = _opt(0, "passes over the pictures; sets the steps from the pictures' count (0: use steps)",
@@ -51,11 +53,18 @@ class TrainingOptions:
     learning_rate: float = _opt(1e-4, "learning rate", 1e-8, 1.0)
     lr_scheduler: str = _opt("constant", "learning-rate schedule", choices=SCHEDULERS)
     warmup_steps: int = _opt(0, "steps of learning-rate warm-up", 0, 1_000_000)
-    batch_size: int = _opt(1, "pictures per batch", 1, 256)
+    batch_size: int = _opt(1, "pictures (or clips) per batch", 1, 256)
     gradient_accumulation: int = _opt(1, "batches per optimizer step", 1, 1024)
     resolution: int = _opt(0, "training size: buckets hold about resolution² pixels (0: the model's own size)",
                            0, 4096)  # fmt: skip
-    mixed_precision: str = _opt("no", "bf16 or fp16 on a GPU (the adapter stays fp32)", choices=PRECISIONS)
+    frames: int = _opt(
+        0, "video models: at most this many frames a clip, 4k+1 (0: the model's own)", 0, 10_000
+    )
+    fps: float = _opt(
+        0.0, "video models: the frame rate the clips are sampled at (0: the model's own)", 0, 240
+    )
+    mixed_precision: str = _opt("no", "bf16 or fp16 on a CUDA GPU (bf16 also on the CPU; the adapter stays fp32)",
+                                choices=PRECISIONS)  # fmt: skip
     optimizer: str = _opt(
         "adamw", "adamw8bit saves memory (needs bitsandbytes and a CUDA GPU)", choices=OPTIMIZERS
     )
@@ -70,8 +79,10 @@ class TrainingOptions:
         "first caption the pictures that have no .txt, with the caption model (writing their .txt files)",
     )
     checkpoint_every: int = _opt(100, "write a resumable checkpoint every N steps (and at the end)", 1, 10**6)
-    sample_every: int = _opt(0, "make sample images every N steps (0: never)", 0, 10**6)
-    sample_prompts: list[str] = _opt(list, "prompts of the sample images")
+    sample_every: int = _opt(
+        0, "make samples (images; short videos for a video model) every N steps (0: never)", 0, 10**6
+    )
+    sample_prompts: list[str] = _opt(list, "prompts of the samples")
     target_modules: list[str] = _opt(list, "module names the adapter wraps (default: the part's attention)")
 
     @classmethod

@@ -1,8 +1,8 @@
 """What the loop trains: a `TrainTarget` is one part of a model (a family's LoraPart) with the frozen parts
 around it, and says how a picture is encoded (what is cached) and how a batch's loss is computed.
 
-A family that can be trained has a `train` module with `targets()` (part name -> TrainTarget class) and
-`model_folders(sources, spec)` (the folders its targets load from)."""
+A family that can be trained has a `train` module with `targets(spec)` (part name -> TrainTarget class, for
+that model) and `model_folders(sources, spec)` (the folders its targets load from)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,16 @@ class TrainTarget:
     part: str = ""  # the family's LoraPart name
     default_modules: list[str] = []  # what the adapter wraps by default
     divisibility: int = 64  # picture sides are multiples of this
+    video: bool = False  # trained on short clips: `encode` takes a list of frames, `sample` returns videos
+    frame_step: int = 4  # a video target's clips have 1 + a multiple of this many frames (the VAE's factor)
 
     @property
     def module(self) -> Any:  # the diffusers model that gets the adapter (a PeftAdapterMixin)
         raise NotImplementedError
 
     def encode(self, image, caption: str) -> dict[str, Any]:
-        """One picture (already at its bucket's size) and caption -> tensors without a batch dimension."""
+        """One picture (already at its bucket's size; for a video target, a clip's frames at that size) and
+        its caption -> tensors without a batch dimension."""
         raise NotImplementedError
 
     def loss(self, batch: dict[str, Any], generator) -> Any:
@@ -33,7 +36,7 @@ class TrainTarget:
         raise NotImplementedError
 
     def sample(self, prompts: list[str], seed: int) -> list:
-        """One image per prompt with the adapter as trained so far."""
+        """One image per prompt with the adapter as trained so far (a video target: one list of frames)."""
         raise NotImplementedError
 
     @classmethod
@@ -56,18 +59,18 @@ def pixels_tensor(image) -> Any:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
-def family_targets(family) -> dict[str, type[TrainTarget]]:
-    """The trainable parts of a family's models; {} for a family that cannot be trained."""
+def family_targets(family, spec=None) -> dict[str, type[TrainTarget]]:
+    """The trainable parts of a family's model `spec`; {} for a family that cannot be trained."""
     try:
         module = importlib.import_module(family.module("train"))
     except ModuleNotFoundError:
         return {}
-    return module.targets()
+    return module.targets(spec)
 
 
 def target_class(family, spec, part: str) -> type[TrainTarget]:
     """The target `part` of a model (its first when `part` is empty); InvalidParams names what there is."""
-    found = family_targets(family)
+    found = family_targets(family, spec)
     if not found:
         raise InvalidParams(f"{spec.title} cannot be trained in Kubin yet (no trainable part).")
     if part and part not in found:

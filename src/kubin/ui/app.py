@@ -56,7 +56,7 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             built = [tab.build(ctx) for tab in (txt2img, img2img, mix, inpaint, outpaint, txt2vid, img2vid)]
             mesh.build(ctx)  # 3D: a viewer instead of a gallery, nothing to send to the image tabs
             ctx.tabs, ctx.task_tabs = tabs, {t.task: t for t in built}  # for extension tabs that send
-            training_tab.build(ctx)  # a folder of pictures to a LoRA adapter (updates the tabs' LoRA pickers)
+            training_tab.build(ctx)  # pictures or clips to a LoRA adapter (updates the tabs' LoRA pickers)
             built.append(build_extension_tabs(ctx))  # and Tools, with Video upscale and the job history
             settings_tab.build(ctx)
             extensions_tab.build(ctx)

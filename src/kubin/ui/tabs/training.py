@@ -1,6 +1,6 @@
-"""Training tab: a folder of pictures to a LoRA adapter in the picker. The pictures are checked first
-(skipped files and buckets shown), the run is a job of the engine's queue, and while it runs the tab shows
-its step, ETA, a live loss plot and the sample images; Cancel stops it with a checkpoint and Resume goes
+"""Training tab: a folder of pictures (short clips for a video model) to a LoRA adapter in the picker. The
+folder is checked first (skipped files and buckets shown), the run is a job of the engine's queue, and while it
+runs the tab shows its step, ETA, a live loss plot and the sample images (videos for a video model); Cancel stops it with a checkpoint and Resume goes
 on from the last checkpoint of a run. The options' widgets come from TrainingOptions."""
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ def trainable_models(ctx: UIContext) -> dict[str, list[str]]:
 
     found = {}
     for spec in list_models():
-        parts = list(family_targets(family_of(spec)))
-        if parts and "t2i" in spec.tasks:
+        parts = list(family_targets(family_of(spec), spec))
+        if parts and spec.tasks[0] in ("t2i", "t2v"):
             found[spec.id] = parts
     return found
 
 
-LABELS = {"lr_scheduler": "LR schedule", "learning_rate": "Learning rate", "data": "Pictures folder",
+LABELS = {"lr_scheduler": "LR schedule", "learning_rate": "Learning rate", "data": "Pictures or clips folder",
+          "frames": "Clip frames", "fps": "Clip frame rate",
           "output": "Adapter name", "trigger": "Trigger word", "mixed_precision": "Mixed precision",
           "cache_latents": "Cache encodings", "preset": "GPU memory preset",
           "caption_missing": "Caption the pictures without a .txt first"}  # fmt: skip
@@ -152,7 +153,7 @@ def build(ctx: UIContext) -> None:
                                 widgets[f.name] = _widget(f, models, default_model)
                     widgets["sample_prompts"] = _widget(by_name["sample_prompts"], models, default_model)
                 with gr.Row():
-                    check = gr.Button("Check pictures", elem_id="train-check")
+                    check = gr.Button("Check folder", elem_id="train-check")
                     start = gr.Button("Train", variant="primary", elem_id="train-start")
                     cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="train-cancel")
                 with gr.Row():
@@ -190,7 +191,10 @@ def build(ctx: UIContext) -> None:
                 options = TrainingOptions.from_dict(collect(names, values) | {"steps": 1, "output": "check"})
                 options.validate()
                 spec = ctx.engine.manager.spec(options.model)
-                found = Trainer(options, spec, {}, trainings.run_dir(options), ctx.engine.loras.folder)
+                device = ctx.engine.manager.placement().device  # where it would run: 8-bit Adam needs CUDA
+                found = Trainer(
+                    options, spec, {}, trainings.run_dir(options), ctx.engine.loras.folder, device
+                )
                 return describe_report(found.check_dataset())
             except KubinError as exc:
                 return f"✗ {exc}"
@@ -274,7 +278,8 @@ def samples(run) -> list[tuple[str, str]]:
 
 def describe_report(report) -> str:
     buckets = ", ".join(f"{w}×{h}: {n}" for (h, w), n in sorted(report.buckets.items()))
-    lines = [f"**{len(report.items)} picture(s)** in buckets {buckets}."]
+    what = f"clip(s)** of {report.clip_frames}" if report.clip else "picture(s)**"
+    lines = [f"**{len(report.items)} {what} in buckets {buckets}."]
     if report.skipped:
         lines.append(f"Skipped {len(report.skipped)}:")
         lines += [f"- {name}: {why}" for name, why in report.skipped]

@@ -144,7 +144,7 @@ class PriorTarget(_Kandinsky22Target):
         return F.mse_loss(predicted.float(), embeds.float())
 
 
-def targets() -> dict[str, type[TrainTarget]]:
+def targets(spec=None) -> dict[str, type[TrainTarget]]:
     """The parts of a Kandinsky 2.2 model that can be trained, by their LoraPart name."""
     return {"decoder": DecoderTarget, "prior": PriorTarget}
 

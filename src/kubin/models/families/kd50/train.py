@@ -1,6 +1,7 @@
-"""Training a LoRA for Kandinsky 5 text-to-image: the diffusion transformer learns the flow-matching velocity
-(noise minus clean latents) at a shifted random noise level, from the picture's VAE latents and the
-caption's Qwen and CLIP encodings, as the pipeline's scheduler steps it. Video models are not trained yet."""
+"""Training a LoRA for Kandinsky 5 text to image and text to video: the diffusion transformer learns the
+flow-matching velocity (noise minus clean latents) at a shifted random noise level, from the VAE latents of a
+picture (one frame) or a short clip (its video VAE packs 4 frames into one latent frame) and the caption's
+Qwen and CLIP encodings, as the pipeline's scheduler steps it. Image-to-video and editing are not trained."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ ATTENTION = ["to_query", "to_key", "to_value", "attention.out_layer"]
 
 
 class TransformerTarget(TrainTarget):
+    """The text-to-image transformer, on pictures."""
+
     part = "transformer"
     default_modules = ATTENTION
     divisibility = 16  # the VAE's 8x factor and the transformer's 2x2 patches
+    pipeline_class = "Kandinsky5T2IPipeline"
 
     def __init__(self, folders: dict[str, str], device: str, weight_dtype, sample_settings: dict[str, Any]):
         import diffusers
@@ -28,7 +32,7 @@ class TransformerTarget(TrainTarget):
         from kubin.models.families.kd50.model import ATTRIBUTES
 
         path = folders["pipeline"]
-        self.pipe = diffusers.Kandinsky5T2IPipeline.from_pretrained(path, dtype=weight_dtype)
+        self.pipe = getattr(diffusers, self.pipeline_class).from_pretrained(path, dtype=weight_dtype)
         for name, value in folder_attributes(Path(path), ATTRIBUTES).items():  # what diffusers does not save
             setattr(self.pipe, name, [tuple(v) for v in value] if name == "resolutions" else value)
         self.pipe.to(device)
@@ -40,9 +44,10 @@ class TransformerTarget(TrainTarget):
 
     @classmethod
     def check_model(cls, spec) -> None:
-        if spec.tasks != ("t2i",):
+        if spec.tasks[0] not in ("t2i", "t2v"):
             raise InvalidParams(
-                f"{spec.title} cannot be trained yet: Kandinsky 5 training is for the text-to-image models."
+                f"{spec.title} cannot be trained yet: Kandinsky 5 training is for the text-to-image and "
+                "text-to-video models."
             )
 
     @property
@@ -74,27 +79,31 @@ class TransformerTarget(TrainTarget):
         import torch
         import torch.nn.functional as F
 
-        latents = batch["latents"].to(self.device, self.weight_dtype)  # (B, 1, H, W, C)
+        latents = batch["latents"].to(self.device, self.weight_dtype)  # (B, frames, H, W, C)
         noise = torch.randn(latents.shape, generator=generator).to(latents)
         config = self.pipe.scheduler.config
         shift = float(config.get("shift", 1.0))
         u = torch.rand((latents.shape[0],), generator=generator)
         sigma = (shift * u / (1 + (shift - 1) * u)).to(latents)  # the scheduler's shifted noise levels
         noisy = (1 - sigma.view(-1, 1, 1, 1, 1)) * latents + sigma.view(-1, 1, 1, 1, 1) * noise
-        height, width = latents.shape[2], latents.shape[3]
+        frames, height, width = latents.shape[1:4]
         text = batch["text"].to(self.device, self.weight_dtype)
         predicted = self.module(
             hidden_states=noisy,
             encoder_hidden_states=text,
             pooled_projections=batch["pooled"].to(self.device, self.weight_dtype),
             timestep=sigma * config.num_train_timesteps,
-            visual_rope_pos=[torch.arange(1), torch.arange(height // 2), torch.arange(width // 2)],
+            visual_rope_pos=[torch.arange(frames), torch.arange(height // 2), torch.arange(width // 2)],
             text_rope_pos=torch.arange(text.shape[1]),
-            scale_factor=[1.0, 1.0, 1.0],
+            scale_factor=self._rope_scale(height, width),
             sparse_params=None,
             return_dict=True,
         ).sample[..., : latents.shape[-1]]
         return F.mse_loss(predicted.float(), (noise - latents).float())
+
+    def _rope_scale(self, height: int, width: int):
+        """The positional scale the pipeline denoises with (the image pipeline's is fixed)."""
+        return [1.0, 1.0, 1.0]
 
     def sample(self, prompts: list[str], seed: int) -> list:
         import torch
@@ -117,8 +126,55 @@ class TransformerTarget(TrainTarget):
         return images
 
 
-def targets() -> dict[str, type[TrainTarget]]:
-    return {"transformer": TransformerTarget}
+class VideoTransformerTarget(TransformerTarget):
+    """The text-to-video transformer, on short clips: the same loss over the clip's latent frames."""
+
+    video = True
+    pipeline_class = "Kandinsky5T2VPipeline"
+
+    def encode(self, frames, caption: str) -> dict[str, Any]:
+        import torch
+
+        vae = self.pipe.vae
+        pixels = torch.stack([pixels_tensor(frame) for frame in frames], dim=1)  # (3, frames, H, W)
+        latents = vae.encode(pixels[None].to(self.device, vae.dtype)).latent_dist.mode()[0]
+        qwen, clip, _ = self.pipe.encode_prompt(prompt=[caption], num_videos_per_prompt=1, device=self.device,
+                                                dtype=self.weight_dtype)  # fmt: skip
+        # (channels, latent frames, h, w) -> (latent frames, h, w, channels), as the transformer takes it.
+        scaled = latents * vae.config.scaling_factor
+        return {"latents": scaled.permute(1, 2, 3, 0), "text": qwen[0], "pooled": clip[0]}
+
+    def _rope_scale(self, height: int, width: int):
+        spatial = self.pipe.vae_scale_factor_spatial
+        return self.pipe._get_scale_factor(height * spatial, width * spatial)
+
+    def sample(self, prompts: list[str], seed: int) -> list:
+        """One video (a list of frames) per prompt, as long as the training clips."""
+        import torch
+
+        settings, videos = self.sample_settings, []
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                for prompt in prompts:
+                    videos += self.pipe(
+                        prompt,
+                        width=settings.get("width", 768),
+                        height=settings.get("height", 512),
+                        num_frames=settings.get("frames", 17),
+                        num_inference_steps=settings.get("steps", 50),
+                        guidance_scale=settings.get("guidance_scale", 5.0),
+                        generator=torch.Generator().manual_seed(seed),
+                    ).frames
+        finally:
+            self.module.train()
+        return [list(video) for video in videos]
+
+
+def targets(spec=None) -> dict[str, type[TrainTarget]]:
+    """The transformer of a text-to-video model trains on clips, every other model's on pictures."""
+    video = spec is not None and spec.tasks[0] == "t2v"
+    return {"transformer": VideoTransformerTarget if video else TransformerTarget}
 
 
 def model_folders(sources: dict[str, str], spec) -> dict[str, str]:
