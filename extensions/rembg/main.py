@@ -311,3 +311,37 @@ def setup(api):
         "rembg", command, command_flags, "remove the background of an image or of every image of a folder"
     )
     api.add_send_target("rembg", "Remove background")
+
+    def folder_route(context):
+        """POST /kubin/api/v1/ext/rembg/folder: every image of a server folder, as the tab's Whole folder."""
+        from fastapi import Request
+        from pydantic import BaseModel, Field
+
+        from kubin.batch import tool_over_folder, tool_run_answer
+
+        class RembgFolder(BaseModel):
+            input_dir: str = Field(description="a folder of images on the server")
+            model: str = Field(api.settings.get("model", MODELS[0]),
+                               description=f"one of {', '.join(MODELS)}, or {CUSTOM!r} with `custom`")  # fmt: skip
+            custom: str | None = Field(None, description="a .onnx file in the rembg models folder")
+            mask_only: bool = Field(False, description="save the mask (white = subject)")
+            alpha_matting: bool = Field(False, description="finer edges, slower")
+
+        def rembg_folder(body, request):
+            if body.model not in (*MODELS, CUSTOM):
+                raise InvalidParams(f"model: {body.model!r} is none of {', '.join(MODELS)} (or {CUSTOM!r}).")
+            context.check_folder(body.input_dir, "input_dir")
+            work, save = folder_parts(Path(context.engine.output_dir), body.model, body.custom, body.mask_only,
+                                      body.alpha_matting)  # fmt: skip
+            handle, run_state = tool_over_folder(context.engine, "Remove background", "rembg", body.input_dir,
+                                                 work, save, owner=context.owner(request))  # fmt: skip
+            return tool_run_answer(handle, run_state)
+
+        rembg_folder.__annotations__.update(body=RembgFolder, request=Request)
+        return rembg_folder
+
+    api.add_route(
+        "folder",
+        folder_route,
+        summary="Remove the background of every image of a server folder (answers when done)",
+    )

@@ -317,4 +317,30 @@ def setup(api):
 
     api.add_tab("Upscale", tab)
     api.add_command("upscale", command, command_flags, "upscale an image or every image of a folder")
+
+    def folder_route(context):
+        """POST /kubin/api/v1/ext/upscaler/folder: every image of a server folder, as the tab's Whole folder."""
+        from fastapi import Request
+        from pydantic import BaseModel, Field
+
+        from kubin.batch import tool_over_folder, tool_run_answer
+
+        class UpscaleFolder(BaseModel):
+            input_dir: str = Field(description="a folder of images on the server")
+            model: str = Field(description='a checkpoint in the upscaler\'s models folder, or "hub: NAME"')
+            tile: int = Field(int(api.settings.get("tile", DEFAULT_TILE)), ge=0, description="0: whole image")
+
+        def upscale_folder(body, request):
+            context.check_folder(body.input_dir, "input_dir")
+            work, save = folder_parts(Path(context.engine.output_dir), body.model, body.tile)
+            handle, run_state = tool_over_folder(context.engine, "Upscale", "upscale", body.input_dir, work, save,
+                                                 owner=context.owner(request))  # fmt: skip
+            return tool_run_answer(handle, run_state)
+
+        upscale_folder.__annotations__.update(body=UpscaleFolder, request=Request)
+        return upscale_folder
+
+    api.add_route(
+        "folder", folder_route, summary="Upscale every image of a server folder (answers when done)"
+    )
     api.add_send_target("upscale", "Upscale")

@@ -248,6 +248,24 @@ def tool_over_folder(
     return engine.submit_tool(ToolJob(f"{title} ({len(plan.items)} images)", job, owner)), run
 
 
+def tool_run_answer(handle, run: ToolFolderRun) -> dict[str, Any]:
+    """A tool's folder pass as an API answers it, once the job has ended: its state, the new output folder,
+    each saved result (`path`, `source`) and the files skipped or failed with why. A failed job raises its
+    error (the API answers it with its status)."""
+    from kubin.engine import FAILED
+
+    handle.wait()
+    if handle.state == FAILED and handle.error is not None:
+        raise handle.error
+    return {
+        "state": handle.state,
+        "folder": str(run.plan.folder),
+        "output": str(run.plan.output),
+        "outputs": [{"path": str(path), "source": str(item.source)} for item, path in run.saved],
+        "skipped": [{"file": name, "why": why} for name, why in [*run.plan.skipped, *run.failed]],
+    }
+
+
 def print_tool_run(engine, handle, run: ToolFolderRun) -> int:
     """A tool's folder pass on the command line: one JSON line per saved result (its `path` and `source`)
     as it comes, skipped and failed files on stderr; Ctrl+C cancels, keeping what was saved. Returns the

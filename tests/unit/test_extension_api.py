@@ -522,3 +522,39 @@ def test_the_install_button_streams_pips_output_into_the_box(tmp_path, monkeypat
     assert all(later.startswith(earlier) for earlier, later in zip(shown, shown[1:], strict=False))
     assert "kubin-no-such-package" in shown[-1] and "ERROR" in shown[-1]
     assert shown[-1].endswith("pip failed with exit code 1.\nThe install did not complete.")
+
+
+# --- REST routes ----------------------------------------------------------------------------------------
+def test_an_extension_route_that_cannot_be_made_is_left_out_and_the_others_mount(engine, tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from kubin.api import mount_api
+
+    root = tmp_path / "extensions"
+    make(root, "broken", """
+        def setup(api):
+            def make(context):
+                raise RuntimeError("no route today")
+            api.add_route("run", make)
+        """)  # fmt: skip
+    make(root, "echo", """
+        def setup(api):
+            def make(context):
+                def answer(word: str):
+                    return {"said": word, "output": str(context.engine.output_dir)}
+                return answer
+            api.add_route("say/it", make, methods=("GET",))
+        """)  # fmt: skip
+    engine.extensions = loaded(root)
+    app = FastAPI()
+    mount_api(app, engine, "tiny-kd22")
+
+    with TestClient(app) as client:
+        assert client.get("/kubin/api/v1/ext/echo/say/it", params={"word": "hi"}).json() == {
+            "said": "hi",
+            "output": str(engine.output_dir),
+        }
+        assert client.post("/kubin/api/v1/ext/broken/run").status_code == 404
+    with pytest.raises(ValueError, match="between slashes"):
+        engine.extensions[0].api.add_route("../up", lambda context: None)

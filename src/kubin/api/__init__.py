@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from kubin import __version__
 from kubin.api import a1111, native, training
+from kubin.api import extensions as extension_routes
 from kubin.api import history as history_api
 from kubin.api import tools as tool_routes
 from kubin.api.docs import docs_page
@@ -50,6 +51,7 @@ def mount_api(
         history_api.build_router(state, route_class),
         training.build_router(state, route_class),
         *tool_routes.build_routers(state, route_class),
+        extension_routes.build_router(state, route_class),
     ]
     for router in routers:
         app.include_router(router, dependencies=guard)

@@ -32,6 +32,25 @@ class Command(NamedTuple):
     help: str = ""
 
 
+class Route(NamedTuple):
+    """A REST route of an extension: /kubin/api/v1/ext/NAME/PATH."""
+
+    path: str
+    make: Callable[[Any], Callable[..., Any]]  # make(RouteContext) -> the endpoint, as FastAPI takes it
+    methods: tuple[str, ...] = ("POST",)
+    summary: str = ""
+
+
+@dataclass
+class RouteContext:
+    """What an extension's REST endpoint is made with (see ExtensionAPI.add_route)."""
+
+    engine: Any  # the app's engine: run tool work through engine.run_tool / submit_tool
+    # check_folder(path, what): refuses a server folder the API may not read (the api_folder_roots setting)
+    check_folder: Callable[[str, str], None]
+    owner: Callable[[Any], str]  # owner(request): the client as History names it (API, CLI)
+
+
 @dataclass
 class Controls:
     """Widgets an extension adds to the tabs of some tasks; their values reach its before_job hook."""
@@ -50,6 +69,7 @@ class ExtensionAPI:
     controls: list[Controls] = field(default_factory=list)
     send_targets: list[tuple[str, str]] = field(default_factory=list)  # (key, button label)
     commands: list[Command] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
     # Writes {key: value} into this extension's section of the user config file (set by the loader).
     saver: Callable[[dict[str, Any]], Any] | None = None
 
@@ -98,6 +118,23 @@ class ExtensionAPI:
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"A command name is letters, digits, - and _ (got {name!r}).")
         self.commands.append(Command(name, run, configure, help))
+
+    def add_route(
+        self,
+        path: str,
+        make: Callable[[RouteContext], Callable[..., Any]],
+        methods: tuple[str, ...] = ("POST",),
+        summary: str = "",
+    ) -> None:
+        """A REST route at /kubin/api/v1/ext/<this extension>/<path>, behind the app's credentials and listed
+        at /docs. `make(context)` (a RouteContext) returns the endpoint as FastAPI takes it: its parameters
+        and pydantic body model declare the request; a KubinError it raises answers with its message and
+        status, as Kubin's own routes do. A `make` that fails leaves the route out and the app running."""
+        if not all(part.replace("-", "").replace("_", "").isalnum() for part in path.strip("/").split("/")):
+            raise ValueError(
+                f"A route path is words of letters, digits, - and _ between slashes (got {path!r})."
+            )
+        self.routes.append(Route(path.strip("/"), make, tuple(methods), summary))
 
     def save_settings(self, values: dict[str, Any]) -> None:
         """Write `values` into this extension's section of the user config (and api.settings)."""
