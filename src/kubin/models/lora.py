@@ -43,6 +43,7 @@ class LoraFile:
     part: str = ""
     part_title: str = ""
     prefix: str = ""  # the prefix its keys carry (a whole pipeline's file), "" for one part's
+    also: tuple[str, ...] = ()  # other families whose part has the same layers, names and shapes alike
     rank: int = 0
     triggers: tuple[str, ...] = ()
     reason: str = ""
@@ -52,15 +53,20 @@ class LoraFile:
     def fits(self) -> bool:
         return bool(self.family)
 
+    def fits_family(self, family_id: str) -> bool:
+        return self.fits and family_id in (self.family, *self.also)
+
     def describe(self) -> str:
-        """What it fits, as a user reads it: "Kandinsky 2.2 decoder UNet (kd22), rank 4"."""
+        """What it fits, as a user reads it: "the decoder UNet of family kd22, rank 4"."""
         if not self.fits:
             return f"no model family ({self.reason})"
-        return f"the {self.part_title} of family {self.family}, rank {self.rank}"
+        also = f" (or {', '.join(self.also)}: its layers are alike there)" if self.also else ""
+        return f"the {self.part_title} of family {self.family}{also}, rank {self.rank}"
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "family": self.family, "part": self.part,
-                "rank": self.rank, "triggers": list(self.triggers), "fits": self.fits, "reason": self.reason}  # fmt: skip
+                "also": list(self.also), "rank": self.rank, "triggers": list(self.triggers), "fits": self.fits,
+                "reason": self.reason}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,15 +90,14 @@ def inspect_lora(path: Path, name: str, families: Iterable) -> LoraFile:
         with safe_open(str(path), "pt") as f:
             keys = list(f.keys())
             metadata = f.metadata() or {}
-            shapes = {
-                k: tuple(f.get_slice(k).get_shape()) for k in keys if ".lora_A." in k or ".lora_down." in k
-            }
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys if _ADAPTER_SUFFIX.search(k)}
     except Exception as exc:  # safetensors raises its own error types for a damaged header
         raise InvalidParams(
             f"The LoRA file {path.name} cannot be read ({type(exc).__name__}: {exc}); "
             "a LoRA must be a .safetensors file of adapter weights."
         ) from None
-    rank = min((shape[0] for shape in shapes.values()), default=0)
+    downs = [shape for k, shape in shapes.items() if ".lora_A." in k or ".lora_down." in k]
+    rank = min((shape[0] for shape in downs), default=0)
     triggers = _triggers(metadata)
     found = dict(name=name, path=path, rank=rank, triggers=triggers, metadata=metadata)
     modules = {_ADAPTER_SUFFIX.sub("", k) for k in keys if _ADAPTER_SUFFIX.search(k)}
@@ -102,16 +107,42 @@ def inspect_lora(path: Path, name: str, families: Iterable) -> LoraFile:
         )
     if any(k.startswith(("lora_unet_", "lora_te")) for k in modules):
         return LoraFile(**found, reason="kohya-style keys, which Kubin cannot read yet")
+    matches, unlike = [], []  # (family, part, prefix, what its telltale says)
     for family in families:
         for part in family.lora_parts:
             prefix = _common_prefix(modules, part.prefix)
             names = {m.removeprefix(prefix) for m in modules}
             if all(re.fullmatch(part.modules, m) for m in names):
-                return LoraFile(
-                    **found, family=family.id, part=part.name, part_title=part.title, prefix=prefix
-                )
+                said = part.telltale(_layer_shapes(shapes, prefix)) if part.telltale else None
+                (unlike if said is False else matches).append((family, part, prefix, said))
+    if matches:
+        # The part whose telltale knows the file first; else the first of those the file says nothing against.
+        matches.sort(key=lambda m: m[3] is not True)
+        family, part, prefix, said = matches[0]
+        also = () if said else tuple(m[0].id for m in matches[1:] if m[1].name == part.name)
+        return LoraFile(
+            **found, family=family.id, part=part.name, part_title=part.title, prefix=prefix, also=also
+        )
+    if unlike:
+        parts = ", ".join(f"the {part.title} of family {family.id}" for family, part, _, _ in unlike)
+        return LoraFile(**found, reason=f"its layers are named as in {parts}, but shaped for another model")
     example = sorted(modules)[0]
     return LoraFile(**found, reason=f"its layers (e.g. {example}) match no model part Kubin knows")
+
+
+def _layer_shapes(shapes: dict[str, tuple], prefix: str) -> dict[str, tuple[int, int]]:
+    """{module name (without the file's prefix): (in features, out features)} from its down and up weights."""
+    layers: dict[str, list[int]] = {}
+    for key, shape in shapes.items():
+        if len(shape) < 2:  # an alpha
+            continue
+        module = _ADAPTER_SUFFIX.sub("", key).removeprefix(prefix)
+        sides = layers.setdefault(module, [0, 0])
+        if ".lora_A." in key or ".lora_down." in key:
+            sides[0] = shape[1]
+        else:
+            sides[1] = shape[0]
+    return {m: (sides[0], sides[1]) for m, sides in layers.items()}
 
 
 def _common_prefix(modules: set[str], prefix: str) -> str:
@@ -218,7 +249,7 @@ class LoraLibrary:
             name, weight = parse_entry(entry)
             found = self.find(name)
             parts = {p.name: p for p in family.lora_parts}
-            if found.family != family.id or found.part not in parts:
+            if not found.fits_family(family.id) or found.part not in parts:
                 wanted = ", ".join(p.title for p in family.lora_parts)
                 needs = f"a LoRA for its {wanted}" if wanted else "no LoRA (this model takes none)"
                 raise InvalidParams(
