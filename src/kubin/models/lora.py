@@ -9,6 +9,7 @@ disables them, which gives the base model's exact pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -338,6 +339,25 @@ class AdapterSlots:
                     weights[names.index(adapter)] += lora.weight
             module.enable_adapters()
             module.set_adapters(names, weights)
+
+
+def with_peft(module):
+    """`module` with diffusers' peft adapter methods (`load_lora_adapter`, `set_adapters`, ...): a model
+    class without them (the Kandinsky 3 UNet) gets a subclass of the same name that adds PeftAdapterMixin,
+    whose loader injects the adapters with peft. The weights and hooks stay as they are."""
+    from diffusers.loaders.peft import PeftAdapterMixin
+
+    if not isinstance(module, PeftAdapterMixin):
+        module.__class__ = _with_peft_mixin(type(module))
+    return module
+
+
+@functools.cache
+def _with_peft_mixin(cls: type) -> type:
+    from diffusers.loaders.peft import PeftAdapterMixin
+
+    # Same name and module: saving the pipeline still writes the diffusers class it loads back as.
+    return type(cls.__name__, (cls, PeftAdapterMixin), {"__module__": cls.__module__})
 
 
 def load_adapter(module, file: LoraFile, adapter: str) -> None:

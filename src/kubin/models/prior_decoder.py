@@ -42,8 +42,9 @@ def prior_decoder_lora_parts(image_tokens: int, reads_prompt: bool, clip_width: 
         LoraPart(
             "decoder",
             "decoder UNet",
-            r"(conv_in|time_embedding|add_embedding|encoder_hid_proj|down_blocks"
-            r"|mid_block|up_blocks|conv_out)(\..*)?",
+            r"(conv_in|conv_out|time_embedding|add_embedding|encoder_hid_proj\.(image_embeds|text_proj)|mid_block"
+            r"|(down|up)_blocks\.\d+\.(attentions\.\d+\.(to_q|to_k|to_v|to_out|add_k_proj|add_v_proj)"
+            r"|resnets|downsamplers|upsamplers))(\..*)?",
             prefix="unet",
             telltale=decoder_telltale(image_tokens, reads_prompt),
         ),
