@@ -180,8 +180,13 @@ class LoraLibrary:
     """The adapters under one folder (subfolders too), recognised by their keys. Scanned on first use and
     on `refresh()`; a name may also be a path to a file outside the folder."""
 
-    def __init__(self, folder: str | Path = DEFAULT_FOLDER, families: Iterable | None = None):
+    def __init__(
+        self, folder: str | Path = DEFAULT_FOLDER, families: Iterable | None = None, fuse: bool = False
+    ):
         self.folder = Path(folder)
+        # Merge the job's adapters into the weights (`lora.fuse`, --fuse-lora): as fast as no adapter while
+        # the same set runs job after job; each change of set or weights merges again.
+        self.fuse = fuse
         self._families = families
         self._files: dict[str, LoraFile] | None = None
         self._hashes: dict[tuple[str, float, int], str] = {}
@@ -306,12 +311,18 @@ def take_prompt_tags(prompt: str) -> tuple[str, list[str]]:
 
 class AdapterSlots:
     """The adapters loaded into one loaded model's parts, by part name: each file is loaded once per part
-    (named by its hash) and the job's set switched on with its weights; an empty set disables them."""
+    (named by its hash) and the job's set switched on with its weights; an empty set disables them.
+
+    Fused, the set is merged into the weights of the layers it adapts, whose own weights are kept aside (on
+    the CPU) and copied back before another set or none runs: merging and unmerging in floating point would
+    not give the model's exact weights back."""
 
     def __init__(self):
         self._loaded: dict[int, set[str]] = {}  # id(module) -> adapter names in it
+        self._fused: dict[int, tuple] = {}  # id(module) -> the (names, weights) merged into it
+        self._kept: dict[int, list] = {}  # id(module) -> [(peft layer, its own weight)] while fused
 
-    def activate(self, modules: dict[str, Any], loras: list[ActiveLora]) -> None:
+    def activate(self, modules: dict[str, Any], loras: list[ActiveLora], fuse: bool = False) -> None:
         by_part: dict[str, list[ActiveLora]] = {part: [] for part in modules}
         for lora in loras:
             by_part.setdefault(lora.file.part, []).append(lora)
@@ -322,23 +333,54 @@ class AdapterSlots:
                     raise InvalidParams(f"This model has no {part} to apply {chosen[0].file.name} to.")
                 continue
             loaded = self._loaded.setdefault(id(module), set())
-            if not chosen:
-                if loaded:
-                    module.disable_adapters()
-                continue
             names, weights = [], []
             for lora in chosen:
                 adapter = f"lora_{lora.hash}"
-                if adapter not in loaded:
-                    load_adapter(module, lora.file, adapter)
-                    loaded.add(adapter)
                 if adapter not in names:
                     names.append(adapter)
                     weights.append(lora.weight)
                 else:  # the same file twice: the weights add up
                     weights[names.index(adapter)] += lora.weight
+            wanted = (tuple(names), tuple(weights))
+            if self._fused.get(id(module)) == wanted and fuse:
+                continue  # merged already: nothing to switch
+            self._unfuse(module)
+            if not chosen:
+                if loaded:
+                    module.disable_adapters()
+                continue
+            for lora in chosen:
+                adapter = f"lora_{lora.hash}"
+                if adapter not in loaded:
+                    load_adapter(module, lora.file, adapter)
+                    loaded.add(adapter)
             module.enable_adapters()
             module.set_adapters(names, weights)
+            if fuse:
+                self._fuse(module, names)
+                self._fused[id(module)] = wanted
+
+    def _fuse(self, module, names: list[str]) -> None:
+        import torch
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        kept = []
+        with torch.no_grad():
+            for layer in module.modules():
+                if isinstance(layer, BaseTunerLayer) and any(n in layer.lora_A for n in names):
+                    kept.append((layer, layer.get_base_layer().weight.detach().to("cpu", copy=True)))
+                    layer.merge(adapter_names=[n for n in names if n in layer.lora_A])
+        self._kept[id(module)] = kept
+
+    def _unfuse(self, module) -> None:
+        """The module's own weights back, exactly, where a set was merged."""
+        import torch
+
+        self._fused.pop(id(module), None)
+        with torch.no_grad():
+            for layer, weight in self._kept.pop(id(module), []):
+                layer.get_base_layer().weight.copy_(weight)
+                layer.merged_adapters.clear()
 
 
 def with_peft(module):
