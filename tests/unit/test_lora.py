@@ -157,6 +157,10 @@ def test_a_lora_for_another_family_a_damaged_file_and_an_unknown_name_fail_at_su
         (["k5style"], "The LoRA k5style.safetensors fits the transformer of family kd50"),
         (["broken"], "The LoRA file broken.safetensors cannot be read"),
         (["sdxl"], "The LoRA sdxl.safetensors fits no model family (kohya-style keys"),
+        (
+            ["sdxl"],
+            "Expected: diffusers/peft keys (down_blocks.1.attentions.0.to_q.lora_A.weight, optionally",
+        ),
         (["nothere"], "No LoRA named 'nothere'"),
     ):
         with pytest.raises(InvalidParams, match=said.replace("(", r"\(")):

@@ -29,6 +29,14 @@ DEFAULT_FOLDER = "models/lora"
 # <lora:name:weight> (A1111): the weight is optional.
 TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?>")
 _ADAPTER_SUFFIX = re.compile(r"\.(lora_A|lora_B|lora_down|lora_up)(\.[^.]+)?\.weight$|\.alpha$")
+# diffusers converts kohya's files for Stable Diffusion's UNet and for Flux, Wan, HunyuanVideo..., none for
+# a Kandinsky model (its Kandinsky 5 loader reads diffusers' own keys only).
+KOHYA = (
+    "kohya-style keys (lora_unet_..., lora_te_...), which Kubin cannot read: diffusers has no converter for "
+    "them on the Kandinsky models. Expected: diffusers/peft keys (down_blocks.1.attentions.0.to_q.lora_A.weight, "
+    "optionally under unet., prior. or transformer.), as diffusers' save_lora_adapter or save_lora_weights, "
+    "peft, and Kubin's Training tab write them"
+)
 # Safetensors metadata keys that trainers write trigger words under.
 _TRIGGER_KEYS = ("modelspec.trigger_phrase", "trigger_words", "ss_trigger_words", "activation_text")
 
@@ -107,7 +115,7 @@ def inspect_lora(path: Path, name: str, families: Iterable) -> LoraFile:
             **found, reason="it holds no LoRA weights (no lora_A/lora_B or lora_down/lora_up keys)"
         )
     if any(k.startswith(("lora_unet_", "lora_te")) for k in modules):
-        return LoraFile(**found, reason="kohya-style keys, which Kubin cannot read yet")
+        return LoraFile(**found, reason=KOHYA)
     matches, unlike = [], []  # (family, part, prefix, what its telltale says)
     for family in families:
         for part in family.lora_parts:
