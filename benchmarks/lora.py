@@ -1,8 +1,8 @@
 """LoRA cost: the same job through Kubin's engine with one adapter and without, alternating, on the same
 loaded model and seed. The adapter (random weights, `--rank`, on the denoiser's attention projections) is
 made here with peft on the loaded model's own part, saved as a file and used by name, as a user would.
-Its first job loads it (timed apart); later jobs only switch it on or off. Then fused (`lora.fuse`,
---fuse-lora): the first job merges it into the weights (timed apart), later jobs with it run merged.
+Its first job loads it (timed apart); later jobs only switch it on or off. Fused (`lora.fuse`,
+--fuse-lora): a job that merges it into the weights (the first timed apart), then a timed one that runs merged.
 
     venv/bin/python benchmarks/lora.py                       # tiny-kd22 and tiny-kd50-t2i on the CPU
     venv/bin/python benchmarks/lora.py --models kd22 --device cuda --steps 25 --size 768 --runs 10
@@ -55,20 +55,23 @@ def bench(model_id: str, args) -> dict:
     start = time.perf_counter()
     run(loras=["bench:1"])
     first = time.perf_counter() - start
-    plain, adapted = [], []
-    for _ in range(args.runs):
-        for times, more in ((plain, {}), (adapted, {"loras": ["bench:1"]})):
-            start = time.perf_counter()
-            run(**more)
-            times.append(time.perf_counter() - start)
     engine.loras.fuse = True
     start = time.perf_counter()
     run(loras=["bench:1"])  # merges it
     first_fused = time.perf_counter() - start
-    fused = []
-    for _ in range(args.runs):  # the same adapter job after job: it stays merged
+    # Rounds of the three kinds of job, so that a busy machine's drift touches each alike: without, with
+    # (unfused), and with it fused, after an untimed fused job that merges it again.
+    plain, adapted, fused = [], [], []
+    for _ in range(args.runs):
+        engine.loras.fuse = False
+        for times, more in ((plain, {}), (adapted, {"loras": ["bench:1"]})):
+            start = time.perf_counter()
+            run(**more)
+            times.append(time.perf_counter() - start)
+        engine.loras.fuse = True
+        run(loras=["bench:1"])  # merges it
         start = time.perf_counter()
-        run(loras=["bench:1"])
+        run(loras=["bench:1"])  # runs merged
         fused.append(time.perf_counter() - start)
     engine.close(wait=True)
     manager.unload()
@@ -92,8 +95,8 @@ def main() -> None:
     import torch
 
     print(machine_line(args.device, torch.get_num_threads()))
-    print(f"\nOne adapter of rank {args.rank} vs none, median of {args.runs} jobs each (unfused: alternating "
-          "with jobs without it; fused: one after another)\n")  # fmt: skip
+    print(f"\nOne adapter of rank {args.rank} vs none, median of {args.runs} rounds of: a job "
+          "without it, one with it unfused, one with it fused (after one that merges it)\n")  # fmt: skip
     print("| model | part | job without | with, unfused | ratio | with, fused | ratio | unfused/fused "
           "| first job with (loads it) | first fused job (merges it) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
