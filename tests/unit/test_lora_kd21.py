@@ -96,7 +96,7 @@ def test_kandinsky_2_1_takes_its_adapters_and_a_job_without_them_is_a_fresh_mode
     assert diff(fresh, after) == 0
 
 
-def test_a_2_2_file_is_refused_on_2_1_and_a_2_1_file_on_2_2(kd21_engine, lora_folder):
+def test_a_2_2_file_is_refused_on_2_1_and_a_2_1_file_on_2_2(kd21_engine, lora_folder, photo):
     with pytest.raises(InvalidParams) as refused:
         kd21_engine.submit(Job("t2i", "tiny-kd21", {**KD21, "loras": ["ink22"]}))
     assert str(refused.value).startswith(
@@ -107,4 +107,14 @@ def test_a_2_2_file_is_refused_on_2_1_and_a_2_1_file_on_2_2(kd21_engine, lora_fo
         InvalidParams, match=r"The LoRA ink21.safetensors fits the decoder UNet of family kd21"
     ):
         kd21_engine.submit(Job("t2i", "tiny-kd22", {**KD21, "loras": ["ink21"]}))
+    inpaint = {
+        "prompt": "a red cat",
+        "steps": 2,
+        "prior_steps": 2,
+        "seed": 7,
+        "init_image": photo,
+        "mask": photo,
+    }
+    with pytest.raises(InvalidParams, match="the inpainting and ControlNet decoders take none"):
+        kd21_engine.run(Job("inpaint", "tiny-kd21", {**inpaint, "loras": ["ink21"]}))
     assert run(kd21_engine).path.is_file()  # the engine goes on
