@@ -106,6 +106,29 @@ KD50_LITE_DIT = {
     "in_text_dim": 3584,
     "in_text_dim2": 768,
 }
+# Kandinsky 6.0 Video Lite transformer: the released dimensions (the authors' ComfyUI adapter lists them
+# for its checkpoint detector, kandinskylab/kandinsky-6 comfyui/kandinsky6/register.py); the audio branch is
+# half the video width. Pro (model_dim 4096) is diffusers' default config; its audio widths are not given
+# there, so Pro's count assumes half the video width as in Lite (model card: Lite 3B, Pro 29B).
+KD6_COMMON = {
+    "cross_gates": True,
+    "fix_modulation": True,
+    "ca_rope": True,
+    "visual_token_type_num_embeddings": 2,
+}
+KD6_LITE_DIT = KD6_COMMON | {
+    "time_dim": 512,
+    "model_dim": 1792,
+    "ff_dim": 7168,
+    "num_text_blocks": 2,
+    "num_visual_blocks": 32,
+    "axes_dims": (16, 24, 24),
+    "model_dim_a": 896,
+    "time_dim_a": 512,
+    "ff_dim_a": 3584,
+    "axes_dims_a": (16, 24, 24),
+}
+KD6_PRO_DIT = KD6_COMMON | {"model_dim_a": 2048, "ff_dim_a": 8192}
 # Qwen/Qwen2.5-VL-7B-Instruct config.json (transformers' own default is the 72B).
 QWEN25_VL_7B = {
     "text_config": {
@@ -139,6 +162,8 @@ PARTS = {
     "kd50-lite-dit": ("kd50", "Kandinsky 5 Lite transformer"),
     "kd50-qwen": ("kd50", "Qwen2.5-VL 7B text encoder"),
     "kd50-clip-text": ("kd50", "CLIP ViT-L text encoder"),
+    "kd6-lite-dit": ("kd6", "Kandinsky 6 Video Lite video+audio transformer"),
+    "kd6-pro-dit": ("kd6", "Kandinsky 6 Video Pro video+audio transformer (audio widths assumed)"),
 }
 STEP_PARTS = ("kd22-unet", "kd50-lite-dit", "kd30-unet")
 # Parts that keep plain tensors (not buffers) made in __init__, which a meta build cannot fill in.
@@ -175,6 +200,10 @@ def build(part: str):
         from diffusers import Kandinsky5Transformer3DModel
 
         return Kandinsky5Transformer3DModel(**KD50_LITE_DIT)
+    if part in ("kd6-lite-dit", "kd6-pro-dit"):
+        from diffusers import Kandinsky6Transformer3DModel
+
+        return Kandinsky6Transformer3DModel(**(KD6_LITE_DIT if part == "kd6-lite-dit" else KD6_PRO_DIT))
     if part == "kd50-qwen":
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 

@@ -132,7 +132,13 @@ def start_server(
     command = [sys.executable, "-m", "kubin", *args, "--port", str(port), "--config", str(user_config)]
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     server = RunningServer(f"http://127.0.0.1:{port}", user_config, log_path, process)
     deadline = time.monotonic() + timeout
     while "Kubin is running at" not in server.log():

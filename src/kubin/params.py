@@ -252,7 +252,7 @@ def _guidance():
 
 
 def _prior_steps():
-    return spec(25, label="Prior steps", minimum=1, maximum=200, step=1)
+    return spec(25, label="Prior steps", minimum=2, maximum=200, step=1)
 
 
 def _prior_guidance():

@@ -91,7 +91,7 @@ def test_every_image_task_runs_and_its_outputs_download(http, kubin_server):
         ("i2i", {"init_image": ""}, 422, "Init image is missing"),
         ("t2i", {"prompt": "x" * 2_000_000}, 422, "Prompt is 2,000,000 characters long; the limit is 10,000"),
         ("t2i", {"negative_prompt": "x" * 10_001}, 422, "Negative prompt is 10,001 characters long"),
-        ("t2i", {"model": "kd22", "steps": 1, "prior_steps": 1}, 503, "kubin download kd22"),
+        ("t2i", {"model": "kd22", "steps": 1, "prior_steps": 2}, 503, "kubin download kd22"),
     ],
 )
 def test_errors_are_4xx_or_503_json_never_a_traceback(http, task, body, status, words):
@@ -150,7 +150,7 @@ def test_many_waiting_clients_do_not_block_the_server(http, kubin_server):
 
     def waiter(i: int) -> None:
         with httpx.Client(base_url=kubin_server.url, timeout=TIMEOUT_S) as client:
-            client.post(f"{API}/tasks/t2i", json={"prompt": f"waiter {i}", "steps": 1, "prior_steps": 1})
+            client.post(f"{API}/tasks/t2i", json={"prompt": f"waiter {i}", "steps": 1, "prior_steps": 2})
 
     threads = [threading.Thread(target=waiter, args=(i,), daemon=True) for i in range(waiting)]
     for t in threads:

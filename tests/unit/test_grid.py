@@ -64,16 +64,16 @@ def test_a_bad_axis_value_is_refused_naming_the_axis_and_the_value(name, text, s
 
 
 def test_a_2x3_plan_has_6_cells_x_fastest_with_one_seed_for_all():
-    plan = make_plan("t2i", "tiny-kd22", dict(SMALL), [("steps", "2,3"), ("prior_steps", "1-3"), ("", "")])
+    plan = make_plan("t2i", "tiny-kd22", dict(SMALL), [("steps", "2,3"), ("prior_steps", "2-4"), ("", "")])
     cells = plan.cells()
     assert plan.shape == (2, 3, 1)
     assert [(c.params["steps"], c.params["prior_steps"]) for c in cells] == [
-        (2, 1), (3, 1), (2, 2), (3, 2), (2, 3), (3, 3),
+        (2, 2), (3, 2), (2, 3), (3, 3), (2, 4), (3, 4),
     ]  # fmt: skip
     assert len({c.params["seed"] for c in cells}) == 1 and cells[0].params["seed"] != -1
     assert plan.labels() == (
         ["steps: 2", "steps: 3"],
-        ["prior_steps: 1", "prior_steps: 2", "prior_steps: 3"],
+        ["prior_steps: 2", "prior_steps: 3", "prior_steps: 4"],
         [],
     )
 

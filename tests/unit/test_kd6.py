@@ -80,6 +80,8 @@ def test_the_registry_knows_every_published_kd6_model_with_the_authors_settings(
     ids = {spec.id for spec in FAMILIES["kd6"].models}
     assert ids == {
         "kd6",
+        "kd6-lite-distill",
+        "kd6-lite-pretrain",
         "kd6-pro",
         "kd6-pro-distill",
         "kd6-pro-pretrain",
@@ -100,10 +102,14 @@ def test_the_registry_knows_every_published_kd6_model_with_the_authors_settings(
     wanted = {"width": 768, "height": 512, "frames": 121, "fps": 24, "steps": 50, "guidance_scale": 5.0,
               "sample_audio": True}  # fmt: skip
     assert lite.defaults["t2v"].items() >= wanted.items()
-    # The distilled model runs PiFlow's 16 steps without guidance, so it has no guidance to set.
-    assert distill.schedulers == ("PiFlow",)
-    assert (distill.defaults["t2v"]["steps"], distill.defaults["t2v"]["guidance_scale"]) == (16, 1.0)
-    assert {"guidance_scale", "negative_prompt"} <= set(distill.unused_params)
+    # The distilled models run PiFlow's 10 steps without guidance, so they have no guidance to set.
+    lite_distill = resolve_model("kd6-lite-distill")
+    assert lite_distill.sources == {"pipeline": "kandinskylab/Kandinsky-6.0-Lite-distill-5s-Diffusers"}
+    assert lite_distill.defaults["t2v"]["width"] == 768  # Lite's sizes
+    for spec in (distill, lite_distill):
+        assert spec.schedulers == ("PiFlow",)
+        assert (spec.defaults["t2v"]["steps"], spec.defaults["t2v"]["guidance_scale"]) == (10, 1.0)
+        assert {"guidance_scale", "negative_prompt"} <= set(spec.unused_params)
 
 
 def test_kandinsky_5_pro_distilled_models_are_known_and_other_video_models_have_no_sound_switches():

@@ -60,6 +60,8 @@ def test_defaults_pass_validation_and_round_trip_through_a_dict():
         ({"batch_size": 17}, "Batch size must be between 1 and 16 (got 17)."),
         ({"batch_count": 101}, "Batch count must be between 1 and 100 (got 101)."),
         ({"guidance_scale": -1}, "Guidance scale must be between 0 and 30 (got -1)."),
+        # the prior's UnCLIP scheduler divides by steps - 1: one step was a ZeroDivisionError mid-job
+        ({"prior_steps": 1}, "Prior steps must be between 2 and 200 (got 1)."),
     ],
 )
 def test_validate_names_the_bad_value_and_the_allowed_range(values, message):

@@ -334,6 +334,14 @@ def _add_task_route(router: APIRouter, state: ApiState, task: str) -> None:
     )
 
 
+def _base_params(body) -> dict[str, Any]:
+    """A prompts-file, grid or folder body's `params`: the values every job starts from, less the model (the
+    body's own `model` names it)."""
+    base = body.params.model_dump(exclude_none=True) if body.params else {}
+    base.pop("model", None)
+    return base
+
+
 def _add_prompts_file_route(router: APIRouter, state: ApiState, task: str) -> None:
     body_model = prompts_file_model(task)
 
@@ -344,8 +352,7 @@ def _add_prompts_file_route(router: APIRouter, state: ApiState, task: str) -> No
     ):
         from kubin.prompts import parse_prompts
 
-        base = body.params.model_dump(exclude_none=True) if body.params else {}
-        base.pop("model", None)
+        base = _base_params(body)
         lines = parse_prompts(body.text, task, as_csv=body.format == "csv", base=base)
         handles: list[JobHandle] = []
         for line in lines:
@@ -383,8 +390,7 @@ def _add_folder_route(router: APIRouter, state: ApiState, task: str) -> None:
     ):
         from kubin.batch import queue_folder
 
-        base = body.params.model_dump(exclude_none=True) if body.params else {}
-        base.pop("model", None)
+        base = _base_params(body)
         for what, folder in (("input_dir", body.input_dir), ("mask_dir", body.mask_dir)):
             if folder:
                 state.check_folder(folder, what)
@@ -421,8 +427,7 @@ def _add_grid_route(router: APIRouter, state: ApiState, task: str) -> None:
     async def run(body):
         from kubin.grid import engine_plan, save_grid, start_grid
 
-        base = body.params.model_dump(exclude_none=True) if body.params else {}
-        base.pop("model", None)
+        base = _base_params(body)
         model_id = body.model or state.model_id
         plan = engine_plan(state.engine, task, model_id, base, [(a.name, a.values) for a in body.axes])
         grid = await run_in_threadpool(

@@ -1,15 +1,22 @@
 """Helpers several model families share (a family never imports a sibling family): seeded CPU noise,
-fp16 weight variants of hub repos, and the spec values the Kandinsky 3.x families have in common."""
+fp16 weight variants of hub repos, a single-pipeline-folder family's weights and saved attributes, and the
+spec values the Kandinsky 3.x families have in common."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from kubin.models.spec import LoraPart
+from kubin.models.spec import FOLDER_INFO, LoraPart
 from kubin.models.weights import ensure_weights, hub_offline
 from kubin.runtime.presets import Preset
+
+if TYPE_CHECKING:
+    from kubin.models.spec import ModelSpec
+    from kubin.runtime.device import Placement
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +93,23 @@ def has_variant(folder: Path, variant: str) -> bool:
         for f in folder.glob("*/*")
         if f.suffix in (".safetensors", ".bin")
     )
+
+
+def find_pipeline_folder(
+    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
+) -> str:
+    """`find_weights` of a family whose model is one diffusers pipeline folder: that folder, found or fetched
+    (see ModelSpec.module)."""
+    return ensure_weights(sources["pipeline"], spec.id)
+
+
+def folder_attributes(pipeline_folder: Path, names: Collection[str]) -> dict[str, Any]:
+    """The pipeline attributes among `names` kept in the kubin.json beside a local pipeline folder (what
+    diffusers does not save); none for hub downloads or an unreadable file."""
+    try:
+        attributes = json.loads((pipeline_folder.parent / FOLDER_INFO).read_text(encoding="utf-8"))[
+            "attributes"
+        ]
+        return {k: v for k, v in attributes.items() if k in names}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}

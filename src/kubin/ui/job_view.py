@@ -22,6 +22,10 @@ QUEUE_REFRESH_S = 0.5  # how often a queued job's place in the queue is shown ag
 # The most often progress is sent to the page: a tiny model makes a hundred steps a second, and a message
 # per step kept a busy browser seconds behind the job. A new stage is always shown at once.
 PROGRESS_INTERVAL_S = 0.1
+# The most often a panel that follows many jobs (a grid, a prompts file, a folder) sends its gallery: each
+# render carries every image so far, and one per cell kept a browser re-drawing a 100-image gallery
+# hundreds of times, too busy to take a click on Cancel. The last render is always sent.
+GALLERY_INTERVAL_S = 1.0
 
 
 def follow_job(ctx: UIContext, handle: JobHandle, progress: gr.Progress, render: Callable[[JobHandle], Any]):
@@ -159,6 +163,7 @@ def follow_jobs(ctx: UIContext, jobs: Iterable[tuple[str, str, JobHandle]], prog
     goes into `failures` after its `name`, and the next job is followed still. `jobs` is read as it goes, so
     it may skip jobs by their state at that moment. Yields renders; returns the gallery items of all."""
     done: list = []
+    sent_at, held = 0.0, None  # the render not sent yet, because one went less than an interval ago
     for head, name, handle in jobs:
 
         def render(h: JobHandle, head=head, done=done):
@@ -168,10 +173,17 @@ def follow_jobs(ctx: UIContext, jobs: Iterable[tuple[str, str, JobHandle]], prog
             return shown, text, details, seed, [path for path, _ in shown], 0
 
         try:
-            yield from follow_job(ctx, handle, progress, render)
+            for update in follow_job(ctx, handle, progress, render):
+                if time.monotonic() - sent_at < GALLERY_INTERVAL_S:
+                    held = update
+                    continue
+                yield update
+                sent_at, held = time.monotonic(), None
         except gr.Error as exc:
             failures.append(f"{name}: {exc.message}")
         done = done + [(str(r.path), caption(r)) for r in handle.results]
+    if held is not None:
+        yield held
     return done
 
 

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from kubin.models.base import LoadedModel
-from kubin.models.common import cpu_generators
+from kubin.models.common import cpu_generators, find_pipeline_folder, folder_attributes
 from kubin.models.families.kd50 import FAMILY
 from kubin.models.schedulers import pick_scheduler, scheduler_name
 from kubin.models.spec import FOLDER_INFO, ModelSpec
-from kubin.models.weights import ensure_weights
 from kubin.outputs import Video
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
@@ -121,11 +120,7 @@ class Kandinsky5(LoadedModel):
         self.pipe = None
 
 
-def find_weights(
-    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
-) -> str:
-    """The pipeline folder, found or fetched (see ModelSpec.module)."""
-    return ensure_weights(sources["pipeline"], spec.id)
+find_weights = find_pipeline_folder
 
 
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kandinsky5:
@@ -134,7 +129,7 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     path = find_weights(spec, sources, placement)
     cls = getattr(diffusers, PIPELINES[spec.tasks[0]])
     pipe = cls.from_pretrained(path, dtype=placement.torch_dtype())
-    attributes = folder_attributes(Path(path))
+    attributes = folder_attributes(Path(path), ATTRIBUTES)
     for name, value in attributes.items():
         setattr(pipe, name, [tuple(v) for v in value] if name == "resolutions" else value)
     if placement.memory.free_text_encoder:
@@ -145,15 +140,3 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Kand
     pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return Kandinsky5(spec, pipe, placement, attributes)
-
-
-def folder_attributes(pipeline_folder: Path) -> dict[str, Any]:
-    """Attributes kept in the kubin.json beside a local pipeline folder; none for hub downloads."""
-    info = pipeline_folder.parent / FOLDER_INFO
-    if not info.is_file():
-        return {}
-    try:
-        attributes = json.loads(info.read_text(encoding="utf-8")).get("attributes", {})
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in attributes.items() if k in ATTRIBUTES}

@@ -24,11 +24,12 @@ class TransformerTarget(TrainTarget):
         import diffusers
         import torch
 
-        from kubin.models.families.kd50.model import folder_attributes
+        from kubin.models.common import folder_attributes
+        from kubin.models.families.kd50.model import ATTRIBUTES
 
         path = folders["pipeline"]
         self.pipe = diffusers.Kandinsky5T2IPipeline.from_pretrained(path, dtype=weight_dtype)
-        for name, value in folder_attributes(Path(path)).items():  # what diffusers does not save
+        for name, value in folder_attributes(Path(path), ATTRIBUTES).items():  # what diffusers does not save
             setattr(self.pipe, name, [tuple(v) for v in value] if name == "resolutions" else value)
         self.pipe.to(device)
         self.pipe.set_progress_bar_config(disable=True)

@@ -18,12 +18,17 @@ FRAMES = 5 * FPS + 1  # the 5 s checkpoints: 121 frames, 4k+1 (the video VAE pac
 # takes any multiple of 16, these are offered as presets.
 LITE_SIZES = ((768, 512), (512, 768), (512, 512))
 PRO_SIZES = ((864, 480), (480, 864), (768, 512), (512, 768))
-# Published checkpoints: id -> (repo name, title, steps, guidance, scheduler, sizes). The distilled one is
-# run with PiFlow at guidance 1 (no negative prompt), as the pipeline's docs require.
+# Published checkpoints: id -> (repo name, title, steps, guidance, scheduler, sizes). The distilled ones are
+# run with PiFlow at guidance 1 (no negative prompt) and the 10 steps they were distilled to (the authors'
+# PiFlow settings and diffusers' model table; an older pipeline docstring said 16).
 VARIANTS = {
     "kd6": ("Lite", "Kandinsky 6.0 Video Lite (3B)", 50, 5.0, "Flow Match Euler", LITE_SIZES),
+    "kd6-lite-distill": ("Lite-distill", "Kandinsky 6.0 Video Lite distilled, 10 steps (3B)", 10, 1.0, "PiFlow",
+                         LITE_SIZES),
+    "kd6-lite-pretrain": ("Lite-pretrain", "Kandinsky 6.0 Video Lite pretrain (3B)", 50, 5.0, "Flow Match Euler",
+                          LITE_SIZES),
     "kd6-pro": ("Pro", "Kandinsky 6.0 Video Pro (29B)", 50, 5.0, "Flow Match Euler", PRO_SIZES),
-    "kd6-pro-distill": ("Pro-distill", "Kandinsky 6.0 Video Pro distilled, 16 steps (29B)", 16, 1.0, "PiFlow",
+    "kd6-pro-distill": ("Pro-distill", "Kandinsky 6.0 Video Pro distilled, 10 steps (29B)", 10, 1.0, "PiFlow",
                         PRO_SIZES),
     "kd6-pro-pretrain": ("Pro-pretrain", "Kandinsky 6.0 Video Pro pretrain (29B)", 50, 5.0, "Flow Match Euler",
                          PRO_SIZES),

@@ -18,10 +18,9 @@ from typing import Any
 
 from kubin.errors import InvalidParams
 from kubin.models.base import LoadedModel, Phase
-from kubin.models.common import cpu_generators
+from kubin.models.common import cpu_generators, find_pipeline_folder, folder_attributes
 from kubin.models.families.kd6 import FAMILY
 from kubin.models.spec import FOLDER_INFO, ModelSpec
-from kubin.models.weights import ensure_weights
 from kubin.outputs import Video
 from kubin.params import ImageTaskParams
 from kubin.runtime.device import Placement
@@ -222,11 +221,7 @@ def _reporting_steps(pipe, steps: int, on_step):
         pipe.progress_bar = own
 
 
-def find_weights(
-    spec: ModelSpec, sources: dict[str, str], placement: Placement, task: str | None = None
-) -> str:
-    """The pipeline folder, found or fetched (see ModelSpec.module)."""
-    return ensure_weights(sources["pipeline"], spec.id)
+find_weights = find_pipeline_folder
 
 
 def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> LoadedModel:
@@ -240,7 +235,7 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Load
         log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
         return Kandinsky6SuperResolution(spec, pipe, placement)
     pipe = Kandinsky6TI2VAPipeline.from_pretrained(path, dtype=placement.torch_dtype())
-    attributes = folder_attributes(Path(path))
+    attributes = folder_attributes(Path(path), ATTRIBUTES)
     if placement.memory.free_text_encoder:
         log.info(
             "free_text_encoder is not applied to Kandinsky 6 (prompt expansion needs Qwen2.5-VL); "
@@ -250,13 +245,3 @@ def load(spec: ModelSpec, sources: dict[str, str], placement: Placement) -> Load
     pipe.set_progress_bar_config(disable=True)  # Kubin reports progress itself
     log.info("Loaded %s on %s (%s)", spec.id, placement.device, placement.dtype)
     return Kandinsky6(spec, pipe, placement, attributes)
-
-
-def folder_attributes(pipeline_folder: Path) -> dict[str, Any]:
-    """Attributes kept in the kubin.json beside a local pipeline folder; none for hub downloads."""
-    info = pipeline_folder.parent / FOLDER_INFO
-    try:
-        attributes = json.loads(info.read_text(encoding="utf-8")).get("attributes", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {k: v for k, v in attributes.items() if k in ATTRIBUTES}
