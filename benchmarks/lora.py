@@ -1,7 +1,8 @@
 """LoRA cost: the same job through Kubin's engine with one adapter and without, alternating, on the same
 loaded model and seed. The adapter (random weights, `--rank`, on the denoiser's attention projections) is
 made here with peft on the loaded model's own part, saved as a file and used by name, as a user would.
-Its first job loads it (timed apart); later jobs only switch it on or off. Unfused: Kubin does not fuse yet.
+Its first job loads it (timed apart); later jobs only switch it on or off. Fused (`lora.fuse`,
+--fuse-lora): a job that merges it into the weights (the first timed apart), then a timed one that runs merged.
 
     venv/bin/python benchmarks/lora.py                       # tiny-kd22 and tiny-kd50-t2i on the CPU
     venv/bin/python benchmarks/lora.py --models kd22 --device cuda --steps 25 --size 768 --runs 10
@@ -54,16 +55,29 @@ def bench(model_id: str, args) -> dict:
     start = time.perf_counter()
     run(loras=["bench:1"])
     first = time.perf_counter() - start
-    plain, adapted = [], []
+    engine.loras.fuse = True
+    start = time.perf_counter()
+    run(loras=["bench:1"])  # merges it
+    first_fused = time.perf_counter() - start
+    # Rounds of the three kinds of job, so that a busy machine's drift touches each alike: without, with
+    # (unfused), and with it fused, after an untimed fused job that merges it again.
+    plain, adapted, fused = [], [], []
     for _ in range(args.runs):
+        engine.loras.fuse = False
         for times, more in ((plain, {}), (adapted, {"loras": ["bench:1"]})):
             start = time.perf_counter()
             run(**more)
             times.append(time.perf_counter() - start)
+        engine.loras.fuse = True
+        run(loras=["bench:1"])  # merges it
+        start = time.perf_counter()
+        run(loras=["bench:1"])  # runs merged
+        fused.append(time.perf_counter() - start)
     engine.close(wait=True)
     manager.unload()
     return {"model": spec.id, "part": part, "first": first, "plain": statistics.median(plain),
-            "adapted": statistics.median(adapted)}  # fmt: skip
+            "adapted": statistics.median(adapted), "fused": statistics.median(fused),
+            "first_fused": first_fused}  # fmt: skip
 
 
 def main() -> None:
@@ -81,13 +95,16 @@ def main() -> None:
     import torch
 
     print(machine_line(args.device, torch.get_num_threads()))
-    print(f"\nOne adapter of rank {args.rank} vs none, median of {args.runs} alternating jobs each\n")
-    print("| model | part | job without | job with | ratio | first job with (loads it) |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nOne adapter of rank {args.rank} vs none, median of {args.runs} rounds of: a job "
+          "without it, one with it unfused, one with it fused (after one that merges it)\n")  # fmt: skip
+    print("| model | part | job without | with, unfused | ratio | with, fused | ratio | unfused/fused "
+          "| first job with (loads it) | first fused job (merges it) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for model_id in args.models:
         r = bench(model_id, args)
         print(f"| {r['model']} | {r['part']} | {r['plain']:.3f} s | {r['adapted']:.3f} s | "
-              f"{r['adapted'] / r['plain']:.2f} | {r['first']:.3f} s |")  # fmt: skip
+              f"{r['adapted'] / r['plain']:.2f} | {r['fused']:.3f} s | {r['fused'] / r['plain']:.2f} | "
+              f"{r['adapted'] / r['fused']:.2f} | {r['first']:.3f} s | {r['first_fused']:.3f} s |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,3 +34,18 @@ def kd22_decoder_lora(path: Path, seed: int = 1) -> Path:
 
     unet = UNet2DConditionModel.from_pretrained(tiny_model_folder("tiny-kd22") / "decoder" / "unet")
     return save_lora(unet, path, ATTENTION, seed)
+
+
+def save_injected_lora(module, path: Path, targets: list[str], seed: int) -> Path:
+    """A rank-4 adapter on `targets` of a model class without diffusers' adapter methods (the Kandinsky 3
+    UNet), injected with peft itself; `module` keeps the adapter layers (load a fresh one for each file)."""
+    import torch
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=targets, init_lora_weights=False)
+    state = get_peft_model_state_dict(inject_adapter_in_model(config, module))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
+    return path

@@ -31,7 +31,9 @@ def make_engine(settings, history: bool = False):
         max_prompt_chars=int(settings.get("max_prompt_chars", DEFAULT_MAX_PROMPT_CHARS)),
         wildcards=wildcards_from(settings),
         grid_max_cells=int(settings.get("grid_max_cells") or 100),
-        loras=LoraLibrary(settings_folder(settings.get("lora.path"), DEFAULT_FOLDER)),
+        loras=LoraLibrary(
+            settings_folder(settings.get("lora.path"), DEFAULT_FOLDER), fuse=bool(settings.get("lora.fuse"))
+        ),
         history=History(settings.get("output_dir")) if history else None,
         tool_models=ToolModels.from_settings(settings),
         cluster=cluster,

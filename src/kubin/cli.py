@@ -58,6 +58,11 @@ def _common(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
         help="the LoRA adapters (.safetensors, subfolders allowed; default models/lora in the Kubin folder)",
     )  # fmt: skip
     parser.add_argument(
+        "--fuse-lora", action="store_true", default=d,  # not --lora-*: generate's --lora would be ambiguous
+        help="merge a job's LoRA adapters into the weights: faster while the same adapters and weights run "
+        "job after job; a change merges again (lora.fuse)",
+    )  # fmt: skip
+    parser.add_argument(
         "--training-dir", metavar="DIR", default=d,
         help="where LoRA training runs keep checkpoints, caches and samples (default training/ in the Kubin folder)",
     )  # fmt: skip
@@ -396,6 +401,7 @@ def load_settings(args: argparse.Namespace):
         "output_dir": getattr(args, "output_dir", None),
         "wildcards.path": getattr(args, "wildcards_dir", None),
         "lora.path": getattr(args, "lora_dir", None),
+        "lora.fuse": getattr(args, "fuse_lora", None),
         "training.path": getattr(args, "training_dir", None),
         "device": getattr(args, "device", None),
         **{f"tools.{tool}_model": getattr(args, f"{tool}_model", None) for tool in TOOL_FLAGS},

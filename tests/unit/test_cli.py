@@ -80,6 +80,11 @@ def test_lora_flags_apply_adapters_by_name_or_by_path_and_an_unknown_one_exits_2
     assert np.abs(pixels(line["path"]).astype(int) - pixels(tiny_image["path"])).mean() > 1
     saved = read_image_metadata(line["path"])
     assert saved["params"]["loras"] == ["ink:0.8", f"{outside}:1"]
+    fused = generate(workdir, *flags, "--output-dir", str(workdir / "out-fused"), "--fuse-lora",
+                     "--lora", "ink:0.8", "--lora", str(outside))  # fmt: skip
+    assert fused.returncode == 0, fused.stderr
+    [merged] = json_lines(fused.stdout)  # merged into the weights: the same pixels up to rounding
+    assert np.abs(pixels(merged["path"]).astype(int) - pixels(line["path"]).astype(int)).mean() < 0.5
     unknown = generate(workdir, *flags, "--lora", "nothere")
     assert unknown.returncode == 2 and "error: No LoRA named 'nothere'" in unknown.stderr
 

@@ -64,9 +64,10 @@ class LoadedModel:
         modules with peft support (`load_lora_adapter`, `set_adapters`). Empty: the model takes none."""
         return {}
 
-    def set_loras(self, loras: Sequence[Any]) -> None:
+    def set_loras(self, loras: Sequence[Any], fuse: bool = False) -> None:
         """Switch on this job's adapters (kubin.models.lora.ActiveLora, each loaded once and kept), or,
-        for a job without any, switch every loaded one off: the model then gives its own pixels."""
+        for a job without any, switch every loaded one off: the model then gives its own pixels. `fuse`
+        merges them into the weights (kept merged while the next job has the same set and weights)."""
         from kubin.errors import InvalidParams
         from kubin.models.lora import AdapterSlots
 
@@ -76,7 +77,7 @@ class LoadedModel:
                 raise InvalidParams(f"{self.spec.title} takes no LoRA adapters.")
             return
         slots = self.__dict__.setdefault("_lora_slots", AdapterSlots())
-        slots.activate(modules, list(loras))
+        slots.activate(modules, list(loras), fuse)
         self.active_loras = list(loras)
 
     def caption(self, image: Any, mode: str) -> str:

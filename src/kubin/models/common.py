@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubin.models.spec import FOLDER_INFO
+from kubin.models.spec import FOLDER_INFO, LoraPart
 from kubin.models.weights import ensure_weights, hub_offline
 from kubin.runtime.presets import Preset
 
@@ -36,6 +36,19 @@ KANDINSKY3_PRESETS = {
         "8 GB: layer by layer (the largest layer is T5's 0.5 GB embedding), attention in slices; much slower",
     ),
 }
+
+# The UNet both take adapters in (through peft: diffusers has no LoRA loader for it). Its layer names differ
+# from the 2.x UNets' (attentions.N.attention.to_q, resnets_in, ...); 3.0 and 3.1 share every shape.
+KANDINSKY3_LORA_PARTS = (
+    LoraPart(
+        "unet",
+        "UNet",
+        r"(add_time_condition|conv_in|conv_out|time_embedding|encoder_hid_proj\.projection_linear"
+        r"|(down|up)_blocks\.\d+\.(attentions\.\d+\.(attention|feed_forward|in_norm|out_norm)"
+        r"|resnets_in|resnets_out))(\..*)?",
+        prefix="unet",
+    ),
+)  # fmt: skip
 
 
 def cpu_generators(seeds: Sequence[int]) -> list:

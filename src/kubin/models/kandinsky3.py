@@ -40,6 +40,12 @@ class Kandinsky30(LoadedModel):
         self._scheduler_config = dict(pipe.scheduler.config)
         self.default_scheduler = scheduler_name(pipe.scheduler)
 
+    def lora_modules(self) -> dict[str, Any]:
+        """The UNet, given diffusers' peft adapter methods (its class has no LoRA loader of its own)."""
+        from kubin.models.lora import with_peft
+
+        return {"unet": with_peft(self.pipe.unet)}
+
     def schedulers(self, task: str = "t2i") -> list[str]:
         # Both loops skip scale_model_input and pass generator= to step(). Karras sigmas are left out: on
         # the cosine schedule they pile the timesteps up at the end and the DPM solver runs past its sigmas.

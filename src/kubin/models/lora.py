@@ -9,6 +9,7 @@ disables them, which gives the base model's exact pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,14 @@ DEFAULT_FOLDER = "models/lora"
 # <lora:name:weight> (A1111): the weight is optional.
 TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?>")
 _ADAPTER_SUFFIX = re.compile(r"\.(lora_A|lora_B|lora_down|lora_up)(\.[^.]+)?\.weight$|\.alpha$")
+# diffusers converts kohya's files for Stable Diffusion's UNet and for Flux, Wan, HunyuanVideo..., none for
+# a Kandinsky model (its Kandinsky 5 loader reads diffusers' own keys only).
+KOHYA = (
+    "kohya-style keys (lora_unet_..., lora_te_...), which Kubin cannot read: diffusers has no converter for "
+    "them on the Kandinsky models. Expected: diffusers/peft keys (down_blocks.1.attentions.0.to_q.lora_A.weight, "
+    "optionally under unet., prior. or transformer.), as diffusers' save_lora_adapter or save_lora_weights, "
+    "peft, and Kubin's Training tab write them"
+)
 # Safetensors metadata keys that trainers write trigger words under.
 _TRIGGER_KEYS = ("modelspec.trigger_phrase", "trigger_words", "ss_trigger_words", "activation_text")
 
@@ -43,6 +52,7 @@ class LoraFile:
     part: str = ""
     part_title: str = ""
     prefix: str = ""  # the prefix its keys carry (a whole pipeline's file), "" for one part's
+    also: tuple[str, ...] = ()  # other families whose part has the same layers, names and shapes alike
     rank: int = 0
     triggers: tuple[str, ...] = ()
     reason: str = ""
@@ -52,15 +62,20 @@ class LoraFile:
     def fits(self) -> bool:
         return bool(self.family)
 
+    def fits_family(self, family_id: str) -> bool:
+        return self.fits and family_id in (self.family, *self.also)
+
     def describe(self) -> str:
-        """What it fits, as a user reads it: "Kandinsky 2.2 decoder UNet (kd22), rank 4"."""
+        """What it fits, as a user reads it: "the decoder UNet of family kd22, rank 4"."""
         if not self.fits:
             return f"no model family ({self.reason})"
-        return f"the {self.part_title} of family {self.family}, rank {self.rank}"
+        also = f" (or {', '.join(self.also)}: its layers are alike there)" if self.also else ""
+        return f"the {self.part_title} of family {self.family}{also}, rank {self.rank}"
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "family": self.family, "part": self.part,
-                "rank": self.rank, "triggers": list(self.triggers), "fits": self.fits, "reason": self.reason}  # fmt: skip
+                "also": list(self.also), "rank": self.rank, "triggers": list(self.triggers), "fits": self.fits,
+                "reason": self.reason}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,15 +99,14 @@ def inspect_lora(path: Path, name: str, families: Iterable) -> LoraFile:
         with safe_open(str(path), "pt") as f:
             keys = list(f.keys())
             metadata = f.metadata() or {}
-            shapes = {
-                k: tuple(f.get_slice(k).get_shape()) for k in keys if ".lora_A." in k or ".lora_down." in k
-            }
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys if _ADAPTER_SUFFIX.search(k)}
     except Exception as exc:  # safetensors raises its own error types for a damaged header
         raise InvalidParams(
             f"The LoRA file {path.name} cannot be read ({type(exc).__name__}: {exc}); "
             "a LoRA must be a .safetensors file of adapter weights."
         ) from None
-    rank = min((shape[0] for shape in shapes.values()), default=0)
+    downs = [shape for k, shape in shapes.items() if ".lora_A." in k or ".lora_down." in k]
+    rank = min((shape[0] for shape in downs), default=0)
     triggers = _triggers(metadata)
     found = dict(name=name, path=path, rank=rank, triggers=triggers, metadata=metadata)
     modules = {_ADAPTER_SUFFIX.sub("", k) for k in keys if _ADAPTER_SUFFIX.search(k)}
@@ -101,17 +115,43 @@ def inspect_lora(path: Path, name: str, families: Iterable) -> LoraFile:
             **found, reason="it holds no LoRA weights (no lora_A/lora_B or lora_down/lora_up keys)"
         )
     if any(k.startswith(("lora_unet_", "lora_te")) for k in modules):
-        return LoraFile(**found, reason="kohya-style keys, which Kubin cannot read yet")
+        return LoraFile(**found, reason=KOHYA)
+    matches, unlike = [], []  # (family, part, prefix, what its telltale says)
     for family in families:
         for part in family.lora_parts:
             prefix = _common_prefix(modules, part.prefix)
             names = {m.removeprefix(prefix) for m in modules}
             if all(re.fullmatch(part.modules, m) for m in names):
-                return LoraFile(
-                    **found, family=family.id, part=part.name, part_title=part.title, prefix=prefix
-                )
+                said = part.telltale(_layer_shapes(shapes, prefix)) if part.telltale else None
+                (unlike if said is False else matches).append((family, part, prefix, said))
+    if matches:
+        # The part whose telltale knows the file first; else the first of those the file says nothing against.
+        matches.sort(key=lambda m: m[3] is not True)
+        family, part, prefix, said = matches[0]
+        also = () if said else tuple(m[0].id for m in matches[1:] if m[1].name == part.name)
+        return LoraFile(
+            **found, family=family.id, part=part.name, part_title=part.title, prefix=prefix, also=also
+        )
+    if unlike:
+        parts = ", ".join(f"the {part.title} of family {family.id}" for family, part, _, _ in unlike)
+        return LoraFile(**found, reason=f"its layers are named as in {parts}, but shaped for another model")
     example = sorted(modules)[0]
     return LoraFile(**found, reason=f"its layers (e.g. {example}) match no model part Kubin knows")
+
+
+def _layer_shapes(shapes: dict[str, tuple], prefix: str) -> dict[str, tuple[int, int]]:
+    """{module name (without the file's prefix): (in features, out features)} from its down and up weights."""
+    layers: dict[str, list[int]] = {}
+    for key, shape in shapes.items():
+        if len(shape) < 2:  # an alpha
+            continue
+        module = _ADAPTER_SUFFIX.sub("", key).removeprefix(prefix)
+        sides = layers.setdefault(module, [0, 0])
+        if ".lora_A." in key or ".lora_down." in key:
+            sides[0] = shape[1]
+        else:
+            sides[1] = shape[0]
+    return {m: (sides[0], sides[1]) for m, sides in layers.items()}
 
 
 def _common_prefix(modules: set[str], prefix: str) -> str:
@@ -148,8 +188,13 @@ class LoraLibrary:
     """The adapters under one folder (subfolders too), recognised by their keys. Scanned on first use and
     on `refresh()`; a name may also be a path to a file outside the folder."""
 
-    def __init__(self, folder: str | Path = DEFAULT_FOLDER, families: Iterable | None = None):
+    def __init__(
+        self, folder: str | Path = DEFAULT_FOLDER, families: Iterable | None = None, fuse: bool = False
+    ):
         self.folder = Path(folder)
+        # Merge the job's adapters into the weights (`lora.fuse`, --fuse-lora): as fast as no adapter while
+        # the same set runs job after job; each change of set or weights merges again.
+        self.fuse = fuse
         self._families = families
         self._files: dict[str, LoraFile] | None = None
         self._hashes: dict[tuple[str, float, int], str] = {}
@@ -218,7 +263,7 @@ class LoraLibrary:
             name, weight = parse_entry(entry)
             found = self.find(name)
             parts = {p.name: p for p in family.lora_parts}
-            if found.family != family.id or found.part not in parts:
+            if not found.fits_family(family.id) or found.part not in parts:
                 wanted = ", ".join(p.title for p in family.lora_parts)
                 needs = f"a LoRA for its {wanted}" if wanted else "no LoRA (this model takes none)"
                 raise InvalidParams(
@@ -274,12 +319,18 @@ def take_prompt_tags(prompt: str) -> tuple[str, list[str]]:
 
 class AdapterSlots:
     """The adapters loaded into one loaded model's parts, by part name: each file is loaded once per part
-    (named by its hash) and the job's set switched on with its weights; an empty set disables them."""
+    (named by its hash) and the job's set switched on with its weights; an empty set disables them.
+
+    Fused, the set is merged into the weights of the layers it adapts, whose own weights are kept aside (on
+    the CPU) and copied back before another set or none runs: merging and unmerging in floating point would
+    not give the model's exact weights back."""
 
     def __init__(self):
         self._loaded: dict[int, set[str]] = {}  # id(module) -> adapter names in it
+        self._fused: dict[int, tuple] = {}  # id(module) -> the (names, weights) merged into it
+        self._kept: dict[int, list] = {}  # id(module) -> [(peft layer, its own weight)] while fused
 
-    def activate(self, modules: dict[str, Any], loras: list[ActiveLora]) -> None:
+    def activate(self, modules: dict[str, Any], loras: list[ActiveLora], fuse: bool = False) -> None:
         by_part: dict[str, list[ActiveLora]] = {part: [] for part in modules}
         for lora in loras:
             by_part.setdefault(lora.file.part, []).append(lora)
@@ -290,23 +341,73 @@ class AdapterSlots:
                     raise InvalidParams(f"This model has no {part} to apply {chosen[0].file.name} to.")
                 continue
             loaded = self._loaded.setdefault(id(module), set())
-            if not chosen:
-                if loaded:
-                    module.disable_adapters()
-                continue
             names, weights = [], []
             for lora in chosen:
                 adapter = f"lora_{lora.hash}"
-                if adapter not in loaded:
-                    load_adapter(module, lora.file, adapter)
-                    loaded.add(adapter)
                 if adapter not in names:
                     names.append(adapter)
                     weights.append(lora.weight)
                 else:  # the same file twice: the weights add up
                     weights[names.index(adapter)] += lora.weight
+            wanted = (tuple(names), tuple(weights))
+            if self._fused.get(id(module)) == wanted and fuse:
+                continue  # merged already: nothing to switch
+            self._unfuse(module)
+            if not chosen:
+                if loaded:
+                    module.disable_adapters()
+                continue
+            for lora in chosen:
+                adapter = f"lora_{lora.hash}"
+                if adapter not in loaded:
+                    load_adapter(module, lora.file, adapter)
+                    loaded.add(adapter)
             module.enable_adapters()
             module.set_adapters(names, weights)
+            if fuse:
+                self._fuse(module, names)
+                self._fused[id(module)] = wanted
+
+    def _fuse(self, module, names: list[str]) -> None:
+        import torch
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        kept = []
+        with torch.no_grad():
+            for layer in module.modules():
+                if isinstance(layer, BaseTunerLayer) and any(n in layer.lora_A for n in names):
+                    kept.append((layer, layer.get_base_layer().weight.detach().to("cpu", copy=True)))
+                    layer.merge(adapter_names=[n for n in names if n in layer.lora_A])
+        self._kept[id(module)] = kept
+
+    def _unfuse(self, module) -> None:
+        """The module's own weights back, exactly, where a set was merged."""
+        import torch
+
+        self._fused.pop(id(module), None)
+        with torch.no_grad():
+            for layer, weight in self._kept.pop(id(module), []):
+                layer.get_base_layer().weight.copy_(weight)
+                layer.merged_adapters.clear()
+
+
+def with_peft(module):
+    """`module` with diffusers' peft adapter methods (`load_lora_adapter`, `set_adapters`, ...): a model
+    class without them (the Kandinsky 3 UNet) gets a subclass of the same name that adds PeftAdapterMixin,
+    whose loader injects the adapters with peft. The weights and hooks stay as they are."""
+    from diffusers.loaders.peft import PeftAdapterMixin
+
+    if not isinstance(module, PeftAdapterMixin):
+        module.__class__ = _with_peft_mixin(type(module))
+    return module
+
+
+@functools.cache
+def _with_peft_mixin(cls: type) -> type:
+    from diffusers.loaders.peft import PeftAdapterMixin
+
+    # Same name and module: saving the pipeline still writes the diffusers class it loads back as.
+    return type(cls.__name__, (cls, PeftAdapterMixin), {"__module__": cls.__module__})
 
 
 def load_adapter(module, file: LoraFile, adapter: str) -> None:

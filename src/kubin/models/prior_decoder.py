@@ -8,10 +8,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kubin.errors import WeightsMissing
+from kubin.errors import InvalidParams, WeightsMissing
 from kubin.models.base import LoadedModel, Phase
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
-from kubin.models.spec import FOLDER_INFO, ModelSpec
+from kubin.models.spec import FOLDER_INFO, LoraPart, ModelSpec
 from kubin.models.weights import ensure_weights
 from kubin.runtime.device import Placement
 from kubin.runtime.placement import load_notice, place_pipeline
@@ -32,6 +32,71 @@ PRIOR_DECODER_PRESETS = {
         "2 GB or less: layer by layer, attention in slices; much slower",
     ),
 }
+
+
+def prior_decoder_lora_parts(image_tokens: int, reads_prompt: bool, clip_width: int) -> tuple[LoraPart, ...]:
+    """The parts of a 2.x model that take adapters: the text-to-image decoder's UNet (also used for image to
+    image and mix) and the prior's transformer. 2.1 and 2.2 name every layer alike, so each part carries
+    what tells the two apart in a file (see `decoder_telltale`, `prior_telltale`)."""
+    return (
+        LoraPart(
+            "decoder",
+            "decoder UNet",
+            r"(conv_in|conv_out|time_embedding|add_embedding|encoder_hid_proj\.(image_embeds|text_proj)|mid_block"
+            r"|(down|up)_blocks\.\d+\.(attentions\.\d+\.(to_q|to_k|to_v|to_out|add_k_proj|add_v_proj)"
+            r"|resnets|downsamplers|upsamplers))(\..*)?",
+            prefix="unet",
+            telltale=decoder_telltale(image_tokens, reads_prompt),
+        ),
+        LoraPart(
+            "prior",
+            "prior transformer",
+            r"(transformer_blocks\.\d+\.(attn1|ff)|proj_in|embedding_proj"
+            r"|encoder_hidden_states_proj|time_embedding|proj_to_clip_embeddings)(\..*)?",
+            prefix="prior",
+            telltale=prior_telltale(clip_width),
+        ),
+    )  # fmt: skip
+
+
+def decoder_telltale(image_tokens: int, reads_prompt: bool):
+    """What tells a 2.x decoder UNet's adapter apart: the 2.1 UNet reads the prompt (its `text_proj` layers)
+    and turns the image embedding into 10 tokens of the cross-attention width, the 2.2 UNet into 32 (at
+    every size of the model). An adapter of the attention layers alone fits both: it says nothing."""
+    import re
+
+    def telltale(shapes: dict[str, tuple[int, int]]) -> bool | None:
+        if any(re.fullmatch(r"(encoder_hid_proj|add_embedding)\.text_proj", m) for m in shapes):
+            return reads_prompt
+        embeds = shapes.get("encoder_hid_proj.image_embeds")
+        widths = {shape[0] for m, shape in shapes.items() if m.endswith((".add_k_proj", ".add_v_proj"))}
+        if embeds is None or len(widths) != 1:
+            return None
+        return embeds[1] == image_tokens * widths.pop()
+
+    return telltale
+
+
+# The CLIP embedding width of the full-size priors: 2.1's ViT-L/14, 2.2's ViT-bigG/14.
+CLIP_WIDTHS = (768, 1280)
+
+
+def prior_telltale(clip_width: int):
+    """What tells a 2.x prior's adapter apart: the width of the CLIP embeddings its outer layers read and
+    write (768 in 2.1, 1280 in 2.2). Its attention layers are alike in both, and a tiny model's width is
+    neither: those say nothing."""
+
+    def telltale(shapes: dict[str, tuple[int, int]]) -> bool | None:
+        widths = [
+            shape[0]
+            for m, shape in shapes.items()
+            if m in ("proj_in", "embedding_proj", "encoder_hidden_states_proj")
+        ]
+        widths += [shape[1] for m, shape in shapes.items() if m == "proj_to_clip_embeddings"]
+        known = [w for w in widths if w in CLIP_WIDTHS]
+        return known[0] == clip_width if known else None
+
+    return telltale
 
 
 def step_phases(task: str, params) -> list[Phase]:
@@ -94,6 +159,14 @@ class PriorDecoderModel(LoadedModel):
     def decoder_loras(self) -> list:
         """The adapters of the job under way that change the text-to-image decoder's UNet."""
         return [lora for lora in getattr(self, "active_loras", []) if lora.file.part == "decoder"]
+
+    def refuse_decoder_loras(self) -> None:
+        """For the inpainting and ControlNet decoders, which have UNets of their own."""
+        if self.decoder_loras():
+            raise InvalidParams(
+                "A decoder LoRA applies to the text-to-image decoder (text to image, image to image, mix) "
+                "for now; the inpainting and ControlNet decoders take none. A prior LoRA works everywhere."
+            )
 
     def extra_decoder(self, name: str):
         """A second decoder (inpainting, ControlNet) loaded on first use and kept with the model."""

@@ -83,12 +83,17 @@ def with_tiny_twin(spec: ModelSpec, **tiny: Any) -> tuple[ModelSpec, ModelSpec]:
 class LoraPart:
     """One part of a family's models that takes LoRA adapters: what a user calls it, the module names an
     adapter for it holds (a regular expression every adapted module's name matches in full), and the
-    prefix diffusers writes before those names when a whole pipeline's adapters share one file."""
+    prefix diffusers writes before those names when a whole pipeline's adapters share one file.
+
+    Where another family's part has the same module names (Kandinsky 2.1 and 2.2), `telltale` tells them
+    apart by the file's layers: given {module name: (in features, out features)} it answers True (this
+    part's), False (another model's) or None (nothing in the file says)."""
 
     name: str  # "decoder", "prior", "transformer": the loaded model's `lora_modules()` key
     title: str  # "decoder UNet"
     modules: str  # e.g. r"(down_blocks|mid_block|up_blocks)\..*"
     prefix: str = ""  # "unet", "transformer"; an adapter saved for the part alone has none
+    telltale: Any = None  # Callable[[dict[str, tuple[int, int]]], bool | None]
 
 
 @dataclass(frozen=True)

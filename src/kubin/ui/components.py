@@ -39,6 +39,65 @@ def switch(fs: FieldSpec, value: bool, task: str, **kwargs) -> gr.Checkbox:
                        elem_id=eid(task, fs.name.replace("_", "-")), **kwargs)  # fmt: skip
 
 
+# The adapters a tab shows a weight slider for; more still take "name:weight" typed in the picker.
+LORA_SLIDERS = 4
+
+
+def lora_weight_sliders(task: str, picker: gr.Dropdown) -> list[gr.Slider]:
+    """A weight slider under the LoRA picker for each adapter chosen (its "name:weight" entries): moving
+    one rewrites its entry; choosing, removing or restoring adapters shows the sliders again. The picker
+    stays what the job and the tab's API read."""
+    from kubin.models.lora import parse_entry
+
+    with gr.Row(elem_id=f"{task}-lora-weights", elem_classes="kubin-lora-weights"):
+        sliders = [
+            gr.Slider(
+                -1,
+                2,
+                value=1,
+                step=0.05,
+                label="weight",
+                visible=False,
+                min_width=160,
+                elem_id=f"{task}-lora-weight-{i}",
+            )  # fmt: skip
+            for i in range(LORA_SLIDERS)
+        ]
+
+    def entries_of(value) -> list[tuple[str, float]]:
+        found = []
+        for entry in value or []:
+            try:
+                found.append(parse_entry(entry))
+            except InvalidParams:  # a half-typed entry: the job will say what is wrong
+                continue
+        return found
+
+    def show(value):
+        chosen = entries_of(value)
+        return [
+            gr.update(visible=True, label=f"{chosen[i][0]} weight", value=chosen[i][1])
+            if i < len(chosen) else gr.update(visible=False)
+            for i in range(LORA_SLIDERS)
+        ]  # fmt: skip
+
+    picker.change(show, picker, sliders, queue=False, show_progress="hidden", api_visibility="private")
+    for i, weight_slider in enumerate(sliders):
+
+        def set_weight(value, weight, i=i):
+            chosen = entries_of(value)
+            if i >= len(chosen):
+                return gr.update()
+            chosen[i] = (chosen[i][0], weight)
+            return gr.update(value=[f"{name}:{w:g}" for name, w in chosen])
+
+        weight_slider.input(
+            set_weight, [picker, weight_slider], picker, queue=False, show_progress="hidden",
+            api_visibility="private", trigger_mode="always_last",
+        )  # fmt: skip
+    return sliders
+
+
 def slider_range(fs: FieldSpec) -> dict[str, Any]:
     """A slider's range as update arguments (gr.update(**slider_range(fs)))."""
     return {"minimum": fs.minimum, "maximum": fs.maximum, "step": fs.step}

@@ -165,7 +165,7 @@ class UIContext:
         return [
             (f"{f.name} ({parts[f.part]}, rank {f.rank})", f"{f.name}:1")
             for f in found
-            if f.family == family.id and f.part in parts
+            if f.fits_family(family.id) and f.part in parts
         ]
 
     def missing_loras(self, entries: list[str]) -> list[str]:

@@ -147,12 +147,13 @@ def build_task_tab(
                     with gr.Row(equal_height=True, visible=ctx.takes_loras(model.value)) as lora_row:
                         lora_picker = gr.Dropdown(
                             ctx.lora_choices(model.value), value=[], multiselect=True, allow_custom_value=True,
-                            label="LoRA", info="name:weight: type ink:0.6 for another weight, or write "
-                            "<lora:ink:0.6> in the prompt", elem_id=f"{task}-loras", scale=5,
+                            label="LoRA", info="each with its weight below (or type ink:0.6), or write <lora:ink:0.6> "
+                            "in the prompt", elem_id=f"{task}-loras", scale=5,
                         )  # fmt: skip
                         lora_refresh = gr.Button(
                             "↻", size="sm", min_width=56, scale=0, elem_id=f"{task}-loras-refresh"
                         )
+                    ui.lora_weight_sliders(task, lora_picker)
                 if "negative_prior_prompt" in specs:
                     fs = specs["negative_prior_prompt"]
                     widgets["negative_prior_prompt"] = gr.Textbox(

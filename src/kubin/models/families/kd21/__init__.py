@@ -1,7 +1,12 @@
 """Kandinsky 2.1 through diffusers: a prior turns text (or a mix of texts and images) into a CLIP image
 embedding; the decoders read it and the prompt, through their own multilingual text encoder."""
 
-from kubin.models.prior_decoder import PRIOR_DECODER_FOLDERS, PRIOR_DECODER_PRESETS, prior_decoder_defaults
+from kubin.models.prior_decoder import (
+    PRIOR_DECODER_FOLDERS,
+    PRIOR_DECODER_PRESETS,
+    prior_decoder_defaults,
+    prior_decoder_lora_parts,
+)
 from kubin.models.spec import Family, ModelSpec, with_tiny_twin
 
 # The 2.1 decoders loop like 2.2's (no scale_model_input, generator= passed to step()); their own is DDIM.
@@ -37,4 +42,6 @@ FAMILY = Family(
     attention_slicing=True,
     main_pipelines=PRIOR_DECODER_FOLDERS,
     pipeline_classes={"KandinskyPipeline": "kd21"},
+    # The 2.1 decoder turns the image embedding into 10 tokens and reads the prompt; its CLIP is ViT-L/14.
+    lora_parts=prior_decoder_lora_parts(image_tokens=10, reads_prompt=True, clip_width=768),
 )

@@ -1,8 +1,13 @@
 """Kandinsky 2.2 through diffusers: a prior turns text into a CLIP image embedding, a decoder paints it;
 with an inpainting and a depth-ControlNet decoder."""
 
-from kubin.models.prior_decoder import PRIOR_DECODER_FOLDERS, PRIOR_DECODER_PRESETS, prior_decoder_defaults
-from kubin.models.spec import Family, LoraPart, ModelSpec, with_tiny_twin
+from kubin.models.prior_decoder import (
+    PRIOR_DECODER_FOLDERS,
+    PRIOR_DECODER_PRESETS,
+    prior_decoder_defaults,
+    prior_decoder_lora_parts,
+)
+from kubin.models.spec import Family, ModelSpec, with_tiny_twin
 
 # The 2.2 decoder loop never calls scale_model_input and passes generator= to step(), so only schedulers
 # that need no input scaling and take a generator (UniPC, DEIS and PNDM do not).
@@ -41,21 +46,6 @@ FAMILY = Family(
     pipeline_classes={"KandinskyV22Pipeline": "kd22"},
     # ControlNet needs its own decoder: only a folder that holds one has the feature.
     feature_folders={"controlnet": "decoder_controlnet"},
-    # The text-to-image decoder's UNet (also used for image to image and mix) and the prior's transformer.
-    lora_parts=(
-        LoraPart(
-            "decoder",
-            "decoder UNet",
-            r"(conv_in|time_embedding|add_embedding|encoder_hid_proj|down_blocks"
-            r"|mid_block|up_blocks|conv_out)(\..*)?",
-            prefix="unet",
-        ),
-        LoraPart(
-            "prior",
-            "prior transformer",
-            r"(transformer_blocks\.\d+\.(attn1|ff)|proj_in|embedding_proj"
-            r"|encoder_hidden_states_proj|time_embedding|proj_to_clip_embeddings)(\..*)?",
-            prefix="prior",
-        ),
-    ),  # fmt: skip
+    # The 2.2 decoder turns the image embedding into 32 tokens and reads no prompt; its CLIP is ViT-bigG.
+    lora_parts=prior_decoder_lora_parts(image_tokens=32, reads_prompt=False, clip_width=1280),
 )

@@ -9,7 +9,6 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
-from kubin.errors import InvalidParams
 from kubin.models.common import cpu_generators
 from kubin.models.prior_decoder import (
     PriorDecoderModel,
@@ -120,11 +119,7 @@ class Kandinsky22(PriorDecoderModel):
         import diffusers
 
         if task in ("inpaint", "outpaint") or prepared.hint is not None:
-            if self.decoder_loras():
-                raise InvalidParams(
-                    "A decoder LoRA applies to the text-to-image decoder (text to image, image to image, mix) "
-                    "for now; the inpainting and ControlNet decoders take none. A prior LoRA works everywhere."
-                )
+            self.refuse_decoder_loras()
         if task in ("inpaint", "outpaint"):
             inpaint = self.extra_decoder("decoder_inpaint")
             pipe = diffusers.KandinskyV22InpaintPipeline(

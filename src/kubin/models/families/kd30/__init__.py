@@ -3,7 +3,7 @@ its code is the Kandinsky 3 architecture Kandinsky 3.1 shares (kubin.models.kand
 
 from typing import Any
 
-from kubin.models.common import KANDINSKY3_PRESETS, NO_PRIOR_PARAMS
+from kubin.models.common import KANDINSKY3_LORA_PARTS, KANDINSKY3_PRESETS, NO_PRIOR_PARAMS
 from kubin.models.spec import Family, ModelSpec, with_tiny_twin
 
 # Its loops skip scale_model_input and pass generator= to step(); Karras sigmas are left out because on
@@ -37,6 +37,7 @@ FAMILY = Family(
     models=MODELS,
     order=30,
     presets=KANDINSKY3_PRESETS,
+    lora_parts=KANDINSKY3_LORA_PARTS,
     int8_helps=True,
     attention_slicing=True,
     main_pipelines=("pipeline",),

@@ -1,7 +1,7 @@
 """Kandinsky 3.1 in our own code over the authors' checkpoints (converted onto diffusers' Kandinsky 3
 modules): text to image, image to image, inpainting and outpainting, and the distilled Flash model."""
 
-from kubin.models.common import KANDINSKY3_PRESETS, NO_PRIOR_PARAMS
+from kubin.models.common import KANDINSKY3_LORA_PARTS, KANDINSKY3_PRESETS, NO_PRIOR_PARAMS
 from kubin.models.spec import TINY_NOTE, Family, ModelSpec
 
 REPO = "ai-forever/Kandinsky3.1"
@@ -41,6 +41,7 @@ FAMILY = Family(
     models=(_spec(flash=False), _spec(flash=True), _spec(flash=False, tiny=True)),
     order=40,
     presets=KANDINSKY3_PRESETS,
+    lora_parts=KANDINSKY3_LORA_PARTS,
     int8_helps=True,
     # A folder holding one of these files is laid out like the official repo (the first found decides).
     official_files={"weights/kandinsky3.pt": "kd31", "weights/kandinsky3_flash.pt": "kd31-flash"},

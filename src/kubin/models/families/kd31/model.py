@@ -168,6 +168,11 @@ class Kandinsky31(Kandinsky30):
     def _pipeline_for(self, task: str, scheduler):
         if task not in INPAINT_TASKS:
             return super()._pipeline_for(task, scheduler)
+        if getattr(self, "active_loras", None):
+            raise InvalidParams(
+                "A Kandinsky 3.1 LoRA applies to its text-to-image UNet (text to image, image to image); the "
+                "inpainting UNet takes none."
+            )
         from kubin.models.families.kd31.inpaint import Kandinsky3InpaintPipeline
 
         pipe = Kandinsky3InpaintPipeline(**{**self._inpainting().components, "scheduler": scheduler})

@@ -154,8 +154,9 @@ FAMILY = Family(
         LoraPart(
             "transformer",
             "transformer",
-            r"(time_embeddings|text_embeddings|pooled_text_embeddings"
-            r"|visual_embeddings|text_transformer_blocks|visual_transformer_blocks|out_layer)(\..*)?",
+            r"(time_embeddings|text_embeddings|pooled_text_embeddings|visual_embeddings|out_layer"
+            r"|(text|visual)_transformer_blocks\.\d+\.(self_attention|cross_attention|feed_forward"
+            r"|text_modulation|visual_modulation))(\..*)?",
             prefix="transformer",
         ),
     ),  # fmt: skip

@@ -3,7 +3,7 @@ soundtrack, from a prompt or from a first frame and a prompt. One model id per p
 runs both tasks (text to video and image to video) with one pipeline. Its video super-resolution model
 (`Kandinsky6SRPipeline`, kd6-sr) upscales any video (the vsr task)."""
 
-from kubin.models.spec import OWN_VLM, TINY_NOTE, Family, ModelSpec
+from kubin.models.spec import OWN_VLM, TINY_NOTE, Family, LoraPart, ModelSpec
 from kubin.runtime.presets import Preset
 
 REPO = "kandinskylab/Kandinsky-6.0-{}-5s-Diffusers"
@@ -125,4 +125,17 @@ FAMILY = Family(
     cache_modules=(r"visual_transformer_blocks\.\d+\.(self_attention|cross_attention|feed_forward)",),
     main_pipelines=("pipeline",),
     pipeline_classes=PIPELINE_CLASSES,
+    # The video-and-sound transformer: its video and audio text streams, and visual blocks whose video and
+    # audio decoder blocks and cross-modal attention tell it from Kandinsky 5's.
+    lora_parts=(
+        LoraPart(
+            "transformer",
+            "transformer",
+            r"((audio|video)_(time_embeddings|text_embeddings|pooled_text_embeddings|text_transformer_blocks)"
+            r"|audio_embeddings|audio_out_layer|visual_embeddings|out_layer"
+            r"|visual_transformer_blocks\.\d+\.(video_dec_block|audio_dec_block|av_cross_attention"
+            r"|va_cross_attention|av_modulation|va_modulation))(\..*)?",
+            prefix="transformer",
+        ),
+    ),  # fmt: skip
 )

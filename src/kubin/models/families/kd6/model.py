@@ -57,6 +57,9 @@ class Kandinsky6(LoadedModel):
         # Flow matching (PiFlow for the distilled checkpoint): the pipeline's own, which nothing replaces.
         return [self.spec.schedulers[0]]
 
+    def lora_modules(self) -> dict[str, Any]:
+        return {"transformer": self.pipe.transformer}
+
     @property
     def has_sound(self) -> bool:
         return self.pipe.audio_vae is not None and self.pipe.vocoder is not None
