@@ -734,7 +734,7 @@ class Engine:
             handle.add_notices(loaded or [])
             set_loras = getattr(model, "set_loras", None)
             if set_loras is not None:  # every job: one without adapters switches the last job's off
-                set_loras(handle.loras, fuse=self.loras.fuse)
+                handle.add_notices(set_loras(handle.loras, fuse=self.loras.fuse) or [])
             if (
                 handle.prepared.depth_from is not None
             ):  # a photo hint: its depth map first, on the same worker

@@ -62,3 +62,29 @@ def test_fused_adapters_give_the_unfused_pixels_and_a_job_without_them_a_fresh_m
     assert diff(full, unfused[1]) < 0.5 and diff(half, unfused[3]) < 0.5  # merged: the same up to rounding
     assert diff(half, full) > 1
     assert diff(zero, fresh) == 0 and diff(after, fresh) == 0 and diff(after, unfused[0]) == 0
+
+
+@pytest.mark.parametrize("quantize", ["torchao-int8", "quanto-int8"])
+def test_a_quantised_model_runs_its_adapters_unfused_and_says_so(lora_folder, tmp_path, quantize):
+    """Merged into quantised weights the adapter failed the job (torchao) or was silently lost (quanto)."""
+    from kubin.models.manager import ModelManager
+    from kubin.runtime.memory import MemoryOptions
+
+    manager = ModelManager(device="cpu", dtype="fp32", memory=MemoryOptions(quantize=quantize))
+    engine = Engine(manager, tmp_path, loras=LoraLibrary(lora_folder, fuse=True))
+    try:
+        plain = engine.run(Job("t2i", "tiny-kd22", BASE))
+        inked = engine.run(Job("t2i", "tiny-kd22", {**BASE, "loras": ["ink:1"]}))
+        again = engine.run(Job("t2i", "tiny-kd22", {**BASE, "loras": ["ink:1"]}))
+        plain_again = engine.run(Job("t2i", "tiny-kd22", BASE))
+    finally:
+        engine.close(wait=True)
+        manager.unload()
+
+    assert inked.state == "done", inked.error
+    assert diff(inked.results[0], plain.results[0]) > 1  # the adapter is applied
+    assert diff(again.results[0], inked.results[0]) == 0
+    assert diff(plain_again.results[0], plain.results[0]) == 0  # switched off again: the model's own pixels
+    said = [n for n in inked.notices if n.startswith("LoRA: the decoder is quantised")]
+    assert said and "run unfused" in said[0]
+    assert not [n for n in again.notices if n.startswith("LoRA:")]  # said once

@@ -64,10 +64,11 @@ class LoadedModel:
         modules with peft support (`load_lora_adapter`, `set_adapters`). Empty: the model takes none."""
         return {}
 
-    def set_loras(self, loras: Sequence[Any], fuse: bool = False) -> None:
+    def set_loras(self, loras: Sequence[Any], fuse: bool = False) -> list[str]:
         """Switch on this job's adapters (kubin.models.lora.ActiveLora, each loaded once and kept), or,
         for a job without any, switch every loaded one off: the model then gives its own pixels. `fuse`
-        merges them into the weights (kept merged while the next job has the same set and weights)."""
+        merges them into the weights (kept merged while the next job has the same set and weights; not into
+        quantised weights). Returns notices for the job."""
         from kubin.errors import InvalidParams
         from kubin.models.lora import AdapterSlots
 
@@ -75,10 +76,11 @@ class LoadedModel:
         if not modules:
             if loras:
                 raise InvalidParams(f"{self.spec.title} takes no LoRA adapters.")
-            return
+            return []
         slots = self.__dict__.setdefault("_lora_slots", AdapterSlots())
-        slots.activate(modules, list(loras), fuse)
+        notices = slots.activate(modules, list(loras), fuse)
         self.active_loras = list(loras)
+        return notices
 
     def caption(self, image: Any, mode: str) -> str:
         """What `image` shows, in words, from the model's own vision-language text encoder (a model whose

@@ -329,8 +329,11 @@ class AdapterSlots:
         self._loaded: dict[int, set[str]] = {}  # id(module) -> adapter names in it
         self._fused: dict[int, tuple] = {}  # id(module) -> the (names, weights) merged into it
         self._kept: dict[int, list] = {}  # id(module) -> [(peft layer, its own weight)] while fused
+        self._not_fused: set[int] = set()  # id(module) of quantised parts already said to run unfused
 
-    def activate(self, modules: dict[str, Any], loras: list[ActiveLora], fuse: bool = False) -> None:
+    def activate(self, modules: dict[str, Any], loras: list[ActiveLora], fuse: bool = False) -> list[str]:
+        """Switch on `loras` (none: every adapter off); returns notices for the job (a fuse not done)."""
+        notices = []
         by_part: dict[str, list[ActiveLora]] = {part: [] for part in modules}
         for lora in loras:
             by_part.setdefault(lora.file.part, []).append(lora)
@@ -350,7 +353,14 @@ class AdapterSlots:
                 else:  # the same file twice: the weights add up
                     weights[names.index(adapter)] += lora.weight
             wanted = (tuple(names), tuple(weights))
-            if self._fused.get(id(module)) == wanted and fuse:
+            # Merged into quantised weights, an adapter is lost (optimum-quanto) or the merge fails (torchao):
+            # a quantised part runs its adapters unfused, as fast as peft makes them, and says so once.
+            fused_here = fuse and not has_quantized_weights(module)
+            if fuse and chosen and not fused_here and id(module) not in self._not_fused:
+                self._not_fused.add(id(module))
+                notices.append(f"LoRA: the {part} is quantised, so its adapters run unfused (lora.fuse, "
+                               "--fuse-lora, merges only into unquantised weights).")  # fmt: skip
+            if self._fused.get(id(module)) == wanted and fused_here:
                 continue  # merged already: nothing to switch
             self._unfuse(module)
             if not chosen:
@@ -364,9 +374,10 @@ class AdapterSlots:
                     loaded.add(adapter)
             module.enable_adapters()
             module.set_adapters(names, weights)
-            if fuse:
+            if fused_here:
                 self._fuse(module, names)
                 self._fused[id(module)] = wanted
+        return notices
 
     def _fuse(self, module, names: list[str]) -> None:
         import torch
@@ -389,6 +400,13 @@ class AdapterSlots:
             for layer, weight in self._kept.pop(id(module), []):
                 layer.get_base_layer().weight.copy_(weight)
                 layer.merged_adapters.clear()
+
+
+def has_quantized_weights(module) -> bool:
+    """Whether any of `module`'s weights were quantised (kubin.runtime.quantize: torchao, quanto, bnb)."""
+    from kubin.runtime.quantize import is_quantized
+
+    return any(is_quantized(p) for p in module.parameters())
 
 
 def with_peft(module):
