@@ -14,7 +14,7 @@ from kubin.errors import InvalidParams
 
 class TrainTarget:
     """One trainable part. Subclasses load their pipelines in __init__(folders, device, weight_dtype,
-    sample_settings) and define `module`, `encode`, `loss` and `sample`."""
+    sample_settings) and define `module`, `encode`, `loss` and `sample_one`."""
 
     part: str = ""  # the family's LoraPart name
     default_modules: list[str] = []  # what the adapter wraps by default
@@ -36,7 +36,22 @@ class TrainTarget:
         raise NotImplementedError
 
     def sample(self, prompts: list[str], seed: int) -> list:
-        """One image per prompt with the adapter as trained so far (a video target: one list of frames)."""
+        """One image per prompt with the adapter as trained so far (a video target: one list of frames),
+        each from `seed`, without gradients and with the module in eval mode meanwhile."""
+        import torch
+
+        outputs = []
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                for prompt in prompts:
+                    outputs += self.sample_one(prompt, seed)
+        finally:
+            self.module.train()
+        return outputs
+
+    def sample_one(self, prompt: str, seed: int) -> list:
+        """The pipeline's output for one prompt, with this family's sample settings: [image] ([frames])."""
         raise NotImplementedError
 
     @classmethod

@@ -31,29 +31,21 @@ class _Kandinsky22Target(TrainTarget):
         self.sample_settings = sample_settings
         self.noise_scheduler = self._noise_scheduler(DDPMScheduler)
 
-    def sample(self, prompts: list[str], seed: int) -> list:
+    def sample_one(self, prompt: str, seed: int) -> list:
         import torch
 
-        settings, images = self.sample_settings, []
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                for prompt in prompts:
-                    generator = torch.Generator().manual_seed(seed)
-                    embeds = self.prior_pipe(prompt, num_inference_steps=settings.get("prior_steps", 25),
-                                             generator=generator)  # fmt: skip
-                    images += self.decoder_pipe(
-                        image_embeds=embeds.image_embeds,
-                        negative_image_embeds=embeds.negative_image_embeds,
-                        width=settings.get("width", 768),
-                        height=settings.get("height", 768),
-                        num_inference_steps=settings.get("steps", 50),
-                        guidance_scale=settings.get("guidance_scale", 4.0),
-                        generator=torch.Generator().manual_seed(seed),
-                    ).images
-        finally:
-            self.module.train()
-        return images
+        settings = self.sample_settings
+        embeds = self.prior_pipe(prompt, num_inference_steps=settings.get("prior_steps", 25),
+                                 generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        return self.decoder_pipe(
+            image_embeds=embeds.image_embeds,
+            negative_image_embeds=embeds.negative_image_embeds,
+            width=settings.get("width", 768),
+            height=settings.get("height", 768),
+            num_inference_steps=settings.get("steps", 50),
+            guidance_scale=settings.get("guidance_scale", 4.0),
+            generator=torch.Generator().manual_seed(seed),
+        ).images
 
     def _image_embeds(self, image) -> Any:
         clip = self.prior_pipe.image_processor(image, return_tensors="pt").pixel_values

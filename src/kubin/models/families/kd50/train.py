@@ -105,25 +105,18 @@ class TransformerTarget(TrainTarget):
         """The positional scale the pipeline denoises with (the image pipeline's is fixed)."""
         return [1.0, 1.0, 1.0]
 
-    def sample(self, prompts: list[str], seed: int) -> list:
+    def sample_one(self, prompt: str, seed: int) -> list:
         import torch
 
-        settings, images = self.sample_settings, []
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                for prompt in prompts:
-                    images += self.pipe(
-                        prompt,
-                        width=settings.get("width", 1024),
-                        height=settings.get("height", 1024),
-                        num_inference_steps=settings.get("steps", 50),
-                        guidance_scale=settings.get("guidance_scale", 3.5),
-                        generator=torch.Generator().manual_seed(seed),
-                    ).image
-        finally:
-            self.module.train()
-        return images
+        settings = self.sample_settings
+        return self.pipe(
+            prompt,
+            width=settings.get("width", 1024),
+            height=settings.get("height", 1024),
+            num_inference_steps=settings.get("steps", 50),
+            guidance_scale=settings.get("guidance_scale", 3.5),
+            generator=torch.Generator().manual_seed(seed),
+        ).image
 
 
 class VideoTransformerTarget(TransformerTarget):
@@ -148,26 +141,20 @@ class VideoTransformerTarget(TransformerTarget):
         spatial = self.pipe.vae_scale_factor_spatial
         return self.pipe._get_scale_factor(height * spatial, width * spatial)
 
-    def sample(self, prompts: list[str], seed: int) -> list:
-        """One video (a list of frames) per prompt, as long as the training clips."""
+    def sample_one(self, prompt: str, seed: int) -> list:
+        """One video (a list of frames), as long as the training clips."""
         import torch
 
-        settings, videos = self.sample_settings, []
-        self.module.eval()
-        try:
-            with torch.no_grad():
-                for prompt in prompts:
-                    videos += self.pipe(
-                        prompt,
-                        width=settings.get("width", 768),
-                        height=settings.get("height", 512),
-                        num_frames=settings.get("frames", 17),
-                        num_inference_steps=settings.get("steps", 50),
-                        guidance_scale=settings.get("guidance_scale", 5.0),
-                        generator=torch.Generator().manual_seed(seed),
-                    ).frames
-        finally:
-            self.module.train()
+        settings = self.sample_settings
+        videos = self.pipe(
+            prompt,
+            width=settings.get("width", 768),
+            height=settings.get("height", 512),
+            num_frames=settings.get("frames", 17),
+            num_inference_steps=settings.get("steps", 50),
+            guidance_scale=settings.get("guidance_scale", 5.0),
+            generator=torch.Generator().manual_seed(seed),
+        ).frames
         return [list(video) for video in videos]
 
 
