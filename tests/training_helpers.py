@@ -3,6 +3,8 @@ clips (a box sliding on a coloured ground), with captions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Options that make a tiny-kd22 decoder adapter learn visibly in a few dozen CPU steps: a high learning
@@ -76,3 +78,24 @@ def stop_leftover_runs(url: str) -> None:
     for run in httpx.get(url + "/kubin/api/v1/training", timeout=60).json():
         if run["state"] in ("queued", "running"):
             httpx.post(f"{url}/kubin/api/v1/training/{run['id']}/cancel", timeout=120)
+
+
+@contextmanager
+def no_trace_of_training(server) -> Iterator[None]:
+    """Around a Training tab test on the shared server: its LoRA folder as it was (other test files list
+    it), and no run left going."""
+    import httpx
+
+    before = set(server.lora_dir.rglob("*.safetensors"))
+    yield
+    stop_leftover_runs(server.url)
+    for path in set(server.lora_dir.rglob("*.safetensors")) - before:
+        path.unlink()
+    httpx.post(server.url + "/sdapi/v1/refresh-loras", timeout=60)
+
+
+def fill(page, name: str, value: str) -> None:
+    """A Training tab field (`#train-NAME`), committed as a user leaving it does (a Number commits on blur)."""
+    field = page.locator(f"#train-{name} textarea, #train-{name} input").first
+    field.fill(value)
+    field.press("Tab")

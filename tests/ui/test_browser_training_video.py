@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 from browser_helpers import open_tab
-from playwright.sync_api import Page, expect
-from training_helpers import make_clips, stop_leftover_runs
+from playwright.sync_api import expect
+from training_helpers import fill, make_clips, no_trace_of_training
 
 pytestmark = pytest.mark.browser
 
@@ -18,21 +18,8 @@ RUN_TIMEOUT_MS = 240_000
 
 @pytest.fixture(autouse=True)
 def leaves_no_adapter(kubin_server):
-    """The shared server's LoRA folder as it was (other test files list it), and no run left going."""
-    import httpx
-
-    before = set(kubin_server.lora_dir.rglob("*.safetensors"))
-    yield
-    stop_leftover_runs(kubin_server.url)
-    for path in set(kubin_server.lora_dir.rglob("*.safetensors")) - before:
-        path.unlink()
-    httpx.post(kubin_server.url + "/sdapi/v1/refresh-loras", timeout=60)
-
-
-def fill(page: Page, name: str, value: str) -> None:
-    field = page.locator(f"#train-{name} textarea, #train-{name} input").first
-    field.fill(value)
-    field.press("Tab")  # a Number commits its value on blur
+    with no_trace_of_training(kubin_server):
+        yield
 
 
 def test_a_video_run_from_the_tab_shows_video_samples_on_a_desktop_and_a_phone(
