@@ -168,7 +168,7 @@ def test_a_lora_for_another_family_a_damaged_file_and_an_unknown_name_fail_at_su
     assert run(lora_engine).path.is_file()  # the engine goes on
 
 
-def test_mix_prompts_take_tags_too_and_inpainting_says_a_decoder_lora_is_not_for_it(lora_engine, photo):
+def test_mix_prompts_take_tags_too_and_inpainting_and_controlnet_take_the_decoder_lora(lora_engine, photo):
     mix = {k: v for k, v in KD22.items() if k != "prompt"}
     mixed = lora_engine.run(Job("mix", "tiny-kd22", {**mix, "prompts": ["a cat <lora:ink:0.5>", "a dog"],
                                                      "weights": [0.5, 0.5]})).results[0]  # fmt: skip
@@ -179,10 +179,18 @@ def test_mix_prompts_take_tags_too_and_inpainting_says_a_decoder_lora_is_not_for
         "init_image": photo,
         "mask": photo,
     }
-    with pytest.raises(InvalidParams, match="A decoder LoRA applies to the text-to-image decoder"):
-        lora_engine.run(Job("inpaint", "tiny-kd22", {**inpaint, "loras": ["ink"]}))
     prior_only = lora_engine.run(Job("inpaint", "tiny-kd22", {**inpaint, "loras": ["prior_mood"]}))
     assert prior_only.results[0].meta["loras"][0]["name"] == "prior_mood"
+    # The inpainting and ControlNet decoders have UNets of their own, with the text-to-image decoder's
+    # attention layers: a decoder adapter applies there too, and a job without it gets their own pixels.
+    hinted = {**KD22, "hint_image": photo, "estimate_depth": "never"}
+    for task, values in (("inpaint", inpaint), ("t2i", hinted)):
+        plain = lora_engine.run(Job(task, "tiny-kd22", values)).results[0]
+        inked = lora_engine.run(Job(task, "tiny-kd22", {**values, "loras": ["ink"]})).results[0]
+        plain_again = lora_engine.run(Job(task, "tiny-kd22", values)).results[0]
+        assert np.abs(pixels(inked) - pixels(plain)).mean() > 1, task
+        assert (pixels(plain_again) == pixels(plain)).all(), task
+        assert inked.meta["loras"][0]["name"] == "ink"
 
 
 def test_an_extension_adds_an_adapter_from_its_before_job_hook(lora_engine, tmp_path):

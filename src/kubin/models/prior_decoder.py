@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kubin.errors import InvalidParams, WeightsMissing
+from kubin.errors import WeightsMissing
 from kubin.models.base import LoadedModel, Phase
 from kubin.models.schedulers import compatible_schedulers, pick_scheduler, scheduler_name
 from kubin.models.spec import FOLDER_INFO, LoraPart, ModelSpec
@@ -160,13 +160,13 @@ class PriorDecoderModel(LoadedModel):
         """The adapters of the job under way that change the text-to-image decoder's UNet."""
         return [lora for lora in getattr(self, "active_loras", []) if lora.file.part == "decoder"]
 
-    def refuse_decoder_loras(self) -> None:
-        """For the inpainting and ControlNet decoders, which have UNets of their own."""
-        if self.decoder_loras():
-            raise InvalidParams(
-                "A decoder LoRA applies to the text-to-image decoder (text to image, image to image, mix) "
-                "for now; the inpainting and ControlNet decoders take none. A prior LoRA works everywhere."
-            )
+    def switch_extra_decoder_loras(self, unet) -> None:
+        """The job's decoder adapters on an inpainting or ControlNet decoder's own UNet (its attention layers
+        are the text-to-image decoder's), unfused; a job without any switches them off there."""
+        from kubin.models.lora import AdapterSlots
+
+        slots = self.__dict__.setdefault("_lora_slots", AdapterSlots())
+        slots.activate({"decoder": unet}, self.decoder_loras())
 
     def extra_decoder(self, name: str):
         """A second decoder (inpainting, ControlNet) loaded on first use and kept with the model."""

@@ -147,8 +147,8 @@ class Kandinsky21(PriorDecoderModel):
         # Image and mask go once per seed: the pipelines encode one latent per image given, and noise each
         # with its own generator only when there are as many as seeds.
         if task in ("inpaint", "outpaint"):
-            self.refuse_decoder_loras()
             inpaint = self.extra_decoder("decoder_inpaint")
+            self.switch_extra_decoder_loras(inpaint.unet)
             pipe = KandinskyInpaintPipeline(**{**modules, "unet": inpaint.unet, "movq": inpaint.movq})
             extra = {"image": [prepared.image] * batch, "mask_image": [prepared.mask] * batch}
         elif task == "i2i":

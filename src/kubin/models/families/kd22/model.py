@@ -118,10 +118,9 @@ class Kandinsky22(PriorDecoderModel):
         """The decoder pipeline for a task (sharing the loaded modules) and its task-specific arguments."""
         import diffusers
 
-        if task in ("inpaint", "outpaint") or prepared.hint is not None:
-            self.refuse_decoder_loras()
         if task in ("inpaint", "outpaint"):
             inpaint = self.extra_decoder("decoder_inpaint")
+            self.switch_extra_decoder_loras(inpaint.unet)
             pipe = diffusers.KandinskyV22InpaintPipeline(
                 unet=inpaint.unet, scheduler=scheduler, movq=inpaint.movq
             )
@@ -131,6 +130,7 @@ class Kandinsky22(PriorDecoderModel):
         if prepared.hint is not None:
             controlnet = self.extra_decoder("decoder_controlnet")
             unet, movq = controlnet.unet, controlnet.movq
+            self.switch_extra_decoder_loras(unet)
             extra["hint"] = _hint_tensor(prepared.hint, batch, unet)
         if task == "i2i":
             cls = (
