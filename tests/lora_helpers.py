@@ -49,3 +49,17 @@ def save_injected_lora(module, path: Path, targets: list[str], seed: int) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
     return path
+
+
+def pixels(result):
+    """An output image's RGB pixels as int16 (differences do not wrap)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(result.path) as image:
+        return np.asarray(image.convert("RGB")).astype(np.int16)
+
+
+def diff(a, b) -> float:
+    """The mean absolute pixel difference of two outputs (0: identical)."""
+    return float(abs(pixels(a) - pixels(b)).mean())

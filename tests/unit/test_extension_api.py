@@ -555,7 +555,7 @@ def test_an_extension_route_that_cannot_be_made_is_left_out_and_the_others_mount
         """)  # fmt: skip
     engine.extensions = loaded(root)
     app = FastAPI()
-    mount_api(app, engine, "tiny-kd22", folder_roots=[tmp_path / "shared"])  # as a server others reach
+    mount_api(app, engine, "tiny-kd22", folder_roots=[tmp_path / "allowed"])  # as a server others reach
 
     with TestClient(app) as client:
         assert client.get("/kubin/api/v1/ext/echo/say/it", params={"word": "hi"}).json() == {
@@ -564,7 +564,7 @@ def test_an_extension_route_that_cannot_be_made_is_left_out_and_the_others_mount
         }
         assert client.post("/kubin/api/v1/ext/broken/run").status_code == 404
         look = "/kubin/api/v1/ext/echo/look"
-        assert client.get(look, params={"folder": str(tmp_path / "shared" / "pics")}).status_code == 200
+        assert client.get(look, params={"folder": str(tmp_path / "allowed" / "pics")}).status_code == 200
         refused = client.get(look, params={"folder": str(tmp_path / "private")})
         assert refused.status_code == 403 and "api_folder_roots" in refused.json()["detail"]
     with pytest.raises(ValueError, match="between slashes"):

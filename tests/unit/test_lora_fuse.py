@@ -3,10 +3,8 @@ unfused adapters; a change of weights merges again; a job without them gives a f
 (the model's own weights are put back, not unmerged). On tiny-kd22 (diffusers' loader) and tiny-kd30 (peft
 injection)."""
 
-import numpy as np
 import pytest
-from lora_helpers import ATTENTION, kd22_decoder_lora, save_injected_lora
-from PIL import Image
+from lora_helpers import ATTENTION, diff, kd22_decoder_lora, save_injected_lora
 
 from kubin.engine import Engine, Job
 from kubin.models.lora import LoraLibrary
@@ -25,15 +23,6 @@ def lora_folder(tmp_path_factory):
     unet = Kandinsky3UNet.from_pretrained(tiny_model_folder("tiny-kd30") / "pipeline" / "unet")
     save_injected_lora(unet, folder / "oil.safetensors", ATTENTION, 1)
     return folder
-
-
-def pixels(result) -> np.ndarray:
-    with Image.open(result.path) as image:
-        return np.asarray(image, np.int16)
-
-
-def diff(a, b) -> float:
-    return float(np.abs(pixels(a) - pixels(b)).mean())
 
 
 @pytest.mark.parametrize(("model", "lora"), [("tiny-kd22", "ink"), ("tiny-kd30", "oil")])

@@ -2,10 +2,8 @@
 told apart by what only one of them has (2.1's prompt layers, the number of image tokens, the CLIP width);
 a file that says nothing either way fits both. Files made here with peft on the tiny models."""
 
-import numpy as np
 import pytest
-from lora_helpers import ATTENTION, save_lora
-from PIL import Image
+from lora_helpers import ATTENTION, diff, save_lora
 
 from kubin.engine import Engine, Job
 from kubin.errors import InvalidParams
@@ -45,11 +43,6 @@ def kd21_engine(fresh_manager, lora_folder, tmp_path_factory):
 
 def run(engine, model="tiny-kd21", **values):
     return engine.run(Job("t2i", model, {**KD21, **values})).results[0]
-
-
-def diff(a, b) -> float:
-    with Image.open(a.path) as x, Image.open(b.path) as y:
-        return float(np.abs(np.asarray(x, np.int16) - np.asarray(y, np.int16)).mean())
 
 
 def test_a_2_1_and_a_2_2_file_are_told_apart_and_an_attention_only_one_fits_both(lora_folder):

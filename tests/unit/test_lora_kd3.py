@@ -1,10 +1,8 @@
 """LoRA adapters on the Kandinsky 3 UNet (3.0 and 3.1), which diffusers gives no LoRA loader: Kubin injects
 them with peft. Files made here with peft on tiny-kd30's UNet."""
 
-import numpy as np
 import pytest
-from lora_helpers import ATTENTION, kd22_decoder_lora, save_injected_lora
-from PIL import Image
+from lora_helpers import ATTENTION, diff, kd22_decoder_lora, save_injected_lora
 
 from kubin.engine import Engine, Job
 from kubin.errors import InvalidParams
@@ -41,11 +39,6 @@ def kd3_engine(fresh_manager, lora_folder, tmp_path_factory):
 
 def run(engine, model="tiny-kd30", **values):
     return engine.run(Job("t2i", model, {**KD3, **values})).results[0]
-
-
-def diff(a, b) -> float:
-    with Image.open(a.path) as x, Image.open(b.path) as y:
-        return float(np.abs(np.asarray(x, np.int16) - np.asarray(y, np.int16)).mean())
 
 
 def test_a_kandinsky_3_unet_file_is_recognised_for_3_0_and_3_1(lora_folder):
